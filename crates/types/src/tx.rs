@@ -1,0 +1,283 @@
+//! Transaction kinds and their payloads (what a user, developer, worker or validator asks for).
+
+use crate::codec_macro::codec_fields;
+use crate::{Amount, BoundedString, BoundedVec, Hash32, ModelId, PublicKey, TaskId};
+use bytes::BufMut;
+use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
+use serde::{Deserialize, Serialize};
+
+/// Most models or layer ranges one worker may declare.
+pub const SERVED_MAX: usize = 16;
+/// Most pipeline stages (workers) one task may use.
+pub const STAGES_MAX: usize = 8;
+/// Longest architecture name in bytes (`llama`, `gemma3`, `qwen2`, ...).
+pub const ARCHITECTURE_LEN_MAX: usize = 32;
+
+/// Move `amount` from the signer to `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Receiver.
+    pub to: PublicKey,
+    /// Base units moved.
+    #[serde(with = "crate::amount_serde")]
+    pub amount: Amount,
+}
+codec_fields!(Transfer { to, amount });
+
+/// Lock `amount` of the signer's balance as stake (one stake backs every role the signer has).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bond {
+    /// Base units bonded.
+    #[serde(with = "crate::amount_serde")]
+    pub amount: Amount,
+}
+codec_fields!(Bond { amount });
+
+/// Start unbonding `amount` of bonded stake; it stays slashable until released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unbond {
+    /// Base units to unbond.
+    #[serde(with = "crate::amount_serde")]
+    pub amount: Amount,
+}
+codec_fields!(Unbond { amount });
+
+/// Register a model; the signer becomes its developer and earns its royalty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterModel {
+    /// sha256 of the GGUF artifact.
+    pub artifact_hash: Hash32,
+    /// Architecture name as in the GGUF metadata.
+    pub architecture: BoundedString<ARCHITECTURE_LEN_MAX>,
+    /// Number of transformer layers.
+    pub layer_count: u32,
+    /// Developer royalty in basis points of each fee.
+    pub royalty_bps: u16,
+    /// Lowest price per token in base units; also the starting price.
+    #[serde(with = "crate::amount_serde")]
+    pub price_floor: Amount,
+}
+codec_fields!(RegisterModel { artifact_hash, architecture, layer_count, royalty_bps, price_floor });
+
+/// What a device offers, measured by the worker itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceProfile {
+    /// Memory available for model weights and caches, MiB.
+    pub memory_mib: u64,
+    /// Link bandwidth, kbit/s.
+    pub bandwidth_kbps: u64,
+}
+codec_fields!(DeviceProfile { memory_mib, bandwidth_kbps });
+
+/// One model (or a contiguous layer range of it) served by a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedRange {
+    /// The model.
+    pub model: ModelId,
+    /// First layer served.
+    pub layer_start: u32,
+    /// One past the last layer served (`layer_count` for the whole model).
+    pub layer_end: u32,
+    /// Measured time per layer per token for this model on this device, microseconds.
+    pub layer_time_us: u32,
+}
+codec_fields!(ServedRange { model, layer_start, layer_end, layer_time_us });
+
+/// Register (or update) the signer as a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterWorker {
+    /// The device.
+    pub profile: DeviceProfile,
+    /// Models and layer ranges served.
+    pub served: BoundedVec<ServedRange, SERVED_MAX>,
+}
+codec_fields!(RegisterWorker { profile, served });
+
+/// Open a task: escrows `max_tokens x current price` of the signer's balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTask {
+    /// Model asked for.
+    pub model: ModelId,
+    /// Most tokens (prompt + completion) the user pays for.
+    pub max_tokens: u32,
+    /// sha256 of the prompt (the prompt itself stays off chain).
+    pub prompt_hash: Hash32,
+    /// Highest price per token the user accepts; the task fails if the current price is higher.
+    #[serde(with = "crate::amount_serde")]
+    pub max_price: Amount,
+    /// The worker(s) serving it, in pipeline order; the first (the head) reports the result.
+    pub workers: BoundedVec<PublicKey, STAGES_MAX>,
+}
+codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers });
+
+/// The head worker reports the work done for a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResult {
+    /// The task.
+    pub task: TaskId,
+    /// sha256 of the output text.
+    pub output_hash: Hash32,
+    /// Prompt tokens processed.
+    pub prompt_tokens: u32,
+    /// Completion tokens generated.
+    pub completion_tokens: u32,
+    /// Each stage's share of the work in basis points, aligned with the task's workers; sums to 10,000.
+    pub stage_shares_bps: BoundedVec<u16, STAGES_MAX>,
+}
+codec_fields!(SubmitResult { task, output_hash, prompt_tokens, completion_tokens, stage_shares_bps });
+
+/// A committee member commits to its score: `commitment = score_commitment(score, salt, signer)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitScore {
+    /// The task.
+    pub task: TaskId,
+    /// The hiding commitment.
+    pub commitment: Hash32,
+}
+codec_fields!(CommitScore { task, commitment });
+
+/// A committee member opens its commitment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealScore {
+    /// The task.
+    pub task: TaskId,
+    /// Quality score, 0..=1000.
+    pub score: u16,
+    /// The salt used in the commitment.
+    pub salt: Hash32,
+}
+codec_fields!(RevealScore { task, score, salt });
+
+/// The user takes back the escrow of a task that got no result before its deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReclaimTask {
+    /// The task.
+    pub task: TaskId,
+}
+codec_fields!(ReclaimTask { task });
+
+/// The commitment a validator publishes for `score` with secret `salt`.
+pub fn score_commitment(score: u16, salt: &Hash32, validator: &PublicKey) -> Hash32 {
+    Hash32::digest(&[b"polylink-score-v1", &score.to_be_bytes(), &salt.0, &validator.0])
+}
+
+/// Every transaction kind. The encoding is a one-byte tag then the payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TxKind {
+    /// Tag 0.
+    Transfer(Transfer),
+    /// Tag 1.
+    Bond(Bond),
+    /// Tag 2.
+    Unbond(Unbond),
+    /// Tag 3: release every matured unbonding entry to the balance.
+    Withdraw,
+    /// Tag 4.
+    RegisterModel(RegisterModel),
+    /// Tag 5.
+    RegisterWorker(RegisterWorker),
+    /// Tag 6: register the signer as a score validator.
+    RegisterValidator,
+    /// Tag 7.
+    SubmitTask(SubmitTask),
+    /// Tag 8.
+    SubmitResult(SubmitResult),
+    /// Tag 9.
+    CommitScore(CommitScore),
+    /// Tag 10.
+    RevealScore(RevealScore),
+    /// Tag 11.
+    ReclaimTask(ReclaimTask),
+}
+
+/// Applies `$body` to the payload of every payload-carrying variant.
+macro_rules! with_payload {
+    ($kind:expr, $p:ident => $body:expr, $unit:expr) => {
+        match $kind {
+            TxKind::Transfer($p) => $body,
+            TxKind::Bond($p) => $body,
+            TxKind::Unbond($p) => $body,
+            TxKind::RegisterModel($p) => $body,
+            TxKind::RegisterWorker($p) => $body,
+            TxKind::SubmitTask($p) => $body,
+            TxKind::SubmitResult($p) => $body,
+            TxKind::CommitScore($p) => $body,
+            TxKind::RevealScore($p) => $body,
+            TxKind::ReclaimTask($p) => $body,
+            TxKind::Withdraw | TxKind::RegisterValidator => $unit,
+        }
+    };
+}
+
+impl TxKind {
+    /// The encoding tag.
+    pub fn tag(&self) -> u8 {
+        match self {
+            TxKind::Transfer(_) => 0,
+            TxKind::Bond(_) => 1,
+            TxKind::Unbond(_) => 2,
+            TxKind::Withdraw => 3,
+            TxKind::RegisterModel(_) => 4,
+            TxKind::RegisterWorker(_) => 5,
+            TxKind::RegisterValidator => 6,
+            TxKind::SubmitTask(_) => 7,
+            TxKind::SubmitResult(_) => 8,
+            TxKind::CommitScore(_) => 9,
+            TxKind::RevealScore(_) => 10,
+            TxKind::ReclaimTask(_) => 11,
+        }
+    }
+
+    /// A short lowercase name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TxKind::Transfer(_) => "transfer",
+            TxKind::Bond(_) => "bond",
+            TxKind::Unbond(_) => "unbond",
+            TxKind::Withdraw => "withdraw",
+            TxKind::RegisterModel(_) => "register_model",
+            TxKind::RegisterWorker(_) => "register_worker",
+            TxKind::RegisterValidator => "register_validator",
+            TxKind::SubmitTask(_) => "submit_task",
+            TxKind::SubmitResult(_) => "submit_result",
+            TxKind::CommitScore(_) => "commit_score",
+            TxKind::RevealScore(_) => "reveal_score",
+            TxKind::ReclaimTask(_) => "reclaim_task",
+        }
+    }
+}
+
+impl Write for TxKind {
+    fn write(&self, buf: &mut impl BufMut) {
+        buf.put_u8(self.tag());
+        with_payload!(self, p => p.write(buf), ());
+    }
+}
+
+impl EncodeSize for TxKind {
+    fn encode_size(&self) -> usize {
+        1 + with_payload!(self, p => p.encode_size(), 0)
+    }
+}
+
+impl Read for TxKind {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(match u8::read(buf)? {
+            0 => TxKind::Transfer(ReadExt::read(buf)?),
+            1 => TxKind::Bond(ReadExt::read(buf)?),
+            2 => TxKind::Unbond(ReadExt::read(buf)?),
+            3 => TxKind::Withdraw,
+            4 => TxKind::RegisterModel(ReadExt::read(buf)?),
+            5 => TxKind::RegisterWorker(ReadExt::read(buf)?),
+            6 => TxKind::RegisterValidator,
+            7 => TxKind::SubmitTask(ReadExt::read(buf)?),
+            8 => TxKind::SubmitResult(ReadExt::read(buf)?),
+            9 => TxKind::CommitScore(ReadExt::read(buf)?),
+            10 => TxKind::RevealScore(ReadExt::read(buf)?),
+            11 => TxKind::ReclaimTask(ReadExt::read(buf)?),
+            other => return Err(CodecError::InvalidEnum(other)),
+        })
+    }
+}
