@@ -46,6 +46,9 @@ pub use tx::{
 /// The codec traits, re-exported so users encode and decode with the same version.
 pub use commonware_codec as codec;
 
+#[doc(hidden)]
+pub use bytes as __bytes;
+
 /// A token amount in base units.
 pub type Amount = u128;
 /// A model's id, assigned in registration order starting at 1.

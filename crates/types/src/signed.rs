@@ -1,6 +1,6 @@
 //! Signed transactions: who, which nonce, what; signature over chain id + canonical bytes.
 
-use crate::codec_macro::codec_fields;
+use crate::codec_fields;
 use crate::{Error, Hash32, PublicKey, SecretKey, Signature, TxKind};
 use commonware_codec::{Copying, Decode, Encode};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Transaction kinds and their payloads (what a user, developer, worker or validator asks for).
 
-use crate::codec_macro::codec_fields;
+use crate::codec_fields;
 use crate::{Amount, BoundedString, BoundedVec, Hash32, ModelId, PublicKey, TaskId};
 use bytes::BufMut;
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};

@@ -1,0 +1,192 @@
+//! The API the chain node calls: genesis, mempool checks, block application, queries, snapshots.
+
+use crate::records::{Account, Model, SettleKey, Stake, Task, TaskStatus, Totals, Validator, Worker};
+use crate::state::State;
+use crate::view::View;
+use crate::{Genesis, LedgerError, Params, Result, committee, exec, pricing, settle};
+use polylink_types::codec::{Copying, Decode, Encode};
+use polylink_types::{BlockContext, Event, Hash32, ModelId, PublicKey, SignedTx, TaskId, TxId};
+
+/// What happened to one transaction of a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The transaction's id.
+    pub tx_id: TxId,
+    /// Its events, or why it was refused (a refused transaction changed nothing).
+    pub result: Result<Vec<Event>>,
+}
+
+/// The result of applying a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// One receipt per transaction, in order.
+    pub receipts: Vec<Receipt>,
+    /// Events of the block hooks: committee draws (begin), settlements and price updates (end).
+    pub events: Vec<Event>,
+    /// Hook steps that failed an internal check (should never happen; log them). The task stays
+    /// as it was and its escrow stays accounted.
+    pub hook_failures: Vec<(TaskId, LedgerError)>,
+    /// Root of the state after the block.
+    pub state_root: Hash32,
+}
+
+/// The pure, deterministic ledger state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ledger {
+    state: State,
+}
+
+impl Ledger {
+    /// The height-0 ledger of a validated genesis.
+    pub fn genesis(genesis: &Genesis) -> Result<Ledger> {
+        Ok(Ledger { state: genesis.build()? })
+    }
+
+    /// Mempool admission: would `tx` apply in the next block on the latest state?
+    pub fn check_tx(&self, tx: &SignedTx) -> Result<()> {
+        let mut v = View::new(&self.state, self.state.height + 1);
+        exec::execute(&mut v, tx, tx.id())
+    }
+
+    /// Checks a sequence as if applied in order in the next block (e.g. pending txs of one sender
+    /// with consecutive nonces, then a new one). Costs O(n x writes) for n txs.
+    pub fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<()>> {
+        let mut v = View::new(&self.state, self.state.height + 1);
+        txs.iter()
+            .map(|tx| {
+                let cp = v.checkpoint();
+                let r = exec::execute(&mut v, tx, tx.id());
+                if r.is_err() {
+                    v.restore(cp);
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// Applies a block: begin hook (committee draws), every tx (a refused one changes nothing),
+    /// end hook (settlements, epoch pricing). Fails only if `ctx.height` is not the next height.
+    pub fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<BlockOutcome> {
+        if Some(ctx.height) != self.state.height.checked_add(1) {
+            return Err(LedgerError::WrongHeight { expected_parent: self.state.height, got: ctx.height });
+        }
+        self.state.height = ctx.height;
+        let mut events = Vec::new();
+        let mut hook_failures = Vec::new();
+        let draws = std::mem::take(&mut self.state.draw_queue);
+        for id in draws {
+            self.hook_step(&id, &mut events, &mut hook_failures, |v| committee::draw(v, &id, &ctx.seed));
+            if let Some(t) = self.state.tasks.get(&id).filter(|t| t.status == TaskStatus::Scoring) {
+                self.state.settle_queue.insert(SettleKey { height: t.reveal_end_height, task: id });
+            }
+        }
+        let receipts = txs.iter().map(|tx| self.apply_tx(tx)).collect();
+        let later =
+            self.state.settle_queue.split_off(&SettleKey { height: ctx.height + 1, task: Hash32::ZERO });
+        let due = std::mem::replace(&mut self.state.settle_queue, later);
+        for key in due {
+            self.hook_step(&key.task, &mut events, &mut hook_failures, |v| settle::settle(v, &key.task));
+        }
+        if ctx.height.is_multiple_of(self.state.params.epoch_length_blocks) {
+            events.extend(pricing::epoch_update(&mut self.state));
+        }
+        Ok(BlockOutcome { receipts, events, hook_failures, state_root: self.state.root() })
+    }
+
+    fn apply_tx(&mut self, tx: &SignedTx) -> Receipt {
+        let tx_id = tx.id();
+        let mut v = View::new(&self.state, self.state.height);
+        let result = exec::execute(&mut v, tx, tx_id).map(|()| v.into_changes());
+        Receipt { tx_id, result: result.map(|changes| self.state.commit(changes)) }
+    }
+
+    fn hook_step(
+        &mut self,
+        id: &TaskId,
+        events: &mut Vec<Event>,
+        failures: &mut Vec<(TaskId, LedgerError)>,
+        step: impl FnOnce(&mut View) -> Result<()>,
+    ) {
+        let mut v = View::new(&self.state, self.state.height);
+        match step(&mut v) {
+            Ok(()) => {
+                let changes = v.into_changes();
+                events.extend(self.state.commit(changes));
+            }
+            Err(e) => failures.push((*id, e)),
+        }
+    }
+
+    /// Root of the current state (sha256 over the canonical encoding; O(state)).
+    pub fn state_root(&self) -> Hash32 {
+        self.state.root()
+    }
+
+    /// The whole state, read-only.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Height of the last applied block.
+    pub fn height(&self) -> u64 {
+        self.state.height
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        self.state.chain_id.as_str()
+    }
+
+    /// Genesis parameters.
+    pub fn params(&self) -> &Params {
+        &self.state.params
+    }
+
+    /// Supply, treasury, slashed total, next model id.
+    pub fn totals(&self) -> &Totals {
+        &self.state.totals
+    }
+
+    /// An account (zero balance and nonce if never seen).
+    pub fn account(&self, who: &PublicKey) -> Account {
+        self.state.accounts.get(who).cloned().unwrap_or_default()
+    }
+
+    /// An account's stake (zero if never bonded).
+    pub fn stake(&self, who: &PublicKey) -> Stake {
+        self.state.stakes.get(who).cloned().unwrap_or_default()
+    }
+
+    /// A model.
+    pub fn model(&self, id: ModelId) -> Option<&Model> {
+        self.state.models.get(&id)
+    }
+
+    /// A worker.
+    pub fn worker(&self, who: &PublicKey) -> Option<&Worker> {
+        self.state.workers.get(who)
+    }
+
+    /// A validator.
+    pub fn validator(&self, who: &PublicKey) -> Option<&Validator> {
+        self.state.validators.get(who)
+    }
+
+    /// A task.
+    pub fn task(&self, id: &TaskId) -> Option<&Task> {
+        self.state.tasks.get(id)
+    }
+
+    /// Deterministic bytes of the whole state (same blocks give the same bytes).
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.state.encode().to_vec()
+    }
+
+    /// Restores a ledger from [`Ledger::snapshot`] bytes; rejects malformed or trailing bytes.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger> {
+        let state =
+            State::decode_cfg(Copying(bytes), &()).map_err(|e| LedgerError::Snapshot(e.to_string()))?;
+        state.params.validate()?;
+        Ok(Ledger { state })
+    }
+}

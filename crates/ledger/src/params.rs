@@ -1,0 +1,187 @@
+//! Every on-chain parameter of ARCHITECTURE §5, fixed at genesis.
+
+use crate::{LedgerError, Result};
+use polylink_types::{Amount, amount_serde, codec_fields};
+use serde::{Deserialize, Serialize};
+
+/// Largest scoring committee.
+pub const COMMITTEE_MAX: usize = 64;
+/// Most simultaneous unbonding entries per account.
+pub const UNBONDING_ENTRIES_MAX: usize = 32;
+/// Highest quality score a validator can reveal.
+pub const SCORE_MAX: u16 = 1000;
+/// Basis points in one whole.
+pub const BPS_ONE: u16 = 10_000;
+/// Parts per million in one whole.
+pub const PPM_ONE: u64 = 1_000_000;
+
+/// Genesis parameters. Windows and periods are in blocks, ratios in basis points or ppm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    /// Blocks between Unbond and the moment Withdraw can release the stake.
+    pub unbonding_period_blocks: u64,
+    /// Least bonded stake of an active worker.
+    #[serde(with = "amount_serde")]
+    pub worker_stake_min: Amount,
+    /// Least bonded stake of an active validator.
+    #[serde(with = "amount_serde")]
+    pub validator_stake_min: Amount,
+    /// Largest `max_tokens` a task may ask for.
+    pub task_tokens_max: u32,
+    /// Blocks after SubmitTask within which the result must be included; after that the user
+    /// may reclaim the escrow.
+    pub task_deadline_blocks: u64,
+    /// Committee size k (fewer when fewer validators are eligible).
+    pub committee_size: u32,
+    /// Blocks after the committee draw during which members may commit.
+    pub commit_window_blocks: u64,
+    /// Blocks after the commit window during which members may reveal.
+    pub reveal_window_blocks: u64,
+    /// Fewest reveals for a quality verdict; fewer means no quorum (refund, nobody paid).
+    pub reveals_min: u32,
+    /// Delta: a revealed score farther than this from the median is slashed.
+    pub score_delta: u16,
+    /// q_min: a median under this fails the worker.
+    pub quality_min: u16,
+    /// Slice of stake (bonded + unbonding) slashed from an outlier validator, bps.
+    pub outlier_slash_bps: u16,
+    /// Slice slashed from a validator that committed and did not reveal, bps.
+    pub no_reveal_slash_bps: u16,
+    /// Slice slashed from each worker of a task under q_min, bps.
+    pub worker_slash_bps: u16,
+    /// Validators' share of a paid fee, bps (split equally among honest revealers).
+    pub validator_share_bps: u16,
+    /// Treasury's share of a paid fee, bps.
+    pub treasury_share_bps: u16,
+    /// Highest royalty a developer may set, bps.
+    pub royalty_bps_max: u16,
+    /// Blocks per pricing epoch.
+    pub epoch_length_blocks: u64,
+    /// Nominal block time, used only to turn measured layer times into tokens per epoch.
+    pub block_time_ms: u64,
+    /// u*: target utilization, ppm.
+    pub target_utilization_ppm: u64,
+    /// d: price change denominator; one epoch moves the price by at most 1/d.
+    pub price_change_denominator: u64,
+    /// p_max = price_floor x this.
+    pub price_ceiling_multiple: u64,
+}
+codec_fields!(Params {
+    unbonding_period_blocks,
+    worker_stake_min,
+    validator_stake_min,
+    task_tokens_max,
+    task_deadline_blocks,
+    committee_size,
+    commit_window_blocks,
+    reveal_window_blocks,
+    reveals_min,
+    score_delta,
+    quality_min,
+    outlier_slash_bps,
+    no_reveal_slash_bps,
+    worker_slash_bps,
+    validator_share_bps,
+    treasury_share_bps,
+    royalty_bps_max,
+    epoch_length_blocks,
+    block_time_ms,
+    target_utilization_ppm,
+    price_change_denominator,
+    price_ceiling_multiple,
+});
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            unbonding_period_blocks: 100,
+            worker_stake_min: 1_000,
+            validator_stake_min: 1_000,
+            task_tokens_max: 32_768,
+            task_deadline_blocks: 60,
+            committee_size: 3,
+            commit_window_blocks: 10,
+            reveal_window_blocks: 10,
+            reveals_min: 1,
+            score_delta: 150,
+            quality_min: 500,
+            outlier_slash_bps: 100,
+            no_reveal_slash_bps: 200,
+            worker_slash_bps: 500,
+            validator_share_bps: 1_000,
+            treasury_share_bps: 500,
+            royalty_bps_max: 2_000,
+            epoch_length_blocks: 100,
+            block_time_ms: 1_000,
+            target_utilization_ppm: 500_000,
+            price_change_denominator: 8,
+            price_ceiling_multiple: 1_000,
+        }
+    }
+}
+
+fn check(ok: bool, reason: impl FnOnce() -> String) -> Result<()> {
+    if ok { Ok(()) } else { Err(LedgerError::InvalidGenesis(reason())) }
+}
+
+impl Params {
+    /// Checks every range and that the fee shares leave the worker a positive share.
+    pub fn validate(&self) -> Result<()> {
+        let p = self;
+        check(p.unbonding_period_blocks >= 1, || "unbonding_period_blocks must be >= 1".into())?;
+        check(p.task_tokens_max >= 1, || "task_tokens_max must be >= 1".into())?;
+        check(p.task_deadline_blocks >= 1, || "task_deadline_blocks must be >= 1".into())?;
+        let k = p.committee_size as usize;
+        check((1..=COMMITTEE_MAX).contains(&k), || {
+            format!("committee_size {k} outside 1..={COMMITTEE_MAX}")
+        })?;
+        check(p.reveals_min >= 1 && p.reveals_min <= p.committee_size, || {
+            format!("reveals_min {} outside 1..=committee_size {}", p.reveals_min, p.committee_size)
+        })?;
+        check(p.commit_window_blocks >= 1 && p.reveal_window_blocks >= 1, || {
+            "commit and reveal windows must be >= 1 block".into()
+        })?;
+        check(p.score_delta <= SCORE_MAX && p.quality_min <= SCORE_MAX, || {
+            format!("score_delta {} and quality_min {} must be <= {SCORE_MAX}", p.score_delta, p.quality_min)
+        })?;
+        for (name, bps) in [
+            ("outlier_slash_bps", p.outlier_slash_bps),
+            ("no_reveal_slash_bps", p.no_reveal_slash_bps),
+            ("worker_slash_bps", p.worker_slash_bps),
+        ] {
+            check(bps <= BPS_ONE, || format!("{name} {bps} above {BPS_ONE}"))?;
+        }
+        let shares =
+            u32::from(p.validator_share_bps) + u32::from(p.treasury_share_bps) + u32::from(p.royalty_bps_max);
+        check(shares < u32::from(BPS_ONE), || {
+            format!("validator + treasury + max royalty shares {shares} bps leave no worker share")
+        })?;
+        check(p.epoch_length_blocks >= 1 && p.block_time_ms >= 1, || {
+            "epoch_length_blocks and block_time_ms must be >= 1".into()
+        })?;
+        check((1..=PPM_ONE).contains(&p.target_utilization_ppm), || {
+            format!("target_utilization_ppm {} outside 1..={PPM_ONE}", p.target_utilization_ppm)
+        })?;
+        check(p.price_change_denominator >= 1 && p.price_ceiling_multiple >= 1, || {
+            "price_change_denominator and price_ceiling_multiple must be >= 1".into()
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert_eq!(Params::default().validate(), Ok(()));
+        let bad = Params { validator_share_bps: 9_000, ..Params::default() };
+        let err = bad.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("leave no worker share"), "{err}");
+        let bad = Params { committee_size: 0, ..Params::default() };
+        assert!(bad.validate().is_err());
+        let bad = Params { reveals_min: 4, ..Params::default() };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! The records the ledger keeps per account, model, worker, validator and task.
+
+use crate::params::{COMMITTEE_MAX, UNBONDING_ENTRIES_MAX};
+use polylink_types::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
+use polylink_types::{
+    __bytes::BufMut, ARCHITECTURE_LEN_MAX, Amount, BoundedString, BoundedVec, DeviceProfile, Hash32, ModelId,
+    PublicKey, SERVED_MAX, STAGES_MAX, ServedRange, SettleOutcome, TaskId, amount_serde, codec_fields,
+};
+use serde::{Deserialize, Serialize};
+
+/// Spendable balance and replay-protection nonce.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Spendable base units.
+    #[serde(with = "amount_serde")]
+    pub balance: Amount,
+    /// Nonce the next transaction of this account must carry.
+    pub nonce: u64,
+}
+codec_fields!(Account { balance, nonce });
+
+/// Stake on its way out: still slashable until released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unbonding {
+    /// Base units.
+    #[serde(with = "amount_serde")]
+    pub amount: Amount,
+    /// Height from which Withdraw releases it.
+    pub release_height: u64,
+}
+codec_fields!(Unbonding { amount, release_height });
+
+/// An account's stake; one stake backs every role the account holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stake {
+    /// Bonded base units (counts for role minimums and committee weight).
+    #[serde(with = "amount_serde")]
+    pub bonded: Amount,
+    /// Unbonding entries, oldest first.
+    pub unbonding: BoundedVec<Unbonding, UNBONDING_ENTRIES_MAX>,
+}
+codec_fields!(Stake { bonded, unbonding });
+
+impl Stake {
+    /// Bonded plus unbonding: what a slash can reach.
+    pub fn slashable(&self) -> Amount {
+        self.unbonding.iter().fold(self.bonded, |sum, u| sum.saturating_add(u.amount))
+    }
+}
+
+/// A registered model and its current price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    /// Developer (royalty receiver, excluded from its tasks' committees).
+    pub developer: PublicKey,
+    /// sha256 of the GGUF artifact.
+    pub artifact_hash: Hash32,
+    /// Architecture name.
+    pub architecture: BoundedString<ARCHITECTURE_LEN_MAX>,
+    /// Transformer layers.
+    pub layer_count: u32,
+    /// Developer royalty, bps.
+    pub royalty_bps: u16,
+    /// p_min, per token.
+    #[serde(with = "amount_serde")]
+    pub price_floor: Amount,
+    /// Current price per token.
+    #[serde(with = "amount_serde")]
+    pub price: Amount,
+    /// Tokens billed in the current epoch.
+    pub epoch_tokens: u64,
+}
+codec_fields!(Model {
+    developer,
+    artifact_hash,
+    architecture,
+    layer_count,
+    royalty_bps,
+    price_floor,
+    price,
+    epoch_tokens
+});
+
+/// A registered worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    /// Device profile.
+    pub profile: DeviceProfile,
+    /// Models and layer ranges served.
+    pub served: BoundedVec<ServedRange, SERVED_MAX>,
+    /// Height of the latest registration.
+    pub registered_height: u64,
+}
+codec_fields!(Worker { profile, served, registered_height });
+
+/// A registered score validator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validator {
+    /// Height of registration.
+    pub registered_height: u64,
+}
+codec_fields!(Validator { registered_height });
+
+/// One committee seat of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The validator.
+    pub validator: PublicKey,
+    /// Its commitment, once made.
+    pub commitment: Option<Hash32>,
+    /// Its revealed score, once revealed.
+    pub score: Option<u16>,
+}
+codec_fields!(Member { validator, commitment, score });
+
+/// What the head worker reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// sha256 of the output.
+    pub output_hash: Hash32,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Completion tokens.
+    pub completion_tokens: u32,
+    /// Per-stage work shares, bps, aligned with the task's workers.
+    pub stage_shares_bps: BoundedVec<u16, STAGES_MAX>,
+    /// Fee (billed tokens x price), held in escrow until settlement.
+    #[serde(with = "amount_serde")]
+    pub fee: Amount,
+    /// Height at which the result was included.
+    pub height: u64,
+}
+codec_fields!(TaskResult { output_hash, prompt_tokens, completion_tokens, stage_shares_bps, fee, height });
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Escrowed, waiting for its result.
+    Open,
+    /// Result recorded; the committee is drawn at the next block.
+    AwaitingCommittee,
+    /// Committee drawn; commit and reveal windows running.
+    Scoring,
+    /// Settled with this outcome.
+    Settled(SettleOutcome),
+    /// The user took the escrow back after the deadline.
+    Reclaimed,
+}
+
+impl TaskStatus {
+    /// Lowercase name for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::AwaitingCommittee => "awaiting its committee",
+            TaskStatus::Scoring => "scoring",
+            TaskStatus::Settled(_) => "settled",
+            TaskStatus::Reclaimed => "reclaimed",
+        }
+    }
+
+    fn tag(&self) -> u8 {
+        match self {
+            TaskStatus::Open => 0,
+            TaskStatus::AwaitingCommittee => 1,
+            TaskStatus::Scoring => 2,
+            TaskStatus::Settled(SettleOutcome::Paid) => 3,
+            TaskStatus::Settled(SettleOutcome::LowQuality) => 4,
+            TaskStatus::Settled(SettleOutcome::NoQuorum) => 5,
+            TaskStatus::Reclaimed => 6,
+        }
+    }
+}
+
+impl Write for TaskStatus {
+    fn write(&self, buf: &mut impl BufMut) {
+        buf.put_u8(self.tag());
+    }
+}
+
+impl EncodeSize for TaskStatus {
+    fn encode_size(&self) -> usize {
+        1
+    }
+}
+
+impl Read for TaskStatus {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(match u8::read(buf)? {
+            0 => TaskStatus::Open,
+            1 => TaskStatus::AwaitingCommittee,
+            2 => TaskStatus::Scoring,
+            3 => TaskStatus::Settled(SettleOutcome::Paid),
+            4 => TaskStatus::Settled(SettleOutcome::LowQuality),
+            5 => TaskStatus::Settled(SettleOutcome::NoQuorum),
+            6 => TaskStatus::Reclaimed,
+            other => return Err(CodecError::InvalidEnum(other)),
+        })
+    }
+}
+
+/// An inference task from submission to settlement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Who pays.
+    pub user: PublicKey,
+    /// Model.
+    pub model: ModelId,
+    /// Most tokens paid for.
+    pub max_tokens: u32,
+    /// sha256 of the prompt.
+    pub prompt_hash: Hash32,
+    /// Price per token fixed at submission.
+    #[serde(with = "amount_serde")]
+    pub price: Amount,
+    /// Base units currently escrowed (max_tokens x price, then the fee, then 0).
+    #[serde(with = "amount_serde")]
+    pub escrow: Amount,
+    /// Workers in pipeline order; the first is the head that reports.
+    pub workers: BoundedVec<PublicKey, STAGES_MAX>,
+    /// Height of SubmitTask.
+    pub submitted_height: u64,
+    /// Last height at which a result is accepted.
+    pub deadline_height: u64,
+    /// Status.
+    pub status: TaskStatus,
+    /// The reported result.
+    pub result: Option<TaskResult>,
+    /// Scoring committee, in draw order.
+    pub committee: BoundedVec<Member, COMMITTEE_MAX>,
+    /// Last height for commits (0 until drawn).
+    pub commit_end_height: u64,
+    /// Last height for reveals; settlement runs at the end of this block (0 until drawn).
+    pub reveal_end_height: u64,
+    /// Median of revealed scores, once settled with enough reveals.
+    pub median_score: Option<u16>,
+}
+codec_fields!(Task {
+    user,
+    model,
+    max_tokens,
+    prompt_hash,
+    price,
+    escrow,
+    workers,
+    submitted_height,
+    deadline_height,
+    status,
+    result,
+    committee,
+    commit_end_height,
+    reveal_end_height,
+    median_score
+});
+
+/// Global counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Total supply: genesis balances minus everything slashed.
+    #[serde(with = "amount_serde")]
+    pub supply: Amount,
+    /// Treasury balance.
+    #[serde(with = "amount_serde")]
+    pub treasury: Amount,
+    /// Everything slashed (burned) so far.
+    #[serde(with = "amount_serde")]
+    pub slashed: Amount,
+    /// Id the next registered model gets.
+    pub next_model_id: ModelId,
+}
+codec_fields!(Totals { supply, treasury, slashed, next_model_id });
+
+/// A task due for settlement at the end of block `height`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SettleKey {
+    /// The task's reveal_end_height.
+    pub height: u64,
+    /// The task.
+    pub task: TaskId,
+}
+codec_fields!(SettleKey { height, task });

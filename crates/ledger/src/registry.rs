@@ -1,0 +1,137 @@
+//! Registries of models, workers and validators, and the role checks built on them.
+
+use crate::error::mul;
+use crate::records::{Model, Validator, Worker};
+use crate::view::View;
+use crate::{LedgerError, Result};
+use polylink_types::{Amount, Event, ModelId, PublicKey, RegisterModel, RegisterWorker};
+
+/// Largest layer count a model may declare.
+pub const LAYERS_MAX: u32 = 4096;
+
+fn invalid(what: &'static str, reason: String) -> LedgerError {
+    LedgerError::Invalid { what, reason }
+}
+
+/// Registers a model with the signer as developer; its price starts at the floor.
+pub(crate) fn register_model(v: &mut View, developer: &PublicKey, m: &RegisterModel) -> Result<()> {
+    let params = &v.base.params;
+    if m.architecture.as_str().is_empty() {
+        return Err(invalid("model", "empty architecture".into()));
+    }
+    if !(1..=LAYERS_MAX).contains(&m.layer_count) {
+        return Err(invalid("model", format!("layer_count {} outside 1..={LAYERS_MAX}", m.layer_count)));
+    }
+    if m.royalty_bps > params.royalty_bps_max {
+        return Err(invalid(
+            "model",
+            format!("royalty_bps {} above maximum {}", m.royalty_bps, params.royalty_bps_max),
+        ));
+    }
+    if m.price_floor == 0 {
+        return Err(invalid("model", "price_floor must be positive".into()));
+    }
+    mul(m.price_floor, Amount::from(params.price_ceiling_multiple), "price ceiling")?;
+    let id = v.totals.next_model_id;
+    v.totals.next_model_id = id.checked_add(1).ok_or(LedgerError::Overflow("model id"))?;
+    v.models.put(
+        id,
+        Model {
+            developer: *developer,
+            artifact_hash: m.artifact_hash,
+            architecture: m.architecture.clone(),
+            layer_count: m.layer_count,
+            royalty_bps: m.royalty_bps,
+            price_floor: m.price_floor,
+            price: m.price_floor,
+            epoch_tokens: 0,
+        },
+    );
+    v.events.push(Event::ModelRegistered { model: id, developer: *developer });
+    Ok(())
+}
+
+/// Fails unless `who` has at least `need` bonded.
+fn require_stake(v: &View, who: &PublicKey, role: &'static str, need: Amount) -> Result<()> {
+    let have = v.stake(who).bonded;
+    if have < need {
+        return Err(LedgerError::StakeBelowMinimum { role, account: *who, have, need });
+    }
+    Ok(())
+}
+
+/// Registers or updates a worker; it needs the worker minimum bonded.
+pub(crate) fn register_worker(v: &mut View, who: &PublicKey, w: &RegisterWorker) -> Result<()> {
+    require_stake(v, who, "worker", v.base.params.worker_stake_min)?;
+    if w.served.is_empty() {
+        return Err(invalid("worker", "serves no model".into()));
+    }
+    if w.profile.memory_mib == 0 {
+        return Err(invalid("worker", "memory_mib must be positive".into()));
+    }
+    for r in w.served.iter() {
+        let model = v.models.get(&r.model).ok_or(LedgerError::UnknownModel(r.model))?;
+        if r.layer_start >= r.layer_end || r.layer_end > model.layer_count {
+            return Err(invalid(
+                "worker",
+                format!(
+                    "layer range {}..{} of model {} (with {} layers)",
+                    r.layer_start, r.layer_end, r.model, model.layer_count
+                ),
+            ));
+        }
+        if r.layer_time_us == 0 {
+            return Err(invalid("worker", format!("layer_time_us is 0 for model {}", r.model)));
+        }
+    }
+    v.workers.put(*who, Worker { profile: w.profile, served: w.served.clone(), registered_height: v.height });
+    v.events.push(Event::WorkerRegistered { worker: *who });
+    Ok(())
+}
+
+/// Registers a validator; it needs the validator minimum bonded.
+pub(crate) fn register_validator(v: &mut View, who: &PublicKey) -> Result<()> {
+    if v.validators.get(who).is_some() {
+        return Err(LedgerError::AlreadyRegistered { role: "validator", account: *who });
+    }
+    require_stake(v, who, "validator", v.base.params.validator_stake_min)?;
+    v.validators.put(*who, Validator { registered_height: v.height });
+    v.events.push(Event::ValidatorRegistered { validator: *who });
+    Ok(())
+}
+
+/// Checks that `workers` are active workers whose ranges of `model` chain from layer 0 to the
+/// last layer in the given order (one worker: the whole model).
+pub(crate) fn check_pipeline(v: &View, model_id: ModelId, workers: &[PublicKey]) -> Result<()> {
+    let model = v.models.get(&model_id).ok_or(LedgerError::UnknownModel(model_id))?;
+    if workers.is_empty() {
+        return Err(invalid("task", "no worker".into()));
+    }
+    let mut next_layer = 0u32;
+    for (i, who) in workers.iter().enumerate() {
+        if workers[..i].contains(who) {
+            return Err(invalid("task", format!("worker {who} listed twice")));
+        }
+        let worker = v.workers.get(who).ok_or(LedgerError::UnknownWorker(*who))?;
+        require_stake(v, who, "worker", v.base.params.worker_stake_min)?;
+        let range =
+            worker.served.iter().find(|r| r.model == model_id && r.layer_start == next_layer).ok_or_else(
+                || {
+                    invalid(
+                        "task",
+                        format!(
+                            "worker {who} serves no range of model {model_id} starting at layer {next_layer}"
+                        ),
+                    )
+                },
+            )?;
+        next_layer = range.layer_end;
+    }
+    if next_layer != model.layer_count {
+        return Err(invalid(
+            "task",
+            format!("pipeline ends at layer {next_layer}, model {model_id} has {}", model.layer_count),
+        ));
+    }
+    Ok(())
+}

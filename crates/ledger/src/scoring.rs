@@ -1,0 +1,65 @@
+//! Commit and reveal of committee scores, each within its window of block heights.
+
+use crate::params::SCORE_MAX;
+use crate::records::{Task, TaskStatus};
+use crate::view::View;
+use crate::{LedgerError, Result};
+use polylink_types::{CommitScore, Event, PublicKey, RevealScore, TaskId, score_commitment};
+
+/// The scoring task and the signer's seat in its committee.
+fn seat(v: &View, task_id: &TaskId, who: &PublicKey, action: &'static str) -> Result<(Task, usize)> {
+    let task = v.task(task_id)?;
+    if task.status != TaskStatus::Scoring {
+        return Err(LedgerError::WrongTaskStatus { task: *task_id, status: task.status.name(), action });
+    }
+    let index = task.committee.iter().position(|m| m.validator == *who).ok_or(LedgerError::WrongRole {
+        account: *who,
+        action,
+        reason: "only members of the task's committee may",
+    })?;
+    Ok((task, index))
+}
+
+fn window(task_id: &TaskId, action: &'static str, opens: u64, closes: u64, height: u64) -> Result<()> {
+    if height < opens || height > closes {
+        return Err(LedgerError::OutsideWindow { task: *task_id, action, opens, closes, height });
+    }
+    Ok(())
+}
+
+/// Records a member's commitment while the commit window is open.
+pub(crate) fn commit(v: &mut View, who: &PublicKey, c: &CommitScore) -> Result<()> {
+    let (mut task, i) = seat(v, &c.task, who, "commit a score")?;
+    let opens = task.commit_end_height.saturating_sub(v.base.params.commit_window_blocks) + 1;
+    window(&c.task, "commit a score", opens, task.commit_end_height, v.height)?;
+    let mut members = task.committee.as_slice().to_vec();
+    if members[i].commitment.is_some() {
+        return Err(LedgerError::Duplicate { task: c.task, validator: *who, action: "commit" });
+    }
+    members[i].commitment = Some(c.commitment);
+    task.committee = members.try_into().map_err(|_| LedgerError::Overflow("committee"))?;
+    v.tasks.put(c.task, task);
+    v.events.push(Event::ScoreCommitted { task: c.task, validator: *who });
+    Ok(())
+}
+
+/// Opens a member's commitment while the reveal window is open.
+pub(crate) fn reveal(v: &mut View, who: &PublicKey, r: &RevealScore) -> Result<()> {
+    let (mut task, i) = seat(v, &r.task, who, "reveal a score")?;
+    window(&r.task, "reveal a score", task.commit_end_height + 1, task.reveal_end_height, v.height)?;
+    if r.score > SCORE_MAX {
+        return Err(LedgerError::Invalid { what: "score", reason: format!("{} above {SCORE_MAX}", r.score) });
+    }
+    let mut members = task.committee.as_slice().to_vec();
+    if members[i].score.is_some() {
+        return Err(LedgerError::Duplicate { task: r.task, validator: *who, action: "reveal" });
+    }
+    if members[i].commitment != Some(score_commitment(r.score, &r.salt, who)) {
+        return Err(LedgerError::CommitmentMismatch { task: r.task, validator: *who });
+    }
+    members[i].score = Some(r.score);
+    task.committee = members.try_into().map_err(|_| LedgerError::Overflow("committee"))?;
+    v.tasks.put(r.task, task);
+    v.events.push(Event::ScoreRevealed { task: r.task, validator: *who, score: r.score });
+    Ok(())
+}

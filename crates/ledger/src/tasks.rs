@@ -1,0 +1,159 @@
+//! Task submission (escrow), results (fee and refund) and reclaiming after the deadline.
+//!
+//! Who may submit a result: only the task's head worker (`workers[0]`), signing with its own
+//! worker key. A gateway that hosts that worker signs with the worker's key; nobody else can
+//! report, so a result can neither be forged nor raced in by a third party.
+
+use crate::error::mul;
+use crate::params::BPS_ONE;
+use crate::records::{Task, TaskResult, TaskStatus};
+use crate::registry::check_pipeline;
+use crate::view::View;
+use crate::{LedgerError, Result};
+use polylink_types::{Amount, BoundedVec, Event, PublicKey, ReclaimTask, SubmitResult, SubmitTask, TaskId};
+
+fn wrong_status(task: &TaskId, t: &Task, action: &'static str) -> LedgerError {
+    LedgerError::WrongTaskStatus { task: *task, status: t.status.name(), action }
+}
+
+/// Opens a task: escrows `max_tokens x price` from the user at the model's current price.
+pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &SubmitTask) -> Result<()> {
+    let model = v.models.get(&s.model).ok_or(LedgerError::UnknownModel(s.model))?;
+    let tokens_max = v.base.params.task_tokens_max;
+    if s.max_tokens == 0 || s.max_tokens > tokens_max {
+        return Err(LedgerError::Invalid {
+            what: "task",
+            reason: format!("max_tokens {} outside 1..={tokens_max}", s.max_tokens),
+        });
+    }
+    let price = model.price;
+    if price > s.max_price {
+        return Err(LedgerError::PriceAboveMax { model: s.model, price, max_price: s.max_price });
+    }
+    check_pipeline(v, s.model, s.workers.as_slice())?;
+    if v.tasks.get(&id).is_some() {
+        return Err(LedgerError::Invalid { what: "task", reason: format!("task {id} already exists") });
+    }
+    let escrow = mul(Amount::from(s.max_tokens), price, "escrow")?;
+    v.debit(user, escrow)?;
+    let deadline_height =
+        v.height.checked_add(v.base.params.task_deadline_blocks).ok_or(LedgerError::Overflow("deadline"))?;
+    v.tasks.put(
+        id,
+        Task {
+            user: *user,
+            model: s.model,
+            max_tokens: s.max_tokens,
+            prompt_hash: s.prompt_hash,
+            price,
+            escrow,
+            workers: s.workers.clone(),
+            submitted_height: v.height,
+            deadline_height,
+            status: TaskStatus::Open,
+            result: None,
+            committee: BoundedVec::default(),
+            commit_end_height: 0,
+            reveal_end_height: 0,
+            median_score: None,
+        },
+    );
+    v.events.push(Event::TaskSubmitted { task: id, user: *user, model: s.model, price, escrow });
+    Ok(())
+}
+
+/// Records the head worker's result: the fee stays escrowed, the unused escrow goes back to the
+/// user, and the task waits for its committee (drawn at the next block).
+pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) -> Result<()> {
+    let mut task = v.task(&r.task)?;
+    if task.status != TaskStatus::Open {
+        return Err(wrong_status(&r.task, &task, "submit a result"));
+    }
+    if task.workers.as_slice().first() != Some(signer) {
+        return Err(LedgerError::WrongRole {
+            account: *signer,
+            action: "submit a result",
+            reason: "only the task's head worker (its first listed worker) may",
+        });
+    }
+    if v.height > task.deadline_height {
+        return Err(LedgerError::OutsideWindow {
+            task: r.task,
+            action: "submit a result",
+            opens: task.submitted_height,
+            closes: task.deadline_height,
+            height: v.height,
+        });
+    }
+    let shares = r.stage_shares_bps.as_slice();
+    let share_sum: u32 = shares.iter().map(|s| u32::from(*s)).sum();
+    if shares.len() != task.workers.len() || share_sum != u32::from(BPS_ONE) {
+        return Err(LedgerError::Invalid {
+            what: "result",
+            reason: format!(
+                "{} stage shares summing to {share_sum} bps for {} workers; need one per worker summing to {BPS_ONE}",
+                shares.len(),
+                task.workers.len()
+            ),
+        });
+    }
+    let billed_tokens = u64::from(r.prompt_tokens) + u64::from(r.completion_tokens);
+    if billed_tokens > u64::from(task.max_tokens) {
+        return Err(LedgerError::Invalid {
+            what: "result",
+            reason: format!("{billed_tokens} tokens exceed the task's max_tokens {}", task.max_tokens),
+        });
+    }
+    let fee = mul(Amount::from(billed_tokens), task.price, "fee")?;
+    let refund = task.escrow.checked_sub(fee).ok_or(LedgerError::Overflow("refund"))?;
+    v.credit(&task.user, refund)?;
+    task.escrow = fee;
+    task.status = TaskStatus::AwaitingCommittee;
+    task.result = Some(TaskResult {
+        output_hash: r.output_hash,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        stage_shares_bps: r.stage_shares_bps.clone(),
+        fee,
+        height: v.height,
+    });
+    let mut model = v.models.get(&task.model).cloned().ok_or(LedgerError::UnknownModel(task.model))?;
+    model.epoch_tokens =
+        model.epoch_tokens.checked_add(billed_tokens).ok_or(LedgerError::Overflow("epoch tokens"))?;
+    v.models.put(task.model, model);
+    v.tasks.put(r.task, task);
+    v.draws.push(r.task);
+    v.events.push(Event::ResultSubmitted { task: r.task, billed_tokens, fee, refund });
+    Ok(())
+}
+
+/// Gives the whole escrow back to the user of a task that got no result by its deadline.
+pub(crate) fn reclaim(v: &mut View, signer: &PublicKey, r: &ReclaimTask) -> Result<()> {
+    let mut task = v.task(&r.task)?;
+    if task.user != *signer {
+        return Err(LedgerError::WrongRole {
+            account: *signer,
+            action: "reclaim a task",
+            reason: "only the task's user may",
+        });
+    }
+    if task.status != TaskStatus::Open {
+        return Err(wrong_status(&r.task, &task, "reclaim"));
+    }
+    if v.height <= task.deadline_height {
+        return Err(LedgerError::OutsideWindow {
+            task: r.task,
+            action: "reclaim",
+            opens: task.deadline_height.saturating_add(1),
+            closes: u64::MAX,
+            height: v.height,
+        });
+    }
+    let amount = task.escrow;
+    v.credit(&task.user, amount)?;
+    task.escrow = 0;
+    task.status = TaskStatus::Reclaimed;
+    v.tasks.put(r.task, task);
+    v.events.push(Event::TaskReclaimed { task: r.task, amount });
+    Ok(())
+}

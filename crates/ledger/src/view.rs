@@ -1,0 +1,241 @@
+//! A staged view over the state: reads fall through to the state, writes are buffered, and
+//! only a transaction (or hook step) that succeeds has its writes committed. This is what makes
+//! a refused transaction change nothing, and what lets `check_tx` run the real rules on `&self`.
+
+use crate::error::{add, bps_of};
+use crate::records::{Account, Model, Stake, Task, Totals, Validator, Worker};
+use crate::state::State;
+use crate::{LedgerError, Result};
+use polylink_types::{Amount, Event, ModelId, PayeeRole, PublicKey, SlashReason, TaskId};
+use std::collections::BTreeMap;
+
+/// Buffered writes over one map of the state.
+pub(crate) struct Overlay<'a, K, V> {
+    base: &'a BTreeMap<K, V>,
+    writes: BTreeMap<K, V>,
+}
+
+impl<'a, K: Ord + Clone, V: Clone> Overlay<'a, K, V> {
+    fn new(base: &'a BTreeMap<K, V>) -> Self {
+        Self { base, writes: BTreeMap::new() }
+    }
+
+    /// The staged value, else the committed one.
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.writes.get(key).or_else(|| self.base.get(key))
+    }
+
+    /// Stages a write.
+    pub(crate) fn put(&mut self, key: K, value: V) {
+        self.writes.insert(key, value);
+    }
+}
+
+/// A copy of a view's staged writes, to roll one step back within a longer staged run.
+pub(crate) struct Checkpoint {
+    accounts: BTreeMap<PublicKey, Account>,
+    stakes: BTreeMap<PublicKey, Stake>,
+    models: BTreeMap<ModelId, Model>,
+    workers: BTreeMap<PublicKey, Worker>,
+    validators: BTreeMap<PublicKey, Validator>,
+    tasks: BTreeMap<TaskId, Task>,
+    totals: Totals,
+    draws: usize,
+    events: usize,
+}
+
+/// Writes of a successful step, ready to commit.
+pub(crate) struct Changes {
+    accounts: BTreeMap<PublicKey, Account>,
+    stakes: BTreeMap<PublicKey, Stake>,
+    models: BTreeMap<ModelId, Model>,
+    workers: BTreeMap<PublicKey, Worker>,
+    validators: BTreeMap<PublicKey, Validator>,
+    tasks: BTreeMap<TaskId, Task>,
+    totals: Totals,
+    draws: Vec<TaskId>,
+    pub(crate) events: Vec<Event>,
+}
+
+/// The staged view a transaction or a hook step runs against.
+pub(crate) struct View<'a> {
+    /// Committed state (params, chain id, queues).
+    pub(crate) base: &'a State,
+    /// Height of the block being applied.
+    pub(crate) height: u64,
+    pub(crate) accounts: Overlay<'a, PublicKey, Account>,
+    pub(crate) stakes: Overlay<'a, PublicKey, Stake>,
+    pub(crate) models: Overlay<'a, ModelId, Model>,
+    pub(crate) workers: Overlay<'a, PublicKey, Worker>,
+    pub(crate) validators: Overlay<'a, PublicKey, Validator>,
+    pub(crate) tasks: Overlay<'a, TaskId, Task>,
+    pub(crate) totals: Totals,
+    /// Tasks to enqueue for a committee draw at the next block.
+    pub(crate) draws: Vec<TaskId>,
+    pub(crate) events: Vec<Event>,
+}
+
+impl<'a> View<'a> {
+    /// A fresh view for a step at `height`.
+    pub(crate) fn new(base: &'a State, height: u64) -> Self {
+        Self {
+            base,
+            height,
+            accounts: Overlay::new(&base.accounts),
+            stakes: Overlay::new(&base.stakes),
+            models: Overlay::new(&base.models),
+            workers: Overlay::new(&base.workers),
+            validators: Overlay::new(&base.validators),
+            tasks: Overlay::new(&base.tasks),
+            totals: base.totals.clone(),
+            draws: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Ends the step, keeping its writes.
+    pub(crate) fn into_changes(self) -> Changes {
+        Changes {
+            accounts: self.accounts.writes,
+            stakes: self.stakes.writes,
+            models: self.models.writes,
+            workers: self.workers.writes,
+            validators: self.validators.writes,
+            tasks: self.tasks.writes,
+            totals: self.totals,
+            draws: self.draws,
+            events: self.events,
+        }
+    }
+
+    /// Copies the staged writes (O(writes so far)).
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            accounts: self.accounts.writes.clone(),
+            stakes: self.stakes.writes.clone(),
+            models: self.models.writes.clone(),
+            workers: self.workers.writes.clone(),
+            validators: self.validators.writes.clone(),
+            tasks: self.tasks.writes.clone(),
+            totals: self.totals.clone(),
+            draws: self.draws.len(),
+            events: self.events.len(),
+        }
+    }
+
+    /// Returns to a checkpoint taken from this view.
+    pub(crate) fn restore(&mut self, c: Checkpoint) {
+        self.accounts.writes = c.accounts;
+        self.stakes.writes = c.stakes;
+        self.models.writes = c.models;
+        self.workers.writes = c.workers;
+        self.validators.writes = c.validators;
+        self.tasks.writes = c.tasks;
+        self.totals = c.totals;
+        self.draws.truncate(c.draws);
+        self.events.truncate(c.events);
+    }
+
+    /// The account (a fresh zero account if never seen).
+    pub(crate) fn account(&self, who: &PublicKey) -> Account {
+        self.accounts.get(who).cloned().unwrap_or_default()
+    }
+
+    /// The stake (zero if never bonded).
+    pub(crate) fn stake(&self, who: &PublicKey) -> Stake {
+        self.stakes.get(who).cloned().unwrap_or_default()
+    }
+
+    /// The task, or `UnknownTask`.
+    pub(crate) fn task(&self, id: &TaskId) -> Result<Task> {
+        self.tasks.get(id).cloned().ok_or(LedgerError::UnknownTask(*id))
+    }
+
+    /// Adds to a balance.
+    pub(crate) fn credit(&mut self, who: &PublicKey, amount: Amount) -> Result<()> {
+        let mut acct = self.account(who);
+        acct.balance = add(acct.balance, amount, "balance credit")?;
+        self.accounts.put(*who, acct);
+        Ok(())
+    }
+
+    /// Takes from a balance, or fails with `InsufficientBalance`.
+    pub(crate) fn debit(&mut self, who: &PublicKey, amount: Amount) -> Result<()> {
+        let mut acct = self.account(who);
+        acct.balance = acct.balance.checked_sub(amount).ok_or(LedgerError::InsufficientBalance {
+            account: *who,
+            needed: amount,
+            available: acct.balance,
+        })?;
+        self.accounts.put(*who, acct);
+        Ok(())
+    }
+
+    /// Pays `amount` out of `task`'s escrow to `who` (or the treasury) and records the event.
+    pub(crate) fn pay(
+        &mut self,
+        task: &TaskId,
+        who: &PublicKey,
+        role: PayeeRole,
+        amount: Amount,
+    ) -> Result<()> {
+        if amount == 0 {
+            return Ok(());
+        }
+        if role == PayeeRole::Treasury {
+            self.totals.treasury = add(self.totals.treasury, amount, "treasury")?;
+        } else {
+            self.credit(who, amount)?;
+        }
+        self.events.push(Event::Paid { task: *task, account: *who, role, amount });
+        Ok(())
+    }
+
+    /// Burns `bps` of `who`'s slashable stake, bonded first then the newest unbonding entries.
+    pub(crate) fn slash(
+        &mut self,
+        who: &PublicKey,
+        bps: u16,
+        reason: SlashReason,
+        task: &TaskId,
+    ) -> Result<Amount> {
+        let mut stake = self.stake(who);
+        let amount = bps_of(stake.slashable(), bps)?;
+        if amount == 0 {
+            return Ok(0);
+        }
+        let mut left = amount;
+        let from_bonded = left.min(stake.bonded);
+        stake.bonded -= from_bonded;
+        left -= from_bonded;
+        let mut entries: Vec<_> = stake.unbonding.as_slice().to_vec();
+        for entry in entries.iter_mut().rev() {
+            let take = left.min(entry.amount);
+            entry.amount -= take;
+            left -= take;
+        }
+        entries.retain(|e| e.amount > 0);
+        stake.unbonding = entries.try_into().map_err(|_| LedgerError::Overflow("unbonding entries"))?;
+        self.stakes.put(*who, stake);
+        self.totals.supply =
+            self.totals.supply.checked_sub(amount).ok_or(LedgerError::Overflow("supply after slash"))?;
+        self.totals.slashed = add(self.totals.slashed, amount, "slashed total")?;
+        self.events.push(Event::Slashed { account: *who, amount, reason, task: *task });
+        Ok(amount)
+    }
+}
+
+impl State {
+    /// Commits a successful step's writes; returns its events.
+    pub(crate) fn commit(&mut self, changes: Changes) -> Vec<Event> {
+        self.accounts.extend(changes.accounts);
+        self.stakes.extend(changes.stakes);
+        self.models.extend(changes.models);
+        self.workers.extend(changes.workers);
+        self.validators.extend(changes.validators);
+        self.tasks.extend(changes.tasks);
+        self.totals = changes.totals;
+        self.draw_queue.extend(changes.draws);
+        changes.events
+    }
+}
