@@ -1,0 +1,7 @@
+//! Model definition: hyper-parameters, weights of a layer range, and the forward pass.
+
+mod attention;
+pub mod config;
+mod ops;
+pub mod shard;
+mod weights;

@@ -1,0 +1,235 @@
+//! Portable reference kernels: dequantization, activation quantization and dot products, block
+//! by block exactly as ggml lays them out. The SIMD kernels are tested against these.
+
+use super::half::{f16_to_f32, f32_to_f16};
+use super::{ActType, GgmlType};
+
+#[inline]
+fn h(b: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// Scale and minimum of sub-block `j` of a Q4_K block's 12 packed scale bytes.
+#[inline]
+pub fn q4k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Dequantizes one row of `dst.len()` elements.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+    match ty {
+        GgmlType::F32 => {
+            for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 => {
+            for (out, b) in dst.chunks_exact_mut(32).zip(src.chunks_exact(ty.block_bytes())) {
+                let mut q = [0i32; 32];
+                let (d, m) = small_block_ints(ty, b, &mut q);
+                for (o, &v) in out.iter_mut().zip(&q) {
+                    *o = d * v as f32 + m;
+                }
+            }
+        }
+        GgmlType::Q4K => {
+            for (out, b) in dst.chunks_exact_mut(256).zip(src.chunks_exact(144)) {
+                let (d, dmin) = (h(b, 0), h(b, 2));
+                let (scales, qs) = (&b[4..16], &b[16..144]);
+                for j in 0..8 {
+                    let (sc, m) = q4k_scale_min(j, scales);
+                    let (d1, m1) = (d * f32::from(sc), dmin * f32::from(m));
+                    let q = &qs[32 * (j / 2)..32 * (j / 2) + 32];
+                    for l in 0..32 {
+                        let nib = if j % 2 == 0 { q[l] & 0xf } else { q[l] >> 4 };
+                        out[32 * j + l] = d1 * f32::from(nib) - m1;
+                    }
+                }
+            }
+        }
+        GgmlType::Q6K => {
+            for (out, b) in dst.chunks_exact_mut(256).zip(src.chunks_exact(210)) {
+                let mut q = [0i32; 256];
+                q6k_ints(b, &mut q);
+                let d = h(b, 208);
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = d * f32::from(b[192 + i / 16] as i8) * q[i] as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Integer values of a 32-element block and its (scale, offset): x = d * q + m.
+fn small_block_ints(ty: GgmlType, b: &[u8], q: &mut [i32; 32]) -> (f32, f32) {
+    match ty {
+        GgmlType::Q4_0 => {
+            for l in 0..16 {
+                q[l] = i32::from(b[2 + l] & 0xf) - 8;
+                q[l + 16] = i32::from(b[2 + l] >> 4) - 8;
+            }
+            (h(b, 0), 0.0)
+        }
+        GgmlType::Q4_1 => {
+            for l in 0..16 {
+                q[l] = i32::from(b[4 + l] & 0xf);
+                q[l + 16] = i32::from(b[4 + l] >> 4);
+            }
+            (h(b, 0), h(b, 2))
+        }
+        GgmlType::Q5_0 => {
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            for l in 0..16 {
+                let hi0 = ((qh >> l) & 1) << 4;
+                let hi1 = ((qh >> (l + 16)) & 1) << 4;
+                q[l] = (u32::from(b[6 + l] & 0xf) | hi0) as i32 - 16;
+                q[l + 16] = (u32::from(b[6 + l] >> 4) | hi1) as i32 - 16;
+            }
+            (h(b, 0), 0.0)
+        }
+        _ => {
+            for l in 0..32 {
+                q[l] = i32::from(b[2 + l] as i8);
+            }
+            (h(b, 0), 0.0)
+        }
+    }
+}
+
+/// The 256 signed 6-bit values of a Q6_K block.
+pub fn q6k_ints(b: &[u8], q: &mut [i32; 256]) {
+    let (ql, qh) = (&b[0..128], &b[128..192]);
+    for n in 0..2 {
+        let (ql, qh, y) = (&ql[64 * n..], &qh[32 * n..], &mut q[128 * n..]);
+        for l in 0..32 {
+            y[l] = i32::from((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32;
+            y[l + 32] = i32::from((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            y[l + 64] = i32::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            y[l + 96] = i32::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        }
+    }
+}
+
+/// Quantizes activations `x` into `out` in the format `act` (ggml's rounding).
+pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
+    match act {
+        ActType::F32 => {
+            for (c, v) in out.chunks_exact_mut(4).zip(x) {
+                c.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        ActType::Q8_0 | ActType::Q8_1 => {
+            let bb = act.block_bytes();
+            let qoff = if act == ActType::Q8_0 { 2 } else { 4 };
+            for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(bb)) {
+                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                let mut sum = 0i32;
+                for (o, &v) in ob[qoff..].iter_mut().zip(xb) {
+                    let q = (v * id).round_ties_even() as i32;
+                    sum += q;
+                    *o = q as i8 as u8;
+                }
+                ob[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+                if act == ActType::Q8_1 {
+                    ob[2..4].copy_from_slice(&f32_to_f16(d * sum as f32).to_le_bytes());
+                }
+            }
+        }
+        ActType::Q8K => {
+            for (xb, ob) in x.chunks_exact(256).zip(out.chunks_exact_mut(292)) {
+                let (mut amax, mut max) = (0f32, 0f32);
+                for &v in xb {
+                    if v.abs() > amax {
+                        amax = v.abs();
+                        max = v;
+                    }
+                }
+                ob.fill(0);
+                if amax == 0.0 {
+                    continue;
+                }
+                let iscale = -127.0 / max;
+                for (j, &v) in xb.iter().enumerate() {
+                    ob[4 + j] = ((iscale * v).round_ties_even() as i32).min(127) as i8 as u8;
+                }
+                for g in 0..16 {
+                    let s: i32 = ob[4 + 16 * g..4 + 16 * g + 16].iter().map(|&q| i32::from(q as i8)).sum();
+                    ob[260 + 2 * g..262 + 2 * g].copy_from_slice(&(s as i16).to_le_bytes());
+                }
+                ob[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Dot product of one weight row with one quantized activation row of `n` elements.
+pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+    match ty {
+        GgmlType::F32 | GgmlType::F16 => {
+            let mut row = vec![0f32; n];
+            dequantize_row(ty, w, &mut row);
+            a.chunks_exact(4).zip(&row).map(|(c, r)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * r).sum()
+        }
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_1 => {
+            let (ab, aoff) = if ty == GgmlType::Q4_1 { (36, 4) } else { (34, 2) };
+            let mut acc = 0f32;
+            let mut q = [0i32; 32];
+            for (wb, xb) in w.chunks_exact(ty.block_bytes()).zip(a.chunks_exact(ab)) {
+                let (d, m) = small_block_ints(ty, wb, &mut q);
+                let sumi: i32 = q.iter().zip(&xb[aoff..]).map(|(&w, &x)| w * i32::from(x as i8)).sum();
+                acc += d * h(xb, 0) * sumi as f32;
+                if ty == GgmlType::Q4_1 {
+                    acc += m * h(xb, 2);
+                }
+            }
+            acc
+        }
+        GgmlType::Q4K => {
+            let mut acc = 0f32;
+            for (wb, xb) in w.chunks_exact(144).zip(a.chunks_exact(292)) {
+                let dy = f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]]);
+                let (qs, qy) = (&wb[16..144], &xb[4..260]);
+                let (mut sum_q, mut sum_m) = (0i32, 0i32);
+                for j in 0..8 {
+                    let (sc, m) = q4k_scale_min(j, &wb[4..16]);
+                    let q = &qs[32 * (j / 2)..];
+                    let mut s = 0i32;
+                    for l in 0..32 {
+                        let nib = if j % 2 == 0 { q[l] & 0xf } else { q[l] >> 4 };
+                        s += i32::from(nib) * i32::from(qy[32 * j + l] as i8);
+                    }
+                    sum_q += i32::from(sc) * s;
+                    let bs = |g: usize| i32::from(i16::from_le_bytes([xb[260 + 2 * g], xb[261 + 2 * g]]));
+                    sum_m += i32::from(m) * (bs(2 * j) + bs(2 * j + 1));
+                }
+                acc += dy * (h(wb, 0) * sum_q as f32 - h(wb, 2) * sum_m as f32);
+            }
+            acc
+        }
+        GgmlType::Q6K => {
+            let mut acc = 0f32;
+            let mut q = [0i32; 256];
+            for (wb, xb) in w.chunks_exact(210).zip(a.chunks_exact(292)) {
+                q6k_ints(wb, &mut q);
+                let mut sum = 0i32;
+                for g in 0..16 {
+                    let s: i32 = (0..16).map(|l| q[16 * g + l] * i32::from(xb[4 + 16 * g + l] as i8)).sum();
+                    sum += i32::from(wb[192 + g] as i8) * s;
+                }
+                acc += h(wb, 208) * f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]]) * sum as f32;
+            }
+            acc
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Kernel tests: quantized dot products against float dot products of the dequantized rows,
+//! and the dispatched (SIMD) kernels against the scalar reference.
+
+use super::*;
+
+/// Deterministic xorshift stream for test data.
+pub(crate) struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 32) as u32
+    }
+    pub fn f32(&mut self) -> f32 {
+        self.next_u32() as f32 / u32::MAX as f32 * 2.0 - 1.0
+    }
+}
+
+const ALL: [GgmlType; 8] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q6K,
+];
+
+/// Random but well-formed blocks: small f16 scales, arbitrary quant bytes.
+pub(crate) fn random_row(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..ty.row_bytes(n).unwrap_or(0)).map(|_| rng.next_u32() as u8).collect();
+    let bb = ty.block_bytes();
+    let scale = |rng: &mut Rng| half::f32_to_f16(0.001 + 0.01 * rng.f32().abs()).to_le_bytes();
+    for blk in b.chunks_exact_mut(bb) {
+        match ty {
+            GgmlType::F32 => blk.copy_from_slice(&rng.f32().to_le_bytes()),
+            GgmlType::F16 => blk.copy_from_slice(&half::f32_to_f16(rng.f32()).to_le_bytes()),
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => blk[0..2].copy_from_slice(&scale(rng)),
+            GgmlType::Q4_1 | GgmlType::Q4K => {
+                blk[0..2].copy_from_slice(&scale(rng));
+                blk[2..4].copy_from_slice(&scale(rng));
+            }
+            GgmlType::Q6K => blk[208..210].copy_from_slice(&scale(rng)),
+        }
+    }
+    b
+}
+
+#[test]
+fn quantized_dots_match_float_dots_of_dequantized_rows() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let n = 512;
+    for ty in ALL {
+        let w = random_row(ty, n, &mut rng);
+        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut wf = vec![0f32; n];
+        scalar::dequantize_row(ty, &w, &mut wf);
+        let exact: f32 = wf.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let mut act = Vec::new();
+        quantize_rows(ty, &x, n, &mut act);
+        let got = scalar::vec_dot(ty, &w, &act, n);
+        let norm: f32 = wf.iter().map(|v| v.abs()).sum::<f32>() / 100.0;
+        assert!((got - exact).abs() <= norm + 1e-4, "{ty:?}: {got} vs {exact}");
+    }
+}
+
+#[test]
+fn dispatched_kernels_equal_the_scalar_reference() {
+    let mut rng = Rng(42);
+    for ty in ALL {
+        for n in [256usize, 1024] {
+            let w = random_row(ty, n, &mut rng);
+            let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+            let act_ty = ActType::for_weights(ty);
+            let mut a_ref = vec![0u8; act_ty.row_bytes(n)];
+            scalar::quantize_act(act_ty, &x, &mut a_ref);
+            let mut a_simd = Vec::new();
+            quantize_rows(ty, &x, n, &mut a_simd);
+            assert_eq!(a_ref, a_simd, "{ty:?} activation quantization");
+            let want = scalar::vec_dot(ty, &w, &a_ref, n);
+            let got = vec_dot(ty, &w, &a_ref, n);
+            assert!(
+                (want - got).abs() <= 1e-4 * want.abs().max(1.0),
+                "{ty:?} n={n}: simd {got} scalar {want}"
+            );
+        }
+    }
+}
