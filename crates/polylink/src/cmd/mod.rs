@@ -1,3 +1,4 @@
 //! One module per subcommand: each owns its clap arguments and a `run`.
 
 pub mod models;
+pub mod plan;
