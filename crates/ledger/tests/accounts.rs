@@ -1,0 +1,138 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Accounts, transfers, signatures, nonces: bad input is refused and changes nothing.
+
+mod common;
+use common::*;
+use polylink_ledger::{DEV_BALANCE, LedgerError};
+use polylink_types::*;
+
+fn transfer(to: PublicKey, amount: Amount) -> TxKind {
+    TxKind::Transfer(Transfer { to, amount })
+}
+
+#[test]
+fn transfer_moves_balance_and_bumps_nonce() {
+    let mut net = Net::new(test_params());
+    let to = net.pk(1);
+    let events = net.ok(0, transfer(to, 1_234));
+    assert_eq!(events, vec![Event::Transferred { from: net.pk(0), to, amount: 1_234 }]);
+    assert_eq!(net.balance(0), DEV_BALANCE - 1_234);
+    assert_eq!(net.balance(1), DEV_BALANCE + 1_234);
+    assert_eq!(net.ledger.account(&net.pk(0)).nonce, 1);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn fresh_account_can_receive_and_then_spend() {
+    let mut net = Net::new(test_params());
+    let newcomer = SecretKey::from_label("newcomer");
+    net.ok(0, transfer(newcomer.public_key(), 500));
+    let tx = UnsignedTx { signer: newcomer.public_key(), nonce: 0, kind: transfer(net.pk(0), 200) }
+        .sign(&newcomer, CHAIN);
+    net.block(&[tx]).receipts[0].result.clone().unwrap();
+    assert_eq!(net.ledger.account(&newcomer.public_key()).balance, 300);
+}
+
+fn assert_refused_unchanged(net: &mut Net, tx: SignedTx, want: impl Fn(&LedgerError) -> bool) {
+    let before = net.ledger.state().clone();
+    assert!(net.ledger.check_tx(&tx).is_err(), "check_tx must refuse too");
+    let out = net.block(&[tx]);
+    let err = out.receipts[0].result.clone().unwrap_err();
+    assert!(want(&err), "unexpected error: {err}");
+    let after = net.ledger.state();
+    assert_eq!(after.accounts, before.accounts, "a refused tx changed accounts");
+    assert_eq!(after.totals, before.totals);
+}
+
+#[test]
+fn bad_signature_wrong_chain_and_replays_are_refused() {
+    let mut net = Net::new(test_params());
+    let to = net.pk(1);
+    // Signed by the wrong key.
+    let forged = UnsignedTx { signer: net.pk(0), nonce: 0, kind: transfer(to, 5) }.sign(&net.keys[1], CHAIN);
+    assert_refused_unchanged(&mut net, forged, |e| matches!(e, LedgerError::BadSignature(_)));
+    // Signed for another network.
+    let other =
+        UnsignedTx { signer: net.pk(0), nonce: 0, kind: transfer(to, 5) }.sign(&net.keys[0], "other-net");
+    assert_refused_unchanged(&mut net, other, |e| matches!(e, LedgerError::BadSignature(_)));
+    // Replay of an applied tx.
+    let tx = net.tx(0, transfer(to, 5));
+    net.block(std::slice::from_ref(&tx)).receipts[0].result.clone().unwrap();
+    assert_refused_unchanged(&mut net, tx, |e| {
+        matches!(e, LedgerError::WrongNonce { expected: 1, got: 0, .. })
+    });
+    // A nonce from the future.
+    let ahead = UnsignedTx { signer: net.pk(0), nonce: 7, kind: transfer(to, 5) }.sign(&net.keys[0], CHAIN);
+    assert_refused_unchanged(&mut net, ahead, |e| {
+        matches!(e, LedgerError::WrongNonce { expected: 1, got: 7, .. })
+    });
+}
+
+#[test]
+fn insufficient_balance_and_zero_amounts_are_refused() {
+    let mut net = Net::new(test_params());
+    let to = net.pk(1);
+    let tx = net.tx(0, transfer(to, DEV_BALANCE + 1));
+    assert_refused_unchanged(
+        &mut net,
+        tx,
+        |e| matches!(e, LedgerError::InsufficientBalance { needed, available, .. } if *needed == DEV_BALANCE + 1 && *available == DEV_BALANCE),
+    );
+    let tx = net.tx(0, transfer(to, 0));
+    assert_refused_unchanged(&mut net, tx, |e| *e == LedgerError::ZeroAmount);
+    // The nonce did not move, so the next valid tx still uses nonce 0.
+    assert_eq!(net.ledger.account(&net.pk(0)).nonce, 0);
+    net.ok(0, transfer(to, 1));
+}
+
+#[test]
+fn a_failing_tx_does_not_stop_the_block() {
+    let mut net = Net::new(test_params());
+    let to = net.pk(1);
+    let good = net.tx(0, transfer(to, 10));
+    let bad = net.tx(2, transfer(to, DEV_BALANCE * 2));
+    let out = net.block(&[bad, good]);
+    assert!(out.receipts[0].result.is_err());
+    assert!(out.receipts[1].result.is_ok());
+    assert_eq!(net.balance(1), DEV_BALANCE + 10);
+    assert_eq!(out.state_root, net.ledger.state_root());
+}
+
+#[test]
+fn check_txs_accepts_consecutive_nonces_from_one_sender() {
+    let net = Net::new(test_params());
+    let to = net.pk(1);
+    let a = net.tx(0, transfer(to, 10));
+    let b = UnsignedTx { signer: net.pk(0), nonce: 1, kind: transfer(to, 10) }.sign(&net.keys[0], CHAIN);
+    let too_much =
+        UnsignedTx { signer: net.pk(0), nonce: 2, kind: transfer(to, DEV_BALANCE) }.sign(&net.keys[0], CHAIN);
+    let c = UnsignedTx { signer: net.pk(0), nonce: 2, kind: transfer(to, 10) }.sign(&net.keys[0], CHAIN);
+    let results = net.ledger.check_txs(&[a, b.clone(), too_much, c]);
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(results[2], Err(LedgerError::InsufficientBalance { .. })));
+    assert!(results[3].is_ok(), "a refused tx in the sequence is rolled back");
+    assert!(net.ledger.check_tx(&b).is_err(), "alone, nonce 1 is not next");
+}
+
+#[test]
+fn wrong_block_height_is_refused() {
+    let mut net = Net::new(test_params());
+    let ctx = BlockContext { height: 5, seed: Hash32::ZERO };
+    assert_eq!(
+        net.ledger.apply_block(&ctx, &[]),
+        Err(LedgerError::WrongHeight { expected_parent: 0, got: 5 })
+    );
+}
+
+#[test]
+fn genesis_rejects_duplicates_bad_chain_ids_and_bad_params() {
+    let (mut g, _) = polylink_ledger::Genesis::dev(CHAIN, 2);
+    let dup = g.accounts[0].clone();
+    g.accounts.push(dup);
+    assert!(polylink_ledger::Ledger::genesis(&g).is_err());
+    let (mut g, _) = polylink_ledger::Genesis::dev("has space", 2);
+    assert!(polylink_ledger::Ledger::genesis(&g).is_err());
+    g.chain_id = "ok".into();
+    g.params.committee_size = 0;
+    assert!(polylink_ledger::Ledger::genesis(&g).is_err());
+}

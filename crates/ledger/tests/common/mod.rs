@@ -1,0 +1,207 @@
+//! A small in-process chain for the ledger's tests: dev keys, one block per call, seeds from
+//! the height, and a ready market (developer, worker, user, validators).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use polylink_ledger::{BlockOutcome, Genesis, Ledger, LedgerError, Params};
+use polylink_types::*;
+
+pub const CHAIN: &str = "polylink-test";
+pub const DEV: usize = 0;
+pub const WORKER: usize = 1;
+pub const USER: usize = 2;
+/// Validators are accounts 3.. (five of them in the market).
+pub const VALIDATORS: std::ops::Range<usize> = 3..8;
+pub const WORKER2: usize = 8;
+pub const ACCOUNTS: u32 = 10;
+pub const PRICE_FLOOR: Amount = 10;
+pub const LAYERS: u32 = 30;
+
+pub struct Net {
+    pub ledger: Ledger,
+    pub keys: Vec<SecretKey>,
+}
+
+/// Params with short windows so tests stay quick to read.
+pub fn test_params() -> Params {
+    Params {
+        unbonding_period_blocks: 5,
+        task_deadline_blocks: 10,
+        commit_window_blocks: 3,
+        reveal_window_blocks: 3,
+        epoch_length_blocks: 1_000,
+        ..Params::default()
+    }
+}
+
+impl Net {
+    pub fn new(params: Params) -> Net {
+        let (mut genesis, keys) = Genesis::dev(CHAIN, ACCOUNTS);
+        genesis.params = params;
+        Net { ledger: Ledger::genesis(&genesis).unwrap(), keys }
+    }
+
+    pub fn pk(&self, i: usize) -> PublicKey {
+        self.keys[i].public_key()
+    }
+
+    pub fn index_of(&self, pk: &PublicKey) -> usize {
+        self.keys.iter().position(|k| k.public_key() == *pk).unwrap()
+    }
+
+    /// A tx from account `i` with its next nonce.
+    pub fn tx(&self, i: usize, kind: TxKind) -> SignedTx {
+        let nonce = self.ledger.account(&self.pk(i)).nonce;
+        UnsignedTx { signer: self.pk(i), nonce, kind }.sign(&self.keys[i], CHAIN)
+    }
+
+    pub fn block(&mut self, txs: &[SignedTx]) -> BlockOutcome {
+        let height = self.ledger.height() + 1;
+        let ctx = BlockContext { height, seed: Hash32::digest(&[b"seed", &height.to_be_bytes()]) };
+        self.ledger.apply_block(&ctx, txs).unwrap()
+    }
+
+    /// One tx in its own block; its receipt.
+    pub fn run(&mut self, i: usize, kind: TxKind) -> Result<Vec<Event>, LedgerError> {
+        let tx = self.tx(i, kind);
+        self.block(&[tx]).receipts.remove(0).result
+    }
+
+    pub fn ok(&mut self, i: usize, kind: TxKind) -> Vec<Event> {
+        let name = kind.name();
+        self.run(i, kind).unwrap_or_else(|e| panic!("{name} by {i} failed: {e}"))
+    }
+
+    /// Empty blocks until `height` has been applied; the hook events on the way.
+    pub fn advance_to(&mut self, height: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        while self.ledger.height() < height {
+            events.extend(self.block(&[]).events);
+        }
+        events
+    }
+
+    pub fn balance(&self, i: usize) -> Amount {
+        self.ledger.account(&self.pk(i)).balance
+    }
+
+    /// Σ balances + stakes + escrow + treasury, which must equal the supply.
+    pub fn held(&self) -> Amount {
+        let s = self.ledger.state();
+        let balances: Amount = s.accounts.values().map(|a| a.balance).sum();
+        let stakes: Amount = s.stakes.values().map(|st| st.slashable()).sum();
+        let escrow: Amount = s.tasks.values().map(|t| t.escrow).sum();
+        balances + stakes + escrow + s.totals.treasury
+    }
+
+    /// Developer registers a model; worker and validators bond and register.
+    pub fn market(params: Params) -> Net {
+        let mut net = Net::new(params);
+        net.ok(DEV, register_model(PRICE_FLOOR, 1_000));
+        for (i, stake) in [(WORKER, 10_000u128), (WORKER2, 10_000)] {
+            net.ok(i, TxKind::Bond(Bond { amount: stake }));
+        }
+        net.ok(WORKER, register_worker(&[(0, LAYERS)]));
+        for (n, v) in VALIDATORS.enumerate() {
+            net.ok(v, TxKind::Bond(Bond { amount: 5_000 + 1_000 * n as Amount }));
+            net.ok(v, TxKind::RegisterValidator);
+        }
+        net
+    }
+
+    /// The user opens a task on model 1 served by `workers`; returns its id.
+    pub fn submit_task(&mut self, max_tokens: u32, workers: &[usize]) -> TaskId {
+        let kind = TxKind::SubmitTask(SubmitTask {
+            model: 1,
+            max_tokens,
+            prompt_hash: Hash32::digest(&[b"prompt"]),
+            max_price: PRICE_FLOOR,
+            workers: BoundedVec::new(workers.iter().map(|w| self.pk(*w)).collect()).unwrap(),
+        });
+        let tx = self.tx(USER, kind);
+        let id = tx.id();
+        self.block(&[tx]).receipts[0].result.clone().unwrap();
+        id
+    }
+
+    pub fn submit_result(
+        &mut self,
+        signer: usize,
+        task: TaskId,
+        tokens: (u32, u32),
+        shares: &[u16],
+    ) -> Result<Vec<Event>, LedgerError> {
+        self.run(
+            signer,
+            TxKind::SubmitResult(SubmitResult {
+                task,
+                output_hash: Hash32::digest(&[b"output"]),
+                prompt_tokens: tokens.0,
+                completion_tokens: tokens.1,
+                stage_shares_bps: BoundedVec::new(shares.to_vec()).unwrap(),
+            }),
+        )
+    }
+
+    /// Committee of a task, as account indices (applies the block that draws it if needed).
+    pub fn committee(&mut self, task: &TaskId) -> Vec<usize> {
+        if self.ledger.task(task).unwrap().status == polylink_ledger::TaskStatus::AwaitingCommittee {
+            self.block(&[]);
+        }
+        let t = self.ledger.task(task).unwrap();
+        t.committee.iter().map(|m| self.index_of(&m.validator)).collect()
+    }
+
+    /// Every member in `scores` commits (when `Some`) in one block, then those marked reveal in
+    /// one block of the reveal window; returns the events up to and including settlement.
+    pub fn score(&mut self, task: TaskId, scores: &[(usize, Option<u16>, bool)]) -> Vec<Event> {
+        let salt = |v: usize| Hash32::digest(&[b"salt", &[v as u8]]);
+        let commits: Vec<SignedTx> = scores
+            .iter()
+            .filter_map(|&(v, score, _)| {
+                let commitment = score_commitment(score?, &salt(v), &self.pk(v));
+                Some(self.tx(v, TxKind::CommitScore(CommitScore { task, commitment })))
+            })
+            .collect();
+        let out = self.block(&commits);
+        assert!(out.receipts.iter().all(|r| r.result.is_ok()), "{:?}", out.receipts);
+        let commit_end = self.ledger.task(&task).unwrap().commit_end_height;
+        let mut events = out.events;
+        events.extend(self.advance_to(commit_end));
+        let reveals: Vec<SignedTx> = scores
+            .iter()
+            .filter(|s| s.2)
+            .filter_map(|&(v, score, _)| {
+                Some(self.tx(v, TxKind::RevealScore(RevealScore { task, score: score?, salt: salt(v) })))
+            })
+            .collect();
+        let out = self.block(&reveals);
+        assert!(out.receipts.iter().all(|r| r.result.is_ok()), "{:?}", out.receipts);
+        events.extend(out.events);
+        let reveal_end = self.ledger.task(&task).unwrap().reveal_end_height;
+        events.extend(self.advance_to(reveal_end));
+        events
+    }
+}
+
+pub fn register_model(floor: Amount, royalty_bps: u16) -> TxKind {
+    TxKind::RegisterModel(RegisterModel {
+        artifact_hash: Hash32::digest(&[b"smollm2.gguf"]),
+        architecture: BoundedString::new("llama").unwrap(),
+        layer_count: LAYERS,
+        royalty_bps,
+        price_floor: floor,
+    })
+}
+
+pub fn register_worker(ranges: &[(u32, u32)]) -> TxKind {
+    TxKind::RegisterWorker(RegisterWorker {
+        profile: DeviceProfile { memory_mib: 8_192, bandwidth_kbps: 100_000 },
+        served: BoundedVec::new(
+            ranges
+                .iter()
+                .map(|&(a, b)| ServedRange { model: 1, layer_start: a, layer_end: b, layer_time_us: 200 })
+                .collect(),
+        )
+        .unwrap(),
+    })
+}

@@ -1,0 +1,215 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Committee election, commit-reveal windows, median settlement, slashing and the fee split.
+
+mod common;
+use common::*;
+use polylink_ledger::{DEV_BALANCE, LedgerError, Params, TREASURY, TaskStatus};
+use polylink_types::*;
+
+/// A market with a task whose result (20 + 30 tokens, fee 500) is in and whose committee is drawn.
+fn scored_task(params: Params) -> (Net, TaskId, Vec<usize>) {
+    let mut net = Net::market(params);
+    let task = net.submit_task(100, &[WORKER]);
+    net.submit_result(WORKER, task, (20, 30), &[10_000]).unwrap();
+    let committee = net.committee(&task);
+    (net, task, committee)
+}
+
+fn slashed(events: &[Event], reason: SlashReason) -> Vec<PublicKey> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Slashed { account, reason: r, .. } if *r == reason => Some(*account),
+            _ => None,
+        })
+        .collect()
+}
+
+fn settled(events: &[Event]) -> (SettleOutcome, Option<u16>) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::TaskSettled { outcome, median_score, .. } => Some((*outcome, *median_score)),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn committee_is_drawn_at_the_next_block_and_is_reproducible() {
+    let (net, task, committee) = scored_task(test_params());
+    assert_eq!(committee.len(), 3);
+    assert!(committee.iter().all(|v| VALIDATORS.contains(v)));
+    let t = net.ledger.task(&task).unwrap();
+    assert_eq!(t.status, TaskStatus::Scoring);
+    assert_eq!(t.commit_end_height, net.ledger.height() + 3);
+    assert_eq!(t.reveal_end_height, t.commit_end_height + 3);
+    let (_, _, again) = scored_task(test_params());
+    assert_eq!(again, committee, "same blocks and seeds, same committee");
+}
+
+#[test]
+fn a_worker_who_is_also_a_validator_never_scores_its_own_task() {
+    let mut params = test_params();
+    params.committee_size = 7;
+    params.reveals_min = 1;
+    let mut net = Net::market(params);
+    net.ok(WORKER, TxKind::RegisterValidator);
+    net.ok(DEV, TxKind::Bond(Bond { amount: 5_000 }));
+    net.ok(DEV, TxKind::RegisterValidator);
+    let task = net.submit_task(100, &[WORKER]);
+    net.submit_result(WORKER, task, (1, 1), &[10_000]).unwrap();
+    let committee = net.committee(&task);
+    assert_eq!(committee.len(), 5, "7 seats, 7 validators, minus the worker and the developer");
+    assert!(!committee.contains(&WORKER) && !committee.contains(&DEV));
+}
+
+#[test]
+fn odd_committee_median_pays_honest_and_slashes_outlier() {
+    let (mut net, task, c) = scored_task(test_params());
+    let (user0, dev0, w0) = (net.balance(USER), net.balance(DEV), net.balance(WORKER));
+    let v0: Vec<_> = c.iter().map(|v| net.balance(*v)).collect();
+    let outlier_stake = net.ledger.stake(&net.pk(c[2])).bonded;
+    let events =
+        net.score(task, &[(c[0], Some(800), true), (c[1], Some(820), true), (c[2], Some(100), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(800)));
+    assert_eq!(slashed(&events, SlashReason::ScoreOutlier), vec![net.pk(c[2])]);
+    assert_eq!(net.ledger.stake(&net.pk(c[2])).bonded, outlier_stake - outlier_stake / 100);
+    // fee 500: royalty 10% = 50, treasury 5% = 25, validators 10% = 50 (25 to each honest one),
+    // worker pool 375 scaled by 0.8 = 300, the other 75 back to the user.
+    assert_eq!(net.balance(DEV) - dev0, 50);
+    assert_eq!(net.balance(WORKER) - w0, 300);
+    assert_eq!(net.balance(USER) - user0, 75);
+    assert_eq!(net.balance(c[0]) - v0[0], 25);
+    assert_eq!(net.balance(c[1]) - v0[1], 25);
+    assert_eq!(net.balance(c[2]), v0[2]);
+    assert!(events.contains(&Event::Paid { task, account: TREASURY, role: PayeeRole::Treasury, amount: 25 }));
+    assert_eq!(net.ledger.totals().treasury, 25);
+    let t = net.ledger.task(&task).unwrap();
+    assert_eq!(
+        (t.escrow, t.status, t.median_score),
+        (0, TaskStatus::Settled(SettleOutcome::Paid), Some(800))
+    );
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn even_committee_uses_the_mean_of_the_middle_two_and_ties_hold() {
+    let mut params = test_params();
+    params.committee_size = 4;
+    let (mut net, task, c) = scored_task(params.clone());
+    let scores: Vec<_> = [600, 700, 800, 900].iter().zip(&c).map(|(s, v)| (*v, Some(*s), true)).collect();
+    let events = net.score(task, &scores);
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(750)));
+    assert!(slashed(&events, SlashReason::ScoreOutlier).is_empty(), "all within delta 150 of 750");
+
+    let (mut net, task, c) = scored_task(params);
+    let scores: Vec<_> = [600, 600, 600, 100].iter().zip(&c).map(|(s, v)| (*v, Some(*s), true)).collect();
+    let events = net.score(task, &scores);
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(600)));
+    assert_eq!(slashed(&events, SlashReason::ScoreOutlier), vec![net.pk(c[3])]);
+}
+
+#[test]
+fn empty_reveals_refund_the_user_and_slash_silent_committers() {
+    let (mut net, task, c) = scored_task(test_params());
+    let (user0, w0) = (net.balance(USER), net.balance(WORKER));
+    let worker_stake = net.ledger.stake(&net.pk(WORKER)).bonded;
+    let events = net.score(task, &[(c[0], Some(900), false), (c[1], Some(900), false), (c[2], None, false)]);
+    assert_eq!(settled(&events), (SettleOutcome::NoQuorum, None));
+    assert_eq!(slashed(&events, SlashReason::NoReveal), vec![net.pk(c[0]), net.pk(c[1])]);
+    assert_eq!(net.balance(USER) - user0, 500, "the whole fee goes back");
+    assert_eq!(net.balance(WORKER), w0);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, worker_stake, "no quality verdict, no worker slash");
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn low_median_slashes_the_worker_and_refunds_the_user() {
+    let (mut net, task, c) = scored_task(test_params());
+    let (user0, dev0) = (net.balance(USER), net.balance(DEV));
+    let events =
+        net.score(task, &[(c[0], Some(100), true), (c[1], Some(200), true), (c[2], Some(900), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::LowQuality, Some(200)));
+    assert_eq!(slashed(&events, SlashReason::LowQuality), vec![net.pk(WORKER)]);
+    assert_eq!(slashed(&events, SlashReason::ScoreOutlier), vec![net.pk(c[2])]);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, 10_000 - 500);
+    assert_eq!(net.balance(USER) - user0, 500);
+    assert_eq!(net.balance(DEV), dev0, "no royalty on a failed task");
+}
+
+#[test]
+fn no_eligible_validator_settles_at_once_with_a_refund() {
+    let mut net = Net::new(test_params());
+    net.ok(DEV, register_model(PRICE_FLOOR, 1_000));
+    net.ok(WORKER, TxKind::Bond(Bond { amount: 10_000 }));
+    net.ok(WORKER, register_worker(&[(0, LAYERS)]));
+    net.ok(WORKER, TxKind::RegisterValidator);
+    let task = net.submit_task(100, &[WORKER]);
+    net.submit_result(WORKER, task, (10, 0), &[10_000]).unwrap();
+    let out = net.block(&[]);
+    assert_eq!(settled(&out.events), (SettleOutcome::NoQuorum, None));
+    assert_eq!(net.balance(USER), DEV_BALANCE);
+}
+
+#[test]
+fn commit_and_reveal_windows_roles_and_openings_are_enforced() {
+    let mut params = test_params();
+    params.commit_window_blocks = 6;
+    params.reveal_window_blocks = 6;
+    let (mut net, task, c) = scored_task(params);
+    let outsider = *VALIDATORS.clone().find(|v| !c.contains(v)).as_ref().unwrap();
+    let salt = Hash32::digest(&[b"s"]);
+    let commit = |net: &Net, v: usize, score: u16| {
+        TxKind::CommitScore(CommitScore { task, commitment: score_commitment(score, &salt, &net.pk(v)) })
+    };
+    let reveal = |score: u16| TxKind::RevealScore(RevealScore { task, score, salt });
+    let k = commit(&net, outsider, 700);
+    assert!(matches!(net.run(outsider, k), Err(LedgerError::WrongRole { .. })));
+    let k = commit(&net, c[0], 700);
+    net.ok(c[0], k.clone());
+    assert!(matches!(net.run(c[0], k), Err(LedgerError::Duplicate { action: "commit", .. })));
+    assert!(matches!(
+        net.run(c[0], reveal(700)),
+        Err(LedgerError::OutsideWindow { action: "reveal a score", .. })
+    ));
+    let t = net.ledger.task(&task).unwrap().clone();
+    net.advance_to(t.commit_end_height);
+    let late = commit(&net, c[1], 700);
+    assert!(matches!(net.run(c[1], late), Err(LedgerError::OutsideWindow { action: "commit a score", .. })));
+    assert!(matches!(net.run(c[0], reveal(701)), Err(LedgerError::CommitmentMismatch { .. })));
+    assert!(
+        matches!(net.run(c[1], reveal(700)), Err(LedgerError::CommitmentMismatch { .. })),
+        "no commitment"
+    );
+    net.ok(c[0], reveal(700));
+    assert!(matches!(net.run(c[0], reveal(700)), Err(LedgerError::Duplicate { action: "reveal", .. })));
+    net.advance_to(t.reveal_end_height);
+    assert!(matches!(
+        net.run(c[2], reveal(700)),
+        Err(LedgerError::WrongTaskStatus { status: "settled", .. })
+    ));
+    assert_eq!(net.ledger.task(&task).unwrap().median_score, Some(700));
+}
+
+#[test]
+fn epoch_price_rises_with_demand_and_falls_back_to_the_floor() {
+    let mut params = test_params();
+    params.epoch_length_blocks = 40;
+    // One worker: 200 us x 30 layers = 6 ms per token; 40 s epoch => 6_666 tokens capacity.
+    let mut net = Net::market(params);
+    let task = net.submit_task(6_000, &[WORKER]);
+    net.submit_result(WORKER, task, (1_000, 5_000), &[10_000]).unwrap();
+    let events = net.advance_to(40);
+    let up = events.iter().find_map(|e| match e {
+        Event::PriceUpdated { old_price, new_price, utilization_ppm, .. } => {
+            Some((*old_price, *new_price, *utilization_ppm))
+        }
+        _ => None,
+    });
+    // u = 6000 / 6666 = 900_090 ppm, clamped to 2u* = 1_000_000 => +12.5%: 10 -> 11 (integer).
+    assert_eq!(up, Some((10, 11, 900_090)));
+    assert_eq!(net.ledger.model(1).unwrap().price, 11);
+    net.advance_to(80);
+    assert_eq!(net.ledger.model(1).unwrap().price, 10, "idle epoch moves it back down, not below the floor");
+}

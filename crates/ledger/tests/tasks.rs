@@ -1,0 +1,147 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Task escrow, results, refunds, pipelines, deadlines and reclaiming.
+
+mod common;
+use common::*;
+use polylink_ledger::{DEV_BALANCE, LedgerError, TaskStatus};
+use polylink_types::*;
+
+#[test]
+fn submit_escrows_and_result_refunds_unused_tokens() {
+    let mut net = Net::market(test_params());
+    let task = net.submit_task(100, &[WORKER]);
+    assert_eq!(net.balance(USER), DEV_BALANCE - 1_000, "100 tokens x price 10 escrowed");
+    let events = net.submit_result(WORKER, task, (20, 30), &[10_000]).unwrap();
+    assert_eq!(events, vec![Event::ResultSubmitted { task, billed_tokens: 50, fee: 500, refund: 500 }]);
+    assert_eq!(net.balance(USER), DEV_BALANCE - 500);
+    let t = net.ledger.task(&task).unwrap();
+    assert_eq!((t.escrow, t.status), (500, TaskStatus::AwaitingCommittee));
+    assert_eq!(net.ledger.model(1).unwrap().epoch_tokens, 50);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn only_the_head_worker_may_report_and_only_once() {
+    let mut net = Net::market(test_params());
+    let task = net.submit_task(100, &[WORKER]);
+    assert!(matches!(
+        net.submit_result(USER, task, (1, 1), &[10_000]),
+        Err(LedgerError::WrongRole { action: "submit a result", .. })
+    ));
+    assert!(matches!(
+        net.submit_result(WORKER, task, (1, 1), &[5_000]),
+        Err(LedgerError::Invalid { what: "result", .. })
+    ));
+    assert!(matches!(
+        net.submit_result(WORKER, task, (60, 41), &[10_000]),
+        Err(LedgerError::Invalid { what: "result", .. })
+    ));
+    net.submit_result(WORKER, task, (1, 1), &[10_000]).unwrap();
+    assert!(matches!(
+        net.submit_result(WORKER, task, (1, 1), &[10_000]),
+        Err(LedgerError::WrongTaskStatus { .. })
+    ));
+    assert_eq!(
+        net.submit_result(WORKER, Hash32::ZERO, (1, 1), &[10_000]),
+        Err(LedgerError::UnknownTask(Hash32::ZERO))
+    );
+}
+
+#[test]
+fn price_above_max_unknown_model_and_bad_pipelines_are_refused() {
+    let mut net = Net::market(test_params());
+    let mk = |net: &Net, model: ModelId, max_price: Amount, workers: &[usize]| {
+        TxKind::SubmitTask(SubmitTask {
+            model,
+            max_tokens: 10,
+            prompt_hash: Hash32::ZERO,
+            max_price,
+            workers: BoundedVec::new(workers.iter().map(|w| net.pk(*w)).collect()).unwrap(),
+        })
+    };
+    let k = mk(&net, 1, PRICE_FLOOR - 1, &[WORKER]);
+    assert!(matches!(net.run(USER, k), Err(LedgerError::PriceAboveMax { price: 10, max_price: 9, .. })));
+    let k = mk(&net, 7, PRICE_FLOOR, &[WORKER]);
+    assert_eq!(net.run(USER, k), Err(LedgerError::UnknownModel(7)));
+    let k = mk(&net, 1, PRICE_FLOOR, &[USER]);
+    assert!(matches!(net.run(USER, k), Err(LedgerError::UnknownWorker(_))));
+    let k = mk(&net, 1, PRICE_FLOOR, &[]);
+    assert!(matches!(net.run(USER, k), Err(LedgerError::Invalid { what: "task", .. })));
+    let k = mk(&net, 1, PRICE_FLOOR, &[WORKER, WORKER]);
+    assert!(matches!(net.run(USER, k), Err(LedgerError::Invalid { what: "task", .. })));
+    assert_eq!(net.balance(USER), DEV_BALANCE, "nothing escrowed by refused tasks");
+}
+
+#[test]
+fn pipeline_needs_contiguous_ranges_and_pays_stages_by_share() {
+    let mut net = Net::market(test_params());
+    net.ok(WORKER, register_worker(&[(0, 12)]));
+    net.ok(WORKER2, register_worker(&[(12, LAYERS)]));
+    let wrong_order = TxKind::SubmitTask(SubmitTask {
+        model: 1,
+        max_tokens: 10,
+        prompt_hash: Hash32::ZERO,
+        max_price: PRICE_FLOOR,
+        workers: BoundedVec::new(vec![net.pk(WORKER2), net.pk(WORKER)]).unwrap(),
+    });
+    assert!(matches!(net.run(USER, wrong_order), Err(LedgerError::Invalid { what: "task", .. })));
+    let task = net.submit_task(1_000, &[WORKER, WORKER2]);
+    net.submit_result(WORKER, task, (300, 700), &[4_000, 6_000]).unwrap();
+    let committee = net.committee(&task);
+    let w1 = net.balance(WORKER);
+    let w2 = net.balance(WORKER2);
+    net.score(task, &committee.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
+    // fee 10_000; worker pool = 10_000 - 10% royalty - 5% treasury - 10% validators = 7_500;
+    // median 1000 pays all of it: 40% / 60%.
+    assert_eq!(net.balance(WORKER) - w1, 3_000);
+    assert_eq!(net.balance(WORKER2) - w2, 4_500);
+}
+
+#[test]
+fn reclaim_only_by_the_user_after_the_deadline_without_result() {
+    let mut net = Net::market(test_params());
+    let task = net.submit_task(100, &[WORKER]);
+    let deadline = net.ledger.task(&task).unwrap().deadline_height;
+    let reclaim = TxKind::ReclaimTask(ReclaimTask { task });
+    assert!(matches!(
+        net.run(USER, reclaim.clone()),
+        Err(LedgerError::OutsideWindow { action: "reclaim", .. })
+    ));
+    net.advance_to(deadline);
+    assert!(matches!(
+        net.submit_result(WORKER, task, (1, 1), &[10_000]),
+        Err(LedgerError::OutsideWindow { .. })
+    ));
+    assert!(matches!(net.run(WORKER, reclaim.clone()), Err(LedgerError::WrongRole { .. })));
+    assert_eq!(net.ok(USER, reclaim.clone()), vec![Event::TaskReclaimed { task, amount: 1_000 }]);
+    assert_eq!(net.balance(USER), DEV_BALANCE);
+    assert!(matches!(net.run(USER, reclaim), Err(LedgerError::WrongTaskStatus { .. })));
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn result_at_the_deadline_is_accepted_and_blocks_reclaim() {
+    let mut net = Net::market(test_params());
+    let task = net.submit_task(100, &[WORKER]);
+    let deadline = net.ledger.task(&task).unwrap().deadline_height;
+    net.advance_to(deadline - 1);
+    net.submit_result(WORKER, task, (1, 1), &[10_000]).unwrap();
+    assert!(matches!(
+        net.run(USER, TxKind::ReclaimTask(ReclaimTask { task })),
+        Err(LedgerError::WrongTaskStatus { .. })
+    ));
+}
+
+#[test]
+fn inactive_worker_cannot_take_tasks() {
+    let mut net = Net::market(test_params());
+    net.ok(WORKER, TxKind::Unbond(Unbond { amount: 9_500 }));
+    let k = TxKind::SubmitTask(SubmitTask {
+        model: 1,
+        max_tokens: 10,
+        prompt_hash: Hash32::ZERO,
+        max_price: PRICE_FLOOR,
+        workers: BoundedVec::new(vec![net.pk(WORKER)]).unwrap(),
+    });
+    assert!(matches!(net.run(USER, k), Err(LedgerError::StakeBelowMinimum { role: "worker", .. })));
+}
