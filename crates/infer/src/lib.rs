@@ -16,17 +16,26 @@
 //! versions picked at run time and portable scalar fallbacks.
 
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod hidden;
 pub mod kv;
+mod loaded;
 pub mod model;
 pub mod pool;
 pub mod quant;
 pub mod tokenizer;
 
 pub use error::{InferError, Result};
+pub use generate::chat::ChatTemplate;
+pub use generate::sample::{Sampler, SamplingParams};
+pub use generate::{Finish, GenerateParams, Generation, generate};
 pub use gguf::Gguf;
+pub use hidden::{hidden_from_bytes, hidden_to_bytes};
 pub use kv::KvCache;
+pub use loaded::Model;
 pub use model::config::{Arch, HParams};
+pub use model::info::ModelInfo;
 pub use model::shard::{LogitsMode, OutputKind, Shard, ShardInput};
 pub use pool::Pool;
 pub use tokenizer::Tokenizer;

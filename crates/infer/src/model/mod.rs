@@ -2,6 +2,7 @@
 
 mod attention;
 pub mod config;
+pub mod info;
 mod ops;
 pub mod shard;
 mod weights;

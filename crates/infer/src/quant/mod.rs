@@ -9,6 +9,8 @@ pub mod scalar;
 mod simd;
 pub mod simd_f16;
 mod types;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use types::GgmlType;
 

@@ -1,6 +1,22 @@
 //! Run-time kernel selection: AVX2 kernels where the CPU has them, scalar otherwise.
 
+use std::sync::OnceLock;
+
 use super::{ActType, GgmlType, scalar};
+
+fn has_avx2() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
 
 /// Quantizes one activation row.
 #[inline]
@@ -11,5 +27,23 @@ pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
 /// Dot product of one weight row and one activation row.
 #[inline]
 pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        let nb = n / ty.block_elems();
+        let ab = ActType::for_weights(ty).block_bytes();
+        assert!(w.len() >= nb * ty.block_bytes() && a.len() >= nb * ab);
+        // SAFETY: AVX2/FMA/F16C were detected and the lengths were checked above.
+        unsafe {
+            match ty {
+                GgmlType::Q4_0 => return super::x86::dot_q4_0(w, a, nb),
+                GgmlType::Q4_1 => return super::x86::dot_q4_1(w, a, nb),
+                GgmlType::Q5_0 => return super::x86::dot_q5_0(w, a, nb),
+                GgmlType::Q8_0 => return super::x86::dot_q8_0(w, a, nb),
+                GgmlType::Q4K => return super::x86::dot_q4k(w, a, nb),
+                GgmlType::Q6K => return super::x86::dot_q6k(w, a, nb),
+                GgmlType::F32 | GgmlType::F16 => {}
+            }
+        }
+    }
     scalar::vec_dot(ty, w, a, n)
 }
