@@ -217,11 +217,11 @@ fn main() {
     println!("  ed25519 verify:   {:>9.0} tx/s   (reference, same txs; {})", median(v.clone()), spread(&v));
     println!("  transfer / verify ratio: {:.2}", median(t) / median(v));
     println!("  task lifecycle:   {:>9.0} tx/s   ({})", median(l.clone()), spread(&l));
-    let r: Vec<f64> = (0..runs).map(|_| root_ms(100_000)).collect();
-    println!("  state root, 100,000 accounts: {:.1} ms ({})", median(r.clone()), spread(&r));
     println!(
         "                    {:>9.0} tasks/s (8 txs + draw + settlement each; {})",
         median(k.clone()),
         spread(&k)
     );
+    let r: Vec<f64> = (0..runs).map(|_| root_ms(100_000)).collect();
+    println!("  state root, 100,000 accounts: {:.1} ms ({})", median(r.clone()), spread(&r));
 }
