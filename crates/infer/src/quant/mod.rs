@@ -11,6 +11,8 @@ pub mod simd_f16;
 mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_multi;
 
 pub use types::GgmlType;
 
@@ -134,12 +136,26 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], act_buf: &mut Vec<u8>, out: &
     let chunk = if n_tok == 1 { n_rows.div_ceil(pool.n_threads() * 4).max(16) } else { 16 };
     let n_tasks = n_rows.div_ceil(chunk);
     let out_ptr = SyncPtr(out.as_mut_ptr());
+    let multi = simd::has_x4(w.ty);
     pool.run(n_tasks, &|task| {
         let r0 = task * chunk;
         let r1 = (r0 + chunk).min(n_rows);
         let out_ptr = out_ptr;
-        for t in 0..n_tok {
-            let a = &act[t * arb..(t + 1) * arb];
+        let row_act = |t: usize| &act[t * arb..(t + 1) * arb];
+        let mut t = 0;
+        while multi && t + 4 <= n_tok {
+            let a4 = [row_act(t), row_act(t + 1), row_act(t + 2), row_act(t + 3)];
+            for r in r0..r1 {
+                let Some(v) = simd::vec_dot_x4(w.ty, w.row(r), a4, k) else { break };
+                for (j, &vj) in v.iter().enumerate() {
+                    // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.
+                    unsafe { *out_ptr.0.add((t + j) * n_rows + r) = vj };
+                }
+            }
+            t += 4;
+        }
+        for t in t..n_tok {
+            let a = row_act(t);
             for r in r0..r1 {
                 let v = simd::vec_dot(w.ty, w.row(r), a, k);
                 // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.

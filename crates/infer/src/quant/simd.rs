@@ -47,3 +47,35 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
     }
     scalar::vec_dot(ty, w, a, n)
 }
+
+/// Four dot products of one weight row with four activation rows, if a multi-row kernel exists
+/// for `ty` on this CPU.
+#[inline]
+pub fn vec_dot_x4(ty: GgmlType, w: &[u8], a: [&[u8]; 4], n: usize) -> Option<[f32; 4]> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        use super::x86_multi as m;
+        let nb = n / ty.block_elems();
+        let ab = ActType::for_weights(ty).block_bytes();
+        assert!(w.len() >= nb * ty.block_bytes() && a.iter().all(|r| r.len() >= nb * ab));
+        // SAFETY: AVX2/FMA/F16C were detected and the lengths were checked above.
+        unsafe {
+            return match ty {
+                GgmlType::Q4_0 => Some(m::dot_small_x4::<{ m::Q4_0 }>(w, a, nb)),
+                GgmlType::Q4_1 => Some(m::dot_small_x4::<{ m::Q4_1 }>(w, a, nb)),
+                GgmlType::Q5_0 => Some(m::dot_small_x4::<{ m::Q5_0 }>(w, a, nb)),
+                GgmlType::Q8_0 => Some(m::dot_small_x4::<{ m::Q8_0 }>(w, a, nb)),
+                GgmlType::Q4K => Some(m::dot_q4k_x4(w, a, nb)),
+                GgmlType::Q6K => Some(m::dot_q6k_x4(w, a, nb)),
+                GgmlType::F32 | GgmlType::F16 => None,
+            };
+        }
+    }
+    let _ = (ty, w, a, n);
+    None
+}
+
+/// Whether [`vec_dot_x4`] has a kernel for `ty` here.
+pub fn has_x4(ty: GgmlType) -> bool {
+    has_avx2() && !matches!(ty, GgmlType::F32 | GgmlType::F16)
+}

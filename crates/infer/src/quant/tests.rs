@@ -89,3 +89,25 @@ fn dispatched_kernels_equal_the_scalar_reference() {
         }
     }
 }
+
+#[test]
+fn four_row_kernels_equal_single_row_kernels() {
+    let mut rng = Rng(7);
+    for ty in ALL {
+        let n = 512;
+        let w = random_row(ty, n, &mut rng);
+        let acts: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+                let mut a = Vec::new();
+                quantize_rows(ty, &x, n, &mut a);
+                a
+            })
+            .collect();
+        let Some(got) = simd::vec_dot_x4(ty, &w, [&acts[0], &acts[1], &acts[2], &acts[3]], n) else { continue };
+        for k in 0..4 {
+            let want = scalar::vec_dot(ty, &w, &acts[k], n);
+            assert!((want - got[k]).abs() <= 1e-4 * want.abs().max(1.0), "{ty:?} row {k}: {} vs {want}", got[k]);
+        }
+    }
+}
