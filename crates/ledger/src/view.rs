@@ -31,14 +31,20 @@ impl<'a, K: Ord + Clone, V: Clone> Overlay<'a, K, V> {
     }
 }
 
-/// A copy of a view's staged writes, to roll one step back within a longer staged run.
-pub(crate) struct Checkpoint {
+/// The staged writes of every map.
+#[derive(Clone)]
+pub(crate) struct Writes {
     accounts: BTreeMap<PublicKey, Account>,
     stakes: BTreeMap<PublicKey, Stake>,
     models: BTreeMap<ModelId, Model>,
     workers: BTreeMap<PublicKey, Worker>,
     validators: BTreeMap<PublicKey, Validator>,
     tasks: BTreeMap<TaskId, Task>,
+}
+
+/// A copy of a view's staged writes, to roll one step back within a longer staged run.
+pub(crate) struct Checkpoint {
+    writes: Writes,
     totals: Totals,
     draws: usize,
     events: usize,
@@ -46,12 +52,7 @@ pub(crate) struct Checkpoint {
 
 /// Writes of a successful step, ready to commit.
 pub(crate) struct Changes {
-    accounts: BTreeMap<PublicKey, Account>,
-    stakes: BTreeMap<PublicKey, Stake>,
-    models: BTreeMap<ModelId, Model>,
-    workers: BTreeMap<PublicKey, Worker>,
-    validators: BTreeMap<PublicKey, Validator>,
-    tasks: BTreeMap<TaskId, Task>,
+    writes: Writes,
     totals: Totals,
     draws: Vec<TaskId>,
     pub(crate) events: Vec<Event>,
@@ -93,44 +94,43 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Ends the step, keeping its writes.
-    pub(crate) fn into_changes(self) -> Changes {
-        Changes {
-            accounts: self.accounts.writes,
-            stakes: self.stakes.writes,
-            models: self.models.writes,
-            workers: self.workers.writes,
-            validators: self.validators.writes,
-            tasks: self.tasks.writes,
-            totals: self.totals,
-            draws: self.draws,
-            events: self.events,
+    /// Moves the staged writes out, leaving the view with none.
+    fn take_writes(&mut self) -> Writes {
+        Writes {
+            accounts: std::mem::take(&mut self.accounts.writes),
+            stakes: std::mem::take(&mut self.stakes.writes),
+            models: std::mem::take(&mut self.models.writes),
+            workers: std::mem::take(&mut self.workers.writes),
+            validators: std::mem::take(&mut self.validators.writes),
+            tasks: std::mem::take(&mut self.tasks.writes),
         }
     }
 
+    /// Replaces the staged writes.
+    fn put_writes(&mut self, w: Writes) {
+        self.accounts.writes = w.accounts;
+        self.stakes.writes = w.stakes;
+        self.models.writes = w.models;
+        self.workers.writes = w.workers;
+        self.validators.writes = w.validators;
+        self.tasks.writes = w.tasks;
+    }
+
+    /// Ends the step, keeping its writes.
+    pub(crate) fn into_changes(mut self) -> Changes {
+        Changes { writes: self.take_writes(), totals: self.totals, draws: self.draws, events: self.events }
+    }
+
     /// Copies the staged writes (O(writes so far)).
-    pub(crate) fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            accounts: self.accounts.writes.clone(),
-            stakes: self.stakes.writes.clone(),
-            models: self.models.writes.clone(),
-            workers: self.workers.writes.clone(),
-            validators: self.validators.writes.clone(),
-            tasks: self.tasks.writes.clone(),
-            totals: self.totals.clone(),
-            draws: self.draws.len(),
-            events: self.events.len(),
-        }
+    pub(crate) fn checkpoint(&mut self) -> Checkpoint {
+        let writes = self.take_writes();
+        self.put_writes(writes.clone());
+        Checkpoint { writes, totals: self.totals.clone(), draws: self.draws.len(), events: self.events.len() }
     }
 
     /// Returns to a checkpoint taken from this view.
     pub(crate) fn restore(&mut self, c: Checkpoint) {
-        self.accounts.writes = c.accounts;
-        self.stakes.writes = c.stakes;
-        self.models.writes = c.models;
-        self.workers.writes = c.workers;
-        self.validators.writes = c.validators;
-        self.tasks.writes = c.tasks;
+        self.put_writes(c.writes);
         self.totals = c.totals;
         self.draws.truncate(c.draws);
         self.events.truncate(c.events);
@@ -228,12 +228,13 @@ impl<'a> View<'a> {
 impl State {
     /// Commits a successful step's writes; returns its events.
     pub(crate) fn commit(&mut self, changes: Changes) -> Vec<Event> {
-        self.accounts.extend(changes.accounts);
-        self.stakes.extend(changes.stakes);
-        self.models.extend(changes.models);
-        self.workers.extend(changes.workers);
-        self.validators.extend(changes.validators);
-        self.tasks.extend(changes.tasks);
+        let w = changes.writes;
+        self.accounts.extend(w.accounts);
+        self.stakes.extend(w.stakes);
+        self.models.extend(w.models);
+        self.workers.extend(w.workers);
+        self.validators.extend(w.validators);
+        self.tasks.extend(w.tasks);
         self.totals = changes.totals;
         self.draw_queue.extend(changes.draws);
         changes.events
