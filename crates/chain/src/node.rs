@@ -1,0 +1,130 @@
+//! A production node: the tokio runtime with storage in the data dir, authenticated p2p over TCP
+//! (static committee addresses), the engine, and the HTTP RPC.
+use crate::{
+    Error, PublicKey,
+    config::{NodeConfig, namespace},
+    engine::{self, Channels, EngineConfig, channel},
+    machine::Queryable,
+    rpc::server::{self, RpcState},
+};
+use commonware_codec::Encode;
+use commonware_cryptography::{ChaCha20Poly1305, Signer};
+use commonware_p2p::{Address, AddressableManager, authenticated::lookup};
+use commonware_runtime::{Quota, Runner, Supervisor as _, tokio as cw_tokio};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{NZU32, NZUsize, ordered::Map};
+use std::{net::SocketAddr, time::Duration};
+use tracing::{error, info};
+
+/// Largest p2p message, bytes (a full block of maximum-size transactions fits).
+const P2P_MESSAGE_BYTES_MAX: u32 = 2 * 1024 * 1024;
+
+/// Runs a node until its engine stops; `on_rpc` is called with the RPC's bound address.
+pub fn run<M: Queryable>(
+    config: NodeConfig,
+    genesis: M,
+    on_rpc: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<(), Error> {
+    let keys = config.keys()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| Error::Io { path: config.data_dir.clone(), source })?;
+    let runtime = cw_tokio::Config::new()
+        .with_storage_directory(config.data_dir.join("store"))
+        .with_worker_threads(2)
+        .with_catch_panics(false);
+    cw_tokio::Runner::new(runtime).start(|context| async move {
+        let me = keys.private_key.public_key();
+        let ns = namespace(&config.chain_id);
+        let handshake = Cups::<_, ChaCha20Poly1305>::new(
+            Sake {
+                signer: keys.private_key.clone(),
+                synchrony_bound: Duration::from_secs(5),
+                max_handshake_age: Duration::from_secs(10),
+                version: sake::Version::V1,
+            },
+            cups::Version::V1,
+        );
+        let p2p = lookup::Config::local(
+            handshake,
+            &ns,
+            config.listen,
+            NZUsize!(keys.participants.len().max(1)),
+            P2P_MESSAGE_BYTES_MAX,
+            NZUsize!(4096),
+        );
+        let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p);
+        let quota = Quota::per_second(NZU32!(10_000));
+        let mut register = |ch| network.register(ch, quota);
+        let channels = Channels {
+            votes: register(channel::VOTES),
+            certificates: register(channel::CERTIFICATES),
+            resolver: register(channel::RESOLVER),
+            blocks: register(channel::BLOCKS),
+            backfill: register(channel::BACKFILL),
+            mempool: register(channel::MEMPOOL),
+        };
+        let peers: Vec<(PublicKey, Address)> = keys
+            .participants
+            .iter()
+            .filter_map(|key| {
+                let hex_key = hex::encode(key.encode());
+                config
+                    .validators
+                    .iter()
+                    .find(|v| v.public_key == hex_key)
+                    .map(|v| (key.clone(), Address::from(v.address)))
+            })
+            .collect();
+        let peers = Map::try_from(peers).map_err(|_| Error::Keys("duplicate validator".into()))?;
+        let _ = oracle.track(0, peers);
+        let network_handle = network.start();
+
+        let started = engine::start(
+            context.child("engine"),
+            EngineConfig {
+                blocker: oracle.clone(),
+                provider: oracle,
+                me: me.clone(),
+                genesis_leader: keys.participants.iter().next().cloned().unwrap_or(me.clone()),
+                scheme: keys.scheme,
+                verifier: keys.verifier,
+                chain_id: config.chain_id.clone(),
+                partition_prefix: "polylink".into(),
+                block_interval_ms: config.block_interval_ms,
+                mempool_capacity: config.mempool_capacity,
+                genesis,
+            },
+            channels,
+        )
+        .await?;
+
+        let listener = tokio::net::TcpListener::bind(config.rpc)
+            .await
+            .map_err(|source| Error::Io { path: config.rpc.to_string().into(), source })?;
+        let rpc_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Io { path: config.rpc.to_string().into(), source })?;
+        let router = server::router(RpcState {
+            submitter: started.submitter,
+            shared: started.shared,
+            marshal: started.marshal,
+            chain_id: config.chain_id.clone(),
+            validators: keys.participants.len(),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, router).await {
+                error!(error = %e, "rpc server stopped");
+            }
+        });
+        info!(%me, rpc = %rpc_addr, p2p = %config.listen, chain_id = %config.chain_id, "node started");
+        on_rpc(rpc_addr);
+        let mut handles = started.handles;
+        handles.push(network_handle);
+        let _ = futures::future::select_all(handles).await;
+        error!("a node component stopped; shutting down");
+        Ok(())
+    })
+}

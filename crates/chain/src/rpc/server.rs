@@ -1,0 +1,188 @@
+//! The RPC server (axum): bounded bodies, JSON errors, and a server-sent event stream of
+//! executed finalized blocks. Bad input gets a 4xx with a reason; the server keeps serving.
+use super::{BODY_BYTES_MAX, BlockView, ErrorBody, Status, SubmitRequest, SubmitResponse};
+use crate::{
+    Block, PublicKey, Scheme, Shared, Submitter,
+    machine::{Query, Queryable},
+};
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, Path, State, rejection::JsonRejection},
+    http::StatusCode,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use commonware_consensus::{
+    marshal::{core::Mailbox, standard::Standard},
+    types::Height,
+};
+use commonware_cryptography::Digestible;
+use commonware_p2p::Sender;
+use futures::Stream;
+use polylink_types::{Hash32, SignedTx};
+use std::{convert::Infallible, net::SocketAddr, str::FromStr, sync::Arc};
+use tokio::{net::TcpListener, sync::broadcast};
+
+/// What the handlers share.
+pub struct RpcState<M, S> {
+    /// Admits submitted transactions.
+    pub submitter: Submitter<M, S>,
+    /// The latest executed state.
+    pub shared: Shared<M>,
+    /// Finalized blocks by height.
+    pub marshal: Mailbox<Scheme, Standard<Block>>,
+    /// The chain id.
+    pub chain_id: String,
+    /// Committee size.
+    pub validators: usize,
+}
+
+type Ctx<M, S> = State<Arc<RpcState<M, S>>>;
+
+/// An error answer: status code and reason.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+fn bad_request(message: impl ToString) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.to_string())
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+/// Builds the router over `state`.
+pub fn router<M, S>(state: RpcState<M, S>) -> Router
+where
+    M: Queryable,
+    S: Sender<PublicKey = PublicKey>,
+{
+    Router::new()
+        .route("/tx", post(submit::<M, S>))
+        .route("/status", get(status::<M, S>))
+        .route("/account/{key}", get(account::<M, S>))
+        .route("/models", get(|s: Ctx<M, S>| ask(s, Query::Models, "models")))
+        .route("/model/{id}", get(model::<M, S>))
+        .route("/workers", get(|s: Ctx<M, S>| ask(s, Query::Workers, "workers")))
+        .route("/validators", get(|s: Ctx<M, S>| ask(s, Query::Validators, "validators")))
+        .route("/task/{id}", get(task::<M, S>))
+        .route("/params", get(|s: Ctx<M, S>| ask(s, Query::Params, "params")))
+        .route("/block/{height}", get(block::<M, S>))
+        .route("/events", get(events::<M, S>))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(Arc::new(state))
+}
+
+/// Serves `router` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+async fn submit<M: Queryable, S: Sender<PublicKey = PublicKey>>(
+    State(state): Ctx<M, S>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    let Json(request) = body.map_err(|e| bad_request(format!("bad request body: {e}")))?;
+    let bytes = hex::decode(request.tx.trim()).map_err(|e| bad_request(format!("tx is not hex: {e}")))?;
+    let tx = SignedTx::from_bytes(&bytes).map_err(|e| bad_request(format!("malformed tx: {e}")))?;
+    let id = state.submitter.submit(tx).map_err(bad_request)?;
+    Ok(Json(SubmitResponse { id: id.to_string() }))
+}
+
+async fn status<M: Queryable, S>(State(state): Ctx<M, S>) -> Result<Json<Status>, ApiError> {
+    let guard = state
+        .shared
+        .state
+        .read()
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state unavailable".into()))?;
+    Ok(Json(Status {
+        chain_id: state.chain_id.clone(),
+        height: guard.height,
+        state_root: guard.machine.state_root().to_string(),
+        mempool: state.submitter.pending(),
+        validators: state.validators,
+    }))
+}
+
+async fn ask<M: Queryable, S>(
+    State(state): Ctx<M, S>,
+    query: Query,
+    what: &'static str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let guard = state
+        .shared
+        .state
+        .read()
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state unavailable".into()))?;
+    guard.machine.query(&query).map(Json).ok_or_else(|| not_found(what))
+}
+
+async fn account<M: Queryable, S>(
+    s: Ctx<M, S>,
+    Path(key): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = polylink_types::PublicKey::from_str(&key).map_err(bad_request)?;
+    ask(s, Query::Account(key), "account").await
+}
+
+async fn model<M: Queryable, S>(
+    s: Ctx<M, S>,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    ask(s, Query::Model(id), "model").await
+}
+
+async fn task<M: Queryable, S>(
+    s: Ctx<M, S>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = Hash32::from_str(&id).map_err(bad_request)?;
+    ask(s, Query::Task(id), "task").await
+}
+
+async fn block<M: Queryable, S>(
+    State(state): Ctx<M, S>,
+    Path(height): Path<u64>,
+) -> Result<Json<BlockView>, ApiError> {
+    let block = state.marshal.get_block(Height::new(height)).await.ok_or_else(|| not_found("block"))?;
+    let block: &Block = block.inner();
+    Ok(Json(BlockView {
+        height: block.height.get(),
+        digest: block.digest().to_string(),
+        parent: block.parent.to_string(),
+        view: block.context.round.view().get(),
+        timestamp_ms: block.timestamp_ms,
+        txs: block.txs.clone(),
+    }))
+}
+
+async fn events<M: Queryable, S>(
+    State(state): Ctx<M, S>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = state.shared.blocks.subscribe();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(block) => {
+                    let event = Event::default()
+                        .event("block")
+                        .json_data(block.as_ref())
+                        .unwrap_or_else(|_| Event::default().event("error"));
+                    return Some((Ok(event), receiver));
+                }
+                // A slow subscriber skips what it missed and goes on with the newest blocks.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

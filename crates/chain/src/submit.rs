@@ -1,0 +1,77 @@
+//! Transaction admission: checks a transaction against the latest executed state, adds it to the
+//! mempool and gossips it to the other validators (whose gossip loop admits it the same way).
+use crate::{Error, Machine, Mempool, PublicKey, executor::Shared, mempool::Refusal};
+use commonware_p2p::{Receiver, Recipients, Sender};
+use polylink_types::{SignedTx, TxId};
+use std::sync::{Arc, Mutex};
+use tracing::debug;
+
+/// Admits transactions from the RPC and from peers.
+pub struct Submitter<M, S> {
+    shared: Shared<M>,
+    mempool: Mempool,
+    gossip: Arc<Mutex<S>>,
+}
+
+impl<M, S: Clone> Clone for Submitter<M, S> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), mempool: self.mempool.clone(), gossip: self.gossip.clone() }
+    }
+}
+
+impl<M, S> Submitter<M, S> {
+    /// Number of transactions waiting in this node's mempool.
+    pub fn pending(&self) -> usize {
+        self.mempool.len()
+    }
+}
+
+impl<M: Machine, S: Sender<PublicKey = PublicKey>> Submitter<M, S> {
+    /// A submitter that gossips over `gossip`.
+    pub fn new(shared: Shared<M>, mempool: Mempool, gossip: S) -> Self {
+        Self { shared, mempool, gossip: Arc::new(Mutex::new(gossip)) }
+    }
+
+    /// Checks and pools `tx`, then sends it to every peer. The error says why it was refused;
+    /// a refused transaction changes nothing.
+    pub fn submit(&self, tx: SignedTx) -> Result<TxId, Error> {
+        let id = self.admit(tx.clone())?;
+        if let Ok(mut gossip) = self.gossip.lock() {
+            gossip.send(Recipients::All, tx.to_bytes(), false);
+        }
+        Ok(id)
+    }
+
+    fn admit(&self, tx: SignedTx) -> Result<TxId, Error> {
+        {
+            let state =
+                self.shared.state.read().map_err(|_| Error::TxRejected("node state unavailable".into()))?;
+            let mut sequence = self.mempool.of_signer(&tx.tx.signer);
+            sequence.retain(|pending| pending.tx.nonce < tx.tx.nonce);
+            sequence.push(tx.clone());
+            if let Some(Err(reason)) = state.machine.check_txs(&sequence).pop() {
+                return Err(Error::TxRejected(reason));
+            }
+        }
+        self.mempool.insert(tx).map_err(|refusal| match refusal {
+            Refusal::Duplicate => Error::TxRejected("already pending".into()),
+            Refusal::Full { capacity } => {
+                Error::TxRejected(format!("mempool full ({capacity} transactions)"))
+            }
+        })
+    }
+
+    /// Admits transactions gossiped by peers until the channel closes; bad ones are dropped.
+    pub async fn gossip_loop(self, mut receiver: impl Receiver<PublicKey = PublicKey>) {
+        while let Ok((peer, message)) = receiver.recv().await {
+            match SignedTx::from_bytes(message.as_ref()) {
+                Ok(tx) => {
+                    if let Err(e) = self.admit(tx) {
+                        debug!(%peer, error = %e, "gossiped transaction not admitted");
+                    }
+                }
+                Err(e) => debug!(%peer, error = %e, "undecodable gossiped transaction"),
+            }
+        }
+    }
+}
