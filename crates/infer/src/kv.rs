@@ -21,7 +21,7 @@ pub(crate) struct Scratch {
     pub scores: Vec<f32>,
     pub gate: Vec<f32>,
     pub up: Vec<f32>,
-    pub act: Vec<u8>,
+    pub act: crate::quant::ActBufs,
     pub rope_global: Vec<(f32, f32)>,
     pub rope_local: Vec<(f32, f32)>,
 }

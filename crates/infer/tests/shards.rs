@@ -7,7 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use polylink_infer::generate::sample::argmax;
-use polylink_infer::{Gguf, KvCache, LogitsMode, OutputKind, Pool, Shard, ShardInput, Tokenizer, hidden_from_bytes, hidden_to_bytes};
+use polylink_infer::{
+    Gguf, KvCache, LogitsMode, OutputKind, Pool, Shard, ShardInput, Tokenizer, hidden_from_bytes,
+    hidden_to_bytes,
+};
 
 /// Runs `ids` through the chain; returns the logits.
 fn chain_step(shards: &[Shard], kvs: &mut [KvCache], ids: &[u32], mode: LogitsMode) -> Vec<f32> {
@@ -49,7 +52,8 @@ fn check_cuts(path: &std::path::Path, cuts_list: &[&[usize]], prompt: &str, step
         ref_steps.push(l);
     }
     for cuts in cuts_list {
-        let shards: Vec<Shard> = cuts.windows(2).map(|w| Shard::load(&g, w[0]..w[1], pool.clone()).unwrap()).collect();
+        let shards: Vec<Shard> =
+            cuts.windows(2).map(|w| Shard::load(&g, w[0]..w[1], pool.clone()).unwrap()).collect();
         assert!(shards[0].is_first() && shards[shards.len() - 1].is_last());
         let mut kvs: Vec<KvCache> = shards.iter().map(|s| s.new_session(512)).collect();
         let logits = chain_step(&shards, &mut kvs, &ids, LogitsMode::All);

@@ -14,7 +14,7 @@ use crate::error::{InferError, Result};
 use crate::gguf::Gguf;
 use crate::kv::{KvCache, Scratch};
 use crate::pool::Pool;
-use crate::quant::{QMatrix, matmul};
+use crate::quant::{QMatrix, matmul, matmul_many};
 
 /// What a forward pass consumes.
 #[derive(Debug, Clone, Copy)]
@@ -212,9 +212,7 @@ impl Shard {
         s.q.resize(n * qd, 0.0);
         s.k.resize(n * kvd, 0.0);
         s.v.resize(n * kvd, 0.0);
-        matmul(pool, &l.wq, &s.xb, &mut s.act, &mut s.q);
-        matmul(pool, &l.wk, &s.xb, &mut s.act, &mut s.k);
-        matmul(pool, &l.wv, &s.xb, &mut s.act, &mut s.v);
+        matmul_many(pool, &[&l.wq, &l.wk, &l.wv], &s.xb, &mut s.act, &mut [&mut s.q, &mut s.k, &mut s.v]);
         for (buf, bias) in [(&mut s.q, &l.bias_q), (&mut s.k, &l.bias_k), (&mut s.v, &l.bias_v)] {
             if let Some(b) = bias {
                 for row in buf.chunks_exact_mut(b.len()) {
@@ -250,8 +248,7 @@ impl Shard {
         }
         s.gate.resize(n * hp.ffn_dim, 0.0);
         s.up.resize(n * hp.ffn_dim, 0.0);
-        matmul(pool, &l.w_gate, &s.xb, &mut s.act, &mut s.gate);
-        matmul(pool, &l.w_up, &s.xb, &mut s.act, &mut s.up);
+        matmul_many(pool, &[&l.w_gate, &l.w_up], &s.xb, &mut s.act, &mut [&mut s.gate, &mut s.up]);
         match hp.activation {
             Activation::Silu => ops::swiglu(&mut s.gate, &s.up),
             Activation::GeluTanh => ops::geglu(&mut s.gate, &s.up),

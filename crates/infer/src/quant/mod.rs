@@ -122,47 +122,116 @@ pub(crate) struct SyncPtr(pub *mut f32);
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
 
+/// Quantized activations, one buffer per activation format, reused between calls.
+#[derive(Debug, Default)]
+pub struct ActBufs {
+    bufs: Vec<(ActType, Vec<u8>)>,
+}
+
+impl ActBufs {
+    fn prepare(&mut self, acts: &[ActType], x: &[f32], k: usize) {
+        for (i, &act) in acts.iter().enumerate() {
+            if acts[..i].contains(&act) {
+                continue;
+            }
+            let slot = match self.bufs.iter().position(|(a, _)| *a == act) {
+                Some(i) => i,
+                None => {
+                    self.bufs.push((act, Vec::new()));
+                    self.bufs.len() - 1
+                }
+            };
+            let buf = &mut self.bufs[slot].1;
+            let rb = act.row_bytes(k);
+            buf.resize(rb * (x.len() / k), 0);
+            for (xr, br) in x.chunks_exact(k).zip(buf.chunks_exact_mut(rb)) {
+                simd::quantize_act(act, xr, br);
+            }
+        }
+    }
+
+    fn get(&self, act: ActType) -> &[u8] {
+        self.bufs.iter().find(|(a, _)| *a == act).map_or(&[], |(_, b)| b.as_slice())
+    }
+}
+
 /// `out[t][r] = dot(w.row(r), x[t])` for `n_tok` rows of `x` (`w.row_len` each).
-/// `act_buf` is scratch reused between calls.
-pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], act_buf: &mut Vec<u8>, out: &mut [f32]) {
-    let k = w.row_len;
+pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], act: &mut ActBufs, out: &mut [f32]) {
+    matmul_many(pool, &[w], x, act, &mut [out]);
+}
+
+/// Several products sharing one input (q/k/v, gate/up): the input is quantized once per format
+/// and all rows run in one pool job.
+pub fn matmul_many(pool: &Pool, ws: &[&QMatrix], x: &[f32], act: &mut ActBufs, outs: &mut [&mut [f32]]) {
+    let Some(first) = ws.first() else { return };
+    let k = first.row_len;
     let n_tok = x.len() / k;
-    debug_assert_eq!(out.len(), n_tok * w.n_rows);
-    quantize_rows(w.ty, x, k, act_buf);
-    let act = &act_buf[..];
+    debug_assert!(ws.iter().zip(outs.iter()).all(|(w, o)| w.row_len == k && o.len() == n_tok * w.n_rows));
+    assert!(ws.len() <= 8 && outs.len() == ws.len(), "at most 8 products per job");
+    let mut kinds = [ActType::F32; 8];
+    for (kd, w) in kinds.iter_mut().zip(ws) {
+        *kd = ActType::for_weights(w.ty);
+    }
+    act.prepare(&kinds[..ws.len()], x, k);
+    // Tasks: chunks of rows of each matrix in turn.
+    let mut plan: [(usize, usize, usize); 8] = [(0, 0, 0); 8];
+    let mut n_tasks = 0;
+    for (i, w) in ws.iter().enumerate().take(8) {
+        let chunk = if n_tok == 1 { w.n_rows.div_ceil(pool.n_threads() * 4).max(16) } else { 16 };
+        plan[i] = (n_tasks, chunk, w.n_rows.div_ceil(chunk));
+        n_tasks += plan[i].2;
+    }
+    let mut ptrs = [SyncPtr(std::ptr::null_mut()); 8];
+    for (p, o) in ptrs.iter_mut().zip(outs.iter_mut()) {
+        p.0 = o.as_mut_ptr();
+    }
+    let mut acts: [&[u8]; 8] = [&[]; 8];
+    for (a, &kd) in acts.iter_mut().zip(&kinds[..ws.len()]) {
+        *a = act.get(kd);
+    }
+    pool.run(n_tasks, &|task| {
+        let Some(m) = (0..ws.len()).rev().find(|&m| plan[m].0 <= task) else { return };
+        let (w, chunk) = (ws[m], plan[m].1);
+        let r0 = (task - plan[m].0) * chunk;
+        let r1 = (r0 + chunk).min(w.n_rows);
+        rows_times_acts(w, acts[m], k, n_tok, r0..r1, ptrs[m]);
+    });
+}
+
+/// Rows `rows` of `w` times every activation row, into `out` (`n_tok × w.n_rows`).
+fn rows_times_acts(
+    w: &QMatrix,
+    act: &[u8],
+    k: usize,
+    n_tok: usize,
+    rows: std::ops::Range<usize>,
+    out: SyncPtr,
+) {
     let arb = ActType::for_weights(w.ty).row_bytes(k);
     let n_rows = w.n_rows;
-    // Rows per task: small enough to balance, large enough to amortize the hand-off.
-    let chunk = if n_tok == 1 { n_rows.div_ceil(pool.n_threads() * 4).max(16) } else { 16 };
-    let n_tasks = n_rows.div_ceil(chunk);
-    let out_ptr = SyncPtr(out.as_mut_ptr());
-    let multi = simd::has_x4(w.ty);
-    pool.run(n_tasks, &|task| {
-        let r0 = task * chunk;
-        let r1 = (r0 + chunk).min(n_rows);
-        let out_ptr = out_ptr;
-        let row_act = |t: usize| &act[t * arb..(t + 1) * arb];
-        let mut t = 0;
-        while multi && t + 4 <= n_tok {
+    let row_act = |t: usize| &act[t * arb..(t + 1) * arb];
+    let mut t = 0;
+    if simd::has_x4(w.ty) {
+        while t + 4 <= n_tok {
             let a4 = [row_act(t), row_act(t + 1), row_act(t + 2), row_act(t + 3)];
-            for r in r0..r1 {
+            for r in rows.clone() {
                 let Some(v) = simd::vec_dot_x4(w.ty, w.row(r), a4, k) else { break };
                 for (j, &vj) in v.iter().enumerate() {
                     // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.
-                    unsafe { *out_ptr.0.add((t + j) * n_rows + r) = vj };
+                    unsafe { *out.0.add((t + j) * n_rows + r) = vj };
                 }
             }
             t += 4;
         }
-        for t in t..n_tok {
-            let a = row_act(t);
-            for r in r0..r1 {
-                let v = simd::vec_dot(w.ty, w.row(r), a, k);
-                // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.
-                unsafe { *out_ptr.0.add(t * n_rows + r) = v };
-            }
+    }
+    for t in t..n_tok {
+        let a = row_act(t);
+        for r in rows.clone() {
+            let v = simd::vec_dot(w.ty, w.row(r), a, k);
+            // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.
+            unsafe { *out.0.add(t * n_rows + r) = v };
         }
-    });
+    }
 }
 
 #[cfg(test)]

@@ -104,10 +104,16 @@ fn four_row_kernels_equal_single_row_kernels() {
                 a
             })
             .collect();
-        let Some(got) = simd::vec_dot_x4(ty, &w, [&acts[0], &acts[1], &acts[2], &acts[3]], n) else { continue };
+        let Some(got) = simd::vec_dot_x4(ty, &w, [&acts[0], &acts[1], &acts[2], &acts[3]], n) else {
+            continue;
+        };
         for k in 0..4 {
             let want = scalar::vec_dot(ty, &w, &acts[k], n);
-            assert!((want - got[k]).abs() <= 1e-4 * want.abs().max(1.0), "{ty:?} row {k}: {} vs {want}", got[k]);
+            assert!(
+                (want - got[k]).abs() <= 1e-4 * want.abs().max(1.0),
+                "{ty:?} row {k}: {} vs {want}",
+                got[k]
+            );
         }
     }
 }

@@ -81,7 +81,11 @@ pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> 
             for k in 0..4 {
                 let ab = ap[k].add(i * abb);
                 let y = _mm256_loadu_si256(ab.add(aq).cast());
-                let p16 = if unsigned { _mm256_maddubs_epi16(q, y) } else { _mm256_maddubs_epi16(aq_abs, _mm256_sign_epi8(y, q)) };
+                let p16 = if unsigned {
+                    _mm256_maddubs_epi16(q, y)
+                } else {
+                    _mm256_maddubs_epi16(aq_abs, _mm256_sign_epi8(y, q))
+                };
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16_at(ab)), p, acc[k]);
                 if TY == Q4_1 {
