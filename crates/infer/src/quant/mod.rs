@@ -226,7 +226,22 @@ fn rows_times_acts(
     }
     for t in t..n_tok {
         let a = row_act(t);
-        for r in rows.clone() {
+        let mut r = rows.start;
+        if simd::has_r4(w.ty) {
+            while r + 4 <= rows.end {
+                let Some(v) =
+                    simd::vec_dot_r4(w.ty, [w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)], a, k)
+                else {
+                    break;
+                };
+                for (j, &vj) in v.iter().enumerate() {
+                    // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.
+                    unsafe { *out.0.add(t * n_rows + r + j) = vj };
+                }
+                r += 4;
+            }
+        }
+        for r in r..rows.end {
             let v = simd::vec_dot(w.ty, w.row(r), a, k);
             // SAFETY: (t, r) pairs are disjoint across tasks and inside `out`.
             unsafe { *out.0.add(t * n_rows + r) = v };

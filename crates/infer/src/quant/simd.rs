@@ -79,3 +79,32 @@ pub fn vec_dot_x4(ty: GgmlType, w: &[u8], a: [&[u8]; 4], n: usize) -> Option<[f3
 pub fn has_x4(ty: GgmlType) -> bool {
     has_avx2() && !matches!(ty, GgmlType::F32 | GgmlType::F16)
 }
+
+/// Four weight rows times one activation row, if a multi-row kernel exists for `ty` here.
+#[inline]
+pub fn vec_dot_r4(ty: GgmlType, w: [&[u8]; 4], a: &[u8], n: usize) -> Option<[f32; 4]> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        use super::x86_multi as m;
+        let nb = n / ty.block_elems();
+        let ab = ActType::for_weights(ty).block_bytes();
+        assert!(w.iter().all(|r| r.len() >= nb * ty.block_bytes()) && a.len() >= nb * ab);
+        // SAFETY: AVX2/FMA/F16C were detected and the lengths were checked above.
+        unsafe {
+            return match ty {
+                GgmlType::Q4_0 => Some(m::dot_small_r4::<{ m::Q4_0 }>(w, a, nb)),
+                GgmlType::Q4_1 => Some(m::dot_small_r4::<{ m::Q4_1 }>(w, a, nb)),
+                GgmlType::Q5_0 => Some(m::dot_small_r4::<{ m::Q5_0 }>(w, a, nb)),
+                GgmlType::Q8_0 => Some(m::dot_small_r4::<{ m::Q8_0 }>(w, a, nb)),
+                _ => None,
+            };
+        }
+    }
+    let _ = (ty, w, a, n);
+    None
+}
+
+/// Whether [`vec_dot_r4`] has a kernel for `ty` here.
+pub fn has_r4(ty: GgmlType) -> bool {
+    has_avx2() && matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0)
+}

@@ -117,3 +117,21 @@ fn four_row_kernels_equal_single_row_kernels() {
         }
     }
 }
+
+#[test]
+fn four_weight_row_kernels_equal_single_row_kernels() {
+    let mut rng = Rng(11);
+    for ty in ALL {
+        let n = 256;
+        let rows: Vec<Vec<u8>> = (0..4).map(|_| random_row(ty, n, &mut rng)).collect();
+        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut a = Vec::new();
+        quantize_rows(ty, &x, n, &mut a);
+        let Some(got) = simd::vec_dot_r4(ty, [&rows[0], &rows[1], &rows[2], &rows[3]], &a, n) else {
+            continue;
+        };
+        for k in 0..4 {
+            assert_eq!(got[k], vec_dot(ty, &rows[k], &a, n), "{ty:?} row {k}");
+        }
+    }
+}

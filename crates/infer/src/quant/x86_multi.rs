@@ -195,3 +195,55 @@ pub unsafe fn dot_q6k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
     }
     [0, 1, 2, 3].map(|k| hsum(acc[k]))
 }
+
+/// Four weight rows (type `TY`) times one Q8_0/Q8_1 row: four independent accumulator chains
+/// for token-by-token decoding.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> [f32; 4] {
+    let (wbb, abb, aq) = match TY {
+        Q4_0 => (18, 34, 2),
+        Q4_1 => (20, 36, 4),
+        Q5_0 => (22, 34, 2),
+        _ => (34, 34, 2),
+    };
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut mins = [0f32; 4];
+    let ones = _mm256_set1_epi16(1);
+    let wp = w.map(<[u8]>::as_ptr);
+    let a = a.as_ptr();
+    for i in 0..nb {
+        // SAFETY: block i lies inside every `w[k]` and `a` (caller).
+        unsafe {
+            let ab = a.add(i * abb);
+            let y = _mm256_loadu_si256(ab.add(aq).cast());
+            // |y| once per block; each signed row then needs one sign op: q*y = |y| * (q·sgn y).
+            let y_abs = _mm256_sign_epi8(y, y);
+            let d8 = f16_at(ab);
+            for k in 0..4 {
+                let wb = wp[k].add(i * wbb);
+                let p16 = match TY {
+                    Q4_1 => _mm256_maddubs_epi16(nibbles(wb.add(4)), y),
+                    _ => {
+                        let q = match TY {
+                            Q4_0 => _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8)),
+                            Q5_0 => {
+                                let qh = (wb.add(2) as *const u32).read_unaligned();
+                                let hi =
+                                    _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xf0u8 as i8));
+                                _mm256_or_si256(nibbles(wb.add(6)), hi)
+                            }
+                            _ => _mm256_loadu_si256(wb.add(2).cast()),
+                        };
+                        _mm256_maddubs_epi16(y_abs, _mm256_sign_epi8(q, y))
+                    }
+                };
+                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(wb) * d8), p, acc[k]);
+                if TY == Q4_1 {
+                    mins[k] += f16_at(wb.add(2)) * f16_at(ab.add(2));
+                }
+            }
+        }
+    }
+    [0, 1, 2, 3].map(|k| hsum(acc[k]) + mins[k])
+}
