@@ -13,6 +13,10 @@ pub enum PreTokenizer {
     Gpt2,
     /// Every digit split off first, then the GPT-2 pattern (SmolLM).
     DigitsThenGpt2,
+    /// The Llama 3 pattern: case-insensitive contractions, digits in runs of up to 3.
+    Llama3,
+    /// The Qwen2 pattern: the Llama 3 pattern with single digits.
+    Qwen2,
 }
 
 /// GPT-2's byte → printable character map.
@@ -38,6 +42,8 @@ pub fn pre_tokenize(pre: PreTokenizer, text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     match pre {
         PreTokenizer::Gpt2 => gpt2_split(text, &mut out),
+        PreTokenizer::Llama3 => llama3_split(text, 3, &mut out),
+        PreTokenizer::Qwen2 => llama3_split(text, 1, &mut out),
         PreTokenizer::DigitsThenGpt2 => {
             let mut start = 0;
             for (i, c) in text.char_indices() {
@@ -118,6 +124,92 @@ fn gpt2_split<'a>(text: &'a str, out: &mut Vec<&'a str>) {
     }
 }
 
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+fn llama3_split<'a>(text: &'a str, max_digits: usize, out: &mut Vec<&'a str>) {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let n = chars.len();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let fl = |i: usize| at(i).map_or(Flags::default(), flags);
+    let byte = |i: usize| chars.get(i).map_or(text.len(), |&(b, _)| b);
+    let crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    let mut pos = 0;
+    while pos < n {
+        let start = pos;
+        let c = chars[pos].1;
+        let f = flags(c);
+        if c == '\'' && pos + 1 < n {
+            let c1 = chars[pos + 1].1.to_ascii_lowercase();
+            if matches!(c1, 's' | 't' | 'm' | 'd') {
+                out.push(&text[byte(pos)..byte(pos + 2)]);
+                pos += 2;
+                continue;
+            }
+            if let Some(c2) = at(pos + 2).map(|c| c.to_ascii_lowercase())
+                && matches!((c1, c2), ('r', 'e') | ('v', 'e') | ('l', 'l'))
+            {
+                out.push(&text[byte(pos)..byte(pos + 3)]);
+                pos += 3;
+                continue;
+            }
+        }
+        if !(crlf(Some(c)) || f.number) && (f.letter || fl(pos + 1).letter) {
+            pos += 1;
+            while fl(pos).letter {
+                pos += 1;
+            }
+            out.push(&text[byte(start)..byte(pos)]);
+            continue;
+        }
+        if f.number {
+            let mut ini = pos;
+            while fl(pos).number {
+                pos += 1;
+                if pos - ini >= max_digits {
+                    out.push(&text[byte(ini)..byte(pos)]);
+                    ini = pos;
+                }
+            }
+            if pos > ini {
+                out.push(&text[byte(ini)..byte(pos)]);
+            }
+            continue;
+        }
+        let f2 = if c == ' ' { fl(pos + 1) } else { f };
+        if !(f2.space || f2.letter || f2.number) && f.defined && f2.defined {
+            pos += usize::from(c == ' ');
+            loop {
+                let g = fl(pos);
+                if g.space || g.letter || g.number || !g.defined {
+                    break;
+                }
+                pos += 1;
+            }
+            while crlf(at(pos)) {
+                pos += 1;
+            }
+            out.push(&text[byte(start)..byte(pos)]);
+            continue;
+        }
+        let (mut ws, mut last_crlf_end) = (0, 0);
+        while fl(pos + ws).space {
+            if crlf(at(pos + ws)) {
+                last_crlf_end = pos + ws + 1;
+            }
+            ws += 1;
+        }
+        if last_crlf_end > 0 {
+            pos = last_crlf_end;
+        } else if ws > 1 && pos + ws < n {
+            pos += ws - 1;
+        } else if ws > 0 {
+            pos += ws;
+        } else {
+            pos += 1;
+        }
+        out.push(&text[byte(start)..byte(pos)]);
+    }
+}
+
 /// Merges the symbols of one byte-level-encoded word by rank; returns the final pieces.
 pub fn merge_word(word: &str, ranks: &HashMap<String, u32>) -> Vec<String> {
     let mut syms: Vec<String> = word.chars().map(String::from).collect();
@@ -172,6 +264,10 @@ mod tests {
         assert_eq!(words, ["Hello", " ", " world", "'s", " 42", "!!", "  \n", "\n", "x"]);
         let words = pre_tokenize(PreTokenizer::DigitsThenGpt2, "in 2024, ok");
         assert_eq!(words, ["in", " ", "2", "0", "2", "4", ",", " ok"]);
+        let words = pre_tokenize(PreTokenizer::Llama3, "I'LL pay 12345!!\n\n  ok");
+        assert_eq!(words, ["I", "'LL", " pay", " ", "123", "45", "!!\n\n", " ", " ok"]);
+        let words = pre_tokenize(PreTokenizer::Qwen2, "x 42 \n\n");
+        assert_eq!(words, ["x", " ", "4", "2", " \n\n"]);
     }
 
     #[test]

@@ -86,6 +86,8 @@ impl Tokenizer {
             "gpt2" => Model::Bpe(match g.opt_str("tokenizer.ggml.pre")?.unwrap_or("default") {
                 "smollm" | "codeshell" | "exaone" | "minerva" => PreTokenizer::DigitsThenGpt2,
                 "default" | "gpt2" | "gpt-2" => PreTokenizer::Gpt2,
+                "llama3" | "llama-v3" | "llama-bpe" => PreTokenizer::Llama3,
+                "qwen2" | "deepseek-r1-qwen" => PreTokenizer::Qwen2,
                 other => return Err(bad(format!("unsupported pre-tokenizer {other:?}"))),
             }),
             "llama" => Model::Spm,
