@@ -13,7 +13,7 @@ pub fn hidden_from_bytes(bytes: &[u8], dim: usize, rows_max: usize) -> Result<Ve
         .checked_mul(4)
         .filter(|&b| b > 0)
         .ok_or_else(|| InferError::BadInput(format!("hidden size {dim}")))?;
-    if bytes.is_empty() || bytes.len() % row_bytes != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(row_bytes) {
         return Err(InferError::BadInput(format!("{} bytes are not whole rows of {dim} f32", bytes.len())));
     }
     let rows = bytes.len() / row_bytes;

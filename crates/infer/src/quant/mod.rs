@@ -23,9 +23,9 @@ use crate::pool::Pool;
 pub enum ActType {
     /// Raw f32 (for f32/f16 weights).
     F32,
-    /// 32 int8 with an f16 scale.
+    /// 32 int8 with a scale (ggml's f16 value, kept as f32 so kernels skip the conversion).
     Q8_0,
-    /// 32 int8 with an f16 scale and an f16 scaled sum.
+    /// 32 int8 with a scale and the scaled sum (f16 values kept as f32).
     Q8_1,
     /// 256 int8 with an f32 scale and 16 partial sums.
     Q8K,
@@ -46,8 +46,8 @@ impl ActType {
     pub fn block_bytes(self) -> usize {
         match self {
             Self::F32 => 4,
-            Self::Q8_0 => 34,
-            Self::Q8_1 => 36,
+            Self::Q8_0 => 36,
+            Self::Q8_1 => 40,
             Self::Q8K => 292,
         }
     }

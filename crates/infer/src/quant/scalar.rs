@@ -9,6 +9,11 @@ fn h(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
+#[inline]
+fn f32_at(b: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
 /// Scale and minimum of sub-block `j` of a Q4_K block's 12 packed scale bytes.
 #[inline]
 pub fn q4k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
@@ -129,7 +134,7 @@ pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
         }
         ActType::Q8_0 | ActType::Q8_1 => {
             let bb = act.block_bytes();
-            let qoff = if act == ActType::Q8_0 { 2 } else { 4 };
+            let qoff = if act == ActType::Q8_0 { 4 } else { 8 };
             for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(bb)) {
                 let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let d = amax / 127.0;
@@ -140,9 +145,10 @@ pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
                     sum += q;
                     *o = q as i8 as u8;
                 }
-                ob[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+                // ggml stores these as f16; keep exactly those values, as f32.
+                ob[0..4].copy_from_slice(&f16_to_f32(f32_to_f16(d)).to_le_bytes());
                 if act == ActType::Q8_1 {
-                    ob[2..4].copy_from_slice(&f32_to_f16(d * sum as f32).to_le_bytes());
+                    ob[4..8].copy_from_slice(&f16_to_f32(f32_to_f16(d * sum as f32)).to_le_bytes());
                 }
             }
         }
@@ -182,15 +188,15 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
             a.chunks_exact(4).zip(&row).map(|(c, r)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * r).sum()
         }
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_1 => {
-            let (ab, aoff) = if ty == GgmlType::Q4_1 { (36, 4) } else { (34, 2) };
+            let (ab, aoff) = if ty == GgmlType::Q4_1 { (40, 8) } else { (36, 4) };
             let mut acc = 0f32;
             let mut q = [0i32; 32];
             for (wb, xb) in w.chunks_exact(ty.block_bytes()).zip(a.chunks_exact(ab)) {
                 let (d, m) = small_block_ints(ty, wb, &mut q);
                 let sumi: i32 = q.iter().zip(&xb[aoff..]).map(|(&w, &x)| w * i32::from(x as i8)).sum();
-                acc += d * h(xb, 0) * sumi as f32;
+                acc += d * f32_at(xb, 0) * sumi as f32;
                 if ty == GgmlType::Q4_1 {
-                    acc += m * h(xb, 2);
+                    acc += m * f32_at(xb, 4);
                 }
             }
             acc

@@ -15,6 +15,13 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: four readable bytes at `p` (caller).
+    unsafe { (p as *const f32).read_unaligned() }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -46,10 +53,10 @@ pub unsafe fn dot_q4_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block i lies inside both slices (caller checked nb).
         unsafe {
-            let (wb, ab) = (w.add(i * 18), a.add(i * 34));
+            let (wb, ab) = (w.add(i * 18), a.add(i * 36));
             let q = _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8));
-            let y = _mm256_loadu_si256(ab.add(2).cast());
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let y = _mm256_loadu_si256(ab.add(4).cast());
+            let d = _mm256_set1_ps(f16_at(wb) * f32_at(ab));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(q, y)), acc);
         }
     }
@@ -65,12 +72,12 @@ pub unsafe fn dot_q4_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block i lies inside both slices (caller checked nb).
         unsafe {
-            let (wb, ab) = (w.add(i * 20), a.add(i * 36));
-            mins += f16_at(wb.add(2)) * f16_at(ab.add(2));
+            let (wb, ab) = (w.add(i * 20), a.add(i * 40));
+            mins += f16_at(wb.add(2)) * f32_at(ab.add(4));
             let q = nibbles(wb.add(4));
-            let y = _mm256_loadu_si256(ab.add(4).cast());
+            let y = _mm256_loadu_si256(ab.add(8).cast());
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let d = _mm256_set1_ps(f16_at(wb) * f32_at(ab));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
         }
     }
@@ -94,13 +101,13 @@ pub unsafe fn dot_q5_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block i lies inside both slices (caller checked nb).
         unsafe {
-            let (wb, ab) = (w.add(i * 22), a.add(i * 34));
+            let (wb, ab) = (w.add(i * 22), a.add(i * 36));
             let qh = (wb.add(2) as *const u32).read_unaligned();
             // (nibble | bit4) - 16: OR 0xf0 where the fifth bit is clear.
             let hi = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xf0u8 as i8));
             let q = _mm256_or_si256(nibbles(wb.add(6)), hi);
-            let y = _mm256_loadu_si256(ab.add(2).cast());
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let y = _mm256_loadu_si256(ab.add(4).cast());
+            let d = _mm256_set1_ps(f16_at(wb) * f32_at(ab));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(q, y)), acc);
         }
     }
@@ -114,10 +121,10 @@ pub unsafe fn dot_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block i lies inside both slices (caller checked nb).
         unsafe {
-            let (wb, ab) = (w.add(i * 34), a.add(i * 34));
+            let (wb, ab) = (w.add(i * 34), a.add(i * 36));
             let q = _mm256_loadu_si256(wb.add(2).cast());
-            let y = _mm256_loadu_si256(ab.add(2).cast());
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let y = _mm256_loadu_si256(ab.add(4).cast());
+            let d = _mm256_set1_ps(f16_at(wb) * f32_at(ab));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(q, y)), acc);
         }
     }

@@ -24,6 +24,13 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: four readable bytes at `p` (caller).
+    unsafe { (p as *const f32).read_unaligned() }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -52,10 +59,10 @@ fn bits_to_bytes(bits: u32) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
     let (wbb, abb, aq) = match TY {
-        Q4_0 => (18, 34, 2),
-        Q4_1 => (20, 36, 4),
-        Q5_0 => (22, 34, 2),
-        _ => (34, 34, 2),
+        Q4_0 => (18, 36, 4),
+        Q4_1 => (20, 40, 8),
+        Q5_0 => (22, 36, 4),
+        _ => (34, 36, 4),
     };
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut mins = [0f32; 4];
@@ -87,9 +94,9 @@ pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> 
                     _mm256_maddubs_epi16(aq_abs, _mm256_sign_epi8(y, q))
                 };
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16_at(ab)), p, acc[k]);
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f32_at(ab)), p, acc[k]);
                 if TY == Q4_1 {
-                    mins[k] += f16_at(wb.add(2)) * f16_at(ab.add(2));
+                    mins[k] += f16_at(wb.add(2)) * f32_at(ab.add(4));
                 }
             }
         }
@@ -201,10 +208,10 @@ pub unsafe fn dot_q6k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> [f32; 4] {
     let (wbb, abb, aq) = match TY {
-        Q4_0 => (18, 34, 2),
-        Q4_1 => (20, 36, 4),
-        Q5_0 => (22, 34, 2),
-        _ => (34, 34, 2),
+        Q4_0 => (18, 36, 4),
+        Q4_1 => (20, 40, 8),
+        Q5_0 => (22, 36, 4),
+        _ => (34, 36, 4),
     };
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut mins = [0f32; 4];
@@ -218,7 +225,7 @@ pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> 
             let y = _mm256_loadu_si256(ab.add(aq).cast());
             // |y| once per block; each signed row then needs one sign op: q*y = |y| * (q·sgn y).
             let y_abs = _mm256_sign_epi8(y, y);
-            let d8 = f16_at(ab);
+            let d8 = f32_at(ab);
             for k in 0..4 {
                 let wb = wp[k].add(i * wbb);
                 let p16 = match TY {
@@ -240,7 +247,7 @@ pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> 
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(wb) * d8), p, acc[k]);
                 if TY == Q4_1 {
-                    mins[k] += f16_at(wb.add(2)) * f16_at(ab.add(2));
+                    mins[k] += f16_at(wb.add(2)) * f32_at(ab.add(4));
                 }
             }
         }
