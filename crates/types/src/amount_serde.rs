@@ -30,6 +30,15 @@ impl de::Visitor<'_> for AmountVisitor {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<u128, E> {
         Ok(u128::from(v))
     }
+
+    // TOML and some JSON readers hand integers over as signed.
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u128, E> {
+        u128::try_from(v).map_err(|_| E::custom(format!("negative amount {v}")))
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<u128, E> {
+        Ok(v)
+    }
 }
 
 #[cfg(test)]
@@ -48,5 +57,6 @@ mod tests {
         assert_eq!(serde_json::from_str::<A>(&json).ok(), Some(a));
         assert_eq!(serde_json::from_str::<A>("{\"x\":12}").ok(), Some(A { x: 12 }));
         assert!(serde_json::from_str::<A>("{\"x\":\"-1\"}").is_err());
+        assert!(serde_json::from_str::<A>("{\"x\":-1}").is_err());
     }
 }
