@@ -4,7 +4,7 @@ use crate::error::add;
 use crate::params::UNBONDING_ENTRIES_MAX;
 use crate::records::Unbonding;
 use crate::view::View;
-use crate::{LedgerError, Result};
+use crate::{LedgerError, Result, TREASURY};
 use polylink_types::{Amount, Event, PublicKey};
 
 fn positive(amount: Amount) -> Result<()> {
@@ -14,6 +14,13 @@ fn positive(amount: Amount) -> Result<()> {
 /// Moves `amount` from `from` to `to`.
 pub(crate) fn transfer(v: &mut View, from: &PublicKey, to: &PublicKey, amount: Amount) -> Result<()> {
     positive(amount)?;
+    if *to == TREASURY {
+        // The treasury is a counter, not an account: money sent to its label would be lost.
+        return Err(LedgerError::Invalid {
+            what: "transfer",
+            reason: "the treasury label is not an account".into(),
+        });
+    }
     v.debit(from, amount)?;
     v.credit(to, amount)?;
     v.events.push(Event::Transferred { from: *from, to: *to, amount });

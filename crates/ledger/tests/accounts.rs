@@ -80,6 +80,8 @@ fn insufficient_balance_and_zero_amounts_are_refused() {
     );
     let tx = net.tx(0, transfer(to, 0));
     assert_refused_unchanged(&mut net, tx, |e| *e == LedgerError::ZeroAmount);
+    let tx = net.tx(0, transfer(polylink_ledger::TREASURY, 5));
+    assert_refused_unchanged(&mut net, tx, |e| matches!(e, LedgerError::Invalid { what: "transfer", .. }));
     // The nonce did not move, so the next valid tx still uses nonce 0.
     assert_eq!(net.ledger.account(&net.pk(0)).nonce, 0);
     net.ok(0, transfer(to, 1));

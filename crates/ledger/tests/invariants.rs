@@ -222,6 +222,14 @@ fn check_invariants(net: &Net, genesis_supply: Amount) {
     let s = net.ledger.state();
     assert_eq!(net.held(), s.totals.supply, "held amounts must equal the supply");
     assert_eq!(s.totals.supply + s.totals.slashed, genesis_supply, "only slashing removes supply");
+    // Amounts are unsigned and checked, so a "negative" balance could only show up as a wrap to
+    // a huge value: none may exceed the supply.
+    for a in s.accounts.values() {
+        assert!(a.balance <= s.totals.supply, "balance {} above supply", a.balance);
+    }
+    for st in s.stakes.values() {
+        assert!(st.slashable() <= s.totals.supply);
+    }
     for (id, t) in &s.tasks {
         let want = match t.status {
             TaskStatus::Open => Amount::from(t.max_tokens) * t.price,
