@@ -6,6 +6,20 @@
 //! the manner of EdgeShard, minimizing per-token latency or maximizing pipelined throughput under
 //! memory limits. A single device is always a candidate, so a split is chosen only when it wins.
 //! [`profile::model_profile`] reads a model's memory figures from its GGUF tensor directory.
+//!
+//! At run time a worker serves a [`polylink_infer::Shard`] with [`server::serve`]: an
+//! [`engine::EngineHandle`] thread owns the shard and each session's KV cache, and answers
+//! [`wire::Request`]s that arrive over authenticated, encrypted links ([`transport`]). The
+//! [`head::PipelineHead`] drives sessions through the stages, keeps every input it sent, and
+//! fails over to a standby stage when one dies or stalls, replaying the session there.
 
+pub mod engine;
+mod error;
+pub mod head;
 pub mod plan;
 pub mod profile;
+pub mod server;
+pub mod transport;
+pub mod wire;
+
+pub use error::PipelineError;

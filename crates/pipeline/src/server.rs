@@ -1,0 +1,78 @@
+//! The stage server: accepts authenticated links from pipeline heads and answers their requests
+//! with the engine thread. A link that sends garbage is dropped; the server keeps serving.
+
+use crate::PipelineError;
+use crate::engine::EngineHandle;
+use crate::transport::{self, peer_bytes};
+use crate::wire::{ErrorCode, Response, WireLimits};
+use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use commonware_runtime::{Clock, Listener, Network, Spawner};
+use rand_core::CryptoRng;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Which heads may connect.
+#[derive(Debug, Clone, Default)]
+pub enum Admission {
+    /// Any authenticated peer (each sees only its own sessions).
+    #[default]
+    Anyone,
+    /// Only these keys.
+    Only(Arc<HashSet<PublicKey>>),
+}
+
+impl Admission {
+    fn admits(&self, peer: &PublicKey) -> bool {
+        match self {
+            Admission::Anyone => true,
+            Admission::Only(keys) => keys.contains(peer),
+        }
+    }
+}
+
+/// Serves `engine` on `listener` until the context stops.
+pub async fn serve<E, L>(
+    context: E,
+    key: PrivateKey,
+    mut listener: L,
+    engine: EngineHandle,
+    limits: WireLimits,
+    admission: Admission,
+) -> Result<(), PipelineError>
+where
+    E: Spawner + Clock + Network + CryptoRng,
+    L: Listener,
+{
+    loop {
+        let (addr, sink, stream) = listener.accept().await.map_err(|e| PipelineError::Link(e.to_string()))?;
+        let (key, engine, admission) = (key.clone(), engine.clone(), admission.clone());
+        context.child("link").spawn(move |context| async move {
+            let admit = move |peer: PublicKey| admission.admits(&peer);
+            let mut link = match transport::accept(context, key, stream, sink, limits, admit).await {
+                Ok(link) => link,
+                Err(e) => {
+                    tracing::debug!(%addr, "refused a connection: {e}");
+                    return;
+                }
+            };
+            let owner = peer_bytes(&link.peer);
+            loop {
+                let request = match link.next_request().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    Err(e) => {
+                        // A frame we cannot decode: say why, then drop the link.
+                        tracing::warn!(%addr, "bad frame: {e}");
+                        let refusal = Response::Error { code: ErrorCode::BadRequest, message: e.to_string() };
+                        let _ = link.respond(&refusal).await;
+                        return;
+                    }
+                };
+                let response = engine.call(owner, request).await;
+                if link.respond(&response).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,147 @@
+//! Authenticated, encrypted links between the pipeline head and its stages.
+//!
+//! Both ends are identified by ed25519 keys (a worker's key is its on-chain key). The handshake
+//! is Commonware's SAKE (mutual authentication bound to a namespace and both identities) and
+//! the records are sealed with ChaCha20-Poly1305 (CUPS), so nothing crosses the wire in clear.
+//! Each message is one [`crate::wire`] frame, bounded by [`WireLimits::frame_bytes_max`].
+
+use crate::PipelineError;
+use crate::wire::{self, Request, Response, WireLimits};
+use commonware_codec::{Encode, Read};
+use commonware_cryptography::ChaCha20Poly1305;
+use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use commonware_runtime::{Clock, Network, Sink, SinkOf, Stream, StreamOf};
+use commonware_stream::cups::{self, Cups};
+use commonware_stream::sake::{self, Sake};
+use commonware_stream::utils::Timeout;
+use commonware_stream::{SakeCups, Upgrader as _};
+use rand_core::CryptoRng;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Namespace that binds handshakes to the PolyLink stage protocol.
+pub const NAMESPACE: &[u8] = b"polylink-stage-v1";
+
+/// How long a handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Upgrader = Timeout<SakeCups<PrivateKey, ChaCha20Poly1305>>;
+
+/// The upgrader for a local identity.
+pub fn upgrader(key: PrivateKey) -> Upgrader {
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: key,
+            synchrony_bound: Duration::from_secs(10),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    Timeout::new(handshake, HANDSHAKE_TIMEOUT)
+}
+
+/// One end of an established link: sends `Out` frames, receives `In` frames.
+pub struct Link<Tx, Rx> {
+    sender: Tx,
+    receiver: Rx,
+    limits: WireLimits,
+    /// The authenticated peer.
+    pub peer: PublicKey,
+}
+
+impl<Tx: commonware_stream::Sender, Rx: commonware_stream::Receiver> Link<Tx, Rx> {
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), PipelineError> {
+        self.sender.send(frame).await.map_err(|e| PipelineError::Link(e.to_string()))
+    }
+
+    async fn recv_frame(&mut self) -> Result<Vec<u8>, PipelineError> {
+        let bufs = self.receiver.recv().await.map_err(|e| PipelineError::Link(e.to_string()))?;
+        Ok(Vec::from(bufs.coalesce()))
+    }
+
+    /// Head side: sends a request and waits for its response.
+    pub async fn call(&mut self, request: &Request) -> Result<Response, PipelineError> {
+        self.send_frame(wire::encode(request)).await?;
+        let frame = self.recv_frame().await?;
+        wire::decode::<Response>(&frame, &self.limits).map_err(|e| PipelineError::Decode(e.to_string()))
+    }
+
+    /// Stage side: the next request, or `None` when the peer closed the link.
+    pub async fn next_request(&mut self) -> Result<Option<Request>, PipelineError> {
+        let frame = match self.receiver.recv().await {
+            Ok(bufs) => Vec::from(bufs.coalesce()),
+            Err(_) => return Ok(None),
+        };
+        wire::decode::<Request>(&frame, &self.limits)
+            .map(Some)
+            .map_err(|e| PipelineError::Decode(e.to_string()))
+    }
+
+    /// Stage side: answers the current request.
+    pub async fn respond(&mut self, response: &Response) -> Result<(), PipelineError> {
+        self.send_frame(response.encode().to_vec()).await
+    }
+}
+
+/// A link dialed over the network of runtime `E`.
+pub type DialedLink<E> = Link<
+    <Upgrader as commonware_stream::Upgrader>::Sender<StreamOf<E>, SinkOf<E>>,
+    <Upgrader as commonware_stream::Upgrader>::Receiver<StreamOf<E>, SinkOf<E>>,
+>;
+
+/// Dials `addr`, authenticates it as `peer`, and returns the link.
+pub async fn dial<E>(
+    context: E,
+    key: PrivateKey,
+    addr: SocketAddr,
+    peer: PublicKey,
+    limits: WireLimits,
+) -> Result<DialedLink<E>, PipelineError>
+where
+    E: Clock + Network + CryptoRng,
+{
+    let (sink, stream) =
+        context.dial(addr).await.map_err(|e| PipelineError::Link(format!("dial {addr}: {e}")))?;
+    let (sender, receiver) = upgrader(key)
+        .dial(context, NAMESPACE, limits.frame_bytes_max(), peer.clone(), stream, sink)
+        .await
+        .map_err(|e| PipelineError::Link(format!("handshake with {addr}: {e}")))?;
+    Ok(Link { sender, receiver, limits, peer })
+}
+
+/// Authenticates an accepted connection; `admit` decides which peers may connect.
+pub async fn accept<E, I, O>(
+    context: E,
+    key: PrivateKey,
+    stream: I,
+    sink: O,
+    limits: WireLimits,
+    admit: impl FnOnce(PublicKey) -> bool + Send,
+) -> Result<Link<impl commonware_stream::Sender, impl commonware_stream::Receiver>, PipelineError>
+where
+    E: Clock + CryptoRng,
+    I: Stream,
+    O: Sink,
+{
+    let (peer, sender, receiver) = upgrader(key)
+        .listen(context, NAMESPACE, limits.frame_bytes_max(), |pk| async move { admit(pk) }, stream, sink)
+        .await
+        .map_err(|e| PipelineError::Link(format!("handshake: {e}")))?;
+    Ok(Link { sender, receiver, limits, peer })
+}
+
+/// Reads a 32-byte ed25519 seed as a key.
+pub fn key_from_seed(seed: &[u8; 32]) -> Result<PrivateKey, PipelineError> {
+    PrivateKey::read_cfg(&mut commonware_codec::Copying(seed), &())
+        .map_err(|e| PipelineError::Decode(format!("ed25519 seed: {e}")))
+}
+
+/// The 32 raw bytes of a public key (session owner ids, logs).
+pub fn peer_bytes(peer: &PublicKey) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let encoded = peer.encode();
+    let n = encoded.len().min(32);
+    out[..n].copy_from_slice(&encoded[..n]);
+    out
+}
