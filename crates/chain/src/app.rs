@@ -2,7 +2,9 @@
 //! (transaction signatures, timestamps, and the parent round's seed against the group key).
 use crate::{Block, Context, Mempool, Scheme, seeds::SeedBook};
 use commonware_consensus::{
-    Application, Heightable, marshal::ancestry::Ancestry, simplex::scheme::bls12381_threshold::vrf,
+    Application, Heightable,
+    marshal::{ancestry::Ancestry, core::Mailbox, standard::Standard},
+    simplex::scheme::bls12381_threshold::vrf::{self, Seedable},
     types::Round,
 };
 use commonware_cryptography::{Digested, Digestible};
@@ -29,9 +31,13 @@ const SEED_WAIT_MS: u64 = 2_000;
 /// Most unexecuted ancestors scanned for already-included transactions.
 const ANCESTRY_SCAN_MAX: usize = 256;
 
+/// Marshal's mailbox, for finalized blocks and certificates.
+pub type Marshal = Mailbox<Scheme, Standard<Block>>;
+
 /// Proposal and verification rules shared by every validator of a chain.
 #[derive(Clone)]
 pub struct App {
+    marshal: Marshal,
     chain_id: Arc<str>,
     verifier: Scheme,
     mempool: Mempool,
@@ -44,6 +50,7 @@ pub struct App {
 impl App {
     /// Builds the application; `executed_height` is advanced by the executor.
     pub fn new(
+        marshal: Marshal,
         chain_id: &str,
         verifier: Scheme,
         mempool: Mempool,
@@ -52,6 +59,7 @@ impl App {
         block_interval_ms: u64,
     ) -> Self {
         Self {
+            marshal,
             chain_id: chain_id.into(),
             verifier,
             mempool,
@@ -90,9 +98,18 @@ impl App {
             return Some(None);
         }
         let view = context.parent.0;
-        for _ in 0..SEED_WAIT_MS / 10 {
+        for attempt in 0..SEED_WAIT_MS / 10 {
             if let Some(signature) = self.seeds.get(view) {
                 return Some(Some(signature));
+            }
+            // After a restart the certificate may predate this process: marshal stored it with
+            // the finalized block (verified before it was stored).
+            if attempt == 0
+                && let Some(finalization) = self.marshal.get_finalization(parent.height).await
+                && finalization.proposal.round.view() == view
+                && finalization.proposal.payload == parent.digest()
+            {
+                return Some(Some(finalization.seed().signature));
             }
             runtime.sleep(Duration::from_millis(10)).await;
         }

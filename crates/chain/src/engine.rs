@@ -209,6 +209,7 @@ where
 
     let seeds = SeedBook::default();
     let app = App::new(
+        marshal_mailbox.clone(),
         &cfg.chain_id,
         cfg.verifier,
         mempool.clone(),

@@ -24,6 +24,12 @@ impl<M, S> Submitter<M, S> {
     pub fn pending(&self) -> usize {
         self.mempool.len()
     }
+
+    /// Number of `signer`'s transactions waiting in this node's mempool (its next nonce is the
+    /// account nonce plus this).
+    pub fn pending_of(&self, signer: &polylink_types::PublicKey) -> usize {
+        self.mempool.of_signer(signer).len()
+    }
 }
 
 impl<M: Machine, S: Sender<PublicKey = PublicKey>> Submitter<M, S> {

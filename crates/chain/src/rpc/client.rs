@@ -1,7 +1,7 @@
 //! A small typed client of the node's RPC, used by the CLI wallet and other roles.
 use super::{BlockView, ErrorBody, Status, SubmitRequest, SubmitResponse};
 use crate::Error;
-use futures::{Stream, StreamExt};
+use futures::{StreamExt, stream::BoxStream};
 use polylink_types::{Hash32, PublicKey, SignedTx};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -93,7 +93,7 @@ impl Client {
     }
 
     /// The server-sent stream of executed finalized blocks, one JSON value per block.
-    pub async fn events(&self) -> Result<impl Stream<Item = serde_json::Value> + use<>, Error> {
+    pub async fn events(&self) -> Result<BoxStream<'static, serde_json::Value>, Error> {
         let response = self
             .http
             .get(format!("{}/events", self.base))
@@ -121,6 +121,7 @@ impl Client {
                 let chunk = bytes.next().await?.ok()?;
                 pending.push_str(&String::from_utf8_lossy(&chunk));
             }
-        }))
+        })
+        .boxed())
     }
 }

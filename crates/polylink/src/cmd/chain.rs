@@ -1,0 +1,180 @@
+//! `polylink chain dev|testnet-init|run|status|params`: run chain nodes and inspect them.
+use super::wallet::block_on;
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use polylink_chain::{
+    config::NodeConfig,
+    ledger::{from_config, genesis_value},
+    network::{NetworkSpec, configs, testnet_init},
+    node,
+    rpc::client::Client,
+};
+use polylink_ledger::{DEV_BALANCE, Genesis};
+use std::{net::SocketAddr, path::PathBuf};
+
+/// Chain subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ChainCmd {
+    /// Run a one-validator dev chain with funded dev accounts (state kept in --data-dir).
+    Dev {
+        /// Where keys, config and chain data live; reused on restart.
+        #[arg(long, default_value = ".polylink/dev")]
+        data_dir: PathBuf,
+        /// RPC listen address.
+        #[arg(long, default_value = "127.0.0.1:8645")]
+        rpc: SocketAddr,
+        /// p2p listen address.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        p2p: SocketAddr,
+        /// Empty blocks at most this often (a block with transactions is proposed at once).
+        #[arg(long, default_value_t = 300)]
+        block_interval_ms: u64,
+        /// Number of funded dev accounts (first start only).
+        #[arg(long, default_value_t = 4)]
+        accounts: u32,
+    },
+    /// Write configs for N validators on 127.0.0.1 (DIR/nodeK/config.toml).
+    TestnetInit {
+        /// Committee size (tolerates f = (N-1)/3 faulty validators).
+        #[arg(long)]
+        validators: usize,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Network id (also the consensus namespace; use a new one per network).
+        #[arg(long)]
+        chain_id: Option<String>,
+        /// p2p port of validator 0 (validator k uses base + k).
+        #[arg(long, default_value_t = 3000)]
+        p2p_base_port: u16,
+        /// RPC port of validator 0 (validator k uses base + k).
+        #[arg(long, default_value_t = 8645)]
+        rpc_base_port: u16,
+        /// Empty-block pacing.
+        #[arg(long, default_value_t = 300)]
+        block_interval_ms: u64,
+        /// Number of funded dev accounts in the genesis.
+        #[arg(long, default_value_t = 4)]
+        accounts: u32,
+    },
+    /// Run one node from its config file.
+    Run {
+        /// Path to the node's config.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show a node's height, state root and mempool size.
+    Status {
+        /// The node's RPC address.
+        #[arg(long, env = "POLYLINK_RPC", default_value = "http://127.0.0.1:8645")]
+        rpc: String,
+    },
+    /// Show the chain's parameters and totals.
+    Params {
+        /// The node's RPC address.
+        #[arg(long, env = "POLYLINK_RPC", default_value = "http://127.0.0.1:8645")]
+        rpc: String,
+    },
+}
+
+fn print_dev_accounts(chain_id: &str, accounts: u32) {
+    let (_, keys) = Genesis::dev(chain_id, accounts);
+    println!(
+        "Funded dev accounts ({DEV_BALANCE} base units each; import with `polylink wallet new --secret <seed>`):"
+    );
+    for (i, key) in keys.iter().enumerate() {
+        println!("  [{i}] account {}  seed {}", key.public_key(), hex::encode(key.seed()));
+    }
+}
+
+fn spec(
+    chain_id: &str,
+    validators: usize,
+    accounts: u32,
+    ports: (u16, u16),
+    block_interval_ms: u64,
+) -> anyhow::Result<NetworkSpec> {
+    let (genesis, _) = Genesis::dev(chain_id, accounts);
+    Ok(NetworkSpec {
+        chain_id: chain_id.to_string(),
+        validators,
+        p2p_base_port: ports.0,
+        rpc_base_port: ports.1,
+        block_interval_ms,
+        mempool_capacity: 10_000,
+        genesis: genesis_value(&genesis)?,
+    })
+}
+
+fn run_node(config: NodeConfig) -> anyhow::Result<()> {
+    let ledger = from_config(&config)?;
+    node::run(config, ledger, |rpc| println!("rpc listening on http://{rpc}"))?;
+    Ok(())
+}
+
+impl ChainCmd {
+    /// Runs the subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Dev { data_dir, rpc, p2p, block_interval_ms, accounts } => {
+                let path = data_dir.join("config.toml");
+                let mut config = if path.exists() {
+                    NodeConfig::load(&path)?
+                } else {
+                    std::fs::create_dir_all(&data_dir)
+                        .with_context(|| format!("creating {}", data_dir.display()))?;
+                    let spec =
+                        spec("polylink-dev", 1, accounts, (p2p.port(), rpc.port()), block_interval_ms)?;
+                    let mut config =
+                        configs(&spec, rand::rng())?.pop().context("dealer produced no config")?;
+                    config.data_dir = PathBuf::from("data");
+                    config.save(&path)?;
+                    NodeConfig::load(&path)?
+                };
+                config.rpc = rpc;
+                config.listen = p2p;
+                if let Some(me) = config.validators.first_mut() {
+                    me.address = p2p;
+                }
+                config.block_interval_ms = block_interval_ms;
+                let genesis: Genesis = config.genesis.clone().try_into().context("genesis in config")?;
+                print_dev_accounts(&config.chain_id, u32::try_from(genesis.accounts.len()).unwrap_or(0));
+                run_node(config)
+            }
+            Self::TestnetInit {
+                validators,
+                out,
+                chain_id,
+                p2p_base_port,
+                rpc_base_port,
+                block_interval_ms,
+                accounts,
+            } => {
+                if validators == 0 {
+                    bail!("--validators must be at least 1");
+                }
+                let chain_id =
+                    chain_id.unwrap_or_else(|| format!("polylink-testnet-{:08x}", rand::random::<u32>()));
+                let spec =
+                    spec(&chain_id, validators, accounts, (p2p_base_port, rpc_base_port), block_interval_ms)?;
+                for path in testnet_init(&spec, &out, rand::rng())? {
+                    println!("{}", path.display());
+                }
+                print_dev_accounts(&chain_id, accounts);
+                Ok(())
+            }
+            Self::Run { config } => run_node(NodeConfig::load(&config)?),
+            Self::Status { rpc } => {
+                let status = block_on(async { Ok(Client::new(&rpc)?.status().await?) })?;
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                Ok(())
+            }
+            Self::Params { rpc } => {
+                let params: serde_json::Value =
+                    block_on(async { Ok(Client::new(&rpc)?.get("/params").await?) })?;
+                println!("{}", serde_json::to_string_pretty(&params)?);
+                Ok(())
+            }
+        }
+    }
+}

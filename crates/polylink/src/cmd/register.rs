@@ -1,0 +1,109 @@
+//! `polylink model register`, `polylink worker register`, `polylink validator register`:
+//! registration transactions signed by the wallet.
+use super::wallet::{WalletOpts, send};
+use anyhow::Context;
+use clap::Subcommand;
+use polylink_types::{
+    Amount, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, ServedRange,
+    TxKind,
+};
+
+/// Model subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Register a model; the wallet account becomes its developer and earns its royalty.
+    Register {
+        /// sha256 of the GGUF file (hex).
+        #[arg(long)]
+        artifact_hash: Hash32,
+        /// Architecture name as in the GGUF metadata (llama, gemma3, qwen2, ...).
+        #[arg(long)]
+        architecture: String,
+        /// Number of transformer layers.
+        #[arg(long)]
+        layer_count: u32,
+        /// Developer royalty, basis points of each fee.
+        #[arg(long)]
+        royalty_bps: u16,
+        /// Lowest price per token in base units (also the starting price).
+        #[arg(long)]
+        price_floor: Amount,
+    },
+}
+
+/// Worker subcommands.
+#[derive(Subcommand, Debug)]
+pub enum WorkerCmd {
+    /// Register (or update) the wallet account as a worker serving one model or layer range.
+    Register {
+        /// Memory available for weights and caches, MiB.
+        #[arg(long)]
+        memory_mib: u64,
+        /// Link bandwidth, kbit/s.
+        #[arg(long)]
+        bandwidth_kbps: u64,
+        /// Model served.
+        #[arg(long)]
+        model: u64,
+        /// First layer served.
+        #[arg(long, default_value_t = 0)]
+        layer_start: u32,
+        /// One past the last layer served.
+        #[arg(long)]
+        layer_end: u32,
+        /// Measured time per layer per token, microseconds.
+        #[arg(long)]
+        layer_time_us: u32,
+    },
+}
+
+/// Validator subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ValidatorCmd {
+    /// Register the wallet account as a score validator (needs the minimum stake bonded).
+    Register,
+}
+
+impl ModelCmd {
+    /// Runs the subcommand.
+    pub fn run(self, opts: &WalletOpts) -> anyhow::Result<()> {
+        let Self::Register { artifact_hash, architecture, layer_count, royalty_bps, price_floor } = self;
+        let architecture = BoundedString::try_from(architecture).context("architecture name")?;
+        send(
+            opts,
+            TxKind::RegisterModel(RegisterModel {
+                artifact_hash,
+                architecture,
+                layer_count,
+                royalty_bps,
+                price_floor,
+            }),
+        )
+    }
+}
+
+impl WorkerCmd {
+    /// Runs the subcommand.
+    pub fn run(self, opts: &WalletOpts) -> anyhow::Result<()> {
+        let Self::Register { memory_mib, bandwidth_kbps, model, layer_start, layer_end, layer_time_us } =
+            self;
+        let served = BoundedVec::try_from(vec![ServedRange { model, layer_start, layer_end, layer_time_us }])
+            .context("served ranges")?;
+        send(
+            opts,
+            TxKind::RegisterWorker(RegisterWorker {
+                profile: DeviceProfile { memory_mib, bandwidth_kbps },
+                served,
+            }),
+        )
+    }
+}
+
+impl ValidatorCmd {
+    /// Runs the subcommand.
+    pub fn run(self, opts: &WalletOpts) -> anyhow::Result<()> {
+        match self {
+            Self::Register => send(opts, TxKind::RegisterValidator),
+        }
+    }
+}
