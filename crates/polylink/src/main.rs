@@ -24,6 +24,44 @@ enum Command {
     Models(cmd::models::ModelsCmd),
     /// Plan a cross-device split of a model over measured devices.
     Plan(cmd::plan::PlanCmd),
+    /// Run chain nodes (dev chain, local testnet) and inspect them.
+    #[command(subcommand)]
+    Chain(cmd::chain::ChainCmd),
+    /// Keys and tokens: new, show, balance, transfer.
+    Wallet {
+        #[command(flatten)]
+        opts: cmd::wallet::WalletOpts,
+        #[command(subcommand)]
+        cmd: cmd::wallet::WalletCmd,
+    },
+    /// Bond, unbond and withdraw stake.
+    Stake {
+        #[command(flatten)]
+        opts: cmd::wallet::WalletOpts,
+        #[command(subcommand)]
+        cmd: cmd::stake::StakeCmd,
+    },
+    /// Register models on chain.
+    Model {
+        #[command(flatten)]
+        opts: cmd::wallet::WalletOpts,
+        #[command(subcommand)]
+        cmd: cmd::register::ModelCmd,
+    },
+    /// Register as a worker on chain.
+    Worker {
+        #[command(flatten)]
+        opts: cmd::wallet::WalletOpts,
+        #[command(subcommand)]
+        cmd: cmd::register::WorkerCmd,
+    },
+    /// Register as a score validator on chain.
+    Validator {
+        #[command(flatten)]
+        opts: cmd::wallet::WalletOpts,
+        #[command(subcommand)]
+        cmd: cmd::register::ValidatorCmd,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +76,11 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => cmd.run(),
         Command::Models(cmd) => cmd.run(),
         Command::Plan(cmd) => cmd.run(),
+        Command::Chain(cmd) => cmd.run(),
+        Command::Wallet { opts, cmd } => cmd.run(&opts),
+        Command::Stake { opts, cmd } => cmd.run(&opts),
+        Command::Model { opts, cmd } => cmd.run(&opts),
+        Command::Worker { opts, cmd } => cmd.run(&opts),
+        Command::Validator { opts, cmd } => cmd.run(&opts),
     }
 }

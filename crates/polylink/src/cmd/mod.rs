@@ -1,6 +1,10 @@
 //! One module per subcommand: each owns its clap arguments and a `run`.
 
 pub mod bench;
+pub mod chain;
 pub mod generate;
 pub mod models;
 pub mod plan;
+pub mod register;
+pub mod stake;
+pub mod wallet;
