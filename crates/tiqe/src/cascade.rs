@@ -1,0 +1,148 @@
+//! The cascade: checks the submission, runs every cheap evaluator, combines their scores by a
+//! weighted geometric mean (one stage that is sure of a cheat sinks the score), and calls the
+//! judge only when the combination falls in the uncertain band, a cheap stage says it is unsure,
+//! or the task is drawn (seeded by the task's own hash) for calibration.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::task::{Evaluator, Limits, SCORE_MAX, Submission, Task, Verdict, to_score};
+
+/// Thresholds and weights of the cascade.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CascadeConfig {
+    /// Input limits applied before any model runs.
+    pub limits: Limits,
+    /// Combined scores from here …
+    pub uncertain_low: u16,
+    /// … to here (inclusive) call the judge.
+    pub uncertain_high: u16,
+    /// Share of the judge's score in the final score when it is called to decide.
+    pub judge_weight: f64,
+    /// Calibration sample: tasks per thousand on which the judge runs without changing the score.
+    pub calibration_per_mille: u16,
+    /// The validator's seed for the calibration draw.
+    pub seed: u64,
+}
+
+impl Default for CascadeConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            uncertain_low: 300,
+            uncertain_high: 800,
+            judge_weight: 0.4,
+            calibration_per_mille: 50,
+            seed: 0,
+        }
+    }
+}
+
+/// One evaluation with what it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The combined verdict (its evidence holds every stage's).
+    pub verdict: Verdict,
+    /// Whether the judge ran (to decide or to calibrate).
+    pub judge_called: bool,
+    /// Milliseconds spent in the cheap stages.
+    pub cheap_ms: f64,
+    /// Milliseconds spent in the judge.
+    pub judge_ms: f64,
+}
+
+/// Cheap evaluators with their weights, and an optional judge.
+pub struct Cascade {
+    cheap: Vec<(Box<dyn Evaluator>, f64)>,
+    judge: Option<Box<dyn Evaluator>>,
+    cfg: CascadeConfig,
+}
+
+impl Cascade {
+    /// A cascade over `cheap` (evaluator, weight) stages and an optional `judge`.
+    pub fn new(
+        cheap: Vec<(Box<dyn Evaluator>, f64)>,
+        judge: Option<Box<dyn Evaluator>>,
+        cfg: CascadeConfig,
+    ) -> Self {
+        Self { cheap, judge, cfg }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CascadeConfig {
+        &self.cfg
+    }
+
+    /// Checks a raw submission and scores it; a refused delivery scores 0 without running models.
+    pub fn score_submission(&self, sub: Submission) -> Result<Report> {
+        match sub.check(&self.cfg.limits)? {
+            Ok(task) => self.score(&task),
+            Err(rejection) => {
+                Ok(Report { verdict: rejection.verdict(), judge_called: false, cheap_ms: 0.0, judge_ms: 0.0 })
+            }
+        }
+    }
+
+    /// Scores a checked task.
+    pub fn score(&self, task: &Task) -> Result<Report> {
+        let t0 = Instant::now();
+        let mut stages = Map::new();
+        let (mut log_sum, mut weight_sum, mut unsure) = (0.0, 0.0, false);
+        for (ev, w) in &self.cheap {
+            let v = ev.evaluate(task)?;
+            let x = f64::from(v.score) / f64::from(SCORE_MAX);
+            log_sum += w * x.max(1e-3).ln();
+            weight_sum += w;
+            unsure |= v.uncertain;
+            stages.insert(ev.name().into(), serde_json::to_value(&v).unwrap_or(Value::Null));
+        }
+        let combined = if weight_sum > 0.0 { to_score((log_sum / weight_sum).exp()) } else { SCORE_MAX / 2 };
+        let cheap_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let in_band = (self.cfg.uncertain_low..=self.cfg.uncertain_high).contains(&combined);
+        let decide = in_band || unsure;
+        let calibrate = !decide && self.calibration_draw(task);
+        let (mut score, mut judge_ms, mut judge_called) = (combined, 0.0, false);
+        if let Some(judge) = self.judge.as_ref().filter(|_| decide || calibrate) {
+            let t1 = Instant::now();
+            let v = judge.evaluate(task)?;
+            judge_ms = t1.elapsed().as_secs_f64() * 1e3;
+            judge_called = true;
+            if decide {
+                let jw = self.cfg.judge_weight.clamp(0.0, 1.0);
+                score = to_score(
+                    ((1.0 - jw) * f64::from(combined) + jw * f64::from(v.score)) / f64::from(SCORE_MAX),
+                );
+            }
+            stages.insert(judge.name().into(), serde_json::to_value(&v).unwrap_or(Value::Null));
+        }
+        let why = match (decide, calibrate) {
+            (true, _) if in_band => "combined score in the uncertain band",
+            (true, _) => "a cheap stage was uncertain",
+            (false, true) => "calibration sample",
+            _ => "cheap stages agree",
+        };
+        Ok(Report {
+            verdict: Verdict {
+                score,
+                uncertain: decide && !judge_called,
+                evidence: json!({ "stages": stages, "combined_cheap": combined, "judge": why, "judge_called": judge_called }),
+            },
+            judge_called,
+            cheap_ms,
+            judge_ms,
+        })
+    }
+
+    /// Whether the seeded draw puts this task in the calibration sample.
+    fn calibration_draw(&self, task: &Task) -> bool {
+        let mut h = Sha256::new();
+        h.update(self.cfg.seed.to_le_bytes());
+        h.update(task.digest());
+        let d = h.finalize();
+        u16::from_le_bytes([d[0], d[1]]) % 1000 < self.cfg.calibration_per_mille
+    }
+}

@@ -1,0 +1,257 @@
+//! Stage 1, model consistency: teacher-force prompt ++ output through the registered model in one
+//! prefill pass and check, token by token, that the model would have produced this output.
+//!
+//! Greedy tasks must agree with the model's arg-max almost everywhere; sampled tasks must keep
+//! every token inside the top-k the worker sampled from, at a plausible log-likelihood. The end
+//! of the answer is checked too: a claimed end-of-generation must be one the model predicts, a
+//! claimed length stop must have used up `max_tokens`. This catches a substituted or degraded
+//! model, garbage, truncation and answers copied from another prompt.
+
+use std::path::Path;
+
+use polylink_infer::{LogitsMode, Model, ShardInput};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Result, TiqeError};
+use crate::task::{Evaluator, Finish, Task, Verdict, to_score};
+use crate::util::{file_sha256, ramp};
+
+/// Thresholds of the consistency check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConsistencyConfig {
+    /// A token counts as the arg-max when its logit is within this of the largest (absorbs
+    /// kernel differences between machines).
+    pub tie_logit: f32,
+    /// Greedy agreement rate that scores 0 …
+    pub agree_floor: f64,
+    /// … and the rate that scores full marks.
+    pub agree_full: f64,
+    /// Top-k used for sampled tasks that sampled from the whole vocabulary.
+    pub k_default: usize,
+    /// Sampled tasks: top-k membership rate that scores 0 and full marks.
+    pub topk_floor: f64,
+    /// See `topk_floor`.
+    pub topk_full: f64,
+    /// Sampled tasks: mean log-likelihood per token that scores 0 and full marks.
+    pub logprob_floor: f64,
+    /// See `logprob_floor`.
+    pub logprob_full: f64,
+    /// Factor applied when the end of the answer contradicts the claim (truncation).
+    pub end_factor: f64,
+    /// Tokens of slack on a length stop when the ids come from re-tokenizing the text.
+    pub length_slack: usize,
+    /// Scores strictly between these (0..1) are flagged uncertain.
+    pub uncertain_low: f64,
+    /// See `uncertain_low`.
+    pub uncertain_high: f64,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        Self {
+            tie_logit: 0.05,
+            agree_floor: 0.75,
+            agree_full: 0.97,
+            k_default: 40,
+            topk_floor: 0.90,
+            topk_full: 0.99,
+            logprob_floor: -4.0,
+            logprob_full: -2.0,
+            end_factor: 0.2,
+            length_slack: 3,
+            uncertain_low: 0.25,
+            uncertain_high: 0.8,
+        }
+    }
+}
+
+/// The registered model, loaded to re-score answers.
+pub struct ModelConsistency {
+    model: Model,
+    sha256: [u8; 32],
+    eog: Vec<u32>,
+    cfg: ConsistencyConfig,
+}
+
+/// Per-token statistics of one teacher-forced pass.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    tokens: usize,
+    agree: usize,
+    split_agree: usize,
+    in_topk: usize,
+    logprob_sum: f64,
+}
+
+impl ModelConsistency {
+    /// Loads the GGUF at `path` on `threads` threads and hashes it (its artifact hash).
+    pub fn open(path: &Path, threads: usize, cfg: ConsistencyConfig) -> Result<Self> {
+        let sha256 = file_sha256(path)?;
+        let model = Model::open(path, None, threads)?;
+        let eog = (0..model.tokenizer.vocab_size() as u32).filter(|&i| model.tokenizer.is_eog(i)).collect();
+        Ok(Self { model, sha256, eog, cfg })
+    }
+
+    /// The loaded model (shared with the judge and the benchmark's generator).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Artifact sha256 of the loaded file.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// The output's token ids: the worker's own when sent (they must decode to the text), else
+    /// the text re-tokenized. `Err` holds the reason the claimed ids are refused.
+    fn output_ids(&self, task: &Task) -> std::result::Result<(Vec<u32>, bool), String> {
+        let tok = &self.model.tokenizer;
+        match &task.output_ids {
+            Some(ids) => {
+                let body: Vec<u32> = ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
+                if tok.decode(&body) != task.output {
+                    return Err("claimed token ids do not decode to the output".into());
+                }
+                Ok((body, false))
+            }
+            None => Ok((tok.encode_with(&task.output, false), true)),
+        }
+    }
+}
+
+impl Evaluator for ModelConsistency {
+    fn name(&self) -> &'static str {
+        "consistency"
+    }
+
+    fn evaluate(&self, task: &Task) -> Result<Verdict> {
+        if let Some(want) = task.model_sha256
+            && want != self.sha256
+        {
+            return Err(TiqeError::WrongModel { task: hex::encode(want), loaded: hex::encode(self.sha256) });
+        }
+        let (out_ids, retokenized) = match self.output_ids(task) {
+            Ok(v) => v,
+            Err(why) => {
+                return Ok(Verdict { score: 0, uncertain: false, evidence: json!({ "rejected": why }) });
+            }
+        };
+        let tok = &self.model.tokenizer;
+        let prompt_ids = tok.encode(&self.model.template.render(None, &task.prompt));
+        let g = task.generation;
+        let mut seq = prompt_ids.clone();
+        seq.extend_from_slice(&out_ids);
+        // One extra position predicts what follows the output: an end token for `finish = eos`.
+        seq.push(self.eog.first().copied().unwrap_or(0));
+        let ctx = self.model.shard.hparams().context_len;
+        if seq.len() > ctx {
+            return Err(TiqeError::Refused(format!("{} tokens exceed the model context {ctx}", seq.len())));
+        }
+        let mut kv = self.model.shard.new_session(seq.len());
+        let mut logits = Vec::new();
+        // The last position's logits are never read; feed all but it.
+        self.model.shard.forward(
+            &mut kv,
+            ShardInput::Tokens(&seq[..seq.len() - 1]),
+            LogitsMode::All,
+            &mut logits,
+        )?;
+        let vocab = logits.len() / (seq.len() - 1);
+        let row = |p: usize| &logits[p * vocab..(p + 1) * vocab];
+        let k = if g.top_k > 0 { g.top_k } else { self.cfg.k_default };
+        let offsets = byte_offsets(tok, &out_ids, task.output.len());
+        let mut st = Stats::default();
+        for (i, &target) in out_ids.iter().enumerate() {
+            let r = row(prompt_ids.len() + i - 1);
+            let p = position(r, target, self.cfg.tie_logit);
+            st.tokens += 1;
+            st.logprob_sum += f64::from(p.logprob);
+            st.in_topk += usize::from(p.rank < k);
+            if p.top1 {
+                st.agree += 1;
+            } else if let Some(off) = &offsets {
+                // A different split of the same text (re-tokenization) is still agreement.
+                let best = tok.piece(p.argmax);
+                if !best.is_empty() && task.output.as_bytes()[off[i]..].starts_with(best) {
+                    st.split_agree += 1;
+                }
+            }
+        }
+        let end_row = row(prompt_ids.len() + out_ids.len() - 1);
+        let end_ok = match g.finish {
+            Finish::Eos => {
+                let best =
+                    self.eog.iter().map(|&e| position(end_row, e, self.cfg.tie_logit)).min_by_key(|p| p.rank);
+                best.is_some_and(|p| if g.temperature > 0.0 { p.rank < k } else { p.top1 })
+            }
+            Finish::Length => {
+                let slack = if retokenized { self.cfg.length_slack } else { 0 };
+                out_ids.len() + slack >= g.max_tokens && out_ids.len() <= g.max_tokens + slack
+            }
+        };
+        let c = &self.cfg;
+        let n = st.tokens.max(1) as f64;
+        let agree_rate = (st.agree + st.split_agree) as f64 / n;
+        let topk_rate = st.in_topk as f64 / n;
+        let mean_logprob = st.logprob_sum / n;
+        let token_score = if st.tokens == 0 {
+            0.5
+        } else if g.temperature <= 0.0 {
+            ramp(agree_rate, c.agree_floor, c.agree_full)
+        } else {
+            ramp(topk_rate, c.topk_floor, c.topk_full) * ramp(mean_logprob, c.logprob_floor, c.logprob_full)
+        };
+        let x = token_score * if end_ok { 1.0 } else { c.end_factor };
+        Ok(Verdict {
+            score: to_score(x),
+            uncertain: st.tokens == 0 || (x > c.uncertain_low && x < c.uncertain_high),
+            evidence: json!({
+                "prompt_tokens": prompt_ids.len(),
+                "output_tokens": st.tokens,
+                "retokenized": retokenized,
+                "top1_agree": st.agree,
+                "split_agree": st.split_agree,
+                "agree_rate": agree_rate,
+                "topk": k,
+                "topk_rate": topk_rate,
+                "mean_logprob": mean_logprob,
+                "finish_claimed": g.finish,
+                "end_ok": end_ok,
+            }),
+        })
+    }
+}
+
+/// Where one target token stands in a row of logits.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    logprob: f32,
+    rank: usize,
+    top1: bool,
+    argmax: u32,
+}
+
+fn position(row: &[f32], target: u32, tie_logit: f32) -> Position {
+    let (mut max, mut argmax) = (f32::NEG_INFINITY, 0u32);
+    for (i, &v) in row.iter().enumerate() {
+        if v > max {
+            (max, argmax) = (v, i as u32);
+        }
+    }
+    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+    let t = row.get(target as usize).copied().unwrap_or(f32::NEG_INFINITY);
+    let rank = row.iter().filter(|&&v| v > t).count();
+    Position { logprob: t - max - sum.ln(), rank, top1: t >= max - tie_logit, argmax }
+}
+
+/// Byte offset in the output where each token starts, when the pieces rebuild the text exactly.
+fn byte_offsets(tok: &polylink_infer::Tokenizer, ids: &[u32], len: usize) -> Option<Vec<usize>> {
+    let mut off = Vec::with_capacity(ids.len());
+    let mut at = 0;
+    for &id in ids {
+        off.push(at);
+        at += tok.piece(id).len();
+    }
+    (at == len).then_some(off)
+}

@@ -1,0 +1,195 @@
+//! Stage 2, cross-encoder: MiniLM-L6 over the joint pair `[CLS] prompt [SEP] output [SEP]`, plus
+//! the bi-encoder cosine of the two sides, turned into a feature vector that a small logistic
+//! [`Head`] (trained by `train`, weights checksummed in `data/tiqe/`) maps to P(good answer).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::bert::{Bert, WordPiece, cosine, mean_rows};
+use crate::error::{Result, TiqeError, io_err};
+use crate::task::{Evaluator, Task, Verdict, to_score};
+
+/// Token budget of the joint pair.
+pub const PAIR_TOKENS_MAX: usize = 256;
+/// Token budget of each side for the bi-encoder cosine.
+pub const SIDE_TOKENS_MAX: usize = 128;
+/// MiniLM-L6's attention heads.
+pub const MINILM_HEADS: usize = 12;
+/// Name of the feature layout the head was trained on; a head for another layout is refused.
+pub const FEATURES: &str = "minilm-joint-v1";
+
+/// A logistic head over standardized features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    /// Feature layout name ([`FEATURES`]).
+    pub features: String,
+    /// Per-feature mean used to standardize.
+    pub mean: Vec<f32>,
+    /// Per-feature scale used to standardize.
+    pub scale: Vec<f32>,
+    /// Weights.
+    pub w: Vec<f32>,
+    /// Bias.
+    pub b: f32,
+    /// How it was trained (seed, sample counts, training accuracy), for the record.
+    pub trained: serde_json::Value,
+}
+
+impl Head {
+    /// P(good) for a raw feature vector.
+    pub fn prob(&self, x: &[f32]) -> f64 {
+        let z: f64 = x
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(&self.w)
+            .map(|(((v, m), s), w)| f64::from((v - m) / s * w))
+            .sum::<f64>()
+            + f64::from(self.b);
+        1.0 / (1.0 + (-z).exp())
+    }
+
+    /// Loads a head and checks its sha256 against the `SHA256SUMS` file beside it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        let sums_path = path.with_file_name("SHA256SUMS");
+        let sums = std::fs::read_to_string(&sums_path).map_err(io_err(&sums_path))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let expected = sums
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .find(|(_, f)| *f == name)
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
+        if expected != found {
+            return Err(TiqeError::Checksum { path: path.display().to_string(), expected, found });
+        }
+        let head: Self = serde_json::from_slice(&bytes)
+            .map_err(|e| TiqeError::BadFile { path: path.display().to_string(), why: e.to_string() })?;
+        let n = head.w.len();
+        if head.features != FEATURES || head.mean.len() != n || head.scale.len() != n || n != feature_len(384)
+        {
+            return Err(TiqeError::BadFile {
+                path: path.display().to_string(),
+                why: format!("head for layout {} with {n} weights", head.features),
+            });
+        }
+        Ok(head)
+    }
+
+    /// Writes the head as JSON and records its sha256 in `SHA256SUMS` beside it.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(|e| TiqeError::Training(e.to_string()))?;
+        std::fs::write(path, &bytes).map_err(io_err(path))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let sums_path = path.with_file_name("SHA256SUMS");
+        let old = std::fs::read_to_string(&sums_path).unwrap_or_default();
+        let mut lines: Vec<String> = old
+            .lines()
+            .filter(|l| l.split_once("  ").is_none_or(|(_, f)| f != name))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{}  {name}", hex::encode(Sha256::digest(&bytes))));
+        std::fs::write(&sums_path, lines.join("\n") + "\n").map_err(io_err(&sums_path))
+    }
+}
+
+/// Length of the feature vector for an encoder of width `dim`.
+pub fn feature_len(dim: usize) -> usize {
+    2 * dim + 4
+}
+
+/// The encoder, its tokenizer and (once trained) its head.
+pub struct CrossEncoder {
+    bert: Bert,
+    wordpiece: WordPiece,
+    head: Option<Head>,
+}
+
+/// Where the MiniLM files sit in a models directory entry.
+#[derive(Debug, Clone)]
+pub struct MiniLmFiles {
+    /// `model.safetensors`.
+    pub weights: PathBuf,
+    /// `vocab.txt`.
+    pub vocab: PathBuf,
+}
+
+impl CrossEncoder {
+    /// Loads the encoder; `head` may be `None` only to compute features for training.
+    pub fn open(files: &MiniLmFiles, head: Option<Head>, threads: usize) -> Result<Self> {
+        Ok(Self {
+            bert: Bert::open(&files.weights, MINILM_HEADS, threads)?,
+            wordpiece: WordPiece::from_file(&files.vocab)?,
+            head,
+        })
+    }
+
+    /// The encoder (for sentence embeddings).
+    pub fn bert(&self) -> &Bert {
+        &self.bert
+    }
+
+    /// The tokenizer.
+    pub fn wordpiece(&self) -> &WordPiece {
+        &self.wordpiece
+    }
+
+    /// Mean-pooled, L2-normalized sentence embedding (the bi-encoder's).
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        let enc = self.wordpiece.encode_single(text, SIDE_TOKENS_MAX);
+        let h = self.bert.forward(&enc)?;
+        let mut m = mean_rows(&h, self.bert.dim(), 0..enc.ids.len());
+        let norm = m.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        m.iter_mut().for_each(|v| *v /= norm);
+        Ok(m)
+    }
+
+    /// The head's input for a (prompt, output) pair.
+    pub fn features(&self, prompt: &str, output: &str) -> Result<Vec<f32>> {
+        let d = self.bert.dim();
+        let enc = self.wordpiece.encode_pair(prompt, output, PAIR_TOKENS_MAX);
+        let h = self.bert.forward(&enc)?;
+        let split = enc.type_ids.iter().position(|&t| t == 1).unwrap_or(enc.ids.len());
+        let a = mean_rows(&h, d, 1..split.saturating_sub(1).max(1));
+        let b = mean_rows(&h, d, split..enc.ids.len().saturating_sub(1).max(split));
+        let (na, nb) = (norm(&a), norm(&b));
+        let bi = cosine(&self.embed(prompt)?, &self.embed(output)?);
+        let out_tokens = enc.ids.len() - split;
+        let ends = output.trim_end().ends_with(['.', '!', '?', ':', ')', '"', '`', '*']);
+        let mut f = Vec::with_capacity(feature_len(d));
+        f.extend(a.iter().zip(&b).map(|(x, y)| x / na * y / nb));
+        f.extend(mean_rows(&h, d, 0..enc.ids.len()));
+        f.extend([bi, cosine(&a, &b), (out_tokens as f32 + 1.0).ln(), f32::from(u8::from(ends))]);
+        Ok(f)
+    }
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12)
+}
+
+impl Evaluator for CrossEncoder {
+    fn name(&self) -> &'static str {
+        "cross_encoder"
+    }
+
+    fn evaluate(&self, task: &Task) -> Result<Verdict> {
+        let head = self
+            .head
+            .as_ref()
+            .ok_or_else(|| TiqeError::Training("cross-encoder has no head loaded".into()))?;
+        let f = self.features(&task.prompt, &task.output)?;
+        let p = head.prob(&f);
+        let n = f.len();
+        Ok(Verdict {
+            score: to_score(p),
+            uncertain: p > 0.2 && p < 0.8,
+            evidence: json!({ "p_good": p, "bi_cosine": f[n - 4], "joint_cosine": f[n - 3], "ends_cleanly": f[n - 1] > 0.5 }),
+        })
+    }
+}
