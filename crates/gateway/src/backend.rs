@@ -1,0 +1,127 @@
+//! The inference backend: what the gateway needs from whatever runs the model.
+//!
+//! A backend lists its models, turns a prompt (raw text or chat messages, rendered with the
+//! model's own chat template) into token ids, and starts generations. A generation is a
+//! [`TokenStream`] of [`TokenEvent`]s, one per generated token; dropping the stream cancels the
+//! generation at the backend's next step. Stop sequences, limits, billing and the HTTP shapes
+//! live in the gateway, so a backend only turns tokens into tokens.
+
+use crate::error::Result;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// A model a backend serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelCard {
+    /// The id clients put in `model`.
+    pub id: String,
+    /// Who publishes it (`owned_by` in `/v1/models`).
+    pub owned_by: String,
+    /// Most positions (prompt plus completion) one session may hold.
+    pub context_tokens: usize,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: Role,
+    /// The text.
+    pub content: String,
+}
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Instructions (OpenAI's `system` and `developer`).
+    System,
+    /// The user.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+}
+
+/// What the model is asked to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// `/v1/completions`: raw text, no template.
+    Text(String),
+    /// `/v1/chat/completions`: messages rendered with the model's chat template.
+    Chat(Vec<ChatMessage>),
+}
+
+/// Sampling options of one generation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerationParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: f32,
+    /// Nucleus sampling mass in (0, 1].
+    pub top_p: f32,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End-of-generation token or a stop sequence (`"stop"`).
+    Stop,
+    /// `max_tokens` reached (`"length"`).
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
+}
+
+/// What a running generation reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// One generated token and the text it completes (empty while a character is still split).
+    Token {
+        /// Text released by this token.
+        text: String,
+    },
+    /// The generation ended by itself (end-of-generation tokens are not counted as tokens).
+    Done(FinishReason),
+    /// The generation failed.
+    Failed(String),
+}
+
+/// A running generation; dropping it cancels the generation.
+#[derive(Debug)]
+pub struct TokenStream {
+    rx: UnboundedReceiver<TokenEvent>,
+}
+
+impl TokenStream {
+    /// Wraps the receiving end a backend feeds.
+    pub fn new(rx: UnboundedReceiver<TokenEvent>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event; `None` if the backend went away without a `Done`.
+    pub async fn next(&mut self) -> Option<TokenEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// Runs models for the gateway. Implementations must be cheap to call from async code: the heavy
+/// work belongs on their own threads, reached through the stream.
+pub trait InferenceBackend: Send + Sync + 'static {
+    /// The models served.
+    fn models(&self) -> Vec<ModelCard>;
+
+    /// Renders and tokenizes `prompt` for `model` (chat template for [`Prompt::Chat`]).
+    fn tokenize(&self, model: &str, prompt: &Prompt) -> Result<Vec<u32>>;
+
+    /// Starts generating after `prompt_ids`; tokens arrive on the stream.
+    fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream>;
+}

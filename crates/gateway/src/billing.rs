@@ -1,0 +1,63 @@
+//! The task lifecycle on chain, as the gateway sees it.
+//!
+//! Before inference the gateway opens a task for the caller's account: a signed SubmitTask that
+//! escrows `max_tokens × price` (the chain refuses it if the balance is short). After inference it
+//! reports the result: output hash and the token counts actually delivered; the chain charges
+//! those tokens at the task's price and refunds the rest of the escrow. A gateway with no
+//! [`Billing`] serves without charging and says so in its log and headers.
+
+use crate::error::Result;
+use crate::keys::Account;
+use futures::future::BoxFuture;
+use polylink_types::{Amount, Hash32, TaskId};
+
+/// An opened task: what the response headers announce before the first token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The task id (its SubmitTask transaction id).
+    pub task: TaskId,
+    /// Price per token the task is charged at, base units.
+    pub price_per_token: Amount,
+    /// Amount escrowed (`tokens_max × price`).
+    pub escrow: Amount,
+}
+
+/// What the gateway reports after a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageReport {
+    /// sha256 of the output text delivered.
+    pub output_hash: Hash32,
+    /// Prompt tokens processed.
+    pub prompt_tokens: u32,
+    /// Completion tokens delivered to the client.
+    pub completion_tokens: u32,
+}
+
+/// The amount a task was charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// Base units taken from the account (the rest of the escrow is refunded).
+    pub amount: Amount,
+}
+
+/// Opens and settles tasks on chain.
+pub trait Billing: Send + Sync + 'static {
+    /// Escrows `tokens_max` tokens of `model` for `account`; fails with
+    /// [`crate::GatewayError::InsufficientBalance`] when the account cannot pay.
+    fn open<'a>(
+        &'a self,
+        account: &'a Account,
+        model: &'a str,
+        tokens_max: u32,
+        prompt_hash: Hash32,
+    ) -> BoxFuture<'a, Result<Ticket>>;
+
+    /// Reports the result of `ticket`'s task; returns what the account is charged.
+    fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>>;
+}
+
+/// The charge for `usage` on `ticket`: billed tokens × price, as the ledger computes it.
+pub fn charge_for(ticket: &Ticket, usage: &UsageReport) -> Charge {
+    let tokens = Amount::from(usage.prompt_tokens) + Amount::from(usage.completion_tokens);
+    Charge { amount: tokens.saturating_mul(ticket.price_per_token) }
+}

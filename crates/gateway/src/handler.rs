@@ -1,0 +1,132 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`: from raw request to a running,
+//! billed generation. Every refusal happens before the task is opened, so it charges nothing.
+
+use crate::billing::Ticket;
+use crate::error::{GatewayError, Result};
+use crate::respond::{self, Run};
+use crate::server::Gateway;
+use crate::stop::StopFilter;
+use crate::validate;
+use crate::wire::{Endpoint, Head};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use polylink_types::Hash32;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// Handles one completion request on `endpoint`.
+pub async fn completions(
+    State(gw): State<Arc<Gateway>>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match start(gw.clone(), endpoint, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            warn!(route = endpoint.path(), status = e.status().as_u16(), error = %e, "request refused");
+            gw.metrics.request(endpoint.path(), e.status().as_u16());
+            e.into_response()
+        }
+    }
+}
+
+async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Result<Response> {
+    let started = Instant::now();
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let (account, key_permit) = gw.keys.authorize(auth)?;
+    let limit_bytes = gw.limits.body_bytes_max;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit_bytes) {
+        return Err(GatewayError::BodyTooLarge { limit_bytes });
+    }
+    let bytes = read_body(body, limit_bytes).await?;
+    let request = validate::parse(endpoint, &bytes, &gw.limits)?;
+    let card = gw
+        .backend
+        .models()
+        .into_iter()
+        .find(|m| m.id == request.model)
+        .ok_or_else(|| GatewayError::UnknownModel(request.model.clone()))?;
+    let prompt_ids = gw.backend.tokenize(&request.model, &request.prompt)?;
+    let max_tokens = request.params.max_tokens;
+    let limit_tokens = gw.limits.prompt_tokens_max.min(card.context_tokens);
+    if prompt_ids.len() > gw.limits.prompt_tokens_max || prompt_ids.len() + max_tokens > card.context_tokens {
+        return Err(GatewayError::ContextLength {
+            prompt_tokens: prompt_ids.len(),
+            max_tokens,
+            limit_tokens,
+        });
+    }
+    let global_permit = gw
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| GatewayError::Busy { limit: gw.limits.requests_max })?;
+    let prompt_tokens = u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX);
+    let ticket = match &gw.billing {
+        Some(billing) => {
+            let tokens_max = u32::try_from(prompt_ids.len() + max_tokens).unwrap_or(u32::MAX);
+            Some(billing.open(&account, &request.model, tokens_max, prompt_hash(&prompt_ids)).await?)
+        }
+        None => None,
+    };
+    let tokens = match gw.backend.generate(&request.model, prompt_ids, request.params) {
+        Ok(t) => t,
+        Err(e) => {
+            // The task is open but nothing ran: report zero completion tokens so the escrow
+            // beyond the prompt goes back at once.
+            if let (Some(billing), Some(ticket)) = (gw.billing.clone(), ticket.clone()) {
+                respond::settle_in_background(billing, gw.metrics.clone(), ticket, prompt_tokens);
+            }
+            return Err(e);
+        }
+    };
+    let head = Head::new(endpoint, &request.model, gw.seq.fetch_add(1, Relaxed));
+    info!(
+        id = %head.id, account = %account.address, model = %request.model, prompt_tokens, max_tokens,
+        stream = request.stream, task = ?ticket.as_ref().map(|t: &Ticket| t.task), "generation started"
+    );
+    let run = Run::new(
+        respond::RunParts {
+            gw: gw.clone(),
+            head,
+            ticket,
+            prompt_tokens,
+            filter: StopFilter::new(request.stop),
+            started,
+            permits: (key_permit, global_permit),
+        },
+        tokens,
+    );
+    Ok(if request.stream { respond::sse(run, request.include_usage) } else { respond::json(run).await })
+}
+
+/// Reads the body, refusing it as soon as it passes `limit_bytes`.
+async fn read_body(body: Body, limit_bytes: usize) -> Result<Vec<u8>> {
+    let mut frames = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| GatewayError::BadBody(format!("cannot read the request body: {e}")))?;
+        if out.len() + frame.len() > limit_bytes {
+            return Err(GatewayError::BodyTooLarge { limit_bytes });
+        }
+        out.extend_from_slice(&frame);
+    }
+    Ok(out)
+}
+
+/// The prompt hash put on chain: sha256 over the prompt token ids (u32 little-endian), which a
+/// validator re-derives from the prompt text with the model's own tokenizer and template.
+pub fn prompt_hash(ids: &[u32]) -> Hash32 {
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    Hash32::digest(&[b"polylink-prompt-v1", &bytes])
+}
