@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo run --release --quiet -p polylink -- models fetch
+python3 -m pip install --quiet openai==3.51.0  # the gateway tests drive the official OpenAI client
 cargo nextest run --workspace --release --no-fail-fast "$@"
