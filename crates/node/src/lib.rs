@@ -1,0 +1,23 @@
+//! PolyLink roles, wired from the library crates: today the worker that serves a model, whole or
+//! as a layer range, as a pipeline stage.
+//!
+//! [`worker::run`] loads a [`polylink_infer::Shard`], starts its engine thread, listens on an
+//! address and serves authenticated heads with [`polylink_pipeline::server::serve`].
+//! [`profile::measure`] times the loaded layers so the planner and the chain registry get the
+//! device's real per-layer speed and memory.
+
+pub mod profile;
+pub mod worker;
+
+/// Everything a role can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("model: {0}")]
+    Model(#[from] polylink_infer::InferError),
+    #[error("pipeline: {0}")]
+    Pipeline(#[from] polylink_pipeline::PipelineError),
+    #[error("bad layer range {range}: {reason}")]
+    Layers { range: String, reason: String },
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: std::net::SocketAddr, reason: String },
+}

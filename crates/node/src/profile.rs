@@ -1,0 +1,47 @@
+//! Device profiling: how fast this machine runs the layers it loaded, and how much memory it has.
+
+use polylink_infer::{LogitsMode, Shard, ShardInput};
+use std::time::Instant;
+
+/// What a worker measured about itself for one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Measured {
+    /// Median decode time of one layer for one token, in microseconds.
+    pub layer_time_us: u64,
+    /// Memory available to the worker (MemAvailable), in bytes.
+    pub memory_bytes: u64,
+}
+
+/// Times `steps` single-token decode steps on `shard` (after a short warm-up) and returns the
+/// median per-layer time; the head's cost is included when the shard is the last one.
+pub fn measure(shard: &Shard, steps: usize) -> Result<Measured, polylink_infer::InferError> {
+    let dim = shard.hparams().dim;
+    let steps = steps.max(3);
+    let mut kv = shard.new_session(steps + 8);
+    let mut out = Vec::new();
+    let hidden = vec![0.01f32; dim];
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..steps + 2 {
+        let input = if shard.is_first() { ShardInput::Tokens(&[1]) } else { ShardInput::Hidden(&hidden) };
+        let start = Instant::now();
+        shard.forward(&mut kv, input, LogitsMode::Last, &mut out)?;
+        if step >= 2 {
+            times.push(start.elapsed().as_micros() as u64);
+        }
+    }
+    times.sort_unstable();
+    let layers = shard.range().len().max(1) as u64;
+    Ok(Measured { layer_time_us: times[times.len() / 2] / layers, memory_bytes: available_memory_bytes() })
+}
+
+/// `MemAvailable` from /proc/meminfo, or 0 where the kernel does not say.
+pub fn available_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemAvailable:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
