@@ -1,13 +1,16 @@
 //! Causal grouped-query attention over the f16 KV cache, optionally limited to a sliding window,
-//! parallel over (position, head).
+//! parallel over (position, head). The arithmetic follows ggml's CPU flash attention (f16 query,
+//! online softmax, f16 running output), which llama.cpp uses by default, so results track it.
 
 use super::config::HParams;
-use super::ops;
 use crate::kv::LayerKv;
 use crate::pool::Pool;
 use crate::quant::SyncPtr;
-use crate::quant::half::f32_to_f16;
+use crate::quant::half::{f16_to_f32, f32_to_f16};
 use crate::quant::simd_f16;
+
+/// Longest head this kernel handles (stack buffers).
+pub const HEAD_DIM_MAX: usize = 1024;
 
 /// Appends rows of keys and values (f32) to the layer cache as f16.
 pub fn append_kv(lkv: &mut LayerKv, k: &[f32], v: &[f32]) {
@@ -15,8 +18,8 @@ pub fn append_kv(lkv: &mut LayerKv, k: &[f32], v: &[f32]) {
     lkv.v.extend(v.iter().map(|&x| f32_to_f16(x)));
 }
 
-/// Attention for `n` queries at positions `pos0..pos0+n` (their keys already cached).
-/// `scores` is scratch; `out` receives `n × q_dim`.
+/// Attention for `n` queries at positions `pos0..pos0+n` (their keys already cached);
+/// `out` receives `n × q_dim`.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     pool: &Pool,
@@ -26,36 +29,44 @@ pub fn attend(
     pos0: usize,
     n: usize,
     window: Option<usize>,
-    scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let (hd, nh, kvd) = (hp.head_dim, hp.n_heads, hp.kv_dim());
     let group = nh / hp.n_kv_heads;
-    let total = pos0 + n;
-    scores.resize(n * nh * total, 0.0);
     let scale = 1.0 / (hd as f32).sqrt();
-    let scores_ptr = SyncPtr(scores.as_mut_ptr());
     let out_ptr = SyncPtr(out.as_mut_ptr());
     let (keys, values) = (&lkv.k[..], &lkv.v[..]);
     pool.run(n * nh, &|task| {
         let (t, h) = (task / nh, task % nh);
-        let (scores_ptr, out_ptr) = (scores_ptr, out_ptr);
+        let out_ptr = out_ptr;
         let p = pos0 + t;
         let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
         let kvh = h / group;
-        // SAFETY: each task owns its own `total`-long slice of `scores` and `hd`-long slice of `out`.
-        let sc = unsafe { std::slice::from_raw_parts_mut(scores_ptr.0.add(task * total), p + 1 - lo) };
-        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(t * nh * hd + h * hd), hd) };
-        let qh = &q[t * nh * hd + h * hd..][..hd];
-        for (j, s) in sc.iter_mut().enumerate() {
-            let krow = &keys[(lo + j) * kvd + kvh * hd..][..hd];
-            *s = simd_f16::dot_f16(qh, krow) * scale;
+        let mut qh = [0u16; HEAD_DIM_MAX];
+        let mut acc = [0u16; HEAD_DIM_MAX];
+        let (qh, acc) = (&mut qh[..hd], &mut acc[..hd]);
+        for (d, &x) in qh.iter_mut().zip(&q[t * nh * hd + h * hd..][..hd]) {
+            *d = f32_to_f16(x);
         }
-        ops::softmax(sc);
-        o.fill(0.0);
-        for (j, &w) in sc.iter().enumerate() {
-            let vrow = &values[(lo + j) * kvd + kvh * hd..][..hd];
-            simd_f16::axpy_f16(w, vrow, o);
+        let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+        for j in lo..=p {
+            let s = simd_f16::dot_f16(qh, &keys[j * kvd + kvh * hd..][..hd]) * scale;
+            let (mut ms, mut vs) = (1f32, 1f32);
+            if s > m {
+                ms = (m - s).exp();
+                m = s;
+                simd_f16::scale_f16(acc, ms);
+            } else {
+                vs = (s - m).exp();
+            }
+            simd_f16::mad_f16(acc, &values[j * kvd + kvh * hd..][..hd], vs);
+            sum = sum * ms + vs;
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        // SAFETY: each task owns its own `hd`-long slice of `out`.
+        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(t * nh * hd + h * hd), hd) };
+        for (o, &a) in o.iter_mut().zip(acc.iter()) {
+            *o = f16_to_f32(a) * inv;
         }
     });
 }

@@ -108,7 +108,7 @@ impl HParams {
             ));
         }
         let head_dim = g.opt_usize(&key("attention.key_length"))?.unwrap_or(dim / n_heads);
-        let head_dim = bounded("attention.key_length", head_dim, 1024)?;
+        let head_dim = bounded("attention.key_length", head_dim, super::attention::HEAD_DIM_MAX)?;
         if let Some(vl) = g.opt_usize(&key("attention.value_length"))?
             && vl != head_dim
         {

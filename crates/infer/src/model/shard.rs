@@ -12,7 +12,7 @@ use super::ops;
 use super::weights::{self, Layer};
 use crate::error::{InferError, Result};
 use crate::gguf::Gguf;
-use crate::kv::{KvCache, Scratch};
+use crate::kv::{KvCache, LayerKv, Scratch};
 use crate::pool::Pool;
 use crate::quant::{QMatrix, matmul, matmul_many};
 
@@ -127,44 +127,11 @@ impl Shard {
         mode: LogitsMode,
         out: &mut Vec<f32>,
     ) -> Result<OutputKind> {
-        let hp = &self.hp;
         if kv.layers.len() != self.layers.len() || kv.layer_start != self.range.start {
             return Err(InferError::BadInput("cache belongs to another shard".into()));
         }
         let s = &mut kv.scratch;
-        let n = match (input, &self.embed) {
-            (ShardInput::Tokens(ids), Some(embed)) => {
-                s.x.resize(ids.len() * hp.dim, 0.0);
-                for (row, &id) in s.x.chunks_exact_mut(hp.dim).zip(ids) {
-                    if id as usize >= hp.vocab {
-                        return Err(InferError::BadInput(format!(
-                            "token id {id} outside vocabulary of {}",
-                            hp.vocab
-                        )));
-                    }
-                    embed.dequantize_row(id as usize, row);
-                    if let Some(scale) = hp.embed_scale {
-                        row.iter_mut().for_each(|v| *v *= scale);
-                    }
-                }
-                ids.len()
-            }
-            (ShardInput::Hidden(h), None) if h.len() % hp.dim == 0 => {
-                s.x.clear();
-                s.x.extend_from_slice(h);
-                h.len() / hp.dim
-            }
-            (ShardInput::Tokens(_), None) => {
-                return Err(InferError::BadInput("tokens sent to a non-first shard".into()));
-            }
-            (ShardInput::Hidden(h), _) => {
-                return Err(InferError::BadInput(format!(
-                    "{} hidden values do not fit a first shard or rows of {}",
-                    h.len(),
-                    hp.dim
-                )));
-            }
-        };
+        let n = self.input_rows(input, &mut s.x)?;
         if n == 0 {
             return Err(InferError::BadInput("empty input".into()));
         }
@@ -173,10 +140,22 @@ impl Shard {
         }
         let pos0 = kv.len;
         for (li, layer) in self.layers.iter().enumerate() {
-            let il = self.range.start + li;
-            self.layer_forward(layer, il, &mut kv.layers[li], s, pos0, n);
+            let mut seq = Seq { lkv: &mut kv.layers[li], pos0, rows: 0..n };
+            self.layer_forward(layer, self.range.start + li, s, std::slice::from_mut(&mut seq));
         }
         kv.len += n;
+        self.head_rows(s, n, mode, out)
+    }
+
+    /// Final norm and LM head over the last row (or all rows) of `s.x`.
+    fn head_rows(
+        &self,
+        s: &mut Scratch,
+        n: usize,
+        mode: LogitsMode,
+        out: &mut Vec<f32>,
+    ) -> Result<OutputKind> {
+        let hp = &self.hp;
         let Some((norm, head)) = &self.head else {
             out.clear();
             out.extend_from_slice(&s.x);
@@ -193,18 +172,103 @@ impl Shard {
         Ok(OutputKind::Logits { rows })
     }
 
-    fn layer_forward(
+    /// Embeds tokens (first shard) or copies hidden states into `x`; returns the row count.
+    fn input_rows(&self, input: ShardInput<'_>, x: &mut Vec<f32>) -> Result<usize> {
+        let hp = &self.hp;
+        Ok(match (input, &self.embed) {
+            (ShardInput::Tokens(ids), Some(embed)) => {
+                x.resize(ids.len() * hp.dim, 0.0);
+                for (row, &id) in x.chunks_exact_mut(hp.dim).zip(ids) {
+                    if id as usize >= hp.vocab {
+                        return Err(InferError::BadInput(format!(
+                            "token id {id} outside vocabulary of {}",
+                            hp.vocab
+                        )));
+                    }
+                    embed.dequantize_row(id as usize, row);
+                    if let Some(scale) = hp.embed_scale {
+                        row.iter_mut().for_each(|v| *v *= scale);
+                    }
+                }
+                ids.len()
+            }
+            (ShardInput::Hidden(h), None) if h.len() % hp.dim == 0 => {
+                x.clear();
+                x.extend_from_slice(h);
+                h.len() / hp.dim
+            }
+            (ShardInput::Tokens(_), None) => {
+                return Err(InferError::BadInput("tokens sent to a non-first shard".into()));
+            }
+            (ShardInput::Hidden(h), _) => {
+                return Err(InferError::BadInput(format!(
+                    "{} hidden values do not fit a first shard or rows of {}",
+                    h.len(),
+                    hp.dim
+                )));
+            }
+        })
+    }
+
+    /// Decodes one position for each of several sessions in one pass: every matrix product runs
+    /// over all sessions' rows at once (each weight row is read once for the whole batch), and
+    /// attention runs per session on its own cache. `input` holds one token or one hidden row
+    /// per session; the output holds one row (hidden state or logits) per session, in order.
+    pub fn forward_batch(
         &self,
-        l: &Layer,
-        il: usize,
-        lkv: &mut crate::kv::LayerKv,
+        kvs: &mut [&mut KvCache],
+        input: ShardInput<'_>,
+        out: &mut Vec<f32>,
+    ) -> Result<OutputKind> {
+        let Some(first) = kvs.first_mut() else {
+            return Err(InferError::BadInput("empty batch".into()));
+        };
+        let mut s = std::mem::take(&mut first.scratch);
+        let result = self.batch_inner(kvs, input, &mut s, out);
+        if let Some(first) = kvs.first_mut() {
+            first.scratch = s;
+        }
+        result
+    }
+
+    fn batch_inner(
+        &self,
+        kvs: &mut [&mut KvCache],
+        input: ShardInput<'_>,
         s: &mut Scratch,
-        pos0: usize,
-        n: usize,
-    ) {
+        out: &mut Vec<f32>,
+    ) -> Result<OutputKind> {
+        let n = self.input_rows(input, &mut s.x)?;
+        if n != kvs.len() {
+            return Err(InferError::BadInput(format!("{n} input rows for {} sessions", kvs.len())));
+        }
+        for kv in kvs.iter() {
+            if kv.layers.len() != self.layers.len() || kv.layer_start != self.range.start {
+                return Err(InferError::BadInput("cache belongs to another shard".into()));
+            }
+            if kv.len + 1 > kv.context_len {
+                return Err(InferError::ContextFull { needed: kv.len + 1, context: kv.context_len });
+            }
+        }
+        for (li, layer) in self.layers.iter().enumerate() {
+            let mut seqs: Vec<Seq<'_>> = kvs
+                .iter_mut()
+                .enumerate()
+                .map(|(i, kv)| Seq { lkv: &mut kv.layers[li], pos0: kv.len, rows: i..i + 1 })
+                .collect();
+            self.layer_forward(layer, self.range.start + li, s, &mut seqs);
+        }
+        for kv in kvs.iter_mut() {
+            kv.len += 1;
+        }
+        self.head_rows(s, n, LogitsMode::All, out)
+    }
+
+    fn layer_forward(&self, l: &Layer, il: usize, s: &mut Scratch, seqs: &mut [Seq<'_>]) {
         let hp = &self.hp;
         let (dim, qd, kvd) = (hp.dim, hp.q_dim(), hp.kv_dim());
         let pool = &self.pool;
+        let n = s.x.len() / dim;
         s.xb.resize(n * dim, 0.0);
         for (o, x) in s.xb.chunks_exact_mut(dim).zip(s.x.chunks_exact(dim)) {
             ops::rms_norm(x, &l.attn_norm, hp.rms_eps, o);
@@ -224,8 +288,9 @@ impl Shard {
         let base = if local { hp.rope_base_local } else { hp.rope_base };
         let cs = if local { &mut s.rope_local } else { &mut s.rope_global };
         cs.resize(hp.rope_dims / 2, (0.0, 0.0));
-        for t in 0..n {
-            ops::rope_angles(pos0 + t, base, hp.rope_dims, cs);
+        for (t, pos) in seqs.iter().flat_map(|q| q.rows.clone().map(move |t| (t, q.pos0 + t - q.rows.start)))
+        {
+            ops::rope_angles(pos, base, hp.rope_dims, cs);
             let (qrow, krow) = (&mut s.q[t * qd..(t + 1) * qd], &mut s.k[t * kvd..(t + 1) * kvd]);
             for (buf, norm) in [(qrow, &l.q_norm), (krow, &l.k_norm)] {
                 for head in buf.chunks_exact_mut(hp.head_dim) {
@@ -236,10 +301,14 @@ impl Shard {
                 }
             }
         }
-        attention::append_kv(lkv, &s.k, &s.v);
         let window = if local { hp.sliding_window } else { None };
         s.att.resize(n * qd, 0.0);
-        attention::attend(pool, hp, lkv, &s.q, pos0, n, window, &mut s.scores, &mut s.att);
+        for q in seqs.iter_mut() {
+            let r = q.rows.clone();
+            attention::append_kv(q.lkv, &s.k[r.start * kvd..r.end * kvd], &s.v[r.start * kvd..r.end * kvd]);
+            let (qs, att) = (&s.q[r.start * qd..r.end * qd], &mut s.att[r.start * qd..r.end * qd]);
+            attention::attend(pool, hp, q.lkv, qs, q.pos0, r.len(), window, att);
+        }
         s.xb.resize(n * dim, 0.0);
         matmul(pool, &l.wo, &s.att, &mut s.act, &mut s.xb);
         add_residual(&mut s.x, &mut s.xb, l.post_attn_norm.as_deref(), hp.rms_eps, dim);
@@ -256,6 +325,14 @@ impl Shard {
         matmul(pool, &l.w_down, &s.gate, &mut s.act, &mut s.xb);
         add_residual(&mut s.x, &mut s.xb, l.post_ffn_norm.as_deref(), hp.rms_eps, dim);
     }
+}
+
+/// One session's rows in a layer pass: its cache, the position of its first row, and which rows
+/// of the batch are its.
+struct Seq<'a> {
+    lkv: &'a mut LayerKv,
+    pos0: usize,
+    rows: Range<usize>,
 }
 
 /// `x += norm(y)` (or `x += y` without a post-norm), row by row.

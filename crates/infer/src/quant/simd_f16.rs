@@ -1,34 +1,53 @@
-//! f32 × f16 vector helpers for attention over the f16 KV cache.
+//! f16 vector helpers for attention over the f16 KV cache, following ggml's flash-attention
+//! arithmetic (f16 query, f16 running output rounded at every step).
 
-use super::half::f16_to_f32;
+use std::sync::OnceLock;
 
-/// Dot product of f32 `a` with f16 `b`.
-#[inline]
-pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("f16c")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the features were just detected.
-        return unsafe { x86::dot_f16(a, b) };
-    }
-    a.iter().zip(b).map(|(&x, &h)| x * f16_to_f32(h)).sum()
+use super::half::{f16_to_f32, f32_to_f16};
+
+fn has_f16c() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("f16c")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
-/// `y += w * b` with f16 `b`.
+/// Dot product of two f16 vectors, accumulated in f32.
 #[inline]
-pub fn axpy_f16(w: f32, b: &[u16], y: &mut [f32]) {
+pub fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("f16c")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the features were just detected.
-        return unsafe { x86::axpy_f16(w, b, y) };
+    if has_f16c() {
+        // SAFETY: the features were detected.
+        return unsafe { x86::dot_f16(a, b) };
     }
-    for (o, &h) in y.iter_mut().zip(b) {
-        *o += w * f16_to_f32(h);
+    a.iter().zip(b).map(|(&x, &h)| f16_to_f32(x) * f16_to_f32(h)).sum()
+}
+
+/// `y = f16(y + x * v)` element-wise (ggml's `vec_mad_f16`).
+#[inline]
+pub fn mad_f16(y: &mut [u16], x: &[u16], v: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_f16c() {
+        // SAFETY: the features were detected.
+        return unsafe { x86::mad_f16(y, x, v) };
+    }
+    for (o, &h) in y.iter_mut().zip(x) {
+        *o = f32_to_f16(f16_to_f32(*o) + f16_to_f32(h) * v);
+    }
+}
+
+/// `y = f16(y * v)` element-wise.
+#[inline]
+pub fn scale_f16(y: &mut [u16], v: f32) {
+    for o in y.iter_mut() {
+        *o = f32_to_f16(f16_to_f32(*o) * v);
     }
 }
 
@@ -36,53 +55,49 @@ pub fn axpy_f16(w: f32, b: &[u16], y: &mut [f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::f16_to_f32;
+    use super::{f16_to_f32, f32_to_f16};
 
     #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    pub unsafe fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = _mm256_setzero_ps();
         let mut i = 0;
         while i + 8 <= n {
             // SAFETY: i + 8 <= n bounds both loads.
-            let (x, h) =
-                unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm_loadu_si128(b.as_ptr().add(i).cast())) };
-            acc = _mm256_fmadd_ps(x, _mm256_cvtph_ps(h), acc);
+            let (x, h) = unsafe {
+                (_mm_loadu_si128(a.as_ptr().add(i).cast()), _mm_loadu_si128(b.as_ptr().add(i).cast()))
+            };
+            acc = _mm256_fmadd_ps(_mm256_cvtph_ps(x), _mm256_cvtph_ps(h), acc);
             i += 8;
         }
-        let mut s = hsum(acc);
+        let lo = _mm256_castps256_ps128(acc);
+        let s = _mm_add_ps(lo, _mm256_extractf128_ps(acc, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let mut sum = _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
         for j in i..n {
-            s += a[j] * f16_to_f32(b[j]);
+            sum += f16_to_f32(a[j]) * f16_to_f32(b[j]);
         }
-        s
+        sum
     }
 
     #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn axpy_f16(w: f32, b: &[u16], y: &mut [f32]) {
-        let n = y.len().min(b.len());
-        let wv = _mm256_set1_ps(w);
+    pub unsafe fn mad_f16(y: &mut [u16], x: &[u16], v: f32) {
+        let n = y.len().min(x.len());
+        let vv = _mm256_set1_ps(v);
         let mut i = 0;
         while i + 8 <= n {
             // SAFETY: i + 8 <= n bounds the loads and the store.
             unsafe {
-                let h = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i).cast()));
                 let p = y.as_mut_ptr().add(i);
-                _mm256_storeu_ps(p, _mm256_fmadd_ps(wv, h, _mm256_loadu_ps(p)));
+                let yy = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+                let xx = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i).cast()));
+                let r = _mm256_fmadd_ps(xx, vv, yy);
+                _mm_storeu_si128(p.cast(), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
             }
             i += 8;
         }
         for j in i..n {
-            y[j] += w * f16_to_f32(b[j]);
+            y[j] = f32_to_f16(f16_to_f32(y[j]) + f16_to_f32(x[j]) * v);
         }
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 }

@@ -37,6 +37,18 @@ pub fn byte_to_char() -> [char; 256] {
     map
 }
 
+/// The byte a GPT-2 printable character stands for.
+pub fn char_to_byte(c: char) -> Option<u8> {
+    let c = c as u32;
+    let printable =
+        |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    if c < 256 {
+        return printable(c).then_some(c as u8);
+    }
+    // Non-printable bytes map, in order, to 256, 257, …
+    (0..=255u32).filter(|&b| !printable(b)).nth((c - 256) as usize).map(|b| b as u8)
+}
+
 /// Splits `text` into words as the pre-tokenizer does.
 pub fn pre_tokenize(pre: PreTokenizer, text: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -278,5 +290,8 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 256);
         assert_eq!(m[b' ' as usize], 'Ġ');
+        for b in 0..=255u8 {
+            assert_eq!(char_to_byte(m[b as usize]), Some(b));
+        }
     }
 }

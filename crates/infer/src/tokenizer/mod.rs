@@ -291,10 +291,7 @@ impl Tokenizer {
                     .map_or_else(|| text.as_bytes().to_vec(), |b| vec![b])
             }
             (Model::Spm, _) => text.replace('\u{2581}', " ").into_bytes(),
-            (Model::Bpe(_), _) => {
-                let map = bpe::byte_to_char();
-                text.chars().map(|c| map.iter().position(|&m| m == c).map_or(b'?', |b| b as u8)).collect()
-            }
+            (Model::Bpe(_), _) => text.chars().map(|c| bpe::char_to_byte(c).unwrap_or(b'?')).collect(),
         }
     }
 
