@@ -1,5 +1,5 @@
 //! Element-wise and per-row operations of the transformer block, written to follow ggml's
-//! arithmetic (f64 sums in norms and softmax, f16-table GELU, iterated RoPE angles) so greedy
+//! arithmetic (f64 sums in norms, f16-table GELU, iterated RoPE angles) so greedy
 //! tokens track llama.cpp's.
 
 use std::sync::OnceLock;
@@ -44,20 +44,6 @@ pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], dims: usize, neox: bool) {
         let (x0, x1) = (x[a], x[b]);
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;
-    }
-}
-
-/// In-place softmax of one row.
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 
