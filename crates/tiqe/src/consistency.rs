@@ -8,6 +8,7 @@
 //! model, garbage, truncation and answers copied from another prompt.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use polylink_infer::{LogitsMode, Model, ShardInput};
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ impl Default for ConsistencyConfig {
 
 /// The registered model, loaded to re-score answers.
 pub struct ModelConsistency {
-    model: Model,
+    model: Arc<Model>,
     sha256: [u8; 32],
     eog: Vec<u32>,
     cfg: ConsistencyConfig,
@@ -88,13 +89,17 @@ impl ModelConsistency {
     /// Loads the GGUF at `path` on `threads` threads and hashes it (its artifact hash).
     pub fn open(path: &Path, threads: usize, cfg: ConsistencyConfig) -> Result<Self> {
         let sha256 = file_sha256(path)?;
-        let model = Model::open(path, None, threads)?;
+        Ok(Self::new(Arc::new(Model::open(path, None, threads)?), sha256, cfg))
+    }
+
+    /// Wraps an already loaded model whose file hashes to `sha256`.
+    pub fn new(model: Arc<Model>, sha256: [u8; 32], cfg: ConsistencyConfig) -> Self {
         let eog = (0..model.tokenizer.vocab_size() as u32).filter(|&i| model.tokenizer.is_eog(i)).collect();
-        Ok(Self { model, sha256, eog, cfg })
+        Self { model, sha256, eog, cfg }
     }
 
     /// The loaded model (shared with the judge and the benchmark's generator).
-    pub fn model(&self) -> &Model {
+    pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
 
@@ -139,6 +144,9 @@ impl Evaluator for ModelConsistency {
         };
         let tok = &self.model.tokenizer;
         let prompt_ids = tok.encode(&self.model.template.render(None, &task.prompt));
+        if prompt_ids.is_empty() {
+            return Err(TiqeError::Refused("prompt renders to no tokens".into()));
+        }
         let g = task.generation;
         let mut seq = prompt_ids.clone();
         seq.extend_from_slice(&out_ids);

@@ -121,18 +121,23 @@ impl DroppedLayers {
     }
 }
 
-/// Builds labelled tasks for prompt `i` from its honest answer and the other sources:
-/// `subs` holds substitute answers per kind (one per prompt).
-pub fn samples_for(
-    i: usize,
-    prompts: &[String],
-    honest: &[Answer],
-    subs: &[(Kind, Vec<Answer>)],
-    kinds: &[Kind],
-    tok: &polylink_infer::Tokenizer,
-    max_tokens: usize,
-    rng: &mut SplitMix,
-) -> Vec<Sample> {
+/// Everything the labelled tasks of a set are made from.
+pub struct Sources<'a> {
+    /// The prompts.
+    pub prompts: &'a [String],
+    /// The registered model's answer to each prompt.
+    pub honest: &'a [Answer],
+    /// Substitute workers' answers per kind (one per prompt).
+    pub subs: &'a [(Kind, Vec<Answer>)],
+    /// The registered model's tokenizer (for garbage tokens).
+    pub tok: &'a polylink_infer::Tokenizer,
+    /// The tasks' `max_tokens`.
+    pub max_tokens: usize,
+}
+
+/// Builds labelled tasks of each kind for prompt `i`.
+pub fn samples_for(i: usize, src: &Sources<'_>, kinds: &[Kind], rng: &mut SplitMix) -> Vec<Sample> {
+    let (prompts, honest, max_tokens) = (src.prompts, src.honest, src.max_tokens);
     let task = |text: &str, finish: Finish| Task::greedy(&prompts[i], text, max_tokens, finish);
     let h = &honest[i];
     let mut out = Vec::new();
@@ -145,10 +150,11 @@ pub fn samples_for(
             }
             Kind::Truncated => attack::truncate(&h.text, rng).map(|t| task(&t, Finish::Eos)),
             Kind::Garbage => {
-                Some(task(&attack::garbage(tok, h.ids.len().clamp(8, max_tokens), rng), Finish::Eos))
+                Some(task(&attack::garbage(src.tok, h.ids.len().clamp(8, max_tokens), rng), Finish::Eos))
             }
             Kind::Shuffled => Some(task(&attack::shuffle_words(&h.text, rng), h.finish)),
-            _ => subs
+            _ => src
+                .subs
                 .iter()
                 .find(|(k, _)| *k == kind)
                 .and_then(|(_, a)| a.get(i))

@@ -25,6 +25,7 @@ pub mod dataset;
 pub mod error;
 pub mod judge;
 pub mod metrics;
+pub mod suite;
 pub mod task;
 pub mod train;
 pub mod util;

@@ -10,7 +10,7 @@ fn encoder() -> CrossEncoder {
         weights: path(MINILM_L6_V2, "model.safetensors").unwrap(),
         vocab: path(MINILM_L6_V2, "vocab.txt").unwrap(),
     };
-    CrossEncoder::open(&files, None, 2).unwrap()
+    CrossEncoder::open(&files, None, 1).unwrap()
 }
 
 #[test]

@@ -1,0 +1,44 @@
+//! Shared setup of the TIQE integration tests: the real models and the committed head.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use polylink_infer::Model;
+use polylink_models::{MINILM_L6_V2, SMOLLM2_135M, gguf_path, path};
+use polylink_tiqe::cross::MiniLmFiles;
+use polylink_tiqe::suite::{self, Files};
+use polylink_tiqe::{Cascade, CascadeConfig, Head};
+
+/// The committed head.
+pub fn head_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe/head-minilm.json")
+}
+
+/// Model files from the models directory.
+pub fn files() -> Files {
+    Files {
+        registered: gguf_path(SMOLLM2_135M).unwrap(),
+        minilm: MiniLmFiles {
+            weights: path(MINILM_L6_V2, "model.safetensors").unwrap(),
+            vocab: path(MINILM_L6_V2, "vocab.txt").unwrap(),
+        },
+    }
+}
+
+/// The registered model and a cascade over it (default thresholds).
+pub fn cascade() -> (Arc<Model>, Cascade) {
+    let f = files();
+    let (model, sha) = suite::open_registered(&f, 1).unwrap();
+    let head = Head::load(&head_path()).unwrap();
+    let c = suite::open_cascade(&f, model.clone(), sha, head, CascadeConfig::default(), 1).unwrap();
+    (model, c)
+}
+
+/// Bench prompts (never used in training).
+pub fn bench_prompts(n: usize) -> Vec<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe/prompts-bench.txt");
+    let mut v = polylink_tiqe::dataset::read_prompts(&p).unwrap();
+    v.truncate(n);
+    v
+}
