@@ -2,18 +2,30 @@
 //! into hidden states for a layer range, and knows nothing of chains or networks.
 //!
 //! Key types:
-//! - [`Gguf`]: a checked reader of GGUF files (metadata, tensor directory, tensors by name).
-//! - [`Shard`]: layers `a..b` of a model loaded from its GGUF; the whole model is `0..n_layers`.
-//!   The first shard embeds tokens, the last applies the final norm and LM head.
-//! - [`KvCache`]: one session's cache for one shard, owned by the caller; a shard serves many.
-//! - [`Tokenizer`]: byte-level BPE (gpt2) and SentencePiece-BPE (llama) from GGUF metadata, with
-//!   token ids equal to llama.cpp's.
+//! - [`Gguf`]: a checked reader of GGUF files (metadata, tensor directory, tensors read by name
+//!   and offset); truncated or hostile files give typed errors with bounded memory.
+//! - [`Shard`]: layers `a..b` of a model (llama, qwen2, gemma3); the whole model is
+//!   `0..n_layers`. The first shard embeds tokens, the last applies the final norm and LM head,
+//!   middle shards map f32 hidden states `[n_tokens, dim]` to hidden states. Chains of shards give
+//!   bit-identical logits to the whole model.
+//! - [`KvCache`]: one session's cache for one shard, owned by the caller; one shard serves many
+//!   sessions, one at a time ([`Shard::forward`]) or batched ([`Shard::forward_batch`]).
+//!   [`LogitsMode::All`] returns every position's logits (teacher-forced re-scoring).
+//! - [`Tokenizer`]: byte-level BPE (gpt2, smollm, llama3, qwen2 pre-tokenizers) and
+//!   SentencePiece-BPE from GGUF metadata, ids equal to llama.cpp's; [`ChatTemplate`] (ChatML,
+//!   Gemma turns, raw) chosen from the metadata.
+//! - [`generate`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
+//!   stop sequences, max tokens) and a streaming detokenizer that never splits a character.
+//! - [`Model`] opens a file in one call; [`ModelInfo`] gives shape and bytes per layer for
+//!   planners; [`hidden_to_bytes`]/[`hidden_from_bytes`] put hidden states on the wire.
 //!
 //! Data flow: text → [`Tokenizer::encode`] → ids → [`Shard::forward`] (→ hidden states → next
 //! shard …) → logits → sampler → ids → streaming detokenizer → text.
 //!
-//! The quantized kernels (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, f16, f32) are our own, with AVX2
-//! versions picked at run time and portable scalar fallbacks.
+//! The kernels are our own: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K and f16/f32 weights, activations
+//! quantized to Q8 blocks as ggml does, AVX2 versions (one row, four activation rows for prompts,
+//! four weight rows for decoding) picked at run time with portable scalar fallbacks that the tests
+//! compare them against, and a persistent worker pool.
 
 pub mod error;
 pub mod generate;

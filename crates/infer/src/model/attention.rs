@@ -62,7 +62,6 @@ fn attend_f16(
     let (keys, values) = (&lkv.k[..], &lkv.v[..]);
     pool.run(n * nh, &|task| {
         let (t, h) = (task / nh, task % nh);
-        let out_ptr = out_ptr;
         let p = pos0 + t;
         let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
         let kvh = h / group;
@@ -88,7 +87,7 @@ fn attend_f16(
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         // SAFETY: each task owns its own `hd`-long slice of `out`.
-        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(t * nh * hd + h * hd), hd) };
+        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(t * nh * hd + h * hd), hd) };
         for (o, &a) in o.iter_mut().zip(acc.iter()) {
             *o = f16_to_f32(a) * inv;
         }

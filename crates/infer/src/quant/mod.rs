@@ -122,6 +122,14 @@ pub(crate) struct SyncPtr(pub *mut f32);
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
 
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    #[inline]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Quantized activations, one buffer per activation format, reused between calls.
 #[derive(Debug, Default)]
 pub struct ActBufs {
