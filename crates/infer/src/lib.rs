@@ -14,7 +14,7 @@
 //! - [`Tokenizer`]: byte-level BPE (gpt2, smollm, llama3, qwen2 pre-tokenizers) and
 //!   SentencePiece-BPE from GGUF metadata, ids equal to llama.cpp's; [`ChatTemplate`] (ChatML,
 //!   Gemma turns, raw) chosen from the metadata.
-//! - [`generate`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
+//! - [`generate()`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
 //!   stop sequences, max tokens) and a streaming detokenizer that never splits a character.
 //! - [`Model`] opens a file in one call; [`ModelInfo`] gives shape and bytes per layer for
 //!   planners; [`hidden_to_bytes`]/[`hidden_from_bytes`] put hidden states on the wire.

@@ -142,13 +142,18 @@ pub unsafe fn dot_q4k(w: &[u8], a: &[u8], nb: usize) -> f32 {
         // SAFETY: two bytes at offsets 0 and 2 of a 144-byte block.
         let (d, dmin) = unsafe { (f16_at(wb.as_ptr()) * dy, f16_at(wb.as_ptr().add(2)) * dy) };
         let mut sc = [0i16; 8];
-        let mut summ = 0i32;
+        let mut mn = [0i16; 16];
         for (j, s) in sc.iter_mut().enumerate() {
             let (scale, m) = q4k_scale_min(j, &wb[4..16]);
             *s = i16::from(scale);
-            let bs = |g: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * g], ab[261 + 2 * g]]));
-            summ += i32::from(m) * (bs(2 * j) + bs(2 * j + 1));
+            mn[2 * j] = i16::from(m);
+            mn[2 * j + 1] = i16::from(m);
         }
+        // SAFETY: 16 i16 minimums; the 16 partial sums lie at bytes 260..292 of the block.
+        let summ = unsafe {
+            let bsums = _mm256_loadu_si256(ab.as_ptr().add(260).cast());
+            super::x86_multi::hsum_i32(_mm256_madd_epi16(bsums, _mm256_loadu_si256(mn.as_ptr().cast())))
+        };
         acc_m += dmin * summ as f32;
         let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {

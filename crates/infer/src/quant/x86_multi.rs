@@ -39,6 +39,14 @@ fn hsum(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
+pub fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nibbles(p: *const u8) -> __m256i {
     // SAFETY: 16 readable bytes at `p` (caller).
     let qs = unsafe { _mm_loadu_si128(p.cast()) };
@@ -115,12 +123,15 @@ pub unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
         // SAFETY: bytes 0..4 of a 144-byte block.
         let (d, dmin) = unsafe { (f16_at(wb.as_ptr()), f16_at(wb.as_ptr().add(2))) };
         let mut sc = [0i16; 8];
-        let mut mn = [0i32; 8];
+        let mut mn = [0i16; 16];
         for j in 0..8 {
             let (s, m) = q4k_scale_min(j, &wb[4..16]);
             sc[j] = i16::from(s);
-            mn[j] = i32::from(m);
+            mn[2 * j] = i16::from(m);
+            mn[2 * j + 1] = i16::from(m);
         }
+        // SAFETY: 16 i16 values.
+        let mins = unsafe { _mm256_loadu_si256(mn.as_ptr().cast()) };
         let mut sumi = [_mm256_setzero_si256(); 4];
         for j in 0..4 {
             // SAFETY: 32 bytes at 16+32j of the weight block, 64 at 4+64j of each activation block.
@@ -142,8 +153,9 @@ pub unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
         for k in 0..4 {
             let ab = &a[k][i * 292..(i + 1) * 292];
             let dy = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
-            let bs = |g: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * g], ab[261 + 2 * g]]));
-            let summ: i32 = (0..8).map(|j| mn[j] * (bs(2 * j) + bs(2 * j + 1))).sum();
+            // SAFETY: the 16 partial sums lie at bytes 260..292 of the activation block.
+            let bsums = unsafe { _mm256_loadu_si256(ab.as_ptr().add(260).cast()) };
+            let summ = hsum_i32(_mm256_madd_epi16(bsums, mins));
             acc_m[k] += dmin * dy * summ as f32;
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
         }
