@@ -24,6 +24,9 @@ enum Command {
     Models(cmd::models::ModelsCmd),
     /// Plan a cross-device split of a model over measured devices.
     Plan(cmd::plan::PlanCmd),
+    /// TIQE evaluators: score an answer, train the cross-encoder head, benchmark the cascade.
+    #[command(subcommand)]
+    Tiqe(cmd::tiqe::TiqeCmd),
     /// Run chain nodes (dev chain, local testnet) and inspect them.
     #[command(subcommand)]
     Chain(cmd::chain::ChainCmd),
@@ -76,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => cmd.run(),
         Command::Models(cmd) => cmd.run(),
         Command::Plan(cmd) => cmd.run(),
+        Command::Tiqe(cmd) => cmd.run(),
         Command::Chain(cmd) => cmd.run(),
         Command::Wallet { opts, cmd } => cmd.run(&opts),
         Command::Stake { opts, cmd } => cmd.run(&opts),

@@ -1,7 +1,8 @@
-//! The cascade: checks the submission, runs every cheap evaluator, combines their scores by a
-//! weighted geometric mean (one stage that is sure of a cheat sinks the score), and calls the
-//! judge only when the combination falls in the uncertain band, a cheap stage says it is unsure,
-//! or the task is drawn (seeded by the task's own hash) for calibration.
+//! The cascade: checks the submission, runs every cheap evaluator, and lets the first (the
+//! workhorse, model consistency) decide when it is sure. When it is not, the cheap scores are
+//! combined by a weighted geometric mean, and the judge is called when that combination falls in
+//! the uncertain band or a cheap stage is unsure. A seeded draw over the task's own hash also
+//! sends a sample of tasks to the judge for calibration, without changing their score.
 
 use std::time::Instant;
 
@@ -92,18 +93,26 @@ impl Cascade {
         let t0 = Instant::now();
         let mut stages = Map::new();
         let (mut log_sum, mut weight_sum, mut unsure) = (0.0, 0.0, false);
-        for (ev, w) in &self.cheap {
+        let mut first_sure = None;
+        for (i, (ev, w)) in self.cheap.iter().enumerate() {
             let v = ev.evaluate(task)?;
             let x = f64::from(v.score) / f64::from(SCORE_MAX);
             log_sum += w * x.max(1e-3).ln();
             weight_sum += w;
             unsure |= v.uncertain;
+            if i == 0 && !v.uncertain {
+                first_sure = Some(v.score);
+            }
             stages.insert(ev.name().into(), serde_json::to_value(&v).unwrap_or(Value::Null));
         }
-        let combined = if weight_sum > 0.0 { to_score((log_sum / weight_sum).exp()) } else { SCORE_MAX / 2 };
+        let combined = match first_sure {
+            Some(score) => score,
+            None if weight_sum > 0.0 => to_score((log_sum / weight_sum).exp()),
+            None => SCORE_MAX / 2,
+        };
         let cheap_ms = t0.elapsed().as_secs_f64() * 1e3;
         let in_band = (self.cfg.uncertain_low..=self.cfg.uncertain_high).contains(&combined);
-        let decide = in_band || unsure;
+        let decide = first_sure.is_none() && (in_band || unsure);
         let calibrate = !decide && self.calibration_draw(task);
         let (mut score, mut judge_ms, mut judge_called) = (combined, 0.0, false);
         if let Some(judge) = self.judge.as_ref().filter(|_| decide || calibrate) {
@@ -123,6 +132,7 @@ impl Cascade {
             (true, _) if in_band => "combined score in the uncertain band",
             (true, _) => "a cheap stage was uncertain",
             (false, true) => "calibration sample",
+            _ if first_sure.is_some() => "first stage sure",
             _ => "cheap stages agree",
         };
         Ok(Report {

@@ -52,8 +52,8 @@ impl Default for ConsistencyConfig {
     fn default() -> Self {
         Self {
             tie_logit: 0.05,
-            agree_floor: 0.75,
-            agree_full: 0.97,
+            agree_floor: 0.80,
+            agree_full: 0.99,
             k_default: 40,
             topk_floor: 0.90,
             topk_full: 0.99,

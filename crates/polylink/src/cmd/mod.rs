@@ -7,4 +7,5 @@ pub mod models;
 pub mod plan;
 pub mod register;
 pub mod stake;
+pub mod tiqe;
 pub mod wallet;

@@ -1,0 +1,268 @@
+//! `polylink tiqe`: score one answer with the TIQE cascade, train the cross-encoder head, and
+//! benchmark the cascade on honest and degraded answers generated with the project's models.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use polylink_models::{GEMMA3_270M, MINILM_L6_V2, SMOLLM2_135M};
+use polylink_tiqe::attack::Kind;
+use polylink_tiqe::cross::{CrossEncoder, MiniLmFiles};
+use polylink_tiqe::suite::{self, Files, SetSpec, Substitutes};
+use polylink_tiqe::{CascadeConfig, Finish, Generation, Head, Submission, dataset};
+
+/// TIQE evaluators: score, train, bench.
+#[derive(Subcommand)]
+pub enum TiqeCmd {
+    /// Score one (prompt, output) pair; prints each stage and the final score as JSON.
+    Score(ScoreArgs),
+    /// Generate training data with SmolLM2 and fit the cross-encoder head (seeded).
+    Train(TrainArgs),
+    /// Honest vs degraded answers: AUC, catch rate at 1% false positives, judge rate, latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FinishArg {
+    Eos,
+    Length,
+}
+
+/// Options shared by every subcommand.
+#[derive(Args)]
+pub struct Common {
+    /// Cross-encoder head (its sha256 must be in SHA256SUMS beside it).
+    #[arg(long, default_value_os_t = data_dir().join("head-minilm.json"))]
+    head: PathBuf,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+/// `polylink tiqe score`.
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// The registered model's GGUF [default: SmolLM2-135M-Instruct].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The user's message.
+    #[arg(long)]
+    prompt: String,
+    /// The worker's answer.
+    #[arg(long)]
+    output: String,
+    /// Sampling temperature the task asked for (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Top-k the task sampled with (0 = all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// The task's max_tokens.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// How the worker says the answer ended.
+    #[arg(long, value_enum, default_value = "eos")]
+    finish: FinishArg,
+    /// sha256 of the output recorded on chain (hex); checked before scoring.
+    #[arg(long)]
+    output_sha256: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `polylink tiqe train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Prompts, one per line.
+    #[arg(long, default_value_os_t = data_dir().join("prompts-train.txt"))]
+    prompts: PathBuf,
+    /// Most tokens per generated answer.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Seed of the degradations.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `polylink tiqe bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Prompts, one per line (none of them used in training).
+    #[arg(long, default_value_os_t = data_dir().join("prompts-bench.txt"))]
+    prompts: PathBuf,
+    /// Use only the first N prompts.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Most tokens per generated answer.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Layers the dropped-layers worker skips (start..end).
+    #[arg(long, default_value = "14..16")]
+    drop_layers: String,
+    /// Seed of the degradations and the calibration draw.
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
+    /// Also write every scored sample as JSON here.
+    #[arg(long)]
+    samples_json: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `data/tiqe` at the root of this checkout.
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe")
+}
+
+fn files(model: Option<PathBuf>) -> anyhow::Result<Files> {
+    Ok(Files {
+        registered: match model {
+            Some(m) => m,
+            None => polylink_models::gguf_path(SMOLLM2_135M)?,
+        },
+        minilm: MiniLmFiles {
+            weights: polylink_models::path(MINILM_L6_V2, "model.safetensors")?,
+            vocab: polylink_models::path(MINILM_L6_V2, "vocab.txt")?,
+        },
+    })
+}
+
+fn progress(msg: &str) {
+    tracing::info!("{msg}");
+}
+
+impl TiqeCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Score(a) => a.run(),
+            Self::Train(a) => a.run(),
+            Self::Bench(a) => a.run(),
+        }
+    }
+}
+
+impl ScoreArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let files = files(self.model)?;
+        let head = Head::load(&self.common.head)?;
+        let (model, sha) = suite::open_registered(&files, self.common.threads)?;
+        let cascade =
+            suite::open_cascade(&files, model, sha, head, CascadeConfig::default(), self.common.threads)?;
+        let output_sha256 = match self.output_sha256 {
+            Some(h) => Some(
+                <[u8; 32]>::try_from(hex::decode(&h)?.as_slice())
+                    .context("--output-sha256 needs 32 bytes")?,
+            ),
+            None => None,
+        };
+        let finish = match self.finish {
+            FinishArg::Eos => Finish::Eos,
+            FinishArg::Length => Finish::Length,
+        };
+        let sub = Submission {
+            prompt: self.prompt,
+            output: self.output.into_bytes(),
+            output_ids: None,
+            output_sha256,
+            model_sha256: Some(sha),
+            generation: Generation {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                max_tokens: self.max_tokens,
+                finish,
+            },
+        };
+        let r = cascade.score_submission(sub)?;
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        Ok(())
+    }
+}
+
+impl TrainArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let files = files(None)?;
+        let prompts = dataset::read_prompts(&self.prompts)?;
+        let (model, _) = suite::open_registered(&files, self.common.threads)?;
+        let spec = SetSpec {
+            kinds: suite::TRAIN_KINDS.to_vec(),
+            subs: Substitutes { registered: files.registered.clone(), gemma: None, dropped: 1..2 },
+            threads: self.common.threads,
+            max_tokens: self.max_tokens,
+            seed: self.seed,
+        };
+        let t0 = std::time::Instant::now();
+        let samples = suite::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
+        let cross = CrossEncoder::open(&files.minilm, None, self.common.threads)?;
+        let head = suite::train_head(&cross, &samples, self.seed, &mut |m| progress(m))?;
+        head.save(&self.common.head)?;
+        println!(
+            "wrote {} ({} weights) from {} samples in {:.0} s; {}",
+            self.common.head.display(),
+            head.w.len(),
+            samples.len(),
+            t0.elapsed().as_secs_f64(),
+            head.trained
+        );
+        Ok(())
+    }
+}
+
+impl BenchArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let files = files(None)?;
+        let mut prompts = dataset::read_prompts(&self.prompts)?;
+        prompts.truncate(self.limit.unwrap_or(usize::MAX));
+        let (a, b) = self.drop_layers.split_once("..").context("--drop-layers is start..end")?;
+        let dropped = a.parse()?..b.parse()?;
+        let head = Head::load(&self.common.head)?;
+        let (model, sha) = suite::open_registered(&files, self.common.threads)?;
+        let mut kinds = vec![Kind::Honest];
+        kinds.extend(Kind::ATTACKS);
+        let spec = SetSpec {
+            kinds,
+            subs: Substitutes {
+                registered: files.registered.clone(),
+                gemma: Some(polylink_models::gguf_path(GEMMA3_270M)?),
+                dropped,
+            },
+            threads: self.common.threads,
+            max_tokens: self.max_tokens,
+            seed: self.seed,
+        };
+        let t0 = std::time::Instant::now();
+        let samples = suite::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
+        let gen_s = t0.elapsed().as_secs_f64();
+        let cfg = CascadeConfig { seed: self.seed, ..CascadeConfig::default() };
+        let cascade = suite::open_cascade(&files, model.clone(), sha, head, cfg, self.common.threads)?;
+        let scored = suite::score_all(&cascade, &model, &samples, &mut |m| progress(m))?;
+        if let Some(p) = &self.samples_json {
+            std::fs::write(p, serde_json::to_vec_pretty(&scored)?)?;
+        }
+        let s = suite::summarize(&scored);
+        println!(
+            "tiqe bench: {} prompts, {} tasks, generation {gen_s:.0} s, threads {}",
+            prompts.len(),
+            scored.len(),
+            self.common.threads
+        );
+        println!("AUC (honest vs all attacks): {:.4}", s.auc);
+        println!("threshold at 1% false positives: score < {}", s.threshold_at_1pct_fpr);
+        println!("{:<18} {:>5} {:>8} {:>16}", "attack", "n", "AUC", "caught@1%FPR");
+        for (name, (n, auc, caught)) in &s.per_attack {
+            println!("{name:<18} {n:>5} {auc:>8.4} {:>15.1}%", caught * 100.0);
+        }
+        println!(
+            "judge called on {:.1}% of tasks (median {:.0} ms per call)",
+            s.judge_rate * 100.0,
+            s.judge_ms_median
+        );
+        println!(
+            "cheap stages: median {:.1} ms per evaluation, {:.1} ms per 128-token answer",
+            s.cheap_ms_median, s.cheap_ms_per_128_tokens_median
+        );
+        println!("{}", serde_json::to_string(&s)?);
+        Ok(())
+    }
+}
