@@ -4,8 +4,10 @@
 //! [`worker::run`] loads a [`polylink_infer::Shard`], starts its engine thread, listens on an
 //! address and serves authenticated heads with [`polylink_pipeline::server::serve`].
 //! [`profile::measure`] times the loaded layers so the planner and the chain registry get the
-//! device's real per-layer speed and memory.
+//! device's real per-layer speed and memory. [`launch::StageProcess`] starts `polylink stage`
+//! processes and reads where they listen.
 
+pub mod launch;
 pub mod profile;
 pub mod worker;
 

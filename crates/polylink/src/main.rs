@@ -27,6 +27,10 @@ enum Command {
     /// TIQE evaluators: score an answer, train the cross-encoder head, benchmark the cascade.
     #[command(subcommand)]
     Tiqe(cmd::tiqe::TiqeCmd),
+    /// Serve a model, whole or as a layer range, as a pipeline stage.
+    Stage(cmd::stage::StageCmd),
+    /// Measure a 2-stage pipeline against one device (latency, throughput, fail-over).
+    BenchPipeline(cmd::bench_pipeline::BenchPipelineCmd),
     /// Run chain nodes (dev chain, local testnet) and inspect them.
     #[command(subcommand)]
     Chain(cmd::chain::ChainCmd),
@@ -80,6 +84,8 @@ fn main() -> anyhow::Result<()> {
         Command::Models(cmd) => cmd.run(),
         Command::Plan(cmd) => cmd.run(),
         Command::Tiqe(cmd) => cmd.run(),
+        Command::Stage(cmd) => cmd.run(),
+        Command::BenchPipeline(cmd) => cmd.run(),
         Command::Chain(cmd) => cmd.run(),
         Command::Wallet { opts, cmd } => cmd.run(&opts),
         Command::Stake { opts, cmd } => cmd.run(&opts),

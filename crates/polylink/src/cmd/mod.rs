@@ -1,11 +1,13 @@
 //! One module per subcommand: each owns its clap arguments and a `run`.
 
 pub mod bench;
+pub mod bench_pipeline;
 pub mod chain;
 pub mod generate;
 pub mod models;
 pub mod plan;
 pub mod register;
+pub mod stage;
 pub mod stake;
 pub mod tiqe;
 pub mod wallet;

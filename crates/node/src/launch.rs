@@ -1,0 +1,96 @@
+//! Starting `polylink stage` worker processes and reading where they listen: what `polylink up`,
+//! the pipeline benchmark and the process-level tests use.
+
+use commonware_codec::DecodeExt;
+use commonware_cryptography::ed25519::PublicKey;
+use polylink_pipeline::head::StageSpec;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running stage process; killed when dropped.
+pub struct StageProcess {
+    child: Child,
+    /// Where it listens, its key and its layers, as it reported them.
+    pub spec: StageSpec,
+    /// Its measured per-layer time.
+    pub layer_time_us: u64,
+}
+
+/// How to start one stage.
+#[derive(Debug, Clone)]
+pub struct StageLaunch<'a> {
+    /// The `polylink` binary.
+    pub exe: &'a Path,
+    /// The model file.
+    pub model: &'a Path,
+    /// Layers `a..b`, or the whole model.
+    pub layers: Option<std::ops::Range<usize>>,
+    /// The worker's 32-byte key seed.
+    pub seed: [u8; 32],
+    /// Compute threads.
+    pub threads: usize,
+    /// Pin the process to this CPU (with `taskset`), so emulated devices never share a core.
+    pub core: Option<usize>,
+}
+
+impl StageProcess {
+    /// Starts the stage and waits until it reports that it is listening.
+    pub fn start(launch: &StageLaunch<'_>) -> Result<Self, String> {
+        let mut command = match launch.core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &core.to_string()]).arg(launch.exe);
+                c
+            }
+            None => Command::new(launch.exe),
+        };
+        command.args(["stage", "--threads", &launch.threads.to_string(), "--model"]).arg(launch.model);
+        if let Some(layers) = &launch.layers {
+            command.args(["--layers", &format!("{}..{}", layers.start, layers.end)]);
+        }
+        let mut child = command
+            .env("POLYLINK_WORKER_SEED", hex::encode(launch.seed))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", launch.exe.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let parsed = read.map_err(|e| e.to_string()).and_then(|_| parse_ready(&line));
+        match parsed {
+            Ok((spec, layer_time_us)) => Ok(Self { child, spec, layer_time_us }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("stage did not start: {e} (it said {line:?})"))
+            }
+        }
+    }
+
+    /// Kills the process now (as a crash would).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for StageProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_ready(line: &str) -> Result<(StageSpec, u64), String> {
+    let ready: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let key_hex = ready["key"].as_str().ok_or("no key")?;
+    let key_bytes = hex::decode(key_hex).map_err(|e| e.to_string())?;
+    let peer = PublicKey::decode(key_bytes).map_err(|e| e.to_string())?;
+    let addr = ready["addr"].as_str().ok_or("no addr")?.parse().map_err(|e| format!("addr: {e}"))?;
+    let layers = ready["layers"].as_array().ok_or("no layers")?;
+    let bound = |i: usize| layers.get(i).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or("bad layers");
+    let spec = StageSpec { peer, addr, layers: bound(0)?..bound(1)? };
+    Ok((spec, ready["layer_time_us"].as_u64().unwrap_or(0)))
+}
