@@ -11,6 +11,7 @@
 //!   session; the cross-device pipeline head implements the same trait.
 //! - [`Billing`]: the task lifecycle on chain — open a task with escrow before inference
 //!   ([`Ticket`]), report the result with output hash and token counts after it ([`Charge`]).
+//!   [`ChainBilling`] does it through the chain node's RPC client.
 //! - [`ApiKeys`]: API keys, each bound to an on-chain account key the gateway signs for.
 //! - [`Limits`]: body bytes, prompt tokens, `max_tokens`, concurrent requests per key, timeouts.
 //! - [`GatewayError`]: every failure, rendered in OpenAI's error shape with the right status.
@@ -24,6 +25,7 @@
 
 pub mod backend;
 pub mod billing;
+pub mod chain;
 pub mod error;
 pub mod handler;
 pub mod keys;
@@ -39,6 +41,7 @@ pub use backend::{
     FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, TokenEvent, TokenStream,
 };
 pub use billing::{Billing, Charge, Ticket, UsageReport};
+pub use chain::ChainBilling;
 pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
 pub use local::{LocalBackend, LocalOptions};

@@ -92,6 +92,11 @@ impl Gateway {
         self.billing.is_some()
     }
 
+    /// The models the backend serves.
+    pub fn models(&self) -> Vec<crate::backend::ModelCard> {
+        self.backend.models()
+    }
+
     /// The metrics (what `/metrics` renders).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -1,0 +1,184 @@
+//! [`Billing`] against a PolyLink chain node, through its typed RPC client.
+//!
+//! Open: the gateway signs a SubmitTask for the caller's account (escrow `tokens × price` at the
+//! model's current price, that price as the most the user accepts, this gateway's worker as the
+//! head) and submits it; the mempool admits it only if the balance covers the escrow, so
+//! inference starts without waiting for a block. Close: once the task is executed on chain, the
+//! worker key signs a SubmitResult with the output hash and the delivered token counts; the
+//! ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
+//! account can have several tasks pending in the same block.
+
+use crate::billing::{Billing, Charge, Ticket, UsageReport};
+use crate::error::{GatewayError, Result};
+use crate::keys::Account;
+use futures::future::BoxFuture;
+use polylink_chain::rpc::client::Client;
+use polylink_types::{
+    Amount, BoundedVec, Hash32, ModelId, PublicKey, SecretKey, SubmitResult, SubmitTask, TxKind, UnsignedTx,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Bills every request as a task on a chain node.
+pub struct ChainBilling {
+    client: Client,
+    chain_id: String,
+    models: HashMap<String, ModelId>,
+    worker: SecretKey,
+    nonces: Mutex<HashMap<PublicKey, Arc<Mutex<Option<u64>>>>>,
+    settle_timeout: Duration,
+}
+
+fn amount(v: &Value, field: &str) -> Result<Amount> {
+    v.get(field)
+        .and_then(|a| a.as_str().map(str::to_string).or_else(|| a.as_u64().map(|n| n.to_string())))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| GatewayError::Billing(format!("chain answer has no amount {field}: {v}")))
+}
+
+impl ChainBilling {
+    /// Connects to the node at `rpc_url`; `models` maps gateway model ids to on-chain model ids,
+    /// `worker` is the registered worker key that serves them and reports results.
+    pub async fn connect(rpc_url: &str, models: HashMap<String, ModelId>, worker: SecretKey) -> Result<Self> {
+        let client = Client::new(rpc_url).map_err(|e| GatewayError::Setup(format!("chain client: {e}")))?;
+        let status =
+            client.status().await.map_err(|e| GatewayError::Setup(format!("chain at {rpc_url}: {e}")))?;
+        Ok(Self {
+            client,
+            chain_id: status.chain_id,
+            models,
+            worker,
+            nonces: Mutex::new(HashMap::new()),
+            settle_timeout: Duration::from_secs(120),
+        })
+    }
+
+    /// Signs `kind` for `key` with its next nonce and submits it; returns the transaction id.
+    async fn send(&self, key: &SecretKey, kind: TxKind) -> Result<Hash32> {
+        let signer = key.public_key();
+        let slot = self.nonces.lock().await.entry(signer).or_default().clone();
+        let mut next = slot.lock().await;
+        for attempt in 0..2 {
+            let nonce = match *next {
+                Some(n) if attempt == 0 => n,
+                _ => {
+                    let account = self
+                        .client
+                        .account(&signer)
+                        .await
+                        .map_err(|e| GatewayError::Billing(e.to_string()))?;
+                    account.get("nonce").and_then(Value::as_u64).unwrap_or(0)
+                }
+            };
+            let tx = UnsignedTx { signer, nonce, kind: kind.clone() }.sign(key, &self.chain_id);
+            match self.client.submit(&tx).await {
+                Ok(id) => {
+                    *next = Some(nonce + 1);
+                    return Ok(id);
+                }
+                // A nonce another client of this account used: refetch it once.
+                Err(e) if attempt == 0 && e.to_string().contains("nonce") => *next = None,
+                Err(e) => return Err(refusal(e.to_string())),
+            }
+        }
+        Err(GatewayError::Billing(format!("nonce of {signer} kept changing")))
+    }
+
+    async fn open_task(
+        &self,
+        account: &Account,
+        model: &str,
+        tokens_max: u32,
+        prompt_hash: Hash32,
+    ) -> Result<Ticket> {
+        let model_id = *self
+            .models
+            .get(model)
+            .ok_or_else(|| GatewayError::Billing(format!("model {model} has no on-chain id")))?;
+        let record: Value = self
+            .client
+            .get(&format!("/model/{model_id}"))
+            .await
+            .map_err(|e| GatewayError::Billing(e.to_string()))?;
+        let price = amount(&record, "price")?;
+        let escrow = Amount::from(tokens_max).saturating_mul(price);
+        let balance = amount(
+            &self.client.account(&account.address).await.map_err(|e| GatewayError::Billing(e.to_string()))?,
+            "balance",
+        )?;
+        if balance < escrow {
+            return Err(GatewayError::InsufficientBalance(format!(
+                "account {} holds {balance}, the escrow of {tokens_max} tokens at {price} is {escrow}",
+                account.address
+            )));
+        }
+        let workers = BoundedVec::new(vec![self.worker.public_key()])
+            .map_err(|e| GatewayError::Billing(e.to_string()))?;
+        let kind = TxKind::SubmitTask(SubmitTask {
+            model: model_id,
+            max_tokens: tokens_max,
+            prompt_hash,
+            max_price: price,
+            workers,
+        });
+        let task = self.send(&account.key, kind).await?;
+        Ok(Ticket { task, price_per_token: price, escrow })
+    }
+
+    async fn close_task(&self, ticket: &Ticket, usage: UsageReport) -> Result<Charge> {
+        // The result is admitted only once the task itself is executed on chain.
+        let deadline = tokio::time::Instant::now() + self.settle_timeout;
+        let record = loop {
+            match self.client.get::<Value>(&format!("/task/{}", ticket.task)).await {
+                Ok(task) => break task,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(GatewayError::Billing(format!(
+                        "task {} never appeared on chain: {e}",
+                        ticket.task
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let price = amount(&record, "price")?;
+        let shares = BoundedVec::new(vec![10_000u16]).map_err(|e| GatewayError::Billing(e.to_string()))?;
+        let result = SubmitResult {
+            task: ticket.task,
+            output_hash: usage.output_hash,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            stage_shares_bps: shares,
+        };
+        self.send(&self.worker, TxKind::SubmitResult(result)).await?;
+        let tokens = Amount::from(usage.prompt_tokens) + Amount::from(usage.completion_tokens);
+        Ok(Charge { amount: tokens.saturating_mul(price) })
+    }
+}
+
+/// Maps a mempool refusal to the error a client should see.
+fn refusal(reason: String) -> GatewayError {
+    if reason.contains("insufficient balance") {
+        GatewayError::InsufficientBalance(reason)
+    } else {
+        GatewayError::Billing(reason)
+    }
+}
+
+impl Billing for ChainBilling {
+    fn open<'a>(
+        &'a self,
+        account: &'a Account,
+        model: &'a str,
+        tokens_max: u32,
+        prompt_hash: Hash32,
+    ) -> BoxFuture<'a, Result<Ticket>> {
+        Box::pin(self.open_task(account, model, tokens_max, prompt_hash))
+    }
+
+    fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>> {
+        Box::pin(self.close_task(ticket, usage))
+    }
+}

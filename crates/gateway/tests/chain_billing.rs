@@ -1,0 +1,206 @@
+//! Billing on a real one-validator dev chain run in this process: a request opens a task with
+//! escrow before inference, the result is reported with the delivered token counts after it,
+//! the user's balance goes down by exactly the charge the response announced, the task is
+//! visible through the RPC, and an account that cannot pay gets a 402 that charges nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use polylink_chain::ledger::{from_config, genesis_value};
+use polylink_chain::network::{NetworkSpec, configs};
+use polylink_chain::rpc::client::Client;
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, LocalBackend, LocalOptions};
+use polylink_ledger::{Genesis, dev_key};
+use polylink_types::{
+    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
+    ServedRange, TxKind, UnsignedTx,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const USER_KEY: &str = "sk-chain-user-0001";
+const POOR_KEY: &str = "sk-chain-poor-0002";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts a one-validator dev chain on its own thread; returns its RPC url.
+fn start_chain(dir: &std::path::Path) -> String {
+    let (mut genesis, _) = Genesis::dev("polylink-gateway-test", 4);
+    // Long scoring windows: the fee stays charged (not yet settled) while the test looks.
+    genesis.params.commit_window_blocks = 10_000;
+    genesis.params.reveal_window_blocks = 10_000;
+    genesis.params.epoch_length_blocks = 1_000_000;
+    let (p2p, rpc) = (free_port(), free_port());
+    let spec = NetworkSpec {
+        chain_id: "polylink-gateway-test".into(),
+        validators: 1,
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        block_interval_ms: 100,
+        mempool_capacity: 1_000,
+        genesis: genesis_value(&genesis).unwrap(),
+    };
+    let mut config = configs(&spec, rand::rng()).unwrap().pop().unwrap();
+    config.data_dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let ledger = from_config(&config).unwrap();
+        polylink_chain::node::run(config, ledger, |_| {}).unwrap();
+    });
+    format!("http://127.0.0.1:{rpc}")
+}
+
+async fn send(client: &Client, key: &SecretKey, kind: TxKind) {
+    let status = client.status().await.unwrap();
+    let account = client.account(&key.public_key()).await.unwrap();
+    let nonce = account["nonce"].as_u64().unwrap();
+    let tx = UnsignedTx { signer: key.public_key(), nonce, kind }.sign(key, &status.chain_id);
+    client.submit(&tx).await.unwrap();
+    // Executed once the account's nonce moves past it.
+    wait_for("the transaction", async || {
+        let account = client.account(&key.public_key()).await.ok()?;
+        (account["nonce"].as_u64()? > nonce).then_some(account)
+    })
+    .await;
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> Option<Value>) -> Value {
+    for _ in 0..600 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn balance(client: &Client, who: &SecretKey) -> u128 {
+    client.account(&who.public_key()).await.unwrap()["balance"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_chain(dir.path());
+    let client = Client::new(&url).unwrap();
+    wait_for("the chain", async || client.status().await.ok().filter(|s| s.height >= 1).map(|_| json!(null)))
+        .await;
+
+    // The worker (also the model's developer) bonds, registers SmolLM2 and serves all its layers.
+    let worker = dev_key(0);
+    send(&client, &worker, TxKind::Bond(Bond { amount: 10_000 })).await;
+    let model = RegisterModel {
+        artifact_hash: Hash32::digest(&[b"smollm2-135m-instruct-q4_1"]),
+        architecture: BoundedString::new("llama").unwrap(),
+        layer_count: 30,
+        royalty_bps: 500,
+        price_floor: 7,
+    };
+    send(&client, &worker, TxKind::RegisterModel(model)).await;
+    let models = wait_for("the model", async || {
+        client.get::<Value>("/models").await.ok().filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+    let model_id = models[0]["id"].as_u64().unwrap();
+    let served = ServedRange { model: model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
+    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000 };
+    send(
+        &client,
+        &worker,
+        TxKind::RegisterWorker(RegisterWorker { profile, served: BoundedVec::new(vec![served]).unwrap() }),
+    )
+    .await;
+    wait_for("the worker", async || {
+        client.get::<Value>("/workers").await.ok().filter(|w| w.as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+
+    // A score validator, so each task waits for its committee instead of settling (and refunding) at once.
+    let validator = dev_key(1);
+    send(&client, &validator, TxKind::Bond(Bond { amount: 10_000 })).await;
+    send(&client, &validator, TxKind::RegisterValidator).await;
+
+    // The gateway: SmolLM2 locally, billed on the chain; one funded key and one unfunded key.
+    let user = dev_key(2);
+    let path = polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap();
+    let options =
+        LocalOptions { threads: 1, model_id: Some(common::MODEL.into()), ..LocalOptions::default() };
+    let backend = Arc::new(LocalBackend::load(&path, &options).unwrap());
+    let mut keys = ApiKeys::new();
+    keys.insert(USER_KEY, Account::new(user.clone()));
+    keys.insert(POOR_KEY, Account::new(SecretKey::from_label("nobody-funded-this")));
+    let billing =
+        ChainBilling::connect(&url, HashMap::from([(common::MODEL.to_string(), model_id)]), worker.clone())
+            .await
+            .unwrap();
+    let gateway = Arc::new(Gateway::new(backend, keys, Limits::default()).with_billing(Arc::new(billing)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(gateway.clone().serve(listener));
+    let http = reqwest::Client::new();
+    let before = balance(&client, &user).await;
+
+    // One answer, one stream; each names its task and its charge.
+    let ask = json!({"model": common::MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 5, "temperature": 0});
+    let resp =
+        http.post(format!("{base}/chat/completions")).bearer_auth(USER_KEY).json(&ask).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let header =
+        |r: &reqwest::Response, name: &str| r.headers().get(name).unwrap().to_str().unwrap().to_string();
+    assert_eq!(header(&resp, "x-polylink-billing"), "on");
+    let task1 = header(&resp, "x-polylink-task-id");
+    let charge1: u128 = header(&resp, "x-polylink-charge").parse().unwrap();
+    let price: u128 = header(&resp, "x-polylink-price-per-token").parse().unwrap();
+    let answer: Value = resp.json().await.unwrap();
+    let tokens = u128::from(answer["usage"]["total_tokens"].as_u64().unwrap());
+    assert_eq!(price, 7);
+    assert_eq!(charge1, tokens * price);
+
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let resp = http
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(USER_KEY)
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    let task2 = header(&resp, "x-polylink-task-id");
+    let text = resp.text().await.unwrap();
+    let last_chunk: Value = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|d| d.contains("\"polylink\""))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .last()
+        .unwrap();
+    assert_eq!(last_chunk["polylink"]["task_id"], task2.as_str());
+    let charge2: u128 = last_chunk["polylink"]["charge"].as_str().unwrap().parse().unwrap();
+    assert!(charge2 > 0);
+
+    // An account with nothing on it is refused before any inference, in the OpenAI shape.
+    let resp =
+        http.post(format!("{base}/chat/completions")).bearer_auth(POOR_KEY).json(&ask).send().await.unwrap();
+    assert_eq!(resp.status(), 402);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "insufficient_quota", "{refused}");
+
+    // Both tasks are on chain with their results; the balance fell by exactly the two charges.
+    for (task, charge) in [(&task1, charge1), (&task2, charge2)] {
+        let record = wait_for("the result", async || {
+            client.get::<Value>(&format!("/task/{task}")).await.ok().filter(|t| !t["result"].is_null())
+        })
+        .await;
+        assert_eq!(record["user"], user.public_key().to_string());
+        assert_eq!(record["result"]["fee"].as_str().unwrap().parse::<u128>().unwrap(), charge, "{record}");
+    }
+    assert_eq!(balance(&client, &user).await, before - charge1 - charge2);
+    let metrics = gateway.metrics().render();
+    assert!(
+        metrics.contains(&format!("polylink_gateway_charged_units_total {}\n", charge1 + charge2)),
+        "{metrics}"
+    );
+}
