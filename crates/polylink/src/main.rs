@@ -24,6 +24,8 @@ enum Command {
     Models(cmd::models::ModelsCmd),
     /// Plan a cross-device split of a model over measured devices.
     Plan(cmd::plan::PlanCmd),
+    /// Serve a local model through the OpenAI-compatible gateway.
+    Serve(cmd::serve::ServeCmd),
     /// TIQE evaluators: score an answer, train the cross-encoder head, benchmark the cascade.
     #[command(subcommand)]
     Tiqe(cmd::tiqe::TiqeCmd),
@@ -83,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => cmd.run(),
         Command::Models(cmd) => cmd.run(),
         Command::Plan(cmd) => cmd.run(),
+        Command::Serve(cmd) => cmd.run(),
         Command::Tiqe(cmd) => cmd.run(),
         Command::Stage(cmd) => cmd.run(),
         Command::BenchPipeline(cmd) => cmd.run(),

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod models;
 pub mod plan;
 pub mod register;
+pub mod serve;
 pub mod stage;
 pub mod stake;
 pub mod tiqe;

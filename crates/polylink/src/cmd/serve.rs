@@ -1,0 +1,133 @@
+//! `polylink serve`: the OpenAI-compatible gateway over a local model.
+
+use anyhow::Context;
+use clap::Args;
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, LocalBackend, LocalOptions};
+use polylink_types::SecretKey;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+#[derive(Args)]
+pub struct ServeCmd {
+    /// The GGUF model to serve whole (default: the fetched SmolLM2-135M-Instruct).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Model id clients use (default: the file name without `.gguf`).
+    #[arg(long)]
+    model_id: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// TOML keys file: `[[key]]` entries with `api_key` and `account_seed` (hex) or `account_label`.
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// A dev API key, bound to the dev account derived from the key itself (repeatable).
+    #[arg(long = "api-key", env = "POLYLINK_API_KEY")]
+    api_keys: Vec<String>,
+    /// Kernel threads of the engine.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Sessions the engine decodes together.
+    #[arg(long, default_value_t = 8)]
+    sessions: usize,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    body_bytes_max: usize,
+    /// Longest prompt, tokens.
+    #[arg(long, default_value_t = 4096)]
+    prompt_tokens_max: usize,
+    /// Largest `max_tokens` a request may ask for.
+    #[arg(long, default_value_t = 2048)]
+    max_tokens_max: usize,
+    /// Requests in flight per API key.
+    #[arg(long, default_value_t = 4)]
+    requests_per_key: usize,
+    /// Longest a generation may run, milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    timeout_ms: u64,
+    /// RPC url of a chain node: every request then opens a task (escrow) and reports its result.
+    #[arg(long)]
+    chain: Option<String>,
+    /// The served model's on-chain id (with --chain).
+    #[arg(long, default_value_t = 0)]
+    chain_model: u64,
+    /// Seed (64 hex characters) of the registered worker key that serves the model and reports results.
+    #[arg(long, env = "POLYLINK_WORKER_SEED")]
+    worker_seed: Option<String>,
+}
+
+impl ServeCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let model = match &self.model {
+            Some(p) => p.clone(),
+            None => polylink_models::gguf_path(polylink_models::SMOLLM2_135M)
+                .context("no --model given and SmolLM2 is not fetched (run `polylink models fetch`)")?,
+        };
+        let mut keys = match &self.keys {
+            Some(path) => ApiKeys::load(path)?,
+            None => ApiKeys::new(),
+        };
+        for key in &self.api_keys {
+            keys.insert(key, Account::new(SecretKey::from_label(key)));
+        }
+        anyhow::ensure!(!keys.is_empty(), "no API keys: give --keys FILE or --api-key KEY");
+        let options = LocalOptions {
+            threads: self.threads,
+            sessions_max: self.sessions,
+            model_id: self.model_id.clone(),
+            ..LocalOptions::default()
+        };
+        info!(model = %model.display(), "loading");
+        let backend = LocalBackend::load(&model, &options)?;
+        let limits = Limits {
+            body_bytes_max: self.body_bytes_max,
+            prompt_tokens_max: self.prompt_tokens_max,
+            max_tokens_max: self.max_tokens_max,
+            requests_per_key_max: self.requests_per_key,
+            request_timeout_ms: self.timeout_ms,
+            ..Limits::default()
+        };
+        for account in keys.accounts() {
+            info!(%account, "api key bound to account");
+        }
+        let gateway = Gateway::new(Arc::new(backend), keys, limits);
+        let model_id = gateway_model_id(&gateway)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        runtime.block_on(async move {
+            let gateway = match &self.chain {
+                Some(url) => {
+                    let seed = self.worker_seed.as_deref().context("--chain needs --worker-seed (the worker key)")?;
+                    let seed: [u8; 32] = hex::decode(seed.trim())
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .context("--worker-seed must be 64 hex characters")?;
+                    let worker = SecretKey::from_seed(seed);
+                    let models = HashMap::from([(model_id, self.chain_model)]);
+                    let billing = ChainBilling::connect(url, models, worker.clone()).await?;
+                    info!(chain = %url, worker = %worker.public_key(), model = self.chain_model, "billing on");
+                    gateway.with_billing(Arc::new(billing))
+                }
+                None => {
+                    warn!("billing off: no --chain given; requests are served without opening tasks or charging");
+                    gateway
+                }
+            };
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.listen))?;
+            info!(addr = %listener.local_addr()?, "gateway listening");
+            tokio::select! {
+                served = Arc::new(gateway).serve(listener) => served.context("serving"),
+                _ = tokio::signal::ctrl_c() => { info!("shutting down"); Ok(()) }
+            }
+        })
+    }
+}
+
+/// The id the local backend serves its model under.
+fn gateway_model_id(gateway: &Gateway) -> anyhow::Result<String> {
+    gateway.models().into_iter().next().map(|m| m.id).context("the backend serves no model")
+}
