@@ -138,6 +138,6 @@ mod tests {
         assert_eq!(decoded, a);
         let mut trailing = a.encode().to_vec();
         trailing.push(0);
-        assert!(Block::decode(trailing.as_slice()).is_err());
+        assert!(Block::decode(commonware_codec::Copying(trailing.as_slice())).is_err());
     }
 }

@@ -252,7 +252,7 @@ where
             page_cache,
             leader_timeout: Duration::from_millis(cfg.block_interval_ms.saturating_add(1_000)),
             certification_timeout: Duration::from_millis(cfg.block_interval_ms.saturating_add(2_000)),
-            timeout_retry: Duration::from_secs(5),
+            timeout_retry: Duration::from_secs(1),
             view_retention: ViewDelta::new(256),
             skip: simplex::SkipPolicy::Disabled,
             fetch_timeout: NZDuration!(Duration::from_secs(1)),

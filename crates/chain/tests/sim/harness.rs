@@ -1,6 +1,6 @@
 //! A seeded, single-process network of real validators (engine + real ledger) on Commonware's
 //! deterministic runtime and simulated p2p, with faults, and a checker of safety and progress.
-use commonware_codec::{Decode, Encode};
+use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::{
     simplex::types::{Finalize, Notarize, Proposal, Vote},
     types::Round,
@@ -10,7 +10,7 @@ use commonware_p2p::{
     Receiver, Recipients, Sender,
     simulated::{self, Link, Network, Oracle},
 };
-use commonware_runtime::{Clock, Handle, Metrics, Quota, Runner, Spawner, Supervisor, deterministic};
+use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor, deterministic};
 use commonware_utils::{NZU32, NZUsize};
 use polylink_chain::{
     Digest, PublicKey, Scheme, Shared, Submitter,
@@ -44,7 +44,7 @@ pub enum Role {
 }
 
 /// One simulated run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Scenario {
     /// Role per committee member (its length is the committee size).
     pub roles: Vec<Role>,
@@ -56,6 +56,18 @@ pub struct Scenario {
     pub restart: Option<(usize, u64, u64)>,
     /// Virtual seconds to run.
     pub duration_s: u64,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario")
+            .field("roles", &self.roles)
+            .field("latency", &self.link.latency)
+            .field("partition", &self.partition)
+            .field("restart", &self.restart)
+            .field("duration_s", &self.duration_s)
+            .finish()
+    }
 }
 
 /// Per honest member: height -> (block digest, state root after it).
@@ -298,7 +310,11 @@ pub fn simulate(seed: u64, scenario: &Scenario) -> Vec<History> {
                 if now == down
                     && let Some((_, _, handles)) = nodes[member].take()
                 {
-                    handles.iter().for_each(Handle::abort);
+                    // Abort and wait, as a crash would, so the restart can reopen the storage.
+                    for handle in handles {
+                        handle.abort();
+                        let _ = handle.await;
+                    }
                 } else if now == up && scenario.roles[member] == Role::Honest {
                     let node = start_node(
                         &context,
@@ -356,7 +372,7 @@ pub fn simulate_twins(seed: u64) -> Vec<History> {
         let leader = keys[0].participants.iter().next().unwrap().clone();
         let mut sides = Vec::new();
         for (side, members) in [("x", [0usize, 2, 3]), ("y", [1, 2, 3])] {
-            let label = if side == "x" { "network-x" } else { "network-y" };
+            let label = if side == "x" { "network_x" } else { "network_y" };
             let (network, oracle) = Network::new_with_peers(
                 context.child(label),
                 simulated::Config {
