@@ -164,14 +164,12 @@ where
             strategy: Sequential,
         },
     );
+    // The certificate codec needs no configuration for this scheme (its config type is `()`).
+    let certificate_codec: () =
+        <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded();
     let finalizations = FinalizationArchive::init(
         context.child("finalizations"),
-        archive_config(
-            &prefix,
-            "finalizations",
-            &page_cache,
-            <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded(),
-        ),
+        archive_config(&prefix, "finalizations", &page_cache, certificate_codec),
     )
     .await
     .map_err(|e| Error::Storage(e.to_string()))?;
@@ -264,11 +262,12 @@ where
     let submitter = Submitter::new(shared.clone(), mempool, channels.mempool.0);
     let gossip = submitter.clone();
     let mempool_receiver = channels.mempool.1;
-    let mut handles = Vec::new();
-    handles.push(context.child("executor").spawn(move |_| executor.run()));
-    handles.push(context.child("gossip").spawn(move |_| gossip.gossip_loop(mempool_receiver)));
-    handles.push(buffer.start(channels.blocks));
-    handles.push(marshal.start(finalized, buffer_mailbox, backfill_resolver));
-    handles.push(consensus.start(channels.votes, channels.certificates, channels.resolver));
+    let handles = vec![
+        context.child("executor").spawn(move |_| executor.run()),
+        context.child("gossip").spawn(move |_| gossip.gossip_loop(mempool_receiver)),
+        buffer.start(channels.blocks),
+        marshal.start(finalized, buffer_mailbox, backfill_resolver),
+        consensus.start(channels.votes, channels.certificates, channels.resolver),
+    ];
     Ok(Started { shared, submitter, marshal: marshal_mailbox, handles })
 }
