@@ -50,15 +50,7 @@ impl BenchPipelineCmd {
         let n_layers = polylink_infer::HParams::from_gguf(&gguf)?.n_layers;
         let half = n_layers / 2;
         let launch = |seed: u8, layers: Option<std::ops::Range<usize>>, core: usize| {
-            StageProcess::start(&StageLaunch {
-                exe: &exe,
-                model: &self.model,
-                layers,
-                seed: [seed; 32],
-                threads: 1,
-                core: Some(core),
-            })
-            .map_err(anyhow::Error::msg)
+            self.launch(&exe, seed, layers, core)
         };
         let prompt: Vec<u32> = (0..32).map(|i| 100 + i * 7).collect();
 
@@ -123,6 +115,19 @@ impl BenchPipelineCmd {
         self.failover(&exe, half, n_layers, &prompt)
     }
 
+    /// One emulated device: a stage process with one thread, pinned to `core`.
+    fn launch(
+        &self,
+        exe: &std::path::Path,
+        seed: u8,
+        layers: Option<std::ops::Range<usize>>,
+        core: usize,
+    ) -> anyhow::Result<StageProcess> {
+        let launch =
+            StageLaunch { exe, model: &self.model, layers, seed: [seed; 32], threads: 1, core: Some(core) };
+        StageProcess::start(&launch).map_err(anyhow::Error::msg)
+    }
+
     /// Kills the second stage in the middle of a session and times the step that recovers.
     fn failover(
         &self,
@@ -132,15 +137,7 @@ impl BenchPipelineCmd {
         prompt: &[u32],
     ) -> anyhow::Result<()> {
         let start = |seed: u8, layers: std::ops::Range<usize>, core: usize| {
-            StageProcess::start(&StageLaunch {
-                exe,
-                model: &self.model,
-                layers: Some(layers),
-                seed: [seed; 32],
-                threads: 1,
-                core: Some(core),
-            })
-            .map_err(anyhow::Error::msg)
+            self.launch(exe, seed, Some(layers), core)
         };
         let first = start(4, 0..half, 0)?;
         let second = start(5, half..n_layers, 1)?;
