@@ -79,6 +79,9 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
         }
         None => None,
     };
+    let transcript = (gw.transcripts.is_some() && ticket.is_some()).then(|| {
+        crate::transcripts::Draft::new(&request.model, &request.prompt, &prompt_ids, request.params)
+    });
     let tokens = match gw.backend.generate(&request.model, prompt_ids, request.params) {
         Ok(t) => t,
         Err(e) => {
@@ -104,6 +107,7 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
             filter: StopFilter::new(request.stop),
             started,
             permits: (key_permit, global_permit),
+            transcript,
         },
         tokens,
     );

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod respond;
 pub mod server;
 pub mod stop;
+pub mod transcripts;
 pub mod validate;
 pub mod wire;
 
@@ -46,3 +47,4 @@ pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
 pub use local::{LocalBackend, LocalOptions};
 pub use server::{Gateway, Limits};
+pub use transcripts::{StoreConfig, Transcript, TranscriptStore, Transcripts};

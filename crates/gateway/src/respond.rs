@@ -36,6 +36,8 @@ pub struct RunParts {
     pub started: Instant,
     /// The key's and the gateway's request slots, held until the run ends.
     pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// The request's side of its transcript, when the gateway keeps transcripts.
+    pub transcript: Option<crate::transcripts::Draft>,
 }
 
 /// What the next step of a run produced.
@@ -59,6 +61,7 @@ pub struct Run {
     delivered: u32,
     text: String,
     settled: bool,
+    finish: Option<&'static str>,
     _in_flight: InFlight,
 }
 
@@ -77,6 +80,7 @@ impl Run {
             delivered: 0,
             text: String::new(),
             settled: false,
+            finish: None,
             _in_flight: in_flight,
         }
     }
@@ -103,7 +107,9 @@ impl Run {
                     self.generated += 1;
                     let released = self.parts.filter.push(&text);
                     if released.stopped {
-                        return self.end(released.text, FinishReason::Stop);
+                        let step = self.end(released.text, FinishReason::Stop);
+                        self.finish = Some("stop_sequence");
+                        return step;
                     }
                     if !released.text.is_empty() {
                         return Step::Text(released.text);
@@ -128,6 +134,7 @@ impl Run {
     /// Ends the generation (dropping the stream cancels it) after releasing `tail`.
     fn end(&mut self, tail: String, finish: FinishReason) -> Step {
         self.tokens = None;
+        self.finish = Some(finish.as_str());
         if tail.is_empty() {
             Step::Finish(finish)
         } else {
@@ -173,7 +180,12 @@ impl Run {
             completion_tokens: self.delivered,
         };
         let charge = charge_for(&ticket, &usage);
-        spawn_close(billing, gw.metrics.clone(), ticket, usage);
+        // A run cut short (client gone, backend failed) has no ending of its own: `length`.
+        let finish = self.finish.unwrap_or("length");
+        let transcript = (gw.transcripts.clone())
+            .zip(self.parts.transcript.take())
+            .map(|(store, draft)| (store, draft.finish(ticket.task, self.text.clone(), finish)));
+        spawn_close(billing, gw.metrics.clone(), ticket, usage, transcript);
         Some(charge)
     }
 
@@ -213,7 +225,15 @@ pub fn output_hash(text: &str) -> Hash32 {
     Hash32::digest(&[text.as_bytes()])
 }
 
-fn spawn_close(billing: Arc<dyn Billing>, metrics: Arc<Metrics>, ticket: Ticket, usage: UsageReport) {
+type Record = (Arc<crate::transcripts::Transcripts>, crate::transcripts::Transcript);
+
+fn spawn_close(
+    billing: Arc<dyn Billing>,
+    metrics: Arc<Metrics>,
+    ticket: Ticket,
+    usage: UsageReport,
+    transcript: Option<Record>,
+) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         warn!(task = %ticket.task, "no runtime to report the result on; the escrow will be reclaimable after the deadline");
         return;
@@ -223,6 +243,9 @@ fn spawn_close(billing: Arc<dyn Billing>, metrics: Arc<Metrics>, ticket: Ticket,
             Ok(charge) => {
                 metrics.charged(charge.amount);
                 info!(task = %ticket.task, charge = %charge.amount, "task settled");
+                if let Some((store, t)) = transcript {
+                    store.record(t);
+                }
             }
             Err(e) => warn!(task = %ticket.task, error = %e, "reporting the result failed"),
         }
@@ -237,7 +260,7 @@ pub fn settle_in_background(
     prompt_tokens: u32,
 ) {
     let usage = UsageReport { output_hash: output_hash(""), prompt_tokens, completion_tokens: 0 };
-    spawn_close(billing, metrics, ticket, usage);
+    spawn_close(billing, metrics, ticket, usage, None);
 }
 
 fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {

@@ -60,6 +60,7 @@ pub struct Gateway {
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) seq: AtomicU64,
     pub(crate) started_s: u64,
+    pub(crate) transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
 impl Gateway {
@@ -78,12 +79,19 @@ impl Gateway {
             metrics: Arc::new(Metrics::default()),
             seq: AtomicU64::new(0),
             started_s,
+            transcripts: None,
         }
     }
 
     /// Opens and settles a task on chain for every request.
     pub fn with_billing(mut self, billing: Arc<dyn Billing>) -> Self {
         self.billing = Some(billing);
+        self
+    }
+
+    /// Keeps a transcript of every billed request and serves it to the task's committee.
+    pub fn with_transcripts(mut self, transcripts: Arc<crate::transcripts::Transcripts>) -> Self {
+        self.transcripts = Some(transcripts);
         self
     }
 
@@ -108,6 +116,7 @@ impl Gateway {
             .route("/v1/models", get(models))
             .route("/v1/chat/completions", post(|s, h, b| handler::completions(s, Endpoint::Chat, h, b)))
             .route("/v1/completions", post(|s, h, b| handler::completions(s, Endpoint::Completion, h, b)))
+            .route("/polylink/v1/transcripts/{task_id}", get(crate::transcripts::serve))
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok" }))
             .fallback(not_found)

@@ -64,12 +64,12 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::register::WorkerCmd,
     },
-    /// Register as a score validator on chain.
+    /// Score validator: `register` the wallet, or `run` the TIQE validator role.
     Validator {
         #[command(flatten)]
         opts: cmd::wallet::WalletOpts,
         #[command(subcommand)]
-        cmd: cmd::register::ValidatorCmd,
+        cmd: cmd::validator::ValidatorCmd,
     },
 }
 

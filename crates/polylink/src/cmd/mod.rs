@@ -11,4 +11,5 @@ pub mod serve;
 pub mod stage;
 pub mod stake;
 pub mod tiqe;
+pub mod validator;
 pub mod wallet;

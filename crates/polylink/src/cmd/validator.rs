@@ -1,0 +1,88 @@
+//! `polylink validator register` (the wallet's account) and `polylink validator run` (the TIQE
+//! validator role: scores the tasks it is elected to, commits and reveals).
+use super::register;
+use super::wallet::WalletOpts;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use polylink_types::{Amount, SecretKey};
+use polylink_validator::{Config, ScorerConfig};
+use std::path::PathBuf;
+
+/// Validator subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ValidatorCmd {
+    /// Register the wallet account as a score validator (needs the minimum stake bonded).
+    Register,
+    /// Run the validator role: register and bond if needed, then score every task it is elected to.
+    Run(RunArgs),
+}
+
+/// `polylink validator run` flags.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The chain node's RPC address.
+    #[arg(long)]
+    chain: String,
+    /// The validator's secret key seed (32 bytes, hex).
+    #[arg(long, env = "POLYLINK_VALIDATOR_KEY_SEED", hide_env_values = true)]
+    key_seed: String,
+    /// A gateway that serves transcripts (its base URL); repeat for several.
+    #[arg(long, required = true)]
+    transcripts: Vec<String>,
+    /// Directory for pending commitments (so a restart can still reveal).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Stake to bond (default: the chain's validator minimum).
+    #[arg(long)]
+    stake: Option<Amount>,
+    /// Threads of the evaluators' model forwards.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Cross-encoder head (default: data/tiqe/head-minilm.json in this checkout).
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// Tests only: commit this score for every task instead of evaluating.
+    #[arg(long, hide = true)]
+    score_override: Option<u16>,
+}
+
+impl ValidatorCmd {
+    /// Runs the subcommand.
+    pub fn run(self, opts: &WalletOpts) -> anyhow::Result<()> {
+        match self {
+            Self::Register => register::ValidatorCmd::Register.run(opts),
+            Self::Run(args) => args.run(),
+        }
+    }
+}
+
+impl RunArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let seed: [u8; 32] = hex::decode(self.key_seed.trim())
+            .context("--key-seed is not hex")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--key-seed must be 32 bytes"))?;
+        let scorer = ScorerConfig {
+            threads: self.threads.max(1),
+            head: self.head.unwrap_or_else(polylink_validator::scorer::default_head),
+            seed: u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
+        };
+        let config = Config {
+            chain_url: self.chain,
+            key: SecretKey::from_seed(seed),
+            transcripts_urls: self.transcripts,
+            data_dir: self.data_dir,
+            stake: self.stake,
+            scorer,
+            score_override: self.score_override,
+        };
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(async {
+            let running = polylink_validator::start(config).await?;
+            println!("{}", serde_json::to_string(&running.ready)?);
+            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            tracing::info!("stopping");
+            running.stop().await;
+            Ok(())
+        })
+    }
+}

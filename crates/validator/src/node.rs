@@ -1,0 +1,305 @@
+//! The running validator: registers, follows finalized blocks, and carries out one duty per
+//! committee seat — fetch, check, score, persist, commit, then reveal.
+
+use crate::chain::Chain;
+use crate::error::{Result, ValidatorError};
+use crate::fetch::{Fetched, fetch};
+use crate::journal::{Journal, Pending};
+use crate::schedule::{Phase, Seat, seats};
+use crate::scorer::{Scorer, ScorerConfig};
+use crate::verify::{self, OnChain, Verdict};
+use futures::StreamExt;
+use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TxKind};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// Pause between fetch attempts of a transcript that is not there yet.
+const FETCH_RETRY_MS: u64 = 250;
+
+/// Everything a validator needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The chain node's RPC address.
+    pub chain_url: String,
+    /// The validator's account key.
+    pub key: SecretKey,
+    /// The gateways whose transcripts it fetches (each is asked in turn).
+    pub transcripts_urls: Vec<String>,
+    /// Where pending commitments are kept (none: a restart forgets them).
+    pub data_dir: Option<PathBuf>,
+    /// Stake to bond (the chain's minimum when `None`).
+    pub stake: Option<Amount>,
+    /// How the evaluators are loaded.
+    pub scorer: ScorerConfig,
+    /// Tests only: commit this score for every seat instead of evaluating (a dishonest validator).
+    pub score_override: Option<u16>,
+}
+
+/// What the validator announces once it follows the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ready {
+    /// Always `"ready"`.
+    pub event: &'static str,
+    /// The validator's key.
+    pub key: PublicKey,
+    /// Registered on chain.
+    pub registered: bool,
+    /// Bonded stake.
+    #[serde(with = "polylink_types::amount_serde")]
+    pub bonded: Amount,
+    /// The chain id.
+    pub chain_id: String,
+    /// Pending commitments found in the data directory and resumed.
+    pub resumed: usize,
+}
+
+struct Shared {
+    chain: Chain,
+    http: reqwest::Client,
+    cfg: Config,
+    journal: Journal,
+    height: watch::Receiver<u64>,
+    scorers: Mutex<HashMap<Hash32, Arc<Scorer>>>,
+}
+
+/// A started validator; dropping it (or [`Running::stop`]) stops every duty.
+pub struct Running {
+    tasks: JoinSet<()>,
+    /// What it announced.
+    pub ready: Ready,
+}
+
+impl Running {
+    /// Stops following the chain and abandons the duties in flight (their commitments stay on disk).
+    pub async fn stop(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Registers (bonding if needed), loads the evaluators of the registered models found locally,
+/// resumes pending commitments, and starts following finalized blocks.
+pub async fn start(cfg: Config) -> Result<Running> {
+    let chain = Chain::connect(&cfg.chain_url, cfg.key.clone()).await?;
+    let bonded = chain.register(cfg.stake).await?;
+    let journal = Journal::open(cfg.data_dir.as_deref())?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ValidatorError::Config(format!("http client: {e}")))?;
+    let height_now = chain.client().status().await.map_err(|e| ValidatorError::Chain(e.to_string()))?.height;
+    let (height_tx, height) = watch::channel(height_now);
+    let ready = Ready {
+        event: "ready",
+        key: chain.public_key(),
+        registered: true,
+        bonded,
+        chain_id: chain.chain_id().to_string(),
+        resumed: 0,
+    };
+    let shared = Arc::new(Shared { chain, http, cfg, journal, height, scorers: Mutex::new(HashMap::new()) });
+    if shared.cfg.score_override.is_none() {
+        preload(&shared).await;
+    }
+    let events = shared.chain.client().events().await.map_err(|e| ValidatorError::Chain(e.to_string()))?;
+    let mut tasks = JoinSet::new();
+    let pending = shared.journal.load();
+    let ready = Ready { resumed: pending.len(), ..ready };
+    for p in pending {
+        info!(task = %p.seat.task, "resuming a pending commitment");
+        tasks.spawn(reveal(shared.clone(), p));
+    }
+    tasks.spawn(poll_height(shared.clone(), height_tx.clone()));
+    tasks.spawn(follow(shared, height_tx, events));
+    Ok(Running { tasks, ready })
+}
+
+/// Loads the evaluators of every registered model whose file is here, so the first task is quick.
+async fn preload(sh: &Arc<Shared>) {
+    let Ok(models) = sh.chain.client().get::<Value>("/models").await else { return };
+    for m in models.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let Some(artifact) = m["model"]["artifact_hash"].as_str().and_then(|h| h.parse::<Hash32>().ok())
+        else {
+            continue;
+        };
+        if crate::scorer::gguf_for(&artifact).is_ok()
+            && let Err(e) = scorer(sh, artifact).await
+        {
+            warn!(%artifact, error = %e, "cannot load the evaluators of a registered model");
+        }
+    }
+}
+
+/// The block stream: heights, and a duty for every new seat. Reconnects when the stream ends.
+async fn follow(
+    sh: Arc<Shared>,
+    height: watch::Sender<u64>,
+    mut events: futures::stream::BoxStream<'static, Value>,
+) {
+    let me = sh.chain.public_key();
+    let mut duties = JoinSet::new();
+    loop {
+        while let Some(block) = events.next().await {
+            if let Some(h) = block["height"].as_u64() {
+                height.send_if_modified(|old| std::mem::replace(old, h.max(*old)) < h);
+            }
+            for seat in seats(&block, &me) {
+                info!(task = %seat.task, commit_end = seat.commit_end_height, reveal_end = seat.reveal_end_height, "elected to a committee");
+                duties.spawn(duty(sh.clone(), seat));
+            }
+            while duties.try_join_next().is_some() {}
+        }
+        warn!("block stream ended; reconnecting");
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match sh.chain.client().events().await {
+                Ok(stream) => {
+                    events = stream;
+                    break;
+                }
+                Err(e) => warn!(error = %e, "cannot reach the block stream"),
+            }
+        }
+    }
+}
+
+/// Keeps the height moving when the stream stalls (reveals depend on it).
+async fn poll_height(sh: Arc<Shared>, height: watch::Sender<u64>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(s) = sh.chain.client().status().await {
+            height.send_if_modified(|old| std::mem::replace(old, s.height.max(*old)) < s.height);
+        }
+    }
+}
+
+fn now(sh: &Shared) -> u64 {
+    *sh.height.borrow()
+}
+
+async fn wait_height(sh: &Shared, target: u64) {
+    let mut rx = sh.height.clone();
+    let _ = rx.wait_for(|h| *h >= target).await;
+}
+
+/// The evaluators of the model with `artifact`, loaded once.
+async fn scorer(sh: &Shared, artifact: Hash32) -> Result<Arc<Scorer>> {
+    let mut scorers = sh.scorers.lock().await;
+    if let Some(s) = scorers.get(&artifact) {
+        return Ok(s.clone());
+    }
+    let s = Arc::new(Scorer::start(artifact, &sh.cfg.scorer).await?);
+    scorers.insert(artifact, s.clone());
+    Ok(s)
+}
+
+/// One seat, start to end.
+async fn duty(sh: Arc<Shared>, seat: Seat) {
+    let task = seat.task;
+    let score = match evaluate(&sh, &seat).await {
+        Ok(Some(score)) => score,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(%task, error = %e, "cannot score; abstaining");
+            return;
+        }
+    };
+    if seat.phase(now(&sh)) != Phase::Commit {
+        warn!(%task, height = now(&sh), commit_end = seat.commit_end_height, "scored too late to commit");
+        return;
+    }
+    let pending = Pending::new(seat, score);
+    // On disk before the commitment leaves: a restart must still be able to open it.
+    if let Err(e) = sh.journal.save(&pending) {
+        warn!(%task, error = %e, "cannot persist the salt; not committing");
+        return;
+    }
+    let commitment = pending.commitment(&sh.chain.public_key());
+    match sh.chain.send(TxKind::CommitScore(CommitScore { task, commitment })).await {
+        Ok(_) => info!(%task, score, "score committed"),
+        Err(e) => {
+            warn!(%task, error = %e, "commit refused");
+            sh.journal.remove(&task);
+            return;
+        }
+    }
+    reveal(sh, pending).await;
+}
+
+/// Reveals a committed score once the reveal window opens; resends while the chain lacks it.
+async fn reveal(sh: Arc<Shared>, p: Pending) {
+    let (task, seat) = (p.seat.task, p.seat);
+    wait_height(&sh, seat.commit_end_height).await;
+    let me = sh.chain.public_key().to_string();
+    while seat.phase(now(&sh)) == Phase::Reveal {
+        let sent = now(&sh);
+        match sh.chain.send(TxKind::RevealScore(RevealScore { task, score: p.score, salt: p.salt })).await {
+            Ok(_) => info!(%task, score = p.score, "score revealed"),
+            Err(e) => warn!(%task, error = %e, "reveal refused"),
+        }
+        wait_height(&sh, (sent + 3).min(seat.reveal_end_height)).await;
+        let record = sh.chain.task(&task).await.unwrap_or_default();
+        let members = record["committee"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let revealed = members.iter().any(|m| m["validator"] == me.as_str() && !m["score"].is_null());
+        if revealed {
+            break;
+        }
+    }
+    sh.journal.remove(&task);
+}
+
+/// This validator's score for a seat: `None` to abstain.
+async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<u16>> {
+    let task = seat.task;
+    if let Some(score) = sh.cfg.score_override {
+        return Ok(Some(score));
+    }
+    let on_chain = OnChain::from_json(task, &sh.chain.task(&task).await?)?;
+    let Some(body) = transcript(sh, seat).await else {
+        info!(%task, "transcript withheld until the fetch deadline; scoring 0");
+        return Ok(Some(0));
+    };
+    let checked = match verify::check(&body, &on_chain) {
+        Verdict::Score(c) => c,
+        Verdict::Zero(why) => {
+            info!(%task, %why, "transcript contradicts the chain; scoring 0");
+            return Ok(Some(0));
+        }
+        Verdict::Abstain(why) => {
+            info!(%task, %why, "abstaining");
+            return Ok(None);
+        }
+    };
+    let artifact = sh.chain.artifact(on_chain.model).await?;
+    let Some(scored) = scorer(sh, artifact).await?.score(checked).await? else { return Ok(None) };
+    info!(%task, score = scored.score, evidence = %scored.evidence, "scored");
+    Ok(Some(scored.score))
+}
+
+/// Fetches the transcript from the first gateway that serves it, retrying until the seat's fetch deadline.
+async fn transcript(sh: &Shared, seat: &Seat) -> Option<Vec<u8>> {
+    let key = &sh.cfg.key;
+    loop {
+        for url in &sh.cfg.transcripts_urls {
+            match fetch(&sh.http, url, sh.chain.chain_id(), key, &seat.task).await {
+                Fetched::Body(body) => return Some(body),
+                Fetched::Refused(status, why) => {
+                    debug!(task = %seat.task, %url, status, %why, "transcript not served")
+                }
+                Fetched::Unreachable(why) => {
+                    debug!(task = %seat.task, %url, %why, "transcript server unreachable")
+                }
+            }
+        }
+        if now(sh) >= seat.fetch_deadline() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(FETCH_RETRY_MS)).await;
+    }
+}

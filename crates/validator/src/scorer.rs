@@ -1,0 +1,172 @@
+//! The evaluators on their own thread: the TIQE cascade over the registered model, found among
+//! the local model files by its on-chain artifact hash. The cascade (and the models it holds)
+//! lives on that thread; duties send it checked transcripts and await the score.
+
+use crate::error::{Result, ValidatorError};
+use crate::verify::{Checked, Ending};
+use polylink_models::{CATALOGUE, MINILM_L6_V2};
+use polylink_tiqe::cross::MiniLmFiles;
+use polylink_tiqe::suite::{self, Files};
+use polylink_tiqe::{CascadeConfig, Finish, Generation, Head, Limits, Submission};
+use polylink_types::Hash32;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+use tracing::info;
+
+/// The cross-encoder head shipped in this checkout.
+pub fn default_head() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe/head-minilm.json")
+}
+
+/// How the evaluators are loaded.
+#[derive(Debug, Clone)]
+pub struct ScorerConfig {
+    /// Threads of the model forwards.
+    pub threads: usize,
+    /// Cross-encoder head weights.
+    pub head: PathBuf,
+    /// Seed of the judge's calibration draw.
+    pub seed: u64,
+}
+
+impl Default for ScorerConfig {
+    fn default() -> Self {
+        Self { threads: 1, head: default_head(), seed: 0 }
+    }
+}
+
+/// A score with what it rests on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// 0..=1000.
+    pub score: u16,
+    /// Each stage's evidence, or why the transcript was refused.
+    pub evidence: Value,
+}
+
+/// The local GGUF whose pinned sha256 is `artifact` (the catalogue's models only).
+pub fn gguf_for(artifact: &Hash32) -> Result<PathBuf> {
+    let want = artifact.to_string();
+    let found = CATALOGUE.iter().find_map(|m| {
+        m.files.iter().find(|f| f.name.ends_with(".gguf") && f.sha256 == want).map(|f| (m.id, f.name))
+    });
+    let (model, file) = found.ok_or_else(|| ValidatorError::NoModel(want.clone()))?;
+    polylink_models::path(model, file).map_err(|e| ValidatorError::NoModel(format!("{want} ({e})")))
+}
+
+struct Job {
+    checked: Checked,
+    reply: oneshot::Sender<Result<Option<Scored>>>,
+}
+
+/// Handle to the evaluation thread of one registered model.
+pub struct Scorer {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn tiqe(e: impl std::fmt::Display) -> ValidatorError {
+    ValidatorError::Tiqe(e.to_string())
+}
+
+impl Scorer {
+    /// Finds the model file of `artifact`, checks its hash and loads the cascade on a new thread.
+    pub async fn start(artifact: Hash32, cfg: &ScorerConfig) -> Result<Self> {
+        let files = Files {
+            registered: gguf_for(&artifact)?,
+            minilm: MiniLmFiles {
+                weights: polylink_models::path(MINILM_L6_V2, "model.safetensors").map_err(tiqe)?,
+                vocab: polylink_models::path(MINILM_L6_V2, "vocab.txt").map_err(tiqe)?,
+            },
+        };
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready) = oneshot::channel();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("tiqe-scorer".into())
+            .spawn(move || {
+                let loaded = (|| {
+                    let head = Head::load(&cfg.head).map_err(tiqe)?;
+                    let (model, sha) = suite::open_registered(&files, cfg.threads).map_err(tiqe)?;
+                    if sha != artifact.0 {
+                        return Err(ValidatorError::NoModel(format!(
+                            "{artifact} ({} hashes to {})",
+                            files.registered.display(),
+                            hex::encode(sha)
+                        )));
+                    }
+                    let limits = Limits {
+                        prompt_bytes_max: 64 << 10,
+                        output_bytes_max: 64 << 10,
+                        max_tokens_max: 8192,
+                    };
+                    let cascade_cfg = CascadeConfig { limits, seed: cfg.seed, ..CascadeConfig::default() };
+                    let cascade =
+                        suite::open_cascade(&files, model.clone(), sha, head, cascade_cfg, cfg.threads)
+                            .map_err(tiqe)?;
+                    Ok((model, cascade))
+                })();
+                let (model, cascade) = match loaded {
+                    Ok(v) => {
+                        let _ = ready_tx.send(Ok(()));
+                        v
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                info!(model = %files.registered.display(), "tiqe cascade loaded");
+                while let Ok(job) = queue.recv() {
+                    let c = job.checked;
+                    let tok = &model.tokenizer;
+                    if tok.encode(&model.template.render(None, &c.user)) != c.prompt_ids {
+                        let why = "the prompt text does not render to the hashed prompt ids";
+                        let _ = job
+                            .reply
+                            .send(Ok(Some(Scored { score: 0, evidence: json!({ "rejected": why }) })));
+                        continue;
+                    }
+                    let (finish, max_tokens) = match c.ending {
+                        Ending::Stop => (Finish::Eos, c.max_tokens as usize),
+                        Ending::Length => (Finish::Length, c.max_tokens as usize),
+                        // A stop sequence cut the text: its length is what it is.
+                        Ending::StopSequence => {
+                            (Finish::Length, tok.encode_with(&c.output, false).len().max(1))
+                        }
+                    };
+                    let sub = Submission {
+                        prompt: c.user,
+                        output: c.output.into_bytes(),
+                        output_ids: None,
+                        output_sha256: None,
+                        model_sha256: Some(artifact.0),
+                        generation: Generation { temperature: c.temperature, top_k: 0, max_tokens, finish },
+                    };
+                    let answer = match cascade.score_submission(sub) {
+                        Ok(r) => Ok(Some(Scored { score: r.verdict.score, evidence: r.verdict.evidence })),
+                        // The task itself is out of reach (prompt too long for the model): abstain.
+                        Err(polylink_tiqe::TiqeError::Refused(why)) => {
+                            info!(%why, "task not scorable; abstaining");
+                            Ok(None)
+                        }
+                        Err(e) => Err(tiqe(e)),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            })
+            .map_err(|e| ValidatorError::Tiqe(format!("cannot start the scorer thread: {e}")))?;
+        ready.await.map_err(|_| ValidatorError::Tiqe("the scorer thread stopped while loading".into()))??;
+        Ok(Self { jobs })
+    }
+
+    /// Scores a checked transcript; `None` when the evaluators cannot judge it (abstain).
+    pub async fn score(&self, checked: Checked) -> Result<Option<Scored>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { checked, reply })
+            .map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?;
+        answer.await.map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?
+    }
+}

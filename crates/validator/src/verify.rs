@@ -1,0 +1,247 @@
+//! Checks a fetched transcript against the chain before any model runs. A transcript that
+//! contradicts the chain (prompt ids, output, token counts), or that is no transcript at all
+//! (oversized, not JSON, not UTF-8), is the worker's fault and scores 0. A prompt the evaluators
+//! cannot re-render (anything but one user message) is nobody's fault: the validator abstains.
+
+use crate::error::{Result, ValidatorError};
+use polylink_gateway::handler::prompt_hash;
+use polylink_gateway::respond::output_hash;
+use polylink_gateway::transcripts::{PromptRecord, Transcript};
+use polylink_types::{Hash32, ModelId, TaskId};
+use serde_json::Value;
+use std::str::FromStr;
+
+/// Largest transcript body read, bytes; a larger one scores 0.
+pub const TRANSCRIPT_BYTES_MAX: usize = 1 << 20;
+
+/// What the chain says about a task that is being scored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnChain {
+    /// The task.
+    pub task: TaskId,
+    /// Its model.
+    pub model: ModelId,
+    /// Prompt plus completion tokens the user escrowed.
+    pub max_tokens: u32,
+    /// sha256 of the prompt token ids.
+    pub prompt_hash: Hash32,
+    /// sha256 of the output, from the result.
+    pub output_hash: Hash32,
+    /// Prompt tokens billed.
+    pub prompt_tokens: u32,
+}
+
+fn field<'a>(v: &'a Value, path: &[&'static str]) -> Result<&'a Value> {
+    let mut at = v;
+    for key in path {
+        at = at.get(key).filter(|x| !x.is_null()).ok_or_else(|| ValidatorError::shape(key, v))?;
+    }
+    Ok(at)
+}
+
+fn hash(v: &Value, path: &[&'static str]) -> Result<Hash32> {
+    let key = path.last().copied().unwrap_or("hash");
+    let text = field(v, path)?.as_str().ok_or_else(|| ValidatorError::shape(key, v))?;
+    Hash32::from_str(text).map_err(|_| ValidatorError::shape(key, v))
+}
+
+fn number(v: &Value, path: &[&'static str]) -> Result<u64> {
+    let key = path.last().copied().unwrap_or("number");
+    field(v, path)?.as_u64().ok_or_else(|| ValidatorError::shape(key, v))
+}
+
+impl OnChain {
+    /// Reads the RPC's JSON of task `task` (it must have a result).
+    pub fn from_json(task: TaskId, v: &Value) -> Result<Self> {
+        let small = |n: u64, key| u32::try_from(n).map_err(|_| ValidatorError::shape(key, v));
+        Ok(Self {
+            task,
+            model: number(v, &["model"])?,
+            max_tokens: small(number(v, &["max_tokens"])?, "max_tokens")?,
+            prompt_hash: hash(v, &["prompt_hash"])?,
+            output_hash: hash(v, &["result", "output_hash"])?,
+            prompt_tokens: small(number(v, &["result", "prompt_tokens"])?, "prompt_tokens")?,
+        })
+    }
+}
+
+/// How the answer ended, as the transcript claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The model's end-of-generation token.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// One of the client's stop sequences (the text ends where it began).
+    StopSequence,
+}
+
+/// A transcript consistent with the chain, ready for the evaluators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The one user message the prompt was rendered from.
+    pub user: String,
+    /// The prompt token ids (hash checked).
+    pub prompt_ids: Vec<u32>,
+    /// The output (hash checked).
+    pub output: String,
+    /// Completion tokens the client asked for.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// The claimed ending.
+    pub ending: Ending,
+}
+
+/// The verdict of the checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Consistent; score it.
+    Score(Checked),
+    /// The worker is at fault: score 0, for this reason.
+    Zero(String),
+    /// Not scorable by these evaluators: do not commit.
+    Abstain(String),
+}
+
+/// Checks a transcript body against the chain.
+pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
+    if body.len() > TRANSCRIPT_BYTES_MAX {
+        return Verdict::Zero(format!("transcript of {} bytes exceeds {TRANSCRIPT_BYTES_MAX}", body.len()));
+    }
+    let t: Transcript = match serde_json::from_slice(body) {
+        Ok(t) => t,
+        Err(e) => return Verdict::Zero(format!("transcript is not valid UTF-8 JSON: {e}")),
+    };
+    if t.task != chain.task {
+        return Verdict::Zero(format!("transcript is of task {}, not {}", t.task, chain.task));
+    }
+    let ids_hash = prompt_hash(&t.prompt_ids);
+    if ids_hash != chain.prompt_hash {
+        return Verdict::Zero(format!(
+            "prompt ids hash to {ids_hash}, the chain holds {}",
+            chain.prompt_hash
+        ));
+    }
+    let out_hash = output_hash(&t.output);
+    if out_hash != chain.output_hash {
+        return Verdict::Zero(format!("output hashes to {out_hash}, the chain holds {}", chain.output_hash));
+    }
+    let prompt_tokens = t.prompt_ids.len() as u64;
+    if prompt_tokens != u64::from(chain.prompt_tokens)
+        || prompt_tokens + u64::from(t.max_tokens) != u64::from(chain.max_tokens)
+    {
+        return Verdict::Zero(format!(
+            "{prompt_tokens} prompt ids and max_tokens {} disagree with the chain's {} prompt tokens of {} escrowed",
+            t.max_tokens, chain.prompt_tokens, chain.max_tokens
+        ));
+    }
+    let ending = match t.finish.as_str() {
+        "stop" => Ending::Stop,
+        "length" => Ending::Length,
+        "stop_sequence" => Ending::StopSequence,
+        other => return Verdict::Zero(format!("unknown finish reason {other:?}")),
+    };
+    if !(0.0..=2.0).contains(&t.temperature) || t.max_tokens == 0 {
+        return Verdict::Zero(format!(
+            "temperature {} or max_tokens {} out of range",
+            t.temperature, t.max_tokens
+        ));
+    }
+    let user = match &t.prompt {
+        PromptRecord::Chat { messages } if messages.len() == 1 && messages[0].0 == "user" => {
+            messages[0].1.clone()
+        }
+        _ => return Verdict::Abstain("prompt is not a single user message".into()),
+    };
+    Verdict::Score(Checked {
+        user,
+        prompt_ids: t.prompt_ids,
+        output: t.output,
+        max_tokens: t.max_tokens,
+        temperature: t.temperature,
+        ending,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polylink_gateway::transcripts::PromptRecord;
+
+    fn transcript() -> Transcript {
+        Transcript {
+            task: TaskId::digest(&[b"task"]),
+            model: "m".into(),
+            prompt_ids: vec![1, 2, 3],
+            prompt: PromptRecord::Chat { messages: vec![("user".into(), "Name a colour.".into())] },
+            max_tokens: 5,
+            temperature: 0.0,
+            top_p: 1.0,
+            finish: "stop".into(),
+            output: "Blue.".into(),
+        }
+    }
+
+    fn chain(t: &Transcript) -> OnChain {
+        OnChain {
+            task: t.task,
+            model: 1,
+            max_tokens: 8,
+            prompt_hash: prompt_hash(&t.prompt_ids),
+            output_hash: output_hash(&t.output),
+            prompt_tokens: 3,
+        }
+    }
+
+    fn body(t: &Transcript) -> Vec<u8> {
+        serde_json::to_vec(t).unwrap_or_default()
+    }
+
+    fn zero(v: Verdict) -> String {
+        match v {
+            Verdict::Zero(why) => why,
+            other => panic!("expected a zero, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_consistent_transcript_is_scored() {
+        let t = transcript();
+        let Verdict::Score(c) = check(&body(&t), &chain(&t)) else { panic!("not scored") };
+        assert_eq!((c.user.as_str(), c.output.as_str(), c.ending), ("Name a colour.", "Blue.", Ending::Stop));
+    }
+
+    #[test]
+    fn contradictions_with_the_chain_score_zero() {
+        let t = transcript();
+        let on_chain = chain(&t);
+        let mut other = t.clone();
+        other.output = "Red.".into();
+        assert!(zero(check(&body(&other), &on_chain)).contains("output hashes"));
+        let mut other = t.clone();
+        other.prompt_ids = vec![1, 2, 4];
+        assert!(zero(check(&body(&other), &on_chain)).contains("prompt ids"));
+        let mut other = t.clone();
+        other.max_tokens = 50;
+        assert!(zero(check(&body(&other), &on_chain)).contains("disagree"));
+        let mut other = t.clone();
+        other.task = TaskId::digest(&[b"else"]);
+        assert!(zero(check(&body(&other), &on_chain)).contains("not"));
+    }
+
+    #[test]
+    fn bad_bytes_score_zero_and_odd_prompts_abstain() {
+        let t = transcript();
+        let on_chain = chain(&t);
+        let mut bytes = body(&t);
+        let at = bytes.windows(5).position(|w| w == b"Blue.").unwrap_or(0);
+        bytes[at] = 0xff;
+        assert!(zero(check(&bytes, &on_chain)).contains("UTF-8"));
+        assert!(zero(check(&vec![b' '; TRANSCRIPT_BYTES_MAX + 1], &on_chain)).contains("exceeds"));
+        let mut multi = t.clone();
+        multi.prompt =
+            PromptRecord::Chat { messages: vec![("system".into(), "x".into()), ("user".into(), "y".into())] };
+        assert!(matches!(check(&body(&multi), &on_chain), Verdict::Abstain(_)));
+    }
+}

@@ -1,0 +1,244 @@
+//! A whole network in one process for the validator tests: a one-node dev chain with short
+//! scoring windows, SmolLM2 registered with its real artifact hash, gateways that bill on that
+//! chain and keep transcripts, and validators started through the library.
+#![allow(dead_code)]
+
+use polylink_chain::ledger::{from_config, genesis_value};
+use polylink_chain::network::{NetworkSpec, configs};
+use polylink_chain::rpc::client::Client;
+use polylink_gateway::{
+    Account, ApiKeys, ChainBilling, Gateway, InferenceBackend, Limits, LocalBackend, LocalOptions,
+    StoreConfig, Transcripts,
+};
+use polylink_ledger::{Genesis, dev_key};
+use polylink_types::{
+    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
+    ServedRange, TxKind, UnsignedTx,
+};
+use polylink_validator::{Config, Running, ScorerConfig};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The gateway's model id.
+pub const MODEL: &str = "smollm2";
+/// The developer's royalty, bps.
+pub const ROYALTY_BPS: u16 = 500;
+/// Commit window, blocks (room for three validators to evaluate on a busy 2-core machine).
+pub const COMMIT_WINDOW: u64 = 80;
+/// Reveal window, blocks.
+pub const REVEAL_WINDOW: u64 = 20;
+/// Stake each validator and worker bonds.
+pub const STAKE: u128 = 10_000;
+
+/// The developer (registers the model), the user, and keys for workers and validators.
+pub fn developer() -> SecretKey {
+    dev_key(0)
+}
+pub fn user() -> SecretKey {
+    dev_key(1)
+}
+pub fn worker(i: u32) -> SecretKey {
+    dev_key(2 + i)
+}
+pub fn validator(i: u32) -> SecretKey {
+    dev_key(10 + i)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// A running dev chain.
+pub struct Net {
+    pub url: String,
+    pub client: Client,
+    pub model_id: u64,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a dev chain whose committees hold up to `committee_size` validators, registers SmolLM2.
+pub async fn start(committee_size: u32) -> Net {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut genesis, _) = Genesis::dev("polylink-validator-test", 30);
+    genesis.params.committee_size = committee_size;
+    genesis.params.commit_window_blocks = COMMIT_WINDOW;
+    genesis.params.reveal_window_blocks = REVEAL_WINDOW;
+    genesis.params.epoch_length_blocks = 1_000_000;
+    let (p2p, rpc) = (free_port(), free_port());
+    let spec = NetworkSpec {
+        chain_id: "polylink-validator-test".into(),
+        validators: 1,
+        p2p_base_port: p2p,
+        rpc_base_port: rpc,
+        block_interval_ms: 100,
+        mempool_capacity: 1_000,
+        genesis: genesis_value(&genesis).unwrap(),
+    };
+    let mut config = configs(&spec, rand::rng()).unwrap().pop().unwrap();
+    config.data_dir = dir.path().join("chain");
+    std::thread::spawn(move || {
+        let ledger = from_config(&config).unwrap();
+        polylink_chain::node::run(config, ledger, |_| {}).unwrap();
+    });
+    let url = format!("http://127.0.0.1:{rpc}");
+    let client = Client::new(&url).unwrap();
+    client.wait_for_height(1, Duration::from_secs(60)).await.unwrap();
+    let sha = polylink_models::CATALOGUE
+        .iter()
+        .find(|m| m.id == polylink_models::SMOLLM2_135M)
+        .and_then(|m| m.files.iter().find(|f| f.name.ends_with(".gguf")))
+        .map(|f| Hash32::from_str(f.sha256).unwrap())
+        .unwrap();
+    let model = RegisterModel {
+        artifact_hash: sha,
+        architecture: BoundedString::new("llama").unwrap(),
+        layer_count: 30,
+        royalty_bps: ROYALTY_BPS,
+        price_floor: 7,
+    };
+    send(&client, &developer(), TxKind::RegisterModel(model)).await;
+    let models: Value = client.get("/models").await.unwrap();
+    let model_id = models[0]["id"].as_u64().unwrap();
+    Net { url, client, model_id, dir }
+}
+
+/// Signs `kind` for `key`, submits it and waits until it is executed.
+pub async fn send(client: &Client, key: &SecretKey, kind: TxKind) {
+    try_send(client, key, kind).await.unwrap();
+}
+
+/// As [`send`], returning the node's refusal instead of failing.
+pub async fn try_send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<(), String> {
+    let status = client.status().await.unwrap();
+    let nonce = client.account(&key.public_key()).await.unwrap()["nonce"].as_u64().unwrap();
+    let tx = UnsignedTx { signer: key.public_key(), nonce, kind }.sign(key, &status.chain_id);
+    client.submit(&tx).await.map_err(|e| e.to_string())?;
+    wait_for("the transaction", async || {
+        let account = client.account(&key.public_key()).await.ok()?;
+        (account["nonce"].as_u64()? > nonce).then_some(account)
+    })
+    .await;
+    Ok(())
+}
+
+/// Polls `check` every 100 ms for up to two minutes.
+pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> Option<Value>) -> Value {
+    for _ in 0..1200 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Balance of `key`.
+pub async fn balance(net: &Net, key: &SecretKey) -> u128 {
+    net.client.account(&key.public_key()).await.unwrap()["balance"].as_str().unwrap().parse().unwrap()
+}
+
+/// Bonded stake of `key`.
+pub async fn bonded(net: &Net, key: &SecretKey) -> u128 {
+    net.client.account(&key.public_key()).await.unwrap()["stake"]["bonded"].as_str().unwrap().parse().unwrap()
+}
+
+/// The SmolLM2 GGUF.
+pub fn smollm2() -> PathBuf {
+    polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap()
+}
+
+/// A local backend over `gguf` that calls itself [`MODEL`].
+pub fn local(gguf: &std::path::Path) -> Arc<LocalBackend> {
+    let options = LocalOptions { threads: 1, model_id: Some(MODEL.into()), ..LocalOptions::default() };
+    Arc::new(LocalBackend::load(gguf, &options).unwrap())
+}
+
+/// A gateway serving `backend` as worker `worker` (bonded and registered here), billing the
+/// user's key `api_key`, keeping transcripts unless `withhold`.
+pub async fn gateway(
+    net: &Net,
+    backend: Arc<dyn InferenceBackend>,
+    worker: &SecretKey,
+    withhold: bool,
+) -> String {
+    send(&net.client, worker, TxKind::Bond(Bond { amount: STAKE })).await;
+    let served = ServedRange { model: net.model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
+    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000 };
+    let served = BoundedVec::new(vec![served]).unwrap();
+    send(&net.client, worker, TxKind::RegisterWorker(RegisterWorker { profile, served })).await;
+    let mut keys = ApiKeys::new();
+    keys.insert(API_KEY, Account::new(user()));
+    let billing =
+        ChainBilling::connect(&net.url, HashMap::from([(MODEL.to_string(), net.model_id)]), worker.clone())
+            .await
+            .unwrap();
+    let mut gw = Gateway::new(backend, keys, Limits::default()).with_billing(Arc::new(billing));
+    if !withhold {
+        let store = StoreConfig {
+            entries_max: 100,
+            dir: Some(net.dir.path().join(format!("transcripts-{}", worker.public_key()))),
+        };
+        gw = gw.with_transcripts(Arc::new(Transcripts::connect(&net.url, store).await.unwrap()));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(Arc::new(gw).serve(listener));
+    base
+}
+
+/// The user's API key at every test gateway.
+pub const API_KEY: &str = "sk-validator-test-user";
+
+/// Starts validator `i` (bonding [`STAKE`]) fetching from `gateways`.
+pub async fn validator_node(net: &Net, i: u32, gateways: &[String], score_override: Option<u16>) -> Running {
+    let config = Config {
+        chain_url: net.url.clone(),
+        key: validator(i),
+        transcripts_urls: gateways.to_vec(),
+        data_dir: Some(net.dir.path().join(format!("validator-{i}"))),
+        stake: Some(STAKE),
+        scorer: ScorerConfig { seed: u64::from(i), ..ScorerConfig::default() },
+        score_override,
+    };
+    polylink_validator::start(config).await.unwrap()
+}
+
+/// Asks `base` one greedy chat question; returns the task id and the answer text.
+pub async fn ask(base: &str, question: &str, max_tokens: u32) -> (String, String) {
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens, "temperature": 0});
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
+    let answer: Value = resp.json().await.unwrap();
+    (task, answer["choices"][0]["message"]["content"].as_str().unwrap().to_string())
+}
+
+/// The task's record once it is settled.
+pub async fn settled(net: &Net, task: &str) -> Value {
+    wait_for("the settlement", async || {
+        let t: Value = net.client.get(&format!("/task/{task}")).await.ok()?;
+        t["status"].get("settled").is_some().then_some(t)
+    })
+    .await
+}
+
+/// The task's record once it has a committee.
+pub async fn scoring(net: &Net, task: &str) -> Value {
+    wait_for("the committee", async || {
+        let t: Value = net.client.get(&format!("/task/{task}")).await.ok()?;
+        (t["status"] == "scoring").then_some(t)
+    })
+    .await
+}
