@@ -1,0 +1,214 @@
+//! Attacks on a real dev chain, with real gateways and real models, scored by real validators:
+//! - workers that serve another model (Gemma-3-270M registered as SmolLM2), truncate their answers,
+//!   or withhold their transcripts are scored low, not paid and slashed, and the user is refunded,
+//!   while an honest worker on the same chain is paid;
+//! - a colluding minority of validators (under a third of the committee's stake) reporting false
+//!   scores cannot move the median and is slashed; a lazy validator that commits a guess and then
+//!   copies a revealed score cannot open its commitment and is slashed for not revealing;
+//! - the negative control: a colluding majority does move the median — the limit of the scheme.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use polylink_gateway::backend::{GenerationParams, ModelCard, Prompt, TokenEvent, TokenStream};
+use polylink_gateway::{InferenceBackend, LocalBackend};
+use polylink_ledger::Params;
+use polylink_types::{Bond, CommitScore, Hash32, RevealScore, TaskId, TxKind, score_commitment};
+use serde_json::Value;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A worker that runs the real model but stops after `keep` tokens and claims it was done.
+struct Truncating {
+    inner: Arc<LocalBackend>,
+    keep: usize,
+}
+
+impl InferenceBackend for Truncating {
+    fn models(&self) -> Vec<ModelCard> {
+        self.inner.models()
+    }
+
+    fn tokenize(&self, model: &str, prompt: &Prompt) -> polylink_gateway::Result<Vec<u32>> {
+        self.inner.tokenize(model, prompt)
+    }
+
+    fn generate(
+        &self,
+        model: &str,
+        ids: Vec<u32>,
+        params: GenerationParams,
+    ) -> polylink_gateway::Result<TokenStream> {
+        let mut inner = self.inner.generate(model, ids, params)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let keep = self.keep;
+        tokio::spawn(async move {
+            let mut sent = 0;
+            while let Some(event) = inner.next().await {
+                let last = matches!(event, TokenEvent::Done(_) | TokenEvent::Failed(_));
+                if tx.send(event).is_err() || last {
+                    return;
+                }
+                sent += 1;
+                if sent == keep {
+                    let _ = tx.send(TokenEvent::Done(polylink_gateway::FinishReason::Stop));
+                    return;
+                }
+            }
+        });
+        Ok(TokenStream::new(rx))
+    }
+}
+
+async fn params(net: &Net) -> Params {
+    serde_json::from_value(net.client.get::<Value>("/params").await.unwrap()["params"].clone()).unwrap()
+}
+
+fn outcome(task: &Value) -> &str {
+    task["status"]["settled"].as_str().unwrap_or("unsettled")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
+    let net = start(3).await;
+    let p = params(&net).await;
+    let smol = local(&smollm2());
+    let gemma = local(&polylink_models::gguf_path(polylink_models::GEMMA3_270M).unwrap());
+    let honest = gateway(&net, smol.clone(), &worker(0), false).await;
+    let substitute = gateway(&net, gemma, &worker(1), false).await;
+    let truncating =
+        gateway(&net, Arc::new(Truncating { inner: smol.clone(), keep: 3 }), &worker(2), false).await;
+    let withholding = gateway(&net, smol.clone(), &worker(3), true).await;
+    let gws = vec![honest.clone(), substitute.clone(), truncating.clone(), withholding.clone()];
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(validator_node(&net, i, &gws, None).await);
+    }
+    let user_before = balance(&net, &user()).await;
+    let mut worker_before = Vec::new();
+    for i in 0..4 {
+        worker_before.push(balance(&net, &worker(i)).await);
+    }
+
+    let (paid, _) = ask(&honest, "Name a colour.", 16).await;
+    let (swapped, _) = ask(&substitute, "Name a colour.", 16).await;
+    let (cut, text) = ask(&truncating, "Write one sentence about the sea.", 32).await;
+    let (hidden, _) = ask(&withholding, "Name a colour.", 16).await;
+    assert!(!text.is_empty(), "the truncated answer still says something");
+
+    let honest_task = settled(&net, &paid).await;
+    assert_eq!(outcome(&honest_task), "paid", "{honest_task}");
+    for (i, task) in [(1, &swapped), (2, &cut), (3, &hidden)] {
+        let t = settled(&net, task).await;
+        assert_eq!(outcome(&t), "low_quality", "worker {i}: {t}");
+        assert!(t["median_score"].as_u64().unwrap() < u64::from(p.quality_min), "{t}");
+        assert_eq!(
+            bonded(&net, &worker(i)).await,
+            STAKE - STAKE * u128::from(p.worker_slash_bps) / 10_000,
+            "worker {i} slashed"
+        );
+        assert_eq!(balance(&net, &worker(i)).await, worker_before[i as usize], "worker {i} not paid");
+    }
+    assert_eq!(bonded(&net, &worker(0)).await, STAKE, "the honest worker keeps its stake");
+    assert!(balance(&net, &worker(0)).await > worker_before[0], "the honest worker is paid");
+
+    // The user paid only for the honest task: every cheated fee came back.
+    let fee: u128 = honest_task["result"]["fee"].as_str().unwrap().parse().unwrap();
+    let median = u128::from(honest_task["median_score"].as_u64().unwrap() as u16);
+    let bps = |b: u16| fee * u128::from(b) / 10_000;
+    let workers_share = fee - bps(p.validator_share_bps) - bps(p.treasury_share_bps) - bps(ROYALTY_BPS);
+    let unearned = workers_share - workers_share * median / 1000;
+    assert_eq!(user_before - balance(&net, &user()).await, fee - unearned);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins() {
+    let net = start(9).await;
+    let p = params(&net).await;
+    let gw = gateway(&net, local(&smollm2()), &worker(0), false).await;
+    let gws = vec![gw.clone()];
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(validator_node(&net, i, &gws, None).await);
+    }
+    // Validator 3 reports 0 whatever it is shown (1/5 of the committee's stake).
+    nodes.push(validator_node(&net, 3, &gws, Some(0)).await);
+    // Validator 4 is lazy: driven by hand below.
+    let lazy = validator(4);
+    send(&net.client, &lazy, TxKind::Bond(Bond { amount: STAKE })).await;
+    send(&net.client, &lazy, TxKind::RegisterValidator).await;
+    let mut before = Vec::new();
+    for i in 0..5 {
+        before.push(balance(&net, &validator(i)).await);
+    }
+
+    let (task, _) = ask(&gw, "Name a colour.", 16).await;
+    let record = scoring(&net, &task).await;
+    assert_eq!(record["committee"].as_array().unwrap().len(), 5);
+    // The lazy validator must commit before anyone reveals: it commits a guess.
+    let salt = Hash32([7; 32]);
+    let id = TaskId::from_str(&task).unwrap();
+    let guess = score_commitment(500, &salt, &lazy.public_key());
+    send(&net.client, &lazy, TxKind::CommitScore(CommitScore { task: id, commitment: guess })).await;
+    // Once an honest score is revealed it copies it; its commitment cannot be opened with it.
+    let honest_key = validator(0).public_key().to_string();
+    let copied = wait_for("an honest reveal", async || {
+        let t: Value = net.client.get(&format!("/task/{task}")).await.ok()?;
+        let m = t["committee"].as_array()?.iter().find(|m| m["validator"] == honest_key.as_str())?.clone();
+        m["score"].as_u64().map(Value::from)
+    })
+    .await
+    .as_u64()
+    .unwrap() as u16;
+    assert_ne!(copied, 500, "the guess happened to be right; the test proves nothing");
+    let refused =
+        try_send(&net.client, &lazy, TxKind::RevealScore(RevealScore { task: id, score: copied, salt }))
+            .await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("commitment")), "{refused:?}");
+
+    let done = settled(&net, &task).await;
+    assert_eq!(outcome(&done), "paid", "{done}");
+    let median = done["median_score"].as_u64().unwrap() as u16;
+    assert!(median.abs_diff(copied) <= p.score_delta, "the minority did not move the median: {done}");
+    let slashed = |bps: u16| STAKE - STAKE * u128::from(bps) / 10_000;
+    assert_eq!(
+        bonded(&net, &validator(3)).await,
+        slashed(p.outlier_slash_bps),
+        "colluder slashed as an outlier"
+    );
+    assert_eq!(
+        bonded(&net, &lazy).await,
+        slashed(p.no_reveal_slash_bps),
+        "lazy validator slashed for not revealing"
+    );
+    assert_eq!(balance(&net, &validator(3)).await, before[3], "colluder not paid");
+    assert_eq!(balance(&net, &lazy).await, before[4], "lazy validator not paid");
+    for i in 0..3 {
+        assert!(balance(&net, &validator(i)).await > before[i as usize], "honest validator {i} paid");
+        assert_eq!(bonded(&net, &validator(i)).await, STAKE);
+    }
+
+    // Negative control: four more colluders make five of eight revealers; now the lie wins.
+    for i in 5..9 {
+        nodes.push(validator_node(&net, i, &gws, Some(0)).await);
+    }
+    let (task, _) = ask(&gw, "Name a colour.", 16).await;
+    let done = settled(&net, &task).await;
+    assert_eq!(done["median_score"].as_u64(), Some(0), "{done}");
+    assert_eq!(outcome(&done), "low_quality", "the honest worker is failed: {done}");
+    assert_eq!(bonded(&net, &worker(0)).await, slashed(p.worker_slash_bps), "and slashed");
+    for i in 0..3 {
+        assert_eq!(
+            bonded(&net, &validator(i)).await,
+            slashed(p.outlier_slash_bps),
+            "honest {i} now the outlier"
+        );
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
