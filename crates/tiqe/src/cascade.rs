@@ -4,6 +4,7 @@
 //! the uncertain band or a cheap stage is unsure. A seeded draw over the task's own hash also
 //! sends a sample of tasks to the judge for calibration, without changing their score.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,8 @@ pub struct Report {
     pub cheap_ms: f64,
     /// Milliseconds spent in the judge.
     pub judge_ms: f64,
+    /// Milliseconds per stage that ran, by evaluator name.
+    pub stage_ms: BTreeMap<&'static str, f64>,
 }
 
 /// Cheap evaluators with their weights, and an optional judge.
@@ -82,9 +85,13 @@ impl Cascade {
     pub fn score_submission(&self, sub: Submission) -> Result<Report> {
         match sub.check(&self.cfg.limits)? {
             Ok(task) => self.score(&task),
-            Err(rejection) => {
-                Ok(Report { verdict: rejection.verdict(), judge_called: false, cheap_ms: 0.0, judge_ms: 0.0 })
-            }
+            Err(rejection) => Ok(Report {
+                verdict: rejection.verdict(),
+                judge_called: false,
+                cheap_ms: 0.0,
+                judge_ms: 0.0,
+                stage_ms: BTreeMap::new(),
+            }),
         }
     }
 
@@ -94,8 +101,11 @@ impl Cascade {
         let mut stages = Map::new();
         let (mut log_sum, mut weight_sum, mut unsure) = (0.0, 0.0, false);
         let mut first_sure = None;
+        let mut stage_ms = BTreeMap::new();
         for (i, (ev, w)) in self.cheap.iter().enumerate() {
+            let ts = Instant::now();
             let v = ev.evaluate(task)?;
+            stage_ms.insert(ev.name(), ts.elapsed().as_secs_f64() * 1e3);
             let x = f64::from(v.score) / f64::from(SCORE_MAX);
             log_sum += w * x.max(1e-3).ln();
             weight_sum += w;
@@ -119,6 +129,7 @@ impl Cascade {
             let t1 = Instant::now();
             let v = judge.evaluate(task)?;
             judge_ms = t1.elapsed().as_secs_f64() * 1e3;
+            stage_ms.insert(judge.name(), judge_ms);
             judge_called = true;
             if decide {
                 let jw = self.cfg.judge_weight.clamp(0.0, 1.0);
@@ -144,6 +155,7 @@ impl Cascade {
             judge_called,
             cheap_ms,
             judge_ms,
+            stage_ms,
         })
     }
 

@@ -10,11 +10,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use polylink_infer::{LogitsMode, Model, ShardInput};
+use polylink_infer::Model;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Result, TiqeError};
+use crate::prefix::{PrefixCache, shared_prefix};
 use crate::task::{Evaluator, Finish, Task, Verdict, to_score};
 use crate::util::{file_sha256, ramp};
 
@@ -73,6 +74,7 @@ pub struct ModelConsistency {
     sha256: [u8; 32],
     eog: Vec<u32>,
     cfg: ConsistencyConfig,
+    prefix: PrefixCache,
 }
 
 /// Per-token statistics of one teacher-forced pass.
@@ -95,7 +97,9 @@ impl ModelConsistency {
     /// Wraps an already loaded model whose file hashes to `sha256`.
     pub fn new(model: Arc<Model>, sha256: [u8; 32], cfg: ConsistencyConfig) -> Self {
         let eog = (0..model.tokenizer.vocab_size() as u32).filter(|&i| model.tokenizer.is_eog(i)).collect();
-        Self { model, sha256, eog, cfg }
+        let render = |user: &str| model.tokenizer.encode(&model.template.render(None, user));
+        let prefix = PrefixCache::new(shared_prefix(&render("a"), &render("b")));
+        Self { model, sha256, eog, cfg, prefix }
     }
 
     /// The loaded model (shared with the judge and the benchmark's generator).
@@ -152,26 +156,22 @@ impl Evaluator for ModelConsistency {
         seq.extend_from_slice(&out_ids);
         // One extra position predicts what follows the output: an end token for `finish = eos`.
         seq.push(self.eog.first().copied().unwrap_or(0));
-        let ctx = self.model.shard.hparams().context_len;
-        if seq.len() > ctx {
-            return Err(TiqeError::Refused(format!("{} tokens exceed the model context {ctx}", seq.len())));
-        }
-        let mut kv = self.model.shard.new_session(seq.len());
         let mut logits = Vec::new();
-        // The last position's logits are never read; feed all but it.
-        self.model.shard.forward(
-            &mut kv,
-            ShardInput::Tokens(&seq[..seq.len() - 1]),
-            LogitsMode::All,
+        // Row r of `logits` predicts token `prompt_ids.len() + r`: the output, then what follows
+        // it. The last position's own logits are never read, so it is not fed.
+        let cached = self.prefix.logits(
+            &self.model.shard,
+            &seq[..seq.len() - 1],
+            prompt_ids.len() - 1,
             &mut logits,
         )?;
-        let vocab = logits.len() / (seq.len() - 1);
-        let row = |p: usize| &logits[p * vocab..(p + 1) * vocab];
+        let vocab = logits.len() / (out_ids.len() + 1);
+        let row = |r: usize| &logits[r * vocab..(r + 1) * vocab];
         let k = if g.top_k > 0 { g.top_k } else { self.cfg.k_default };
         let offsets = byte_offsets(tok, &out_ids, task.output.len());
         let mut st = Stats::default();
         for (i, &target) in out_ids.iter().enumerate() {
-            let r = row(prompt_ids.len() + i - 1);
+            let r = row(i);
             let p = position(r, target, self.cfg.tie_logit);
             st.tokens += 1;
             st.logprob_sum += f64::from(p.logprob);
@@ -186,7 +186,7 @@ impl Evaluator for ModelConsistency {
                 }
             }
         }
-        let end_row = row(prompt_ids.len() + out_ids.len() - 1);
+        let end_row = row(out_ids.len());
         let end_ok = match g.finish {
             Finish::Eos => {
                 let best =
@@ -216,6 +216,7 @@ impl Evaluator for ModelConsistency {
             uncertain: st.tokens == 0 || (x > c.uncertain_low && x < c.uncertain_high),
             evidence: json!({
                 "prompt_tokens": prompt_ids.len(),
+                "prefix_tokens_cached": cached,
                 "output_tokens": st.tokens,
                 "retokenized": retokenized,
                 "top1_agree": st.agree,

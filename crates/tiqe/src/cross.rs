@@ -1,6 +1,7 @@
 //! Stage 2, cross-encoder: MiniLM-L6 over the joint pair `[CLS] prompt [SEP] output [SEP]`, plus
-//! the bi-encoder cosine of the two sides, turned into a feature vector that a small logistic
-//! [`Head`] (trained by `train`, weights checksummed in `data/tiqe/`) maps to P(good answer).
+//! the prompt's own sentence embedding, turned into the scalar features of [`features`]
+//! that a small logistic [`Head`] (trained by `train`, weights checksummed in `data/tiqe/`) maps
+//! to P(good answer).
 
 use std::path::{Path, PathBuf};
 
@@ -10,16 +11,17 @@ use sha2::{Digest, Sha256};
 
 use crate::bert::{Bert, WordPiece, cosine, mean_rows};
 use crate::error::{Result, TiqeError, io_err};
-use crate::task::{Evaluator, Task, Verdict, to_score};
+use crate::features::{self, Encoded, NAMES};
+use crate::task::{Evaluator, Finish, Task, Verdict, to_score};
 
-/// Token budget of the joint pair.
-pub const PAIR_TOKENS_MAX: usize = 256;
+/// Token budget of the joint pair (a 128-token SmolLM answer is about 140 word pieces).
+pub const PAIR_TOKENS_MAX: usize = 192;
 /// Token budget of each side for the bi-encoder cosine.
 pub const SIDE_TOKENS_MAX: usize = 128;
 /// MiniLM-L6's attention heads.
 pub const MINILM_HEADS: usize = 12;
 /// Name of the feature layout the head was trained on; a head for another layout is refused.
-pub const FEATURES: &str = "minilm-joint-v1";
+pub const FEATURES: &str = features::LAYOUT;
 
 /// A logistic head over standardized features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,8 +73,7 @@ impl Head {
         let head: Self = serde_json::from_slice(&bytes)
             .map_err(|e| TiqeError::BadFile { path: path.display().to_string(), why: e.to_string() })?;
         let n = head.w.len();
-        if head.features != FEATURES || head.mean.len() != n || head.scale.len() != n || n != feature_len(384)
-        {
+        if head.features != FEATURES || head.mean.len() != n || head.scale.len() != n || n != NAMES.len() {
             return Err(TiqeError::BadFile {
                 path: path.display().to_string(),
                 why: format!("head for layout {} with {n} weights", head.features),
@@ -98,9 +99,9 @@ impl Head {
     }
 }
 
-/// Length of the feature vector for an encoder of width `dim`.
-pub fn feature_len(dim: usize) -> usize {
-    2 * dim + 4
+/// Length of the feature vector (the same for any encoder width).
+pub fn feature_len(_dim: usize) -> usize {
+    NAMES.len()
 }
 
 /// The encoder, its tokenizer and (once trained) its head.
@@ -149,28 +150,39 @@ impl CrossEncoder {
         Ok(m)
     }
 
-    /// The head's input for a (prompt, output) pair.
+    /// The head's input for a task.
+    pub fn task_features(&self, task: &Task) -> Result<Vec<f32>> {
+        let e = self.encode(&task.prompt, &task.output)?;
+        Ok(features::vector(&e, &task.prompt, &task.output, task.generation.finish))
+    }
+
+    /// The head's input for a (prompt, output) pair claimed complete.
     pub fn features(&self, prompt: &str, output: &str) -> Result<Vec<f32>> {
+        let e = self.encode(prompt, output)?;
+        Ok(features::vector(&e, prompt, output, Finish::Eos))
+    }
+
+    /// What MiniLM measures on the pair: one joint pass and the prompt's embedding.
+    pub fn encode(&self, prompt: &str, output: &str) -> Result<Encoded> {
         let d = self.bert.dim();
         let enc = self.wordpiece.encode_pair(prompt, output, PAIR_TOKENS_MAX);
         let h = self.bert.forward(&enc)?;
         let split = enc.type_ids.iter().position(|&t| t == 1).unwrap_or(enc.ids.len());
+        let out_rows = split..enc.ids.len().saturating_sub(1).max(split);
         let a = mean_rows(&h, d, 1..split.saturating_sub(1).max(1));
-        let b = mean_rows(&h, d, split..enc.ids.len().saturating_sub(1).max(split));
-        let (na, nb) = (norm(&a), norm(&b));
-        let bi = cosine(&self.embed(prompt)?, &self.embed(output)?);
-        let out_tokens = enc.ids.len() - split;
-        let ends = output.trim_end().ends_with(['.', '!', '?', ':', ')', '"', '`', '*']);
-        let mut f = Vec::with_capacity(feature_len(d));
-        f.extend(a.iter().zip(&b).map(|(x, y)| x / na * y / nb));
-        f.extend(mean_rows(&h, d, 0..enc.ids.len()));
-        f.extend([bi, cosine(&a, &b), (out_tokens as f32 + 1.0).ln(), f32::from(u8::from(ends))]);
-        Ok(f)
+        let b = mean_rows(&h, d, out_rows.clone());
+        let rows: Vec<&[f32]> = h.chunks_exact(d).skip(out_rows.start).take(out_rows.len()).collect();
+        let adjacent = rows.windows(2).map(|w| cosine(w[0], w[1])).sum::<f32>() / rows.len().max(2) as f32;
+        let p_emb = self.embed(prompt)?;
+        let out_ids = self.wordpiece.tokenize(output);
+        Ok(Encoded {
+            joint_cosine: cosine(&a, &b),
+            prompt_vs_joint_output_cosine: cosine(&p_emb, &b),
+            adjacent_cosine: adjacent,
+            pieces: out_ids.len(),
+            unk_and_continuations: self.wordpiece.unk_and_continuations(&out_ids),
+        })
     }
-}
-
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12)
 }
 
 impl Evaluator for CrossEncoder {
@@ -183,13 +195,14 @@ impl Evaluator for CrossEncoder {
             .head
             .as_ref()
             .ok_or_else(|| TiqeError::Training("cross-encoder has no head loaded".into()))?;
-        let f = self.features(&task.prompt, &task.output)?;
+        let f = self.task_features(task)?;
         let p = head.prob(&f);
-        let n = f.len();
+        let named: serde_json::Map<String, serde_json::Value> =
+            NAMES.iter().zip(&f).map(|(n, v)| ((*n).to_string(), json!((v * 1e4).round() / 1e4))).collect();
         Ok(Verdict {
             score: to_score(p),
             uncertain: p > 0.2 && p < 0.8,
-            evidence: json!({ "p_good": p, "bi_cosine": f[n - 4], "joint_cosine": f[n - 3], "ends_cleanly": f[n - 1] > 0.5 }),
+            evidence: json!({ "p_good": p, "features": named }),
         })
     }
 }

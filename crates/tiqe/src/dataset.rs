@@ -10,6 +10,8 @@ use polylink_infer::{
     generate, generate::sample::argmax,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::attack::{self, Kind};
 use crate::error::{Result, TiqeError, io_err};
 use crate::task::{Finish, Task};
@@ -60,6 +62,119 @@ pub fn answer(model: &Model, prompt: &str, max_tokens: usize) -> Result<Answer> 
     let params = GenerateParams { max_tokens, ..GenerateParams::default() };
     let g = generate(&model.shard, &model.tokenizer, &ids, &params, &mut |_| {})?;
     Ok(Answer { text: g.text, ids: g.ids, finish: finish_of(g.finish) })
+}
+
+/// Sessions decoded together by [`answers`] (each weight row is read once per step for all).
+pub const GENERATE_BATCH: usize = 8;
+
+/// Greedy answers of a whole model to many user messages, decoded [`GENERATE_BATCH`] at a time
+/// (the same tokens as [`answer`]: batched decoding gives the same logits).
+pub fn answers(
+    model: &Model,
+    prompts: &[String],
+    max_tokens: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Answer>> {
+    let tok = &model.tokenizer;
+    let vocab = model.shard.hparams().vocab;
+    let mut out = Vec::with_capacity(prompts.len());
+    let mut logits = Vec::new();
+    for chunk in prompts.chunks(GENERATE_BATCH) {
+        let mut kvs = Vec::new();
+        let mut next = Vec::new();
+        for p in chunk {
+            let ids = tok.encode(&model.template.render(None, p));
+            let mut kv = model.shard.new_session(ids.len() + max_tokens);
+            model.shard.forward(&mut kv, ShardInput::Tokens(&ids), LogitsMode::Last, &mut logits)?;
+            next.push(argmax(&logits));
+            kvs.push(kv);
+        }
+        let mut made: Vec<(Vec<u32>, Option<Finish>)> = vec![(Vec::new(), None); chunk.len()];
+        loop {
+            let mut live = Vec::new();
+            for (i, (ids, done)) in made.iter_mut().enumerate() {
+                if done.is_some() {
+                    continue;
+                }
+                ids.push(next[i]);
+                if tok.is_eog(next[i]) {
+                    *done = Some(Finish::Eos);
+                } else if ids.len() == max_tokens {
+                    *done = Some(Finish::Length);
+                } else {
+                    live.push(i);
+                }
+            }
+            if live.is_empty() {
+                break;
+            }
+            let feed: Vec<u32> = live.iter().map(|&i| next[i]).collect();
+            let mut refs: Vec<&mut polylink_infer::KvCache> =
+                kvs.iter_mut().enumerate().filter(|(i, _)| live.contains(i)).map(|(_, kv)| kv).collect();
+            model.shard.forward_batch(&mut refs, ShardInput::Tokens(&feed), &mut logits)?;
+            for (row, &i) in live.iter().enumerate() {
+                next[i] = argmax(&logits[row * vocab..(row + 1) * vocab]);
+            }
+        }
+        for (ids, finish) in made {
+            let body: Vec<u32> = ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
+            out.push(Answer { text: tok.decode(&body), ids, finish: finish.unwrap_or(Finish::Length) });
+        }
+        progress(out.len());
+    }
+    Ok(out)
+}
+
+/// Generated answers kept on disk between runs (training reruns need not decode again). The
+/// file is keyed by the model's artifact hash and `max_tokens`; any mismatch regenerates.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AnswerFile {
+    model_sha256: String,
+    max_tokens: usize,
+    answers: Vec<StoredAnswer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredAnswer {
+    prompt: String,
+    text: String,
+    ids: Vec<u32>,
+    eos: bool,
+}
+
+/// [`answers`], reusing those already in the file at `path` for the same model (`sha256`) and
+/// `max_tokens`, and writing the file back with the new ones.
+pub fn answers_cached(
+    model: &Model,
+    sha256: [u8; 32],
+    prompts: &[String],
+    max_tokens: usize,
+    path: &Path,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Answer>> {
+    let key = hex::encode(sha256);
+    let mut file: AnswerFile = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|f: &AnswerFile| f.model_sha256 == key && f.max_tokens == max_tokens)
+        .unwrap_or_else(|| AnswerFile { model_sha256: key, max_tokens, answers: Vec::new() });
+    let find = |f: &AnswerFile, p: &str| f.answers.iter().find(|a| a.prompt == p).cloned();
+    let missing: Vec<String> = prompts.iter().filter(|p| find(&file, p).is_none()).cloned().collect();
+    if !missing.is_empty() {
+        for (prompt, a) in missing.iter().zip(answers(model, &missing, max_tokens, progress)?) {
+            let eos = a.finish == Finish::Eos;
+            file.answers.push(StoredAnswer { prompt: prompt.clone(), text: a.text, ids: a.ids, eos });
+        }
+        let bytes = serde_json::to_vec(&file).map_err(|e| TiqeError::Training(e.to_string()))?;
+        std::fs::write(path, bytes).map_err(io_err(path))?;
+    }
+    prompts
+        .iter()
+        .map(|p| {
+            let a = find(&file, p).ok_or_else(|| TiqeError::Training(format!("no answer for {p:?}")))?;
+            Ok(Answer { text: a.text, ids: a.ids, finish: if a.eos { Finish::Eos } else { Finish::Length } })
+        })
+        .collect()
 }
 
 /// A model run with layers `drop` skipped: the hidden state jumps from the first shard to the

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use polylink_infer::{LogitsMode, Model, ShardInput};
+use polylink_infer::Model;
 use serde_json::json;
 
 use crate::error::{Result, TiqeError};
-use crate::task::{Evaluator, Task, Verdict, to_score};
+use crate::prefix::{PrefixCache, shared_prefix};
+use crate::task::{Evaluator, Finish, Task, Verdict, to_score};
 
 /// Most bytes of prompt and of answer shown to the judge.
 pub const QUOTED_BYTES_MAX: usize = 1500;
@@ -42,6 +43,7 @@ const INJECTION: &[&str] = &[
 pub struct Judge {
     model: Arc<Model>,
     digits: Vec<u32>,
+    prefix: PrefixCache,
 }
 
 impl Judge {
@@ -50,7 +52,13 @@ impl Judge {
         let digits: Option<Vec<u32>> = (0..10).map(|d| model.tokenizer.token_id(&d.to_string())).collect();
         let digits =
             digits.ok_or_else(|| TiqeError::Refused("judge vocabulary lacks single-digit tokens".into()))?;
-        Ok(Self { model, digits })
+        let mut judge = Self { model, digits, prefix: PrefixCache::new(Vec::new()) };
+        // The system turn and the grading instruction up to the question are the same for every
+        // task: computed once.
+        let probe =
+            |q: &str| judge.model.tokenizer.encode(&judge.prompt(&Task::greedy(q, "x", 1, Finish::Eos)));
+        judge.prefix = PrefixCache::new(shared_prefix(&probe("a"), &probe("b")));
+        Ok(judge)
     }
 
     /// The full judge prompt for a task (after the chat template).
@@ -97,9 +105,8 @@ impl Evaluator for Judge {
             return Ok(Verdict { score: 0, uncertain: false, evidence: json!({ "injection": phrase }) });
         }
         let ids = self.model.tokenizer.encode(&self.prompt(task));
-        let mut kv = self.model.shard.new_session(ids.len());
         let mut logits = Vec::new();
-        self.model.shard.forward(&mut kv, ShardInput::Tokens(&ids), LogitsMode::Last, &mut logits)?;
+        let cached = self.prefix.logits(&self.model.shard, &ids, ids.len().saturating_sub(1), &mut logits)?;
         let row: Vec<f32> = self
             .digits
             .iter()
@@ -117,6 +124,7 @@ impl Evaluator for Judge {
             uncertain: false,
             evidence: json!({
                 "prompt_tokens": ids.len(),
+                "prefix_tokens_cached": cached,
                 "digit_probs": p.iter().map(|q| (q / sum * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 "top_digit_vs_top_token": digit_mass,
                 "prompt_injection_in_question": injection_attempt(&task.prompt),

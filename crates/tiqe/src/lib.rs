@@ -7,12 +7,16 @@
 //! - [`Evaluator`]: `evaluate(&Task) -> Verdict { score 0..=1000, uncertain, evidence }`.
 //!   - [`ModelConsistency`]: teacher-forced re-scoring under the registered model (arg-max
 //!     agreement, top-k membership, log-likelihood, end of answer).
-//!   - [`CrossEncoder`]: our own MiniLM-L6 forward ([`bert`]) over the joint pair, with a small
-//!     logistic head trained by [`train`] on data the project generates ([`dataset`]).
+//!   - [`CrossEncoder`]: our own MiniLM-L6 forward ([`bert`]) over the joint pair, reduced to the
+//!     scalar [`features`] a small logistic head maps to P(good); the head is trained by [`train`]
+//!     on data the project generates ([`dataset`], batched greedy decoding).
 //!   - [`Judge`]: an LLM reads a fenced, sanitized transcript and answers one digit; the score is
 //!     the expectation over the digit tokens' probabilities.
 //! - [`Cascade`]: runs the cheap stages on every task, combines them, and calls the judge only in
 //!   the uncertain band (or on a seeded calibration sample), with thresholds in [`CascadeConfig`].
+//!
+//! The model passes reuse the fixed prefix every task shares (chat template, judge instructions)
+//! through [`prefix::PrefixCache`], and compute logits only for the rows they read.
 //!
 //! Data flow: submission → checks → consistency + cross-encoder → (judge) → integer score.
 
@@ -23,8 +27,10 @@ pub mod consistency;
 pub mod cross;
 pub mod dataset;
 pub mod error;
+pub mod features;
 pub mod judge;
 pub mod metrics;
+pub mod prefix;
 pub mod suite;
 pub mod task;
 pub mod train;

@@ -77,6 +77,29 @@ pub fn fit(x: &[Vec<f32>], y: &[bool], cfg: TrainConfig, record: serde_json::Val
     })
 }
 
+/// Out-of-fold P(good) for every row: rows are split into `folds` by their group (the prompt),
+/// so a row is always scored by a head that never saw its prompt.
+pub fn cross_validate(
+    x: &[Vec<f32>],
+    y: &[bool],
+    groups: &[usize],
+    folds: usize,
+    cfg: TrainConfig,
+) -> Result<Vec<f64>> {
+    let folds = folds.max(2);
+    let mut out = vec![f64::NAN; x.len()];
+    for f in 0..folds {
+        let train: Vec<usize> = (0..x.len()).filter(|&i| groups[i] % folds != f).collect();
+        let xs: Vec<Vec<f32>> = train.iter().map(|&i| x[i].clone()).collect();
+        let ys: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+        let head = fit(&xs, &ys, cfg, json!({}))?;
+        for i in (0..x.len()).filter(|&i| groups[i] % folds == f) {
+            out[i] = head.prob(&x[i]);
+        }
+    }
+    Ok(out)
+}
+
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }

@@ -33,6 +33,7 @@ fn honest_scores_high_and_every_attack_scores_low() {
         threads: 1,
         max_tokens: MAX_TOKENS,
         seed: 5,
+        answers_cache: None,
     };
     let samples = suite::generate_set(&model, &prompts, &spec, &mut |_| {}).unwrap();
     let mut honest_min = u16::MAX;

@@ -1,12 +1,13 @@
 //! `polylink bench`: prompt (prefill) and decode speed and peak memory of the inference engine
 //! on a GGUF, optionally against llama.cpp on the same file, prompt and thread count, measured
 //! in the same run (the llama.cpp side is the benchmark-only `tools/llama-ref` harness).
+//! `polylink bench tiqe` measures the TIQE cascade instead (see `cmd::tiqe`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use polylink_infer::{LogitsMode, Model, ShardInput, generate::sample::argmax};
 
 /// A ~1,200-character paragraph (about 240 tokens): the benchmark prompt.
@@ -23,12 +24,15 @@ Today, devices at the edge of the network, such as phones, laptops and small ser
 world's computing power, and researchers are asking whether those scattered machines could cooperate to run large \
 models that once needed a data centre. Explain the main trade-offs in a few sentences.";
 
-/// Measure prompt and decode speed (and compare with llama.cpp).
+/// Measure prompt and decode speed (and compare with llama.cpp), or the TIQE cascade.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchCmd {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
     /// The GGUF model file.
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required = true)]
+    model: Option<PathBuf>,
     /// Prompt text file [default: a built-in ~240-token paragraph].
     #[arg(long)]
     prompt_file: Option<PathBuf>,
@@ -44,6 +48,14 @@ pub struct BenchCmd {
     /// Also run llama.cpp (tools/llama-ref, built on first use) and print the ratios.
     #[arg(long)]
     vs_llama_cpp: bool,
+}
+
+/// Benchmarks other than the engine's speed.
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// TIQE on honest and degraded answers: AUC, catch rate at 1% false positives per attack,
+    /// judge-call rate, latency per evaluation by stage.
+    Tiqe(super::tiqe::BenchArgs),
 }
 
 /// One engine's figures.
@@ -70,6 +82,9 @@ fn peak_rss_bytes() -> u64 {
 
 impl BenchCmd {
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(BenchWhat::Tiqe(args)) = self.what {
+            return args.run();
+        }
         let runs = self.runs.max(1);
         let prompt = match &self.prompt_file {
             Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -78,7 +93,7 @@ impl BenchCmd {
         let ours = self.bench_ours(&prompt, runs)?;
         println!(
             "model {}  threads {}  prompt {} tokens  decode {} tokens  runs {runs} (medians)",
-            self.model.display(),
+            self.model().display(),
             self.threads,
             ours.prompt_tokens,
             self.decode_tokens
@@ -105,9 +120,14 @@ impl BenchCmd {
         Ok(())
     }
 
+    /// `--model` (clap requires it unless a subcommand is given).
+    fn model(&self) -> &Path {
+        self.model.as_deref().unwrap_or(Path::new(""))
+    }
+
     fn bench_ours(&self, prompt: &str, runs: usize) -> anyhow::Result<Row> {
-        let model = Model::open(&self.model, None, self.threads)
-            .with_context(|| format!("loading {}", self.model.display()))?;
+        let model = Model::open(self.model(), None, self.threads)
+            .with_context(|| format!("loading {}", self.model().display()))?;
         let ids = model.tokenizer.encode(prompt);
         let (mut prefill, mut decode) = (Vec::new(), Vec::new());
         let mut logits = Vec::new();
@@ -141,7 +161,7 @@ impl BenchCmd {
         for _ in 0..runs {
             let out = Command::new(&exe)
                 .arg("bench")
-                .arg(&self.model)
+                .arg(self.model())
                 .arg(&prompt_file)
                 .arg(self.threads.to_string())
                 .arg(self.decode_tokens.to_string())

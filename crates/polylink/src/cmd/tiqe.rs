@@ -18,7 +18,7 @@ pub enum TiqeCmd {
     Score(ScoreArgs),
     /// Generate training data with SmolLM2 and fit the cross-encoder head (seeded).
     Train(TrainArgs),
-    /// Honest vs degraded answers: AUC, catch rate at 1% false positives, judge rate, latency.
+    /// Same as `polylink bench tiqe`.
     Bench(BenchArgs),
 }
 
@@ -82,11 +82,15 @@ pub struct TrainArgs {
     /// Seed of the degradations.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Keep the generated answers in this file and reuse them on the next run (same model and
+    /// max_tokens); without it every run decodes them again.
+    #[arg(long)]
+    answers_cache: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
 
-/// `polylink tiqe bench`.
+/// `polylink bench tiqe` (also `polylink tiqe bench`).
 #[derive(Args)]
 pub struct BenchArgs {
     /// Prompts, one per line (none of them used in training).
@@ -109,6 +113,14 @@ pub struct BenchArgs {
     samples_json: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
+}
+
+/// The 1-minute load average (other work on the machine slows every figure).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// `data/tiqe` at the root of this checkout.
@@ -191,6 +203,7 @@ impl TrainArgs {
             threads: self.common.threads,
             max_tokens: self.max_tokens,
             seed: self.seed,
+            answers_cache: self.answers_cache,
         };
         let t0 = std::time::Instant::now();
         let samples = suite::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
@@ -210,7 +223,7 @@ impl TrainArgs {
 }
 
 impl BenchArgs {
-    fn run(self) -> anyhow::Result<()> {
+    pub fn run(self) -> anyhow::Result<()> {
         let files = files(None)?;
         let mut prompts = dataset::read_prompts(&self.prompts)?;
         prompts.truncate(self.limit.unwrap_or(usize::MAX));
@@ -230,7 +243,9 @@ impl BenchArgs {
             threads: self.common.threads,
             max_tokens: self.max_tokens,
             seed: self.seed,
+            answers_cache: None,
         };
+        let load_start = load_average();
         let t0 = std::time::Instant::now();
         let samples = suite::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
         let gen_s = t0.elapsed().as_secs_f64();
@@ -242,26 +257,47 @@ impl BenchArgs {
         }
         let s = suite::summarize(&scored);
         println!(
-            "tiqe bench: {} prompts, {} tasks, generation {gen_s:.0} s, threads {}",
+            "tiqe bench: {} held-out prompts, {} tasks, answers up to {} tokens, threads {}, \
+             generation {gen_s:.0} s, load average {load_start} -> {}",
             prompts.len(),
             scored.len(),
-            self.common.threads
+            self.max_tokens,
+            self.common.threads,
+            load_average()
         );
-        println!("AUC (honest vs all attacks): {:.4}", s.auc);
-        println!("threshold at 1% false positives: score < {}", s.threshold_at_1pct_fpr);
-        println!("{:<18} {:>5} {:>8} {:>16}", "attack", "n", "AUC", "caught@1%FPR");
+        println!(
+            "AUC honest vs all attacks: {:.4}; threshold at 1% false positives: score < {}",
+            s.auc, s.threshold_at_1pct_fpr
+        );
+        println!(
+            "| {:<16} | {:>4} | {:>6} | {:>12} | {:>15} | {:>17} |",
+            "attack", "n", "AUC", "caught@1%FPR", "consistency AUC", "cross-encoder AUC"
+        );
+        println!("|{:-<18}|{:->6}|{:->8}|{:->14}|{:->17}|{:->19}|", "", "", "", "", "", "");
         for (name, (n, auc, caught)) in &s.per_attack {
-            println!("{name:<18} {n:>5} {auc:>8.4} {:>15.1}%", caught * 100.0);
+            let stage = |st: &str| s.stage_auc.get(st).and_then(|m| m.get(name)).copied().unwrap_or(f64::NAN);
+            println!(
+                "| {name:<16} | {n:>4} | {auc:>6.4} | {:>11.1}% | {:>15.4} | {:>17.4} |",
+                caught * 100.0,
+                stage("consistency"),
+                stage("cross_encoder")
+            );
         }
-        println!(
-            "judge called on {:.1}% of tasks (median {:.0} ms per call)",
-            s.judge_rate * 100.0,
-            s.judge_ms_median
-        );
-        println!(
-            "cheap stages: median {:.1} ms per evaluation, {:.1} ms per 128-token answer",
-            s.cheap_ms_median, s.cheap_ms_per_128_tokens_median
-        );
+        println!("judge called on {:.1}% of tasks", s.judge_rate * 100.0);
+        println!("| {:<26} | {:>8} | {:>8} |", "latency per evaluation", "p50 ms", "p99 ms");
+        println!("|{:-<28}|{:->10}|{:->10}|", "", "", "");
+        for (label, key) in [
+            ("model consistency", "consistency"),
+            ("cross-encoder", "cross_encoder"),
+            ("cheap stages together", "cheap"),
+            ("judge (when called)", "judge"),
+            ("whole evaluation", "total"),
+        ] {
+            if let Some((p50, p99)) = s.latency_ms.get(key) {
+                println!("| {label:<26} | {p50:>8.1} | {p99:>8.1} |");
+            }
+        }
+        println!("cheap stages scaled to a 128-token answer: p50 {:.1} ms", s.cheap_ms_per_128_tokens_median);
         println!("{}", serde_json::to_string(&s)?);
         Ok(())
     }

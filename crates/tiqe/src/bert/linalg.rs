@@ -1,21 +1,34 @@
 //! The f32 kernels of the encoder: a linear layer split over threads, LayerNorm, GELU and
 //! softmax attention over a whole (unpadded) sequence.
 
-/// `y = x·Wᵀ + b` with `W` stored `out × in`, row-major (the checkpoint's layout).
+/// `y = x·Wᵀ + b` for a checkpoint weight `W` (`out × in`, row-major), kept repacked in panels
+/// of [`PANEL`] outputs: panel `p` holds, for every input `k`, the weights of outputs
+/// `p*PANEL..p*PANEL+PANEL` side by side, so the kernel multiplies one input value into
+/// [`PANEL`] accumulators with one vector load, for [`ROW_BLOCK`] rows at once.
 pub struct Linear {
-    w: Vec<f32>,
+    panels: Vec<f32>,
     b: Vec<f32>,
     inp: usize,
 }
 
-/// Rows of `x` handled together, so each weight row is read once per block.
+/// Outputs per panel (two AVX2 vectors).
+const PANEL: usize = 16;
+/// Input rows multiplied together against one panel (4 × 2 vector accumulators).
 const ROW_BLOCK: usize = 4;
 
 impl Linear {
     /// A layer from its weight (`out × inp`) and bias (`out`).
     pub fn new(w: Vec<f32>, b: Vec<f32>, inp: usize) -> Self {
         assert_eq!(w.len(), b.len() * inp, "weight and bias shapes disagree");
-        Self { w, b, inp }
+        let n_panels = b.len().div_ceil(PANEL);
+        let mut panels = vec![0f32; n_panels * inp * PANEL];
+        for (o, row) in w.chunks_exact(inp).enumerate() {
+            let panel = &mut panels[o / PANEL * inp * PANEL..][..inp * PANEL];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * PANEL + o % PANEL] = v;
+            }
+        }
+        Self { panels, b, inp }
     }
 
     /// Applies the layer to `x` (`n × inp`), writing `y` (`n × out`), on up to `threads` threads.
@@ -30,40 +43,61 @@ impl Linear {
             return;
         }
         std::thread::scope(|s| {
-            for (xc, yc) in x.chunks(per.max(1) * inp).zip(y.chunks_mut(per.max(1) * out)) {
+            for (xc, yc) in x.chunks(per * inp).zip(y.chunks_mut(per * out)) {
                 s.spawn(move || self.rows(xc, yc));
             }
         });
     }
 
+    /// Every panel against every block of rows; the panel stays in cache across the blocks.
     fn rows(&self, x: &[f32], y: &mut [f32]) {
         let (inp, out) = (self.inp, self.b.len());
-        for (xb, yb) in x.chunks(ROW_BLOCK * inp).zip(y.chunks_mut(ROW_BLOCK * out)) {
-            let rows = xb.len() / inp;
-            for (o, (w, &bias)) in self.w.chunks_exact(inp).zip(&self.b).enumerate() {
-                let mut acc = [0f32; ROW_BLOCK];
-                for (r, a) in acc.iter_mut().enumerate().take(rows) {
-                    *a = dot(&xb[r * inp..(r + 1) * inp], w);
-                }
+        let mut pad = Vec::new();
+        for (p, panel) in self.panels.chunks_exact(inp * PANEL).enumerate() {
+            let o0 = p * PANEL;
+            let width = PANEL.min(out - o0);
+            for (xb, yb) in x.chunks(ROW_BLOCK * inp).zip(y.chunks_mut(ROW_BLOCK * out)) {
+                let rows = xb.len() / inp;
+                let xb = if rows == ROW_BLOCK {
+                    xb
+                } else {
+                    pad.clear();
+                    pad.extend_from_slice(xb);
+                    pad.resize(ROW_BLOCK * inp, 0.0);
+                    &pad
+                };
+                let acc = block(xb, panel, inp);
                 for (r, a) in acc.iter().enumerate().take(rows) {
-                    yb[r * out + o] = a + bias;
+                    let dst = &mut yb[r * out + o0..][..width];
+                    for ((d, v), bias) in dst.iter_mut().zip(a).zip(&self.b[o0..]) {
+                        *d = v + bias;
+                    }
                 }
             }
         }
     }
 }
 
-/// Dot product with eight independent lanes (vectorizes well).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            lanes[i] += x[i] * y[i];
+/// [`ROW_BLOCK`] rows of `x` times one panel: the register-blocked inner kernel.
+#[inline(always)]
+fn block(x: &[f32], panel: &[f32], inp: usize) -> [[f32; PANEL]; ROW_BLOCK] {
+    let mut acc = [[0f32; PANEL]; ROW_BLOCK];
+    let (x0, x1, x2, x3) = (&x[..inp], &x[inp..2 * inp], &x[2 * inp..3 * inp], &x[3 * inp..4 * inp]);
+    for (k, w) in panel.chunks_exact(PANEL).enumerate() {
+        let xs = [x0[k], x1[k], x2[k], x3[k]];
+        for (a, &xv) in acc.iter_mut().zip(&xs) {
+            for (aj, wj) in a.iter_mut().zip(w) {
+                *aj = fma(xv, *wj, *aj);
+            }
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    acc
+}
+
+/// `a·b + c`, fused where the CPU has FMA (a library call otherwise, so it is not used there).
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// In-place LayerNorm of every `gamma.len()`-wide row.

@@ -25,6 +25,7 @@ pub struct Encoding {
 #[derive(Debug, Clone)]
 pub struct WordPiece {
     vocab: HashMap<String, u32>,
+    continuation: Vec<bool>,
     unk: u32,
     cls: u32,
     sep: u32,
@@ -42,7 +43,21 @@ impl WordPiece {
                 why: format!("no {t} token"),
             })
         };
-        Ok(Self { unk: get("[UNK]")?, cls: get("[CLS]")?, sep: get("[SEP]")?, vocab })
+        let mut continuation = vec![false; vocab.len()];
+        for (t, &id) in &vocab {
+            if let Some(c) = continuation.get_mut(id as usize) {
+                *c = t.starts_with("##");
+            }
+        }
+        Ok(Self { unk: get("[UNK]")?, cls: get("[CLS]")?, sep: get("[SEP]")?, vocab, continuation })
+    }
+
+    /// How many of `ids` are `[UNK]` and how many continue a word (`##` pieces).
+    pub fn unk_and_continuations(&self, ids: &[u32]) -> (usize, usize) {
+        let unk = ids.iter().filter(|&&i| i == self.unk).count();
+        let cont =
+            ids.iter().filter(|&&i| self.continuation.get(i as usize).copied().unwrap_or(false)).count();
+        (unk, cont)
     }
 
     /// Sub-word ids of `text` (no special tokens).

@@ -26,6 +26,11 @@ pub fn files() -> Files {
     }
 }
 
+/// The registered model alone (one thread).
+pub fn model() -> Arc<Model> {
+    suite::open_registered(&files(), 1).unwrap().0
+}
+
 /// The registered model and a cascade over it (default thresholds).
 pub fn cascade() -> (Arc<Model>, Cascade) {
     let f = files();
