@@ -17,6 +17,7 @@
 pub mod app;
 pub mod block;
 pub mod config;
+pub mod dev;
 pub mod engine;
 mod error;
 pub mod executor;

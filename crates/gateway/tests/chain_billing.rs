@@ -6,8 +6,6 @@
 
 mod common;
 
-use polylink_chain::ledger::{from_config, genesis_value};
-use polylink_chain::network::{NetworkSpec, configs};
 use polylink_chain::rpc::client::Client;
 use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, LocalBackend, LocalOptions};
 use polylink_ledger::{Genesis, dev_key};
@@ -23,10 +21,6 @@ use std::time::Duration;
 const USER_KEY: &str = "sk-chain-user-0001";
 const POOR_KEY: &str = "sk-chain-poor-0002";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Starts a one-validator dev chain on its own thread; returns its RPC url.
 fn start_chain(dir: &std::path::Path) -> String {
     let (mut genesis, _) = Genesis::dev("polylink-gateway-test", 4);
@@ -34,23 +28,7 @@ fn start_chain(dir: &std::path::Path) -> String {
     genesis.params.commit_window_blocks = 10_000;
     genesis.params.reveal_window_blocks = 10_000;
     genesis.params.epoch_length_blocks = 1_000_000;
-    let (p2p, rpc) = (free_port(), free_port());
-    let spec = NetworkSpec {
-        chain_id: "polylink-gateway-test".into(),
-        validators: 1,
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        block_interval_ms: 100,
-        mempool_capacity: 1_000,
-        genesis: genesis_value(&genesis).unwrap(),
-    };
-    let mut config = configs(&spec, rand::rng()).unwrap().pop().unwrap();
-    config.data_dir = dir.to_path_buf();
-    std::thread::spawn(move || {
-        let ledger = from_config(&config).unwrap();
-        polylink_chain::node::run(config, ledger, |_| {}).unwrap();
-    });
-    format!("http://127.0.0.1:{rpc}")
+    polylink_chain::dev::spawn_dev(&genesis, dir, 100).unwrap()
 }
 
 async fn send(client: &Client, key: &SecretKey, kind: TxKind) {

@@ -3,8 +3,6 @@
 //! chain and keep transcripts, and validators started through the library.
 #![allow(dead_code)]
 
-use polylink_chain::ledger::{from_config, genesis_value};
-use polylink_chain::network::{NetworkSpec, configs};
 use polylink_chain::rpc::client::Client;
 use polylink_gateway::{
     Account, ApiKeys, ChainBilling, Gateway, InferenceBackend, Limits, LocalBackend, LocalOptions,
@@ -48,12 +46,6 @@ pub fn validator(i: u32) -> SecretKey {
     dev_key(10 + i)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
-        .unwrap_or(0)
-}
-
 /// A running dev chain.
 pub struct Net {
     pub url: String,
@@ -70,23 +62,7 @@ pub async fn start(committee_size: u32) -> Net {
     genesis.params.commit_window_blocks = COMMIT_WINDOW;
     genesis.params.reveal_window_blocks = REVEAL_WINDOW;
     genesis.params.epoch_length_blocks = 1_000_000;
-    let (p2p, rpc) = (free_port(), free_port());
-    let spec = NetworkSpec {
-        chain_id: "polylink-validator-test".into(),
-        validators: 1,
-        p2p_base_port: p2p,
-        rpc_base_port: rpc,
-        block_interval_ms: 100,
-        mempool_capacity: 1_000,
-        genesis: genesis_value(&genesis).unwrap(),
-    };
-    let mut config = configs(&spec, rand::rng()).unwrap().pop().unwrap();
-    config.data_dir = dir.path().join("chain");
-    std::thread::spawn(move || {
-        let ledger = from_config(&config).unwrap();
-        polylink_chain::node::run(config, ledger, |_| {}).unwrap();
-    });
-    let url = format!("http://127.0.0.1:{rpc}");
+    let url = polylink_chain::dev::spawn_dev(&genesis, &dir.path().join("chain"), 100).unwrap();
     let client = Client::new(&url).unwrap();
     client.wait_for_height(1, Duration::from_secs(60)).await.unwrap();
     let sha = polylink_models::CATALOGUE
