@@ -1,10 +1,12 @@
 //! Starting `polylink stage` worker processes and reading where they listen: what `polylink up`,
-//! the pipeline benchmark and the process-level tests use.
+//! the pipeline benchmark and the process-level tests use. A stage may run inside a network
+//! namespace (an emulated device behind an emulated link, see [`crate::netem`]).
 
 use commonware_codec::DecodeExt;
 use commonware_cryptography::ed25519::PublicKey;
 use polylink_pipeline::head::StageSpec;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -32,20 +34,30 @@ pub struct StageLaunch<'a> {
     pub threads: usize,
     /// Pin the process to this CPU (with `taskset`), so emulated devices never share a core.
     pub core: Option<usize>,
+    /// Run it inside this network namespace (with `ip netns exec`).
+    pub netns: Option<&'a str>,
+    /// Address to listen on (default 127.0.0.1 with a free port).
+    pub listen: Option<SocketAddr>,
 }
 
 impl StageProcess {
     /// Starts the stage and waits until it reports that it is listening.
     pub fn start(launch: &StageLaunch<'_>) -> Result<Self, String> {
-        let mut command = match launch.core {
-            Some(core) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &core.to_string()]).arg(launch.exe);
-                c
-            }
-            None => Command::new(launch.exe),
-        };
+        // [ip netns exec NS] [taskset -c CORE] polylink stage ...
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(netns) = launch.netns {
+            argv.extend(["ip", "netns", "exec", netns].map(Into::into));
+        }
+        if let Some(core) = launch.core {
+            argv.extend(["taskset".into(), "-c".into(), core.to_string().into()]);
+        }
+        argv.push(launch.exe.into());
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
         command.args(["stage", "--threads", &launch.threads.to_string(), "--model"]).arg(launch.model);
+        if let Some(listen) = launch.listen {
+            command.args(["--listen", &listen.to_string()]);
+        }
         if let Some(layers) = &launch.layers {
             command.args(["--layers", &format!("{}..{}", layers.start, layers.end)]);
         }

@@ -5,9 +5,10 @@
 //! address and serves authenticated heads with [`polylink_pipeline::server::serve`].
 //! [`profile::measure`] times the loaded layers so the planner and the chain registry get the
 //! device's real per-layer speed and memory. [`launch::StageProcess`] starts `polylink stage`
-//! processes and reads where they listen.
+//! processes and reads where they listen; [`netem::EmulatedLan`] puts them behind emulated links.
 
 pub mod launch;
+pub mod netem;
 pub mod profile;
 pub mod worker;
 

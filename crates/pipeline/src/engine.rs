@@ -1,14 +1,17 @@
 //! The stage's engine thread: it owns the loaded [`Shard`] and every session's KV cache, and runs
-//! forwards one at a time (the shard's own worker pool parallelises inside each one).
+//! the forwards (the shard's own worker pool parallelises inside each one).
 //!
-//! Connections hand it [`Job`]s over a channel and await the [`Response`]. A request that does not
-//! fit (wrong input kind or width, a position other than what is cached, too many sessions)
-//! gets an error response and changes nothing.
+//! Connections hand it [`Job`]s over a channel and await the [`Response`]. Whatever has queued up
+//! while a forward ran is looked at together: one-token decode steps of different sessions are
+//! run as one [`Shard::forward_batch`] (each weight row is read once for all of them, and each
+//! row's arithmetic is the same as alone, so tokens do not change), other jobs one at a time, in
+//! arrival order. A request that does not fit (wrong input kind or width, a position other than
+//! what is cached, too many sessions) gets an error response and changes nothing.
 
 use crate::wire::{ErrorCode, Input, Request, Response, Want};
 use futures::channel::oneshot;
 use polylink_infer::{KvCache, LogitsMode, OutputKind, Sampler, SamplingParams, Shard, ShardInput};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -22,11 +25,13 @@ pub struct EngineLimits {
     pub context_max: usize,
     /// Sessions idle this long are dropped.
     pub idle_timeout: Duration,
+    /// Most decode steps run together in one batched forward (1 turns batching off).
+    pub batch_max: usize,
 }
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        Self { sessions_max: 64, context_max: 4096, idle_timeout: Duration::from_secs(600) }
+        Self { sessions_max: 64, context_max: 4096, idle_timeout: Duration::from_secs(600), batch_max: 16 }
     }
 }
 
@@ -41,6 +46,14 @@ pub struct Job {
     pub request: Request,
     /// Where the answer goes.
     pub reply: oneshot::Sender<Response>,
+}
+
+impl Job {
+    fn key(&self) -> SessionKey {
+        match &self.request {
+            Request::Forward { session, .. } | Request::Close { session } => (self.owner, *session),
+        }
+    }
 }
 
 /// A handle to submit jobs; the thread stops when every handle is gone.
@@ -93,17 +106,60 @@ fn refuse(code: ErrorCode, message: String) -> Response {
 
 impl Engine {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        while let Ok(job) = jobs.recv() {
-            let response = self.handle(job.owner, job.request);
-            // The connection may be gone; the work is done either way.
-            let _ = job.reply.send(response);
+        let mut queue = VecDeque::new();
+        loop {
+            if queue.is_empty() {
+                match jobs.recv() {
+                    Ok(job) => queue.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            queue.extend(jobs.try_iter());
+            let now = Instant::now();
+            let idle = self.limits.idle_timeout;
+            self.sessions.retain(|_, s| now.duration_since(s.last_used) < idle);
+            let batch = self.take_batch(&mut queue);
+            if batch.len() > 1 {
+                self.run_batch(batch, now);
+            } else if let Some(job) = batch.into_iter().next().or_else(|| queue.pop_front()) {
+                let response = self.handle(job.owner, job.request, now);
+                // The connection may be gone; the work is done either way.
+                let _ = job.reply.send(response);
+            }
         }
     }
 
-    fn handle(&mut self, owner: [u8; 32], request: Request) -> Response {
-        let now = Instant::now();
-        let idle = self.limits.idle_timeout;
-        self.sessions.retain(|_, s| now.duration_since(s.last_used) < idle);
+    /// When the oldest job is a decode step, takes it and every later decode step of another
+    /// session (up to the batch limit); a session's jobs never overtake each other.
+    fn take_batch(&self, queue: &mut VecDeque<Job>) -> Vec<Job> {
+        if !queue.front().is_some_and(|job| self.decodable(job)) {
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        let mut batch = Vec::new();
+        let mut rest = VecDeque::with_capacity(queue.len());
+        for job in queue.drain(..) {
+            let fresh = seen.insert(job.key());
+            if fresh && batch.len() < self.limits.batch_max.max(1) && self.decodable(&job) {
+                batch.push(job);
+            } else {
+                rest.push_back(job);
+            }
+        }
+        *queue = rest;
+        batch
+    }
+
+    /// Whether `job` is one valid decode step of a session at its cached position.
+    fn decodable(&self, job: &Job) -> bool {
+        let Request::Forward { session, pos, input, want } = &job.request else { return false };
+        input.rows() == 1
+            && *want != Want::Nothing
+            && self.check(input, *want).is_ok()
+            && self.sessions.get(&(job.owner, *session)).is_some_and(|s| s.kv.len() == *pos as usize)
+    }
+
+    fn handle(&mut self, owner: [u8; 32], request: Request, now: Instant) -> Response {
         match request {
             Request::Close { session } => {
                 self.sessions.remove(&(owner, session));
@@ -115,30 +171,39 @@ impl Engine {
         }
     }
 
-    fn forward(&mut self, key: SessionKey, pos: u32, input: Input, want: Want, now: Instant) -> Response {
+    /// Whether `input` and `want` fit this stage's place in the pipeline.
+    fn check(&self, input: &Input, want: Want) -> Result<(), Response> {
         let shard = &self.shard;
         let dim = shard.hparams().dim;
-        match (&input, shard.is_first()) {
+        match (input, shard.is_first()) {
             (Input::Tokens(_), false) => {
-                return refuse(ErrorCode::BadRequest, "this stage takes hidden states".into());
+                return Err(refuse(ErrorCode::BadRequest, "this stage takes hidden states".into()));
             }
             (Input::Hidden { .. }, true) => {
-                return refuse(ErrorCode::BadRequest, "this stage takes token ids".into());
+                return Err(refuse(ErrorCode::BadRequest, "this stage takes token ids".into()));
             }
             (Input::Hidden { dim: d, .. }, false) if *d as usize != dim => {
-                return refuse(ErrorCode::BadRequest, format!("hidden width {d}, this model's is {dim}"));
+                let message = format!("hidden width {d}, this model's is {dim}");
+                return Err(refuse(ErrorCode::BadRequest, message));
             }
             _ => {}
         }
         match (want, shard.is_last()) {
             (Want::Hidden, true) => {
-                return refuse(ErrorCode::BadRequest, "the last stage returns tokens".into());
+                Err(refuse(ErrorCode::BadRequest, "the last stage returns tokens".into()))
             }
             (Want::Sample(_), false) => {
-                return refuse(ErrorCode::BadRequest, "only the last stage samples".into());
+                Err(refuse(ErrorCode::BadRequest, "only the last stage samples".into()))
             }
-            _ => {}
+            _ => Ok(()),
         }
+    }
+
+    fn forward(&mut self, key: SessionKey, pos: u32, input: Input, want: Want, now: Instant) -> Response {
+        if let Err(refusal) = self.check(&input, want) {
+            return refusal;
+        }
+        let shard = &self.shard;
         if !self.sessions.contains_key(&key) {
             if pos != 0 {
                 return refuse(ErrorCode::BadRequest, format!("unknown session {} at position {pos}", key.1));
@@ -171,25 +236,82 @@ impl Engine {
             Ok(kind) => kind,
             Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
         };
+        let position = u64::from(pos) + input.rows() as u64;
         match (want, kind) {
             (Want::Nothing, _) => Response::Done,
             (Want::Hidden, OutputKind::Hidden { rows }) => {
-                Response::Hidden { dim: dim as u32, values: self.out[..rows * dim].to_vec() }
+                self.answer(want, position, &self.out[..rows * self.width()])
             }
-            (Want::Sample(spec), OutputKind::Logits { rows }) => {
+            (Want::Sample(_), OutputKind::Logits { rows }) => {
                 let vocab = self.out.len() / rows.max(1);
-                let last = &self.out[(rows - 1) * vocab..rows * vocab];
+                self.answer(want, position, &self.out[(rows - 1) * vocab..rows * vocab])
+            }
+            _ => engine_error("the shard returned an unexpected output"),
+        }
+    }
+
+    /// Runs several sessions' decode steps as one batched forward and answers each.
+    fn run_batch(&mut self, jobs: Vec<Job>, now: Instant) {
+        let keys: Vec<SessionKey> = jobs.iter().map(Job::key).collect();
+        let mut taken: Vec<Session> = keys.iter().filter_map(|k| self.sessions.remove(k)).collect();
+        assert_eq!(taken.len(), keys.len(), "a batch holds only known sessions");
+        let (mut ids, mut hidden, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+        for job in &jobs {
+            if let Request::Forward { pos, input, .. } = &job.request {
+                positions.push(u64::from(*pos) + 1);
+                match input {
+                    Input::Tokens(t) => ids.extend_from_slice(t),
+                    Input::Hidden { values, .. } => hidden.extend_from_slice(values),
+                }
+            }
+        }
+        let input =
+            if self.shard.is_first() { ShardInput::Tokens(&ids) } else { ShardInput::Hidden(&hidden) };
+        let mut caches: Vec<&mut KvCache> = taken.iter_mut().map(|s| &mut s.kv).collect();
+        let result = self.shard.forward_batch(&mut caches, input, &mut self.out);
+        for (key, mut session) in keys.into_iter().zip(taken) {
+            session.last_used = now;
+            self.sessions.insert(key, session);
+        }
+        let width = match result {
+            Ok(OutputKind::Hidden { rows } | OutputKind::Logits { rows }) if rows == jobs.len() => {
+                self.out.len() / rows
+            }
+            // The batch changed nothing: run the steps one by one, each gets its own answer.
+            _ => {
+                for job in jobs {
+                    let response = self.handle(job.owner, job.request, now);
+                    let _ = job.reply.send(response);
+                }
+                return;
+            }
+        };
+        for (i, job) in jobs.into_iter().enumerate() {
+            let Request::Forward { want, .. } = job.request else { continue };
+            let response = self.answer(want, positions[i], &self.out[i * width..(i + 1) * width]);
+            let _ = job.reply.send(response);
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.shard.hparams().dim
+    }
+
+    /// The response for one session: its hidden rows, or a token sampled from its last logits.
+    fn answer(&self, want: Want, position: u64, out: &[f32]) -> Response {
+        match want {
+            Want::Nothing => Response::Done,
+            Want::Hidden => Response::Hidden { dim: self.width() as u32, values: out.to_vec() },
+            Want::Sample(spec) => {
                 // Seed by position: a step replayed on a replacement stage draws the same token.
-                let position = u64::from(pos) + input.rows() as u64;
                 let mut sampler = Sampler::new(SamplingParams {
                     temperature: spec.temperature,
                     top_k: spec.top_k as usize,
                     top_p: spec.top_p,
                     seed: spec.seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 });
-                Response::Token(sampler.sample(last))
+                Response::Token(sampler.sample(out))
             }
-            _ => engine_error("the shard returned an unexpected output"),
         }
     }
 }

@@ -8,6 +8,12 @@
 //! bit-identical), and retries the step. Other sessions notice the move on their next step and
 //! replay theirs. With two stages relaying costs nothing over a chain (head→s1→s2→head is the
 //! same number of hops once the head sits with s1); beyond two it trades hops for recovery.
+//!
+//! Sessions run concurrently: each call borrows an idle link to its stage (or dials one) and
+//! returns it afterwards, so several sessions' calls are in flight to a stage at once and its
+//! engine can batch their decode steps, while the stages work on different sessions at the same
+//! time. A call counts as stalled when it outlives the call timeout plus a per-row allowance for
+//! every row this head has in flight at that stage (its own and those queued with it).
 
 use crate::PipelineError;
 use crate::transport::{self, DialedLink};
@@ -15,11 +21,11 @@ use crate::wire::{Input, Request, Response, SampleSpec, Want, WireLimits};
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_runtime::{Clock, Network, Supervisor};
 use futures::future::{Either, select};
-use futures::lock::Mutex;
 use rand_core::CryptoRng;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -53,7 +59,8 @@ impl Standby for StandbyList {
 /// Timeouts and limits of the head.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadConfig {
-    /// A call taking longer than this (plus `per_row`) counts as a stalled stage.
+    /// A call taking longer than this (plus `per_row` for each row in flight at that stage)
+    /// counts as a stalled stage.
     pub call_timeout: Duration,
     /// Extra time allowed per row of a call (prefills and replays are longer).
     pub per_row: Duration,
@@ -67,7 +74,7 @@ impl Default for HeadConfig {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_secs(2),
-            per_row: Duration::from_millis(20),
+            per_row: Duration::from_millis(50),
             failovers_max: 3,
             limits: WireLimits::default(),
         }
@@ -98,9 +105,16 @@ impl HeadSession {
     }
 }
 
-struct Slot<E: Network> {
-    spec: StageSpec,
-    link: Option<DialedLink<E>>,
+/// Idle links kept per stage for reuse.
+const IDLE_LINKS_MAX: usize = 64;
+
+/// What concurrent sessions share: where each stage runs now, idle links to it, the workers
+/// that failed, and the rows this head has in flight at each stage.
+struct Shared<E: Network> {
+    specs: Vec<StageSpec>,
+    idle: Vec<Vec<DialedLink<E>>>,
+    failed: Vec<PublicKey>,
+    rows_in_flight: Vec<usize>,
 }
 
 /// Drives sessions through a pipeline of stages.
@@ -109,8 +123,7 @@ pub struct PipelineHead<E: Network> {
     key: PrivateKey,
     config: HeadConfig,
     standby: Box<dyn Standby>,
-    stages: Vec<Mutex<Slot<E>>>,
-    failed: std::sync::Mutex<Vec<PublicKey>>,
+    shared: Mutex<Shared<E>>,
     next_session: AtomicU64,
 }
 
@@ -134,30 +147,35 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
                 )));
             }
         }
-        let stages = stages.into_iter().map(|spec| Mutex::new(Slot { spec, link: None })).collect();
+        let n = stages.len();
+        let shared = Shared {
+            specs: stages,
+            idle: (0..n).map(|_| Vec::new()).collect(),
+            failed: Vec::new(),
+            rows_in_flight: vec![0; n],
+        };
         Ok(Self {
             context,
             key,
             config,
             standby,
-            stages,
-            failed: std::sync::Mutex::new(Vec::new()),
+            shared: Mutex::new(shared),
             next_session: AtomicU64::new(1),
         })
     }
 
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared<E>> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The stages as they are now (after any fail-over).
     pub async fn stages(&self) -> Vec<StageSpec> {
-        let mut out = Vec::with_capacity(self.stages.len());
-        for slot in &self.stages {
-            out.push(slot.lock().await.spec.clone());
-        }
-        out
+        self.shared().specs.clone()
     }
 
     /// A new session.
     pub fn open(&self) -> HeadSession {
-        let n = self.stages.len();
+        let n = self.shared().specs.len();
         HeadSession {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
             history: vec![Vec::new(); n],
@@ -176,7 +194,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         if tokens.is_empty() {
             return Err(PipelineError::Plan("a step needs at least one token".into()));
         }
-        let last = self.stages.len() - 1;
+        let last = session.history.len() - 1;
         let mut input = Input::Tokens(tokens.to_vec());
         for k in 0..=last {
             let want = if k == last { Want::Sample(sample) } else { Want::Hidden };
@@ -197,12 +215,14 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
     /// Frees the session on every stage that holds it (best effort: a dead stage holds nothing).
     pub async fn close(&self, session: HeadSession) {
         for (k, placed) in session.placed.iter().enumerate() {
-            let mut slot = self.stages[k].lock().await;
-            if placed.as_ref() == Some(&slot.spec.peer)
-                && let Some(link) = slot.link.as_mut()
-                && link.call(&Request::Close { session: session.id }).await.is_err()
-            {
-                slot.link = None;
+            let spec = self.shared().specs[k].clone();
+            if placed.as_ref() != Some(&spec.peer) {
+                continue;
+            }
+            let Ok(mut link) = self.link(k, &spec).await else { continue };
+            let close = Request::Close { session: session.id };
+            if let Ok(Ok(_)) = self.timed(k, 1, link.call(&close)).await {
+                self.put_back(k, link);
             }
         }
     }
@@ -216,68 +236,94 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
     ) -> Result<Response, PipelineError> {
         let mut failovers = 0;
         loop {
-            let mut slot = self.stages[k].lock().await;
-            let error = match self.try_stage(&mut slot, k, session, input, want).await {
+            let spec = self.shared().specs[k].clone();
+            let error = match self.try_stage(k, &spec, session, input, want).await {
                 Ok(Response::Error { code, message }) => {
                     return Err(PipelineError::Refused { stage: k, code: code as u8, message });
                 }
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
-            slot.link = None;
             failovers += 1;
-            let failed = {
-                let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-                if !failed.contains(&slot.spec.peer) {
-                    failed.push(slot.spec.peer.clone());
-                }
-                failed.clone()
-            };
-            tracing::warn!(stage = k, addr = %slot.spec.addr, "stage failed: {error}");
-            if failovers > self.config.failovers_max {
-                return Err(error);
-            }
-            let Some(spec) = self.standby.replacement(&slot.spec.layers, &failed) else {
-                return Err(PipelineError::NoReplacement {
-                    stage: k,
-                    layers: slot.spec.layers.clone(),
-                    cause: error.to_string(),
-                });
-            };
-            tracing::info!(stage = k, addr = %spec.addr, "failing over to a replacement stage");
-            slot.spec = spec;
+            tracing::warn!(stage = k, addr = %spec.addr, "stage failed: {error}");
+            self.fail_over(k, &spec, error, failovers)?;
         }
     }
 
-    /// One attempt at stage `k`: connect if needed, replay the session if its cache is not on
-    /// this worker, then run the request.
+    /// Marks `failed`'s worker as failed and, unless another session already did, moves stage
+    /// `k` to a replacement.
+    fn fail_over(
+        &self,
+        k: usize,
+        failed: &StageSpec,
+        error: PipelineError,
+        failovers: usize,
+    ) -> Result<(), PipelineError> {
+        let mut shared = self.shared();
+        if !shared.failed.contains(&failed.peer) {
+            shared.failed.push(failed.peer.clone());
+        }
+        if failovers > self.config.failovers_max {
+            return Err(error);
+        }
+        if !shared.failed.contains(&shared.specs[k].peer) {
+            return Ok(());
+        }
+        let layers = shared.specs[k].layers.clone();
+        let Some(spec) = self.standby.replacement(&layers, &shared.failed) else {
+            return Err(PipelineError::NoReplacement { stage: k, layers, cause: error.to_string() });
+        };
+        tracing::info!(stage = k, addr = %spec.addr, "failing over to a replacement stage");
+        shared.specs[k] = spec;
+        shared.idle[k].clear();
+        Ok(())
+    }
+
+    /// An idle link to stage `k`'s current worker, or a new one.
+    async fn link(&self, k: usize, spec: &StageSpec) -> Result<DialedLink<E>, PipelineError> {
+        let idle = {
+            let mut shared = self.shared();
+            let idle = shared.idle[k].pop();
+            idle.filter(|link| link.peer == spec.peer)
+        };
+        if let Some(link) = idle {
+            return Ok(link);
+        }
+        let dialing = transport::dial(
+            self.context.child("dial"),
+            self.key.clone(),
+            spec.addr,
+            spec.peer.clone(),
+            self.config.limits,
+        );
+        self.timed(k, 1, dialing).await?
+    }
+
+    /// Returns a healthy link for reuse (unless its stage has moved meanwhile).
+    fn put_back(&self, k: usize, link: DialedLink<E>) {
+        let mut shared = self.shared();
+        if shared.specs[k].peer == link.peer && shared.idle[k].len() < IDLE_LINKS_MAX {
+            shared.idle[k].push(link);
+        }
+    }
+
+    /// One attempt at stage `k`: replay the session there if its cache is not on this worker,
+    /// then run the request. The link goes back to the pool only if every call on it succeeded.
     async fn try_stage(
         &self,
-        slot: &mut Slot<E>,
         k: usize,
+        spec: &StageSpec,
         session: &mut HeadSession,
         input: &Input,
         want: Want,
     ) -> Result<Response, PipelineError> {
-        if slot.link.is_none() {
-            let dialing = transport::dial(
-                self.context.child("dial"),
-                self.key.clone(),
-                slot.spec.addr,
-                slot.spec.peer.clone(),
-                self.config.limits,
-            );
-            slot.link = Some(self.timed(1, dialing).await??);
-        }
-        let Some(link) = slot.link.as_mut() else {
-            return Err(PipelineError::Link("no link".into()));
-        };
-        if session.placed[k].as_ref() != Some(&slot.spec.peer) {
+        let mut link = self.link(k, spec).await?;
+        if session.placed[k].as_ref() != Some(&spec.peer) {
             let mut pos = 0u32;
             for chunk in &session.history[k] {
                 let replay =
                     Request::Forward { session: session.id, pos, input: chunk.clone(), want: Want::Nothing };
-                match self.timed(chunk.rows(), link.call(&replay)).await?? {
+                match self.timed(k, chunk.rows(), link.call(&replay)).await?? {
                     Response::Done => {}
                     other => {
                         return Err(PipelineError::Protocol(format!(
@@ -287,20 +333,49 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
                 }
                 pos += chunk.rows() as u32;
             }
-            session.placed[k] = Some(slot.spec.peer.clone());
+            session.placed[k] = Some(spec.peer.clone());
         }
         let request =
             Request::Forward { session: session.id, pos: session.pos as u32, input: input.clone(), want };
-        self.timed(input.rows(), link.call(&request)).await?
+        let response = self.timed(k, input.rows(), link.call(&request)).await??;
+        self.put_back(k, link);
+        Ok(response)
     }
 
-    /// Runs `future` under the call timeout for `rows` rows.
-    async fn timed<T>(&self, rows: usize, future: impl Future<Output = T>) -> Result<T, PipelineError> {
-        let limit = self.config.call_timeout + self.config.per_row * rows as u32;
+    /// Runs `future` (`rows` rows at stage `k`) under the call timeout, which grows with every
+    /// row this head already has in flight there: those are queued at the stage with it.
+    async fn timed<T>(
+        &self,
+        k: usize,
+        rows: usize,
+        future: impl Future<Output = T>,
+    ) -> Result<T, PipelineError> {
+        let queued = {
+            let mut shared = self.shared();
+            shared.rows_in_flight[k] += rows;
+            shared.rows_in_flight[k]
+        };
+        // Counted out again however this ends, a caller dropping the step included.
+        let _in_flight = InFlight { shared: &self.shared, k, rows };
+        let limit = self.config.call_timeout + self.config.per_row * queued as u32;
         let sleep = self.context.sleep(limit);
         match select(pin!(future), pin!(sleep)).await {
             Either::Left((value, _)) => Ok(value),
             Either::Right(_) => Err(PipelineError::Timeout { ms: limit.as_millis() as u64 }),
         }
+    }
+}
+
+/// Rows counted in flight at a stage until dropped.
+struct InFlight<'a, E: Network> {
+    shared: &'a Mutex<Shared<E>>,
+    k: usize,
+    rows: usize,
+}
+
+impl<E: Network> Drop for InFlight<'_, E> {
+    fn drop(&mut self) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.rows_in_flight[self.k] -= self.rows;
     }
 }

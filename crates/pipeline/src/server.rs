@@ -1,5 +1,8 @@
 //! The stage server: accepts authenticated links from pipeline heads and answers their requests
 //! with the engine thread. A link that sends garbage is dropped; the server keeps serving.
+//!
+//! Each link carries one call at a time; a head runs sessions concurrently over several links,
+//! and the engine batches what they send together. Links beyond [`LINKS_MAX`] are refused.
 
 use crate::PipelineError;
 use crate::engine::EngineHandle;
@@ -10,6 +13,10 @@ use commonware_runtime::{Clock, Listener, Network, Spawner};
 use rand_core::CryptoRng;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Most links served at once (each holds at most one request in flight).
+pub const LINKS_MAX: usize = 1024;
 
 /// Which heads may connect.
 #[derive(Debug, Clone, Default)]
@@ -43,10 +50,17 @@ where
     E: Spawner + Clock + Network + CryptoRng,
     L: Listener,
 {
+    let open_links = Arc::new(AtomicUsize::new(0));
     loop {
         let (addr, sink, stream) = listener.accept().await.map_err(|e| PipelineError::Link(e.to_string()))?;
+        if open_links.load(Ordering::Relaxed) >= LINKS_MAX {
+            tracing::warn!(%addr, "refused a connection: {LINKS_MAX} links open already");
+            continue;
+        }
         let (key, engine, admission) = (key.clone(), engine.clone(), admission.clone());
+        let open = LinkCount::enter(&open_links);
         context.child("link").spawn(move |context| async move {
+            let _open = open;
             let admit = move |peer: PublicKey| admission.admits(&peer);
             let mut link = match transport::accept(context, key, stream, sink, limits, admit).await {
                 Ok(link) => link,
@@ -74,5 +88,21 @@ where
                 }
             }
         });
+    }
+}
+
+/// One open link, counted until dropped.
+struct LinkCount(Arc<AtomicUsize>);
+
+impl LinkCount {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for LinkCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

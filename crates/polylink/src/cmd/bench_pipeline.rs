@@ -1,21 +1,28 @@
 //! `polylink bench-pipeline`: a 2-stage pipeline against one device, on this machine.
 //!
 //! Each emulated device is a `polylink stage` process pinned to its own core (`taskset`) with one
-//! compute thread, so two devices never share a core; links are loopback. It measures the
-//! per-token latency of one session (the pipeline's overhead over one device), the aggregate
-//! tokens/s of several concurrent sessions (where a pipeline earns its keep: both devices work
-//! at once on different sessions), and the time to recover when a stage process is killed.
+//! compute thread, so two devices never share a core; links are loopback, or with `--link` also
+//! network namespaces joined by veth pairs with e.g. `tc netem` delay and rate limits. Both sides
+//! run the same stage engine (which batches concurrent decode steps), so ratios compare like with
+//! like. It measures the per-token latency of one session (the pipeline's overhead over one
+//! device), the aggregate tokens/s of several concurrent sessions (where a pipeline earns its
+//! keep: both devices work at once on different sessions), the time to first token of many
+//! concurrent streams, and the time to recover when a stage process is killed.
 
 use anyhow::{Context, bail};
 use clap::Args;
-use commonware_runtime::{Runner, Supervisor};
+use commonware_runtime::{Clock, Network, Runner, Supervisor};
 use futures::future::join_all;
 use polylink_node::launch::{StageLaunch, StageProcess};
+use polylink_node::netem::EmulatedLan;
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::wire::SampleSpec;
-use std::path::PathBuf;
-use std::time::Instant;
+use rand_core::CryptoRng;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const GREEDY: SampleSpec = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
 
@@ -30,14 +37,47 @@ pub struct BenchPipelineCmd {
     /// Concurrent sessions for the throughput figure.
     #[arg(long, default_value_t = 4)]
     sessions: usize,
+    /// Concurrent streams (distinct prompts) for the time-to-first-token figure.
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// Tokens each of those streams generates.
+    #[arg(long, default_value_t = 16)]
+    stream_tokens: usize,
+    /// First layer of the second stage (default: balances the work per token, LM head included).
+    #[arg(long)]
+    split: Option<usize>,
+    /// Also measure over emulated links: each device in its own network namespace behind a veth
+    /// pair with this qdisc on both ends, e.g. "netem delay 5ms rate 100mbit".
+    #[arg(long)]
+    link: Option<String>,
     /// Runs per figure; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
 }
 
+/// What one deployment (one device or the pipeline) measured.
+struct Figures {
+    ms_per_token: f64,
+    tokens_per_s: f64,
+    ttft_ms: Vec<f64>,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Nearest-rank percentile.
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Stream `s`'s prompt: 32 token ids, different for every stream.
+fn prompt(s: usize) -> Vec<u32> {
+    (0..32u32).map(|i| 100 + i * 7 + s as u32 * 31).collect()
 }
 
 impl BenchPipelineCmd {
@@ -47,104 +87,127 @@ impl BenchPipelineCmd {
         }
         let exe = std::env::current_exe()?;
         let gguf = polylink_infer::Gguf::open(&self.model)?;
-        let n_layers = polylink_infer::HParams::from_gguf(&gguf)?.n_layers;
-        let half = n_layers / 2;
-        let launch = |seed: u8, layers: Option<std::ops::Range<usize>>, core: usize| {
-            self.launch(&exe, seed, layers, core)
+        let hparams = polylink_infer::HParams::from_gguf(&gguf)?;
+        let n_layers = hparams.n_layers;
+        let split = match self.split {
+            Some(split) if split == 0 || split >= n_layers => bail!("--split must be in 1..{n_layers}"),
+            Some(split) => split,
+            None => balanced_split(&hparams),
         };
-        let prompt: Vec<u32> = (0..32).map(|i| 100 + i * 7).collect();
-
         println!(
-            "model {} ({n_layers} layers), {} tokens per session, 1 thread per device",
+            "model {} ({n_layers} layers, stages 0..{split} and {split}..{n_layers}), {} tokens per session, 1 thread per device",
             self.model.display(),
             self.tokens
         );
-        let single = launch(1, None, 0).context("starting the single device")?;
-        let first = launch(2, Some(0..half), 0).context("starting stage 1")?;
-        let second = launch(3, Some(half..n_layers), 1).context("starting stage 2")?;
-        let single_spec = vec![single.spec.clone()];
-        let pipe_spec = vec![first.spec.clone(), second.spec.clone()];
-        let (tokens, sessions, runs) = (self.tokens, self.sessions, self.runs.max(1));
-        let prompt_ref = &prompt;
-
+        let single = self.launch(&exe, 1, None, 0, None).context("starting the single device")?;
+        let first = self.launch(&exe, 2, Some(0..split), 0, None).context("starting stage 1")?;
+        let second = self.launch(&exe, 3, Some(split..n_layers), 1, None).context("starting stage 2")?;
+        let deployments = vec![vec![single.spec.clone()], vec![first.spec.clone(), second.spec.clone()]];
+        let this = &self;
         let figures = commonware_runtime::tokio::Runner::default().start(|context| async move {
-            let head = |stages: Vec<StageSpec>, name: &'static str| {
-                PipelineHead::new(
-                    context.child(name),
-                    key_from_seed(&[9; 32])?,
-                    stages,
-                    Box::new(StandbyList::default()),
-                    HeadConfig::default(),
-                )
-            };
-            let single = head(single_spec, "single")?;
-            let pipe = head(pipe_spec, "pipeline")?;
             let mut out = Vec::new();
-            for (label, head) in [("one device", &single), ("2-stage pipeline", &pipe)] {
-                let mut latency = Vec::new();
-                let mut aggregate = Vec::new();
-                for _ in 0..runs {
-                    let (_, decode_s) = session(head, prompt_ref, tokens).await?;
-                    latency.push(decode_s * 1e3 / (tokens - 1) as f64);
-                    let start = Instant::now();
-                    let all = join_all((0..sessions).map(|_| session(head, prompt_ref, tokens))).await;
-                    for result in all {
-                        result?;
-                    }
-                    aggregate.push((sessions * tokens) as f64 / start.elapsed().as_secs_f64());
-                }
-                out.push((label, median(latency), median(aggregate)));
+            for stages in deployments {
+                let head = head(context.child("head"), stages)?;
+                out.push(this.measure(&head).await?);
             }
             Ok::<_, anyhow::Error>(out)
         })?;
-        let (single_ms, single_tps) = (figures[0].1, figures[0].2);
-        println!("{:<18} {:>14} {:>22}", "", "ms/token (1)", format!("tok/s ({sessions} sessions)"));
-        for (label, ms, tps) in &figures {
-            println!("{label:<18} {ms:>14.2} {tps:>22.1}");
+        drop((single, first, second));
+        self.report(&figures[0], &figures[1]);
+        self.failover(&exe, split, n_layers)?;
+        if let Some(qdisc) = &self.link {
+            self.over_links(&exe, split, n_layers, qdisc)?;
         }
-        let (pipe_ms, pipe_tps) = (figures[1].1, figures[1].2);
+        Ok(())
+    }
+
+    fn report(&self, single: &Figures, pipe: &Figures) {
+        let (streams, sessions) = (self.streams, self.sessions);
+        println!(
+            "{:<18} {:>13} {:>20} {:>26}",
+            "",
+            "ms/token (1)",
+            format!("tok/s ({sessions} sessions)"),
+            format!("TTFT p50/p99 ms ({streams} streams)")
+        );
+        for (label, f) in [("one device", single), ("2-stage pipeline", pipe)] {
+            let ttft = format!("{:.0} / {:.0}", percentile(&f.ttft_ms, 50.0), percentile(&f.ttft_ms, 99.0));
+            println!("{label:<18} {:>13.2} {:>20.1} {ttft:>26}", f.ms_per_token, f.tokens_per_s);
+        }
         println!(
             "pipeline per-token overhead: {:+.1}% (target at most +10%)",
-            (pipe_ms / single_ms - 1.0) * 100.0
+            (pipe.ms_per_token / single.ms_per_token - 1.0) * 100.0
         );
         println!(
             "pipeline aggregate throughput: {:.2}x one device (target at least 1.6x)",
-            pipe_tps / single_tps
+            pipe.tokens_per_s / single.tokens_per_s
         );
-        drop((single, first, second));
-        self.failover(&exe, half, n_layers, &prompt)
+        println!(
+            "pipeline time to first token: p50 {:.2}x, p99 {:.2}x one device's (below 1 is faster)",
+            percentile(&pipe.ttft_ms, 50.0) / percentile(&single.ttft_ms, 50.0),
+            percentile(&pipe.ttft_ms, 99.0) / percentile(&single.ttft_ms, 99.0)
+        );
     }
 
-    /// One emulated device: a stage process with one thread, pinned to `core`.
+    /// Per-token latency of one session, aggregate tokens/s of concurrent sessions, and the
+    /// times to first token of concurrent streams, each over `runs` runs.
+    async fn measure<E>(&self, head: &PipelineHead<E>) -> anyhow::Result<Figures>
+    where
+        E: Supervisor + Clock + Network + CryptoRng,
+    {
+        let (tokens, sessions) = (self.tokens.max(2), self.sessions.max(1));
+        let (mut latency, mut aggregate, mut ttft_ms) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..self.runs.max(1) {
+            let (_, decode_s) = session(head, &prompt(0), tokens).await?;
+            latency.push(decode_s * 1e3 / (tokens - 1) as f64);
+            let start = Instant::now();
+            let prompts: Vec<Vec<u32>> = (0..sessions).map(prompt).collect();
+            for result in join_all(prompts.iter().map(|p| session(head, p, tokens))).await {
+                result?;
+            }
+            aggregate.push((sessions * tokens) as f64 / start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            let streams =
+                (0..self.streams.max(1)).map(|s| stream(head, prompt(s), self.stream_tokens, start));
+            for result in join_all(streams).await {
+                ttft_ms.push(result? * 1e3);
+            }
+        }
+        Ok(Figures { ms_per_token: median(latency), tokens_per_s: median(aggregate), ttft_ms })
+    }
+
+    /// One emulated device: a stage process with one thread, pinned to `core`, optionally in a
+    /// network namespace listening on that namespace's address.
     fn launch(
         &self,
-        exe: &std::path::Path,
+        exe: &Path,
         seed: u8,
-        layers: Option<std::ops::Range<usize>>,
+        layers: Option<Range<usize>>,
         core: usize,
+        host: Option<(&str, IpAddr)>,
     ) -> anyhow::Result<StageProcess> {
-        let launch =
-            StageLaunch { exe, model: &self.model, layers, seed: [seed; 32], threads: 1, core: Some(core) };
+        let launch = StageLaunch {
+            exe,
+            model: &self.model,
+            layers,
+            seed: [seed; 32],
+            threads: 1,
+            core: Some(core),
+            netns: host.map(|(netns, _)| netns),
+            listen: host.map(|(_, ip)| SocketAddr::new(ip, 0)),
+        };
         StageProcess::start(&launch).map_err(anyhow::Error::msg)
     }
 
     /// Kills the second stage in the middle of a session and times the step that recovers.
-    fn failover(
-        &self,
-        exe: &std::path::Path,
-        half: usize,
-        n_layers: usize,
-        prompt: &[u32],
-    ) -> anyhow::Result<()> {
-        let start = |seed: u8, layers: std::ops::Range<usize>, core: usize| {
-            self.launch(exe, seed, Some(layers), core)
-        };
-        let first = start(4, 0..half, 0)?;
-        let second = start(5, half..n_layers, 1)?;
-        let spare = start(6, half..n_layers, 1)?;
+    fn failover(&self, exe: &Path, split: usize, n_layers: usize) -> anyhow::Result<()> {
+        let first = self.launch(exe, 4, Some(0..split), 0, None)?;
+        let second = self.launch(exe, 5, Some(split..n_layers), 1, None)?;
+        let spare = self.launch(exe, 6, Some(split..n_layers), 1, None)?;
         let stages = vec![first.spec.clone(), second.spec.clone()];
         let standby = StandbyList(vec![spare.spec.clone()]);
         let tokens = self.tokens.max(16);
+        let prompt = prompt(0);
         let (normal_ms, recovery_ms) =
             commonware_runtime::tokio::Runner::default().start(|context| async move {
                 let head = PipelineHead::new(
@@ -155,7 +218,7 @@ impl BenchPipelineCmd {
                     HeadConfig::default(),
                 )?;
                 let mut s = head.open();
-                let mut last = head.step(&mut s, prompt, GREEDY).await?;
+                let mut last = head.step(&mut s, &prompt, GREEDY).await?;
                 let mut steps = Vec::new();
                 let mut second = Some(second);
                 let mut recovery = 0.0;
@@ -178,20 +241,75 @@ impl BenchPipelineCmd {
             })?;
         println!(
             "fail-over: the step after killing stage 2 took {recovery_ms:.0} ms (a normal step {normal_ms:.1} ms; target at most 2000 ms), replaying {} positions",
-            prompt.len() + tokens / 2
+            32 + tokens / 2
         );
         drop((first, spare));
         Ok(())
     }
+
+    /// Per-token latency with every device in its own network namespace behind emulated links.
+    fn over_links(&self, exe: &Path, split: usize, n_layers: usize, qdisc: &str) -> anyhow::Result<()> {
+        let lan = EmulatedLan::create(3, qdisc).context("building the emulated LAN")?;
+        let host = |i: usize| Some((lan.hosts[i].netns.as_str(), lan.hosts[i].addr));
+        let single = self.launch(exe, 7, None, 0, host(0))?;
+        let first = self.launch(exe, 8, Some(0..split), 0, host(1))?;
+        let second = self.launch(exe, 9, Some(split..n_layers), 1, host(2))?;
+        let deployments = vec![vec![single.spec.clone()], vec![first.spec.clone(), second.spec.clone()]];
+        let tokens = self.tokens.max(2);
+        let runs = self.runs.max(1);
+        let ms = commonware_runtime::tokio::Runner::default().start(|context| async move {
+            let mut out = Vec::new();
+            for stages in deployments {
+                let head = head(context.child("head"), stages)?;
+                let mut latency = Vec::new();
+                for _ in 0..runs {
+                    let (_, decode_s) = session(&head, &prompt(0), tokens).await?;
+                    latency.push(decode_s * 1e3 / (tokens - 1) as f64);
+                }
+                out.push(median(latency));
+            }
+            Ok::<_, anyhow::Error>(out)
+        })?;
+        println!(
+            "over emulated links ({qdisc} on each end of each link): one device {:.2} ms/token, 2-stage pipeline {:.2} ms/token ({:+.1}%; the head relays, so a pipeline token crosses 2 links there and back)",
+            ms[0],
+            ms[1],
+            (ms[1] / ms[0] - 1.0) * 100.0
+        );
+        drop((single, first, second));
+        drop(lan);
+        Ok(())
+    }
+}
+
+/// The split whose heavier side is lightest, by multiply-adds per token (the LM head counts on
+/// the last stage; at short contexts decode time follows the matrix products).
+fn balanced_split(hp: &polylink_infer::HParams) -> usize {
+    let layer = hp.dim * (2 * hp.q_dim() + 2 * hp.kv_dim()) + 3 * hp.dim * hp.ffn_dim;
+    let total = hp.n_layers * layer + hp.dim * hp.vocab;
+    (1..hp.n_layers).min_by_key(|s| (s * layer).max(total - s * layer)).unwrap_or(hp.n_layers / 2)
+}
+
+/// A head for measuring: no standby, and stall timeouts far above what a busy machine needs, so
+/// a slow moment never turns into an error (the fail-over figure uses the default timeouts).
+fn head<E>(context: E, stages: Vec<StageSpec>) -> anyhow::Result<PipelineHead<E>>
+where
+    E: Supervisor + Clock + Network + CryptoRng,
+{
+    let config = HeadConfig { call_timeout: Duration::from_secs(60), ..HeadConfig::default() };
+    Ok(PipelineHead::new(
+        context,
+        key_from_seed(&[9; 32])?,
+        stages,
+        Box::new(StandbyList::default()),
+        config,
+    )?)
 }
 
 /// One greedy session of `tokens` tokens; returns (prefill seconds, decode seconds).
 async fn session<E>(head: &PipelineHead<E>, prompt: &[u32], tokens: usize) -> anyhow::Result<(f64, f64)>
 where
-    E: commonware_runtime::Supervisor
-        + commonware_runtime::Clock
-        + commonware_runtime::Network
-        + rand_core::CryptoRng,
+    E: Supervisor + Clock + Network + CryptoRng,
 {
     let mut s = head.open();
     let t = Instant::now();
@@ -204,4 +322,26 @@ where
     let decode = t.elapsed().as_secs_f64();
     head.close(s).await;
     Ok((prefill, decode))
+}
+
+/// One stream of a burst that began at `start`: returns its time to first token in seconds,
+/// then generates the rest of its tokens (so later streams' prefills share the stages with
+/// earlier streams' decoding, as they would in service).
+async fn stream<E>(
+    head: &PipelineHead<E>,
+    prompt: Vec<u32>,
+    tokens: usize,
+    start: Instant,
+) -> anyhow::Result<f64>
+where
+    E: Supervisor + Clock + Network + CryptoRng,
+{
+    let mut s = head.open();
+    let mut last = head.step(&mut s, &prompt, GREEDY).await?;
+    let ttft = start.elapsed().as_secs_f64();
+    for _ in 1..tokens {
+        last = head.step(&mut s, &[last], GREEDY).await?;
+    }
+    head.close(s).await;
+    Ok(ttft)
 }
