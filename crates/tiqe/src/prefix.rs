@@ -58,7 +58,9 @@ impl PrefixCache {
                 let mut kv = shard.new_session(ctx);
                 let mut scratch = Vec::new();
                 // Fill the cache; on failure leave it empty so a later call starts over.
-                shard.forward(&mut kv, ShardInput::Tokens(&self.prefix), LogitsMode::Last, &mut scratch)?;
+                for chunk in self.prefix.chunks(CHUNK_ROWS) {
+                    shard.forward(&mut kv, ShardInput::Tokens(chunk), LogitsMode::Last, &mut scratch)?;
+                }
                 slot.insert(kv)
             }
         };
@@ -70,8 +72,14 @@ impl PrefixCache {
     }
 }
 
+/// Rows per forward pass. The engine's attention takes ggml's f16 path below 64 queries, the
+/// path a worker's prompt pass and one-token decode steps take, so chunks this short reproduce
+/// the worker's logits bit for bit; one long pass would take the f32 path and move logits by up
+/// to ~0.7, enough to flip near-ties (an end token included).
+pub const CHUNK_ROWS: usize = 48;
+
 /// Feeds `seq[from..]` into `kv` (which holds `seq[..from]`): rows before `first_row` without
-/// logits, the rest with every row's logits.
+/// logits, the rest with every row's logits, in chunks of [`CHUNK_ROWS`].
 fn run(
     shard: &Shard,
     kv: &mut KvCache,
@@ -80,11 +88,15 @@ fn run(
     first_row: usize,
     out: &mut Vec<f32>,
 ) -> Result<()> {
-    if first_row > from {
-        let mut hidden = Vec::new();
-        shard.forward(kv, ShardInput::Tokens(&seq[from..first_row]), LogitsMode::Last, &mut hidden)?;
+    let mut part = Vec::new();
+    for chunk in seq[from..first_row.max(from)].chunks(CHUNK_ROWS) {
+        shard.forward(kv, ShardInput::Tokens(chunk), LogitsMode::Last, &mut part)?;
     }
-    shard.forward(kv, ShardInput::Tokens(&seq[first_row.max(from)..]), LogitsMode::All, out)?;
+    out.clear();
+    for chunk in seq[first_row.max(from)..].chunks(CHUNK_ROWS) {
+        shard.forward(kv, ShardInput::Tokens(chunk), LogitsMode::All, &mut part)?;
+        out.extend_from_slice(&part);
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
-//! The work the evaluators skip changes no result: a cached prompt prefix gives the logits of
-//! running the same tokens afresh (and a later task never sees an earlier one's positions), and
-//! batched generation gives the answers of one prompt at a time.
+//! The work the evaluators skip changes no result: teacher forcing with a cached prompt prefix
+//! gives exactly the logits a worker saw while decoding (and a later task never sees an earlier
+//! one's positions), and batched generation gives the answers of one prompt at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,37 +10,38 @@ use polylink_tiqe::dataset;
 use polylink_tiqe::prefix::{PrefixCache, shared_prefix};
 
 #[test]
-fn a_cached_prefix_gives_the_logits_of_a_fresh_pass() {
+fn teacher_forcing_with_a_cached_prefix_gives_the_workers_decode_logits() {
     let model = common::model();
     let tok = &model.tokenizer;
+    let vocab = model.shard.hparams().vocab;
     let render = |u: &str| tok.encode(&model.template.render(None, u));
     let prefix = shared_prefix(&render("a"), &render("b"));
     assert!(prefix.len() > 5 && render("Hello there").starts_with(&prefix));
     let cache = PrefixCache::new(prefix.clone());
+    let greedy = dataset::answer(&model, "Why is the sky blue?", 80).unwrap();
     let tasks = [
-        ("Why is the sky blue?", "Because of Rayleigh scattering of sunlight by the air."),
-        ("Name a colour.", "Red."),
-        ("Why is the sky blue?", "Sunlight scatters."),
+        ("Why is the sky blue?", greedy.ids.clone()),
+        ("Name a colour.", tok.encode_with("Red, or perhaps a deep blue like the sea.", false)),
+        ("Why is the sky blue?", tok.encode_with("Sunlight scatters.", false)),
     ];
     for (prompt, answer) in tasks {
         let p = render(prompt);
         let mut seq = p.clone();
-        seq.extend(tok.encode_with(answer, false));
+        seq.extend(&answer);
         let mut got = Vec::new();
         assert_eq!(cache.logits(&model.shard, &seq, p.len() - 1, &mut got).unwrap(), prefix.len());
-        // The same split computed from nothing: prefix, the prompt's rest, then the scored rows.
+        // What a worker computes: the prompt in one pass, then one token at a time.
         let mut kv = model.shard.new_session(seq.len());
         let mut want = Vec::new();
-        let chunks = [&seq[..prefix.len()], &seq[prefix.len()..p.len() - 1]];
-        for c in chunks.iter().filter(|c| !c.is_empty()) {
-            model.shard.forward(&mut kv, ShardInput::Tokens(c), LogitsMode::Last, &mut want).unwrap();
+        let mut row = Vec::new();
+        model.shard.forward(&mut kv, ShardInput::Tokens(&p), LogitsMode::Last, &mut row).unwrap();
+        want.extend_from_slice(&row);
+        for &t in &answer {
+            model.shard.forward(&mut kv, ShardInput::Tokens(&[t]), LogitsMode::Last, &mut row).unwrap();
+            want.extend_from_slice(&row);
         }
-        model
-            .shard
-            .forward(&mut kv, ShardInput::Tokens(&seq[p.len() - 1..]), LogitsMode::All, &mut want)
-            .unwrap();
-        assert_eq!(got.len(), (seq.len() - p.len() + 1) * model.shard.hparams().vocab);
-        assert!(got == want, "logits differ for {prompt:?} / {answer:?}");
+        assert_eq!(got.len(), (answer.len() + 1) * vocab);
+        assert!(got == want, "teacher-forced logits differ from decoding for {prompt:?}");
     }
     // A sequence that does not start with the prefix runs afresh and says so.
     let raw = tok.encode("no template here at all");
