@@ -63,6 +63,48 @@ pub mod channel {
     pub const MEMPOOL: u64 = 5;
 }
 
+/// Simplex timeouts and liveness aids of one validator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How long to wait for the leader's proposal before voting to nullify the view.
+    pub leader_timeout: Duration,
+    /// How long to wait for a view to be notarized and certified before voting to nullify it.
+    pub certification_timeout: Duration,
+    /// How often a nullify vote is re-sent while a view is stuck.
+    pub timeout_retry: Duration,
+    /// Views of a leader inactive this long are nullified at once (`None`: never skipped).
+    pub skip_inactive_after: Option<Duration>,
+    /// Forward a certified block to the voters it was not seen from on entering the next view.
+    pub forward_blocks: bool,
+}
+
+impl Timing {
+    /// Timeouts for a chain paced at `block_interval_ms` whose messages arrive within about
+    /// `delay_ms` one way. A leader may wait one block interval for transactions before it
+    /// proposes, and a view needs about four message delays to be notarized and certified.
+    ///
+    /// Simplex sends each vote and block once per view, so a lost message (or a silent leader)
+    /// costs the view: it ends only when these timeouts fire. Timeouts far above the network's
+    /// delay therefore make a network that is just at quorum crawl, one lost message every few
+    /// seconds. Views of an inactive leader are skipped, and a stuck view re-sends its nullify
+    /// vote every three delays.
+    pub fn new(block_interval_ms: u64, delay_ms: u64) -> Self {
+        // Bounded so the sums below cannot overflow and keep their strict order.
+        let (interval, delay) = (block_interval_ms.min(3_600_000), delay_ms.min(60_000));
+        let leader_ms = (interval + 4 * delay).max(1);
+        let certification_ms = leader_ms + (4 * delay).max(1);
+        let retry_ms = (3 * delay).max(50);
+        let skip_ms = (certification_ms + 2 * delay).max(retry_ms) + 1;
+        Self {
+            leader_timeout: Duration::from_millis(leader_ms),
+            certification_timeout: Duration::from_millis(certification_ms),
+            timeout_retry: Duration::from_millis(retry_ms),
+            skip_inactive_after: Some(Duration::from_millis(skip_ms)),
+            forward_blocks: true,
+        }
+    }
+}
+
 /// Everything one validator needs besides its network.
 pub struct EngineConfig<B, P, M> {
     /// Blocks misbehaving peers.
@@ -85,6 +127,8 @@ pub struct EngineConfig<B, P, M> {
     pub block_interval_ms: u64,
     /// Bound of the mempool.
     pub mempool_capacity: usize,
+    /// Consensus timeouts.
+    pub timing: Timing,
     /// The ledger at genesis (replaced by the persisted snapshot when there is one).
     pub genesis: M,
 }
@@ -248,14 +292,23 @@ where
             replay_buffer: BUFFER,
             write_buffer: BUFFER,
             page_cache,
-            leader_timeout: Duration::from_millis(cfg.block_interval_ms.saturating_add(1_000)),
-            certification_timeout: Duration::from_millis(cfg.block_interval_ms.saturating_add(2_000)),
-            timeout_retry: Duration::from_secs(1),
+            leader_timeout: cfg.timing.leader_timeout,
+            certification_timeout: cfg.timing.certification_timeout,
+            timeout_retry: cfg.timing.timeout_retry,
             view_retention: ViewDelta::new(256),
-            skip: simplex::SkipPolicy::Disabled,
+            skip: match cfg.timing.skip_inactive_after {
+                Some(timeout) => {
+                    simplex::SkipPolicy::Enabled { timeout, budget: simplex::SkipBudget::Participants }
+                }
+                None => simplex::SkipPolicy::Disabled,
+            },
             fetch_timeout: NZDuration!(Duration::from_secs(1)),
             fetch_retry_delay: Duration::from_millis(100),
-            forward: simplex::ForwardPolicy::Disabled,
+            forward: if cfg.timing.forward_blocks {
+                simplex::ForwardPolicy::SilentVoters
+            } else {
+                simplex::ForwardPolicy::Disabled
+            },
         },
     );
 
@@ -270,4 +323,32 @@ where
         consensus.start(channels.votes, channels.certificates, channels.resolver),
     ];
     Ok(Started { shared, submitter, marshal: marshal_mailbox, handles })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+
+    #[test]
+    fn timeouts_keep_the_order_simplex_requires_for_any_interval_and_delay() {
+        for interval in [0, 1, 200, 1_000, u64::MAX] {
+            for delay in [0, 1, 70, 250, u64::MAX] {
+                let t = Timing::new(interval, delay);
+                let skip = t.skip_inactive_after.unwrap();
+                assert!(t.leader_timeout > std::time::Duration::ZERO, "{interval} {delay}: {t:?}");
+                assert!(t.certification_timeout > t.leader_timeout, "{interval} {delay}: {t:?}");
+                assert!(
+                    skip > t.certification_timeout && skip > t.timeout_retry,
+                    "{interval} {delay}: {t:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_leader_may_wait_one_block_interval_before_it_times_out() {
+        let t = Timing::new(300, 250);
+        assert_eq!(t.leader_timeout.as_millis(), 1_300);
+        assert_eq!(t.certification_timeout.as_millis(), 2_300);
+    }
 }

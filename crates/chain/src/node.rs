@@ -21,6 +21,9 @@ use tracing::{error, info};
 
 /// Largest p2p message, bytes (a full block of maximum-size transactions fits).
 const P2P_MESSAGE_BYTES_MAX: u32 = 2 * 1024 * 1024;
+/// One-way message delay the consensus timeouts allow for: generous for loopback and LAN
+/// testnets on busy machines (leader timeout = block interval + 1 s).
+const LINK_DELAY_MS: u64 = 250;
 
 /// Runs a node until its engine stops; `on_rpc` is called with the RPC's bound address.
 pub fn run<M: Queryable>(
@@ -95,6 +98,7 @@ pub fn run<M: Queryable>(
                 partition_prefix: "polylink".into(),
                 block_interval_ms: config.block_interval_ms,
                 mempool_capacity: config.mempool_capacity,
+                timing: engine::Timing::new(config.block_interval_ms, LINK_DELAY_MS),
                 genesis,
             },
             channels,

@@ -31,6 +31,9 @@ use std::{
 pub const CHAIN_ID: &str = "polylink-sim";
 const DEV_ACCOUNTS: u32 = 4;
 const QUOTA: Quota = Quota::per_second(NZU32!(10_000));
+const BLOCK_INTERVAL_MS: u64 = 200;
+/// The most a message takes on the simulated links (latency plus jitter).
+const LINK_DELAY_MS: u64 = 70;
 
 /// How one committee member behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,29 @@ impl std::fmt::Debug for Scenario {
 /// Per honest member: height -> (block digest, state root after it).
 pub type History = BTreeMap<u64, (String, String)>;
 
+/// What one run produced.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Run {
+    /// The history of every honest member.
+    pub histories: Vec<History>,
+    /// Each honest member's height when the fault healed (the partition ended or the crashed
+    /// member was restarted), if the scenario has one.
+    pub heights_at_heal: Option<Vec<u64>>,
+}
+
+fn top(history: &History) -> u64 {
+    history.keys().next_back().copied().unwrap_or(0)
+}
+
+fn honest_tops(roles: &[Role], histories: &[Arc<Mutex<History>>]) -> Vec<u64> {
+    roles
+        .iter()
+        .zip(histories)
+        .filter(|(role, _)| **role == Role::Honest)
+        .map(|(_, h)| top(&h.lock().unwrap()))
+        .collect()
+}
+
 fn dev_genesis() -> Genesis {
     Genesis::dev(CHAIN_ID, DEV_ACCOUNTS).0
 }
@@ -84,7 +110,7 @@ pub fn committee(seed: u64, n: usize) -> Vec<NodeConfig> {
         validators: n,
         p2p_base_port: 1,
         rpc_base_port: 1,
-        block_interval_ms: 200,
+        block_interval_ms: BLOCK_INTERVAL_MS,
         mempool_capacity: 1_000,
         genesis: genesis_value(&dev_genesis()).unwrap(),
     };
@@ -140,8 +166,9 @@ async fn start_node(
             chain_id: CHAIN_ID.into(),
             genesis_leader: leader.clone(),
             partition_prefix: prefix,
-            block_interval_ms: 200,
+            block_interval_ms: BLOCK_INTERVAL_MS,
             mempool_capacity: 1_000,
+            timing: engine::Timing::new(BLOCK_INTERVAL_MS, LINK_DELAY_MS),
             genesis: Ledger::genesis(&dev_genesis()).unwrap(),
         },
         channels,
@@ -241,8 +268,8 @@ fn send_transfer(nodes: &[Option<Node>], tick: usize) {
     let _ = submitter.submit(tx);
 }
 
-/// Runs `scenario` with `seed` and returns the history of every honest member.
-pub fn simulate(seed: u64, scenario: &Scenario) -> Vec<History> {
+/// Runs `scenario` with `seed`.
+pub fn simulate(seed: u64, scenario: &Scenario) -> Run {
     let configs = committee(seed, scenario.roles.len());
     let config = deterministic::Config::new()
         .with_seed(seed)
@@ -293,6 +320,7 @@ pub fn simulate(seed: u64, scenario: &Scenario) -> Vec<History> {
             }
         }
 
+        let mut heights_at_heal = None;
         for second in 0..scenario.duration_s {
             for tick in 0..4 {
                 send_transfer(&nodes, (second * 4 + tick) as usize);
@@ -304,6 +332,7 @@ pub fn simulate(seed: u64, scenario: &Scenario) -> Vec<History> {
                     link_all(&oracle, &public, &scenario.link, Some(member), false).await;
                 } else if now == to {
                     link_all(&oracle, &public, &scenario.link, Some(member), true).await;
+                    heights_at_heal = Some(honest_tops(&scenario.roles, &histories));
                 }
             }
             if let Some((member, down, up)) = scenario.restart {
@@ -327,17 +356,37 @@ pub fn simulate(seed: u64, scenario: &Scenario) -> Vec<History> {
                     )
                     .await;
                     nodes[member] = Some(node);
+                    heights_at_heal = Some(honest_tops(&scenario.roles, &histories));
                 }
             }
         }
-        scenario
+        let histories = scenario
             .roles
             .iter()
             .zip(&histories)
             .filter(|(role, _)| **role == Role::Honest)
             .map(|(_, h)| h.lock().unwrap().clone())
-            .collect()
+            .collect();
+        Run { histories, heights_at_heal }
     })
+}
+
+/// Recovery: after the fault healed, every honest member finalized at least `more` heights
+/// beyond the highest any honest member had reached when it healed.
+pub fn check_recovery(run: &Run, more: u64) -> Result<(), String> {
+    let Some(at_heal) = &run.heights_at_heal else {
+        return Ok(());
+    };
+    let target = at_heal.iter().max().copied().unwrap_or(0) + more;
+    for (member, history) in run.histories.iter().enumerate() {
+        if top(history) < target {
+            return Err(format!(
+                "member {member} reached height {} after healing at heights {at_heal:?} (< {target})",
+                top(history)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Safety: no two honest members finalized different blocks or reached different state roots at
@@ -352,9 +401,9 @@ pub fn check(histories: &[History], min_height: u64) -> Result<(), String> {
                 return Err(format!("member {member} diverges at height {height}: {entry:?} vs {seen:?}"));
             }
         }
-        let top = history.keys().next_back().copied().unwrap_or(0);
-        if top < min_height {
-            return Err(format!("member {member} only reached height {top} (< {min_height})"));
+        let reached = top(history);
+        if reached < min_height {
+            return Err(format!("member {member} only reached height {reached} (< {min_height})"));
         }
     }
     Ok(())
