@@ -113,6 +113,20 @@ impl TokenStream {
     }
 }
 
+/// Where a generation will run: the workers that serve it, in pipeline order (the first reports
+/// the result), and each one's share of the work. Chosen before the task is opened, so the task
+/// names the workers that are paid for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The serving workers' on-chain keys; empty when the backend runs the model itself (the
+    /// gateway's own worker key then stands for it).
+    pub workers: Vec<polylink_types::PublicKey>,
+    /// Each worker's share of the work, basis points summing to 10,000 (empty with `workers`).
+    pub shares_bps: Vec<u16>,
+    /// Which of the backend's deployments runs it.
+    pub slot: usize,
+}
+
 /// Runs models for the gateway. Implementations must be cheap to call from async code: the heavy
 /// work belongs on their own threads, reached through the stream.
 pub trait InferenceBackend: Send + Sync + 'static {
@@ -124,4 +138,22 @@ pub trait InferenceBackend: Send + Sync + 'static {
 
     /// Starts generating after `prompt_ids`; tokens arrive on the stream.
     fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream>;
+
+    /// Chooses where the next generation of `model` runs (default: the backend itself).
+    fn place(&self, model: &str) -> Result<Placement> {
+        let _ = model;
+        Ok(Placement::default())
+    }
+
+    /// Starts generating on the deployment `placement` chose.
+    fn generate_on(
+        &self,
+        model: &str,
+        placement: &Placement,
+        prompt_ids: Vec<u32>,
+        params: GenerationParams,
+    ) -> Result<TokenStream> {
+        let _ = placement;
+        self.generate(model, prompt_ids, params)
+    }
 }

@@ -6,10 +6,11 @@
 //! those tokens at the task's price and refunds the rest of the escrow. A gateway with no
 //! [`Billing`] serves without charging and says so in its log and headers.
 
+use crate::backend::Placement;
 use crate::error::Result;
 use crate::keys::Account;
 use futures::future::BoxFuture;
-use polylink_types::{Amount, Hash32, TaskId};
+use polylink_types::{Amount, Hash32, PublicKey, TaskId};
 
 /// An opened task: what the response headers announce before the first token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,10 @@ pub struct Ticket {
     pub price_per_token: Amount,
     /// Amount escrowed (`tokens_max × price`).
     pub escrow: Amount,
+    /// The workers named on the task, in pipeline order; the first reports the result.
+    pub workers: Vec<PublicKey>,
+    /// Each worker's share of the work, basis points.
+    pub shares_bps: Vec<u16>,
 }
 
 /// What the gateway reports after a generation.
@@ -42,7 +47,8 @@ pub struct Charge {
 
 /// Opens and settles tasks on chain.
 pub trait Billing: Send + Sync + 'static {
-    /// Escrows `tokens_max` tokens of `model` for `account`; fails with
+    /// Escrows `tokens_max` tokens of `model` for `account`, naming the workers of `placement`
+    /// (the billing's own worker when it names none); fails with
     /// [`crate::GatewayError::InsufficientBalance`] when the account cannot pay.
     fn open<'a>(
         &'a self,
@@ -50,6 +56,7 @@ pub trait Billing: Send + Sync + 'static {
         model: &'a str,
         tokens_max: u32,
         prompt_hash: Hash32,
+        placement: &'a Placement,
     ) -> BoxFuture<'a, Result<Ticket>>;
 
     /// Reports the result of `ticket`'s task; returns what the account is charged.

@@ -8,6 +8,7 @@
 //! ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
 //! account can have several tasks pending in the same block.
 
+use crate::backend::Placement;
 use crate::billing::{Billing, Charge, Ticket, UsageReport};
 use crate::error::{GatewayError, Result};
 use crate::keys::Account;
@@ -28,6 +29,8 @@ pub struct ChainBilling {
     chain_id: String,
     models: HashMap<String, ModelId>,
     worker: SecretKey,
+    /// Keys of the other workers this gateway reports for (pipeline heads it operates).
+    signers: HashMap<PublicKey, SecretKey>,
     nonces: Mutex<HashMap<PublicKey, Arc<Mutex<Option<u64>>>>>,
     settle_timeout: Duration,
 }
@@ -51,9 +54,17 @@ impl ChainBilling {
             chain_id: status.chain_id,
             models,
             worker,
+            signers: HashMap::new(),
             nonces: Mutex::new(HashMap::new()),
             settle_timeout: Duration::from_secs(120),
         })
+    }
+
+    /// Adds worker keys this gateway may report results for: a placement naming one of them as
+    /// its head is billed with it (the others are paid but sign nothing).
+    pub fn with_worker_keys(mut self, keys: impl IntoIterator<Item = SecretKey>) -> Self {
+        self.signers.extend(keys.into_iter().map(|k| (k.public_key(), k)));
+        self
     }
 
     /// Signs `kind` for `key` with its next nonce and submits it; returns the transaction id.
@@ -93,6 +104,7 @@ impl ChainBilling {
         model: &str,
         tokens_max: u32,
         prompt_hash: Hash32,
+        placement: &Placement,
     ) -> Result<Ticket> {
         let model_id = *self
             .models
@@ -115,17 +127,27 @@ impl ChainBilling {
                 account.address
             )));
         }
-        let workers = BoundedVec::new(vec![self.worker.public_key()])
-            .map_err(|e| GatewayError::Billing(e.to_string()))?;
+        let (workers, shares_bps) = if placement.workers.is_empty() {
+            (vec![self.worker.public_key()], vec![10_000u16])
+        } else {
+            let head = &placement.workers[0];
+            if *head != self.worker.public_key() && !self.signers.contains_key(head) {
+                return Err(GatewayError::Billing(format!(
+                    "no key to report results for head worker {head}"
+                )));
+            }
+            (placement.workers.clone(), placement.shares_bps.clone())
+        };
+        let on_chain = BoundedVec::new(workers.clone()).map_err(|e| GatewayError::Billing(e.to_string()))?;
         let kind = TxKind::SubmitTask(SubmitTask {
             model: model_id,
             max_tokens: tokens_max,
             prompt_hash,
             max_price: price,
-            workers,
+            workers: on_chain,
         });
         let task = self.send(&account.key, kind).await?;
-        Ok(Ticket { task, price_per_token: price, escrow })
+        Ok(Ticket { task, price_per_token: price, escrow, workers, shares_bps })
     }
 
     async fn close_task(&self, ticket: &Ticket, usage: UsageReport) -> Result<Charge> {
@@ -144,7 +166,16 @@ impl ChainBilling {
             }
         };
         let price = amount(&record, "price")?;
-        let shares = BoundedVec::new(vec![10_000u16]).map_err(|e| GatewayError::Billing(e.to_string()))?;
+        let shares =
+            BoundedVec::new(ticket.shares_bps.clone()).map_err(|e| GatewayError::Billing(e.to_string()))?;
+        let head = ticket.workers.first().copied().unwrap_or_else(|| self.worker.public_key());
+        let signer = if head == self.worker.public_key() {
+            &self.worker
+        } else {
+            self.signers.get(&head).ok_or_else(|| {
+                GatewayError::Billing(format!("no key to report results for head worker {head}"))
+            })?
+        };
         let result = SubmitResult {
             task: ticket.task,
             output_hash: usage.output_hash,
@@ -152,7 +183,7 @@ impl ChainBilling {
             completion_tokens: usage.completion_tokens,
             stage_shares_bps: shares,
         };
-        self.send(&self.worker, TxKind::SubmitResult(result)).await?;
+        self.send(signer, TxKind::SubmitResult(result)).await?;
         let tokens = Amount::from(usage.prompt_tokens) + Amount::from(usage.completion_tokens);
         Ok(Charge { amount: tokens.saturating_mul(price) })
     }
@@ -174,8 +205,9 @@ impl Billing for ChainBilling {
         model: &'a str,
         tokens_max: u32,
         prompt_hash: Hash32,
+        placement: &'a Placement,
     ) -> BoxFuture<'a, Result<Ticket>> {
-        Box::pin(self.open_task(account, model, tokens_max, prompt_hash))
+        Box::pin(self.open_task(account, model, tokens_max, prompt_hash, placement))
     }
 
     fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>> {

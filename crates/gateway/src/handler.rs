@@ -72,17 +72,19 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
         .try_acquire_owned()
         .map_err(|_| GatewayError::Busy { limit: gw.limits.requests_max })?;
     let prompt_tokens = u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX);
+    let placement = gw.backend.place(&request.model)?;
     let ticket = match &gw.billing {
         Some(billing) => {
             let tokens_max = u32::try_from(prompt_ids.len() + max_tokens).unwrap_or(u32::MAX);
-            Some(billing.open(&account, &request.model, tokens_max, prompt_hash(&prompt_ids)).await?)
+            let hash = prompt_hash(&prompt_ids);
+            Some(billing.open(&account, &request.model, tokens_max, hash, &placement).await?)
         }
         None => None,
     };
     let transcript = (gw.transcripts.is_some() && ticket.is_some()).then(|| {
         crate::transcripts::Draft::new(&request.model, &request.prompt, &prompt_ids, request.params)
     });
-    let tokens = match gw.backend.generate(&request.model, prompt_ids, request.params) {
+    let tokens = match gw.backend.generate_on(&request.model, &placement, prompt_ids, request.params) {
         Ok(t) => t,
         Err(e) => {
             // The task is open but nothing ran: report zero completion tokens so the escrow

@@ -31,6 +31,7 @@ pub mod handler;
 pub mod keys;
 pub mod local;
 pub mod metrics;
+pub mod pipeline;
 pub mod respond;
 pub mod server;
 pub mod stop;
@@ -39,12 +40,13 @@ pub mod validate;
 pub mod wire;
 
 pub use backend::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, TokenEvent, TokenStream,
+    FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, TokenEvent, TokenStream,
 };
 pub use billing::{Billing, Charge, Ticket, UsageReport};
 pub use chain::ChainBilling;
 pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
 pub use local::{LocalBackend, LocalOptions};
+pub use pipeline::{Deployment, PipelineBackend};
 pub use server::{Gateway, Limits};
 pub use transcripts::{StoreConfig, Transcript, TranscriptStore, Transcripts};

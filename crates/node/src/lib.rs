@@ -9,7 +9,10 @@
 
 pub mod launch;
 pub mod netem;
+pub mod onchain;
 pub mod profile;
+pub mod supervise;
+pub mod up;
 pub mod worker;
 
 /// Everything a role can fail with.
@@ -23,4 +26,8 @@ pub enum NodeError {
     Layers { range: String, reason: String },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: std::net::SocketAddr, reason: String },
+    #[error("chain: {0}")]
+    Chain(String),
+    #[error("{name}: {reason}")]
+    Child { name: String, reason: String },
 }

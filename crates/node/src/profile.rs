@@ -45,3 +45,36 @@ pub fn available_memory_bytes() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
+
+/// Throughput of a TCP stream over loopback, kbit/s: sends `bytes` through a socket
+/// pair on 127.0.0.1 (the link every local stage of `polylink up` uses). A device on a real
+/// network reports its own link with `--bandwidth-kbps` instead.
+pub fn loopback_bandwidth_kbps(bytes: usize) -> std::io::Result<u64> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        let chunk = vec![0x5au8; 64 << 10];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            stream.write_all(&chunk[..n])?;
+            left -= n;
+        }
+        Ok(())
+    });
+    let (mut stream, _) = listener.accept()?;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut got = 0usize;
+    while got < bytes {
+        match stream.read(&mut buf)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-6);
+    sender.join().map_err(|_| std::io::Error::other("sender thread panicked"))??;
+    Ok((got as f64 * 8.0 / 1000.0 / secs) as u64)
+}

@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub threads: usize,
     /// Session limits.
     pub limits: EngineLimits,
+    /// Layers to skip while claiming to serve them: a cheating worker, for the attack tests only.
+    pub drop_layers: Option<Range<usize>>,
 }
 
 /// A worker that has loaded its shard and bound its address, ready to serve.
@@ -55,13 +57,16 @@ pub fn parse_layers(text: &str) -> Result<Range<usize>, NodeError> {
     Ok(a..b)
 }
 
-/// Loads the shard, measures it, binds the address, calls `on_ready`, then serves until the
-/// runtime stops.
-pub async fn run(
+/// Loads the shard, measures it, binds the address, awaits `on_ready` (e.g. registering on chain;
+/// its error stops the worker), then serves until the runtime stops.
+pub async fn run<F>(
     context: tokio::Context,
     config: WorkerConfig,
-    on_ready: impl FnOnce(&Ready),
-) -> Result<(), NodeError> {
+    on_ready: impl FnOnce(Ready) -> F,
+) -> Result<(), NodeError>
+where
+    F: Future<Output = Result<(), NodeError>>,
+{
     let gguf = Gguf::open(&config.model)?;
     let n_layers = HParams::from_gguf(&gguf)?.n_layers;
     let layers = config.layers.clone().unwrap_or(0..n_layers);
@@ -71,7 +76,12 @@ pub async fn run(
             reason: format!("the model has {n_layers} layers"),
         });
     }
-    let shard = Arc::new(Shard::load(&gguf, layers.clone(), Arc::new(Pool::new(config.threads.max(1))))?);
+    let mut shard = Shard::load(&gguf, layers.clone(), Arc::new(Pool::new(config.threads.max(1))))?;
+    if let Some(drop) = config.drop_layers.clone() {
+        tracing::warn!(?drop, "CHEATING: skipping layers while claiming to serve them (attack tests only)");
+        shard = shard.without_layers(drop)?;
+    }
+    let shard = Arc::new(shard);
     let measured = profile::measure(&shard, 8)?;
     let listener = context
         .bind(config.listen)
@@ -80,7 +90,7 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| NodeError::Listen { addr: config.listen, reason: e.to_string() })?;
-    on_ready(&Ready { addr, key: config.key.public_key(), layers, measured });
+    on_ready(Ready { addr, key: config.key.public_key(), layers, measured }).await?;
     let engine = EngineHandle::start(shard, config.limits);
     let server = context.spawn(move |context| {
         serve(context, config.key, listener, engine, WireLimits::default(), Admission::Anyone)

@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a whole local network: chain, workers (whole and 2-stage pipeline), gateway, validators.
+    Up(cmd::up::UpCmd),
     /// Generate text from a prompt with a local GGUF model.
     Generate(cmd::generate::GenerateCmd),
     /// Measure prompt and decode speed of a GGUF model (optionally against llama.cpp).
@@ -30,7 +32,8 @@ enum Command {
     #[command(subcommand)]
     Tiqe(cmd::tiqe::TiqeCmd),
     /// Serve a model, whole or as a layer range, as a pipeline stage.
-    Stage(cmd::stage::StageCmd),
+    #[command(hide = true)]
+    Stage(cmd::worker::WorkerRun),
     /// Measure a 2-stage pipeline against one device (latency, throughput, fail-over).
     BenchPipeline(cmd::bench_pipeline::BenchPipelineCmd),
     /// Run chain nodes (dev chain, local testnet) and inspect them.
@@ -57,13 +60,8 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::register::ModelCmd,
     },
-    /// Register as a worker on chain.
-    Worker {
-        #[command(flatten)]
-        opts: cmd::wallet::WalletOpts,
-        #[command(subcommand)]
-        cmd: cmd::register::WorkerCmd,
-    },
+    /// Serve a model (whole or a layer range) as a worker registered on chain, or `register` by hand.
+    Worker(cmd::worker::WorkerCmdLine),
     /// Score validator: `register` the wallet, or `run` the TIQE validator role.
     Validator {
         #[command(flatten)]
@@ -81,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Up(cmd) => cmd.run(),
         Command::Generate(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Models(cmd) => cmd.run(),
@@ -93,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         Command::Wallet { opts, cmd } => cmd.run(&opts),
         Command::Stake { opts, cmd } => cmd.run(&opts),
         Command::Model { opts, cmd } => cmd.run(&opts),
-        Command::Worker { opts, cmd } => cmd.run(&opts),
+        Command::Worker(cmd) => cmd.run(),
         Command::Validator { opts, cmd } => cmd.run(&opts),
     }
 }

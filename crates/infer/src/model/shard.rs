@@ -55,6 +55,8 @@ pub struct Shard {
     hp: HParams,
     range: Range<usize>,
     layers: Vec<Layer>,
+    /// The model layer index of each entry of `layers` (`range` in order, unless some were dropped).
+    layer_ids: Vec<usize>,
     embed: Option<Arc<QMatrix>>,
     head: Option<(Vec<f32>, Arc<QMatrix>)>,
     pool: Arc<Pool>,
@@ -90,7 +92,25 @@ impl Shard {
             None
         };
         let layers = range.clone().map(|il| weights::layer(g, &hp, il)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { hp, range, layers, embed: if first { embed } else { None }, head, pool })
+        let layer_ids = range.clone().collect();
+        Ok(Self { hp, range, layers, layer_ids, embed: if first { embed } else { None }, head, pool })
+    }
+
+    /// The same shard with the layers in `drop` skipped: a cheaper, different model that still
+    /// reads and writes the same tokens. Only the attack tests and a deliberately cheating worker
+    /// use it (to show that validators catch it); an honest worker never does.
+    pub fn without_layers(mut self, drop: Range<usize>) -> Result<Self> {
+        if drop.start <= self.range.start || drop.end >= self.range.end || drop.start >= drop.end {
+            return Err(InferError::BadLayerRange {
+                start: drop.start,
+                end: drop.end,
+                n_layers: self.hp.n_layers,
+            });
+        }
+        let kept: Vec<(usize, Layer)> =
+            self.layer_ids.iter().copied().zip(self.layers).filter(|(il, _)| !drop.contains(il)).collect();
+        (self.layer_ids, self.layers) = kept.into_iter().unzip();
+        Ok(self)
     }
 
     /// The model's hyper-parameters.
@@ -141,7 +161,7 @@ impl Shard {
         let pos0 = kv.len;
         for (li, layer) in self.layers.iter().enumerate() {
             let mut seq = Seq { lkv: &mut kv.layers[li], pos0, rows: 0..n };
-            self.layer_forward(layer, self.range.start + li, s, std::slice::from_mut(&mut seq));
+            self.layer_forward(layer, self.layer_ids[li], s, std::slice::from_mut(&mut seq));
         }
         kv.len += n;
         self.head_rows(s, n, mode, out)
@@ -256,7 +276,7 @@ impl Shard {
                 .enumerate()
                 .map(|(i, kv)| Seq { lkv: &mut kv.layers[li], pos0: kv.len, rows: i..i + 1 })
                 .collect();
-            self.layer_forward(layer, self.range.start + li, s, &mut seqs);
+            self.layer_forward(layer, self.layer_ids[li], s, &mut seqs);
         }
         for kv in kvs.iter_mut() {
             kv.len += 1;

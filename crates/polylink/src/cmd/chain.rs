@@ -32,6 +32,12 @@ pub enum ChainCmd {
         /// Number of funded dev accounts (first start only).
         #[arg(long, default_value_t = 4)]
         accounts: u32,
+        /// Blocks a committee has to commit its scores (first start only; default: Params).
+        #[arg(long)]
+        commit_window_blocks: Option<u64>,
+        /// Blocks a committee has to reveal its scores (first start only; default: Params).
+        #[arg(long)]
+        reveal_window_blocks: Option<u64>,
     },
     /// Write configs for N validators on 127.0.0.1 (DIR/nodeK/config.toml).
     TestnetInit {
@@ -93,8 +99,15 @@ fn spec(
     accounts: u32,
     ports: (u16, u16),
     block_interval_ms: u64,
+    windows: (Option<u64>, Option<u64>),
 ) -> anyhow::Result<NetworkSpec> {
-    let (genesis, _) = Genesis::dev(chain_id, accounts);
+    let (mut genesis, _) = Genesis::dev(chain_id, accounts);
+    if let Some(blocks) = windows.0 {
+        genesis.params.commit_window_blocks = blocks;
+    }
+    if let Some(blocks) = windows.1 {
+        genesis.params.reveal_window_blocks = blocks;
+    }
     Ok(NetworkSpec {
         chain_id: chain_id.to_string(),
         validators,
@@ -116,15 +129,29 @@ impl ChainCmd {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<()> {
         match self {
-            Self::Dev { data_dir, rpc, p2p, block_interval_ms, accounts } => {
+            Self::Dev {
+                data_dir,
+                rpc,
+                p2p,
+                block_interval_ms,
+                accounts,
+                commit_window_blocks,
+                reveal_window_blocks,
+            } => {
                 let path = data_dir.join("config.toml");
                 let mut config = if path.exists() {
                     NodeConfig::load(&path)?
                 } else {
                     std::fs::create_dir_all(&data_dir)
                         .with_context(|| format!("creating {}", data_dir.display()))?;
-                    let spec =
-                        spec("polylink-dev", 1, accounts, (p2p.port(), rpc.port()), block_interval_ms)?;
+                    let spec = spec(
+                        "polylink-dev",
+                        1,
+                        accounts,
+                        (p2p.port(), rpc.port()),
+                        block_interval_ms,
+                        (commit_window_blocks, reveal_window_blocks),
+                    )?;
                     let mut config =
                         configs(&spec, rand::rng())?.pop().context("dealer produced no config")?;
                     config.data_dir = PathBuf::from("data");
@@ -155,8 +182,14 @@ impl ChainCmd {
                 }
                 let chain_id =
                     chain_id.unwrap_or_else(|| format!("polylink-testnet-{:08x}", rand::random::<u32>()));
-                let spec =
-                    spec(&chain_id, validators, accounts, (p2p_base_port, rpc_base_port), block_interval_ms)?;
+                let spec = spec(
+                    &chain_id,
+                    validators,
+                    accounts,
+                    (p2p_base_port, rpc_base_port),
+                    block_interval_ms,
+                    (None, None),
+                )?;
                 for path in testnet_init(&spec, &out, rand::rng())? {
                     println!("{}", path.display());
                 }

@@ -1,0 +1,176 @@
+//! Running `polylink up` as a user would: a child process with its own data dir, the summary line
+//! it prints, and the chain RPC it reports.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `polylink up`; stopped (SIGTERM, like Ctrl-C) when dropped.
+pub struct Up {
+    child: Child,
+    /// The JSON summary it printed.
+    pub summary: Value,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    /// Starts `polylink up` with `args` (on free ports, in a fresh data dir) and waits for its summary.
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polylink"))
+            .arg("up")
+            .args(["--listen", "127.0.0.1:0", "--rpc-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let summary: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("polylink up did not come up ({e}); it printed {line:?}")
+            }
+        };
+        Self { child, summary, _dir: dir }
+    }
+
+    /// The chain RPC base URL.
+    pub fn rpc(&self) -> String {
+        self.summary["rpc_url"].as_str().unwrap().to_string()
+    }
+
+    /// The OpenAI base URL (`…/v1`).
+    pub fn base_url(&self) -> String {
+        self.summary["base_url"].as_str().unwrap().to_string()
+    }
+
+    /// The process id of the worker named `name`.
+    pub fn worker_pid(&self, name: &str) -> i32 {
+        let workers = self.summary["workers"].as_array().unwrap();
+        let w = workers.iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no worker {name}"));
+        w["pid"].as_i64().unwrap() as i32
+    }
+
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET rpc + path` as JSON, through the chain's typed client.
+pub fn get(rpc: &str, path: &str) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = polylink_chain::rpc::client::Client::new(rpc).unwrap();
+        client.get::<Value>(path).await.unwrap_or_else(|e| panic!("GET {rpc}{path}: {e}"))
+    })
+}
+
+/// An account's spendable balance.
+pub fn balance(rpc: &str, account: &str) -> u128 {
+    get(rpc, &format!("/account/{account}"))["balance"].as_str().unwrap().parse().unwrap()
+}
+
+/// Waits until `task` reaches a settled state (or panics after `timeout`); returns its record.
+pub fn wait_settled(rpc: &str, task: &str, timeout: Duration) -> Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let record = get(rpc, &format!("/task/{task}"));
+        if record["status"].get("settled").is_some() {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "task {task} not settled in {timeout:?}: {record}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A base-unit amount in a JSON answer (a decimal string, or a number).
+pub fn amount(v: &Value) -> u128 {
+    v.as_str().map(|s| s.parse().unwrap()).or_else(|| v.as_u64().map(u128::from)).unwrap()
+}
+
+fn bps(x: u128, bps: u128) -> u128 {
+    x * bps / 10_000
+}
+
+/// What one settled task did to balances.
+pub struct Settled {
+    /// Balance change per account, as ARCHITECTURE §5's split gives it.
+    pub deltas: Vec<(String, i128)>,
+    /// Workers that served it.
+    pub stages: usize,
+}
+
+/// Checks that `task_id` (a request by `user` the gateway said it charged `charge` for `tokens`
+/// tokens) is visible through the RPC with exactly that fee, waits for its committee to settle it
+/// as paid, and recomputes from `Params` what each account must have received.
+pub fn settle_and_split(rpc: &str, task_id: &str, user: &str, charge: u128, tokens: u128) -> Settled {
+    let task = get(rpc, &format!("/task/{task_id}"));
+    assert_eq!(task["user"], user);
+    let price = amount(&task["price"]);
+    assert_eq!(charge, tokens * price, "charge of {task_id}: {task}");
+    let task = wait_settled(rpc, task_id, Duration::from_secs(180));
+    assert_eq!(task["status"]["settled"], "paid", "an honest answer must be paid: {task}");
+    let fee = amount(&task["result"]["fee"]);
+    assert_eq!(fee, charge, "{task}");
+    let params = get(rpc, "/params")["params"].clone();
+    let model = get(rpc, &format!("/model/{}", task["model"]));
+    let median = task["median_score"].as_u64().unwrap() as u128;
+    assert!(median >= params["quality_min"].as_u64().unwrap() as u128, "{task}");
+    let royalty = bps(fee, model["royalty_bps"].as_u64().unwrap() as u128);
+    let treasury = bps(fee, params["treasury_share_bps"].as_u64().unwrap() as u128);
+    let validators = bps(fee, params["validator_share_bps"].as_u64().unwrap() as u128);
+    let workers = fee - royalty - treasury - validators;
+    let worker_pay = workers * median / 1000;
+    let mut deltas = vec![
+        (user.to_string(), -(fee as i128) + (workers - worker_pay) as i128),
+        (model["developer"].as_str().unwrap().to_string(), royalty as i128),
+    ];
+    let delta_max = params["score_delta"].as_u64().unwrap() as i128;
+    let honest: Vec<&Value> = task["committee"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["score"].as_u64().is_some_and(|s| (s as i128 - median as i128).abs() <= delta_max))
+        .collect();
+    assert!(!honest.is_empty(), "no validator revealed: {task}");
+    for m in &honest {
+        deltas.push((
+            m["validator"].as_str().unwrap().to_string(),
+            (validators / honest.len() as u128) as i128,
+        ));
+    }
+    let stage_workers: Vec<&str> =
+        task["workers"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let shares: Vec<u128> = task["result"]["stage_shares_bps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u128)
+        .collect();
+    let mut paid = 0;
+    for (who, share) in stage_workers.iter().zip(&shares).skip(1) {
+        let part = worker_pay * share / 10_000;
+        deltas.push((who.to_string(), part as i128));
+        paid += part;
+    }
+    deltas.push((stage_workers[0].to_string(), (worker_pay - paid) as i128));
+    Settled { deltas, stages: stage_workers.len() }
+}
