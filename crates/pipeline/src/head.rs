@@ -105,6 +105,9 @@ impl HeadSession {
     }
 }
 
+/// How often a session waiting for its turn at a stage looks again.
+const TURN_POLL: Duration = Duration::from_micros(200);
+
 /// Idle links kept per stage for reuse.
 const IDLE_LINKS_MAX: usize = 64;
 
@@ -115,6 +118,9 @@ struct Shared<E: Network> {
     idle: Vec<Vec<DialedLink<E>>>,
     failed: Vec<PublicKey>,
     rows_in_flight: Vec<usize>,
+    /// Calls in flight at each stage, and sessions open.
+    calls_in_flight: Vec<usize>,
+    open_sessions: usize,
 }
 
 /// Drives sessions through a pipeline of stages.
@@ -153,6 +159,8 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             idle: (0..n).map(|_| Vec::new()).collect(),
             failed: Vec::new(),
             rows_in_flight: vec![0; n],
+            calls_in_flight: vec![0; n],
+            open_sessions: 0,
         };
         Ok(Self {
             context,
@@ -175,7 +183,11 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
 
     /// A new session.
     pub fn open(&self) -> HeadSession {
-        let n = self.shared().specs.len();
+        let n = {
+            let mut shared = self.shared();
+            shared.open_sessions += 1;
+            shared.specs.len()
+        };
         HeadSession {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
             history: vec![Vec::new(); n],
@@ -214,6 +226,10 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
 
     /// Frees the session on every stage that holds it (best effort: a dead stage holds nothing).
     pub async fn close(&self, session: HeadSession) {
+        {
+            let mut shared = self.shared();
+            shared.open_sessions = shared.open_sessions.saturating_sub(1);
+        }
         for (k, placed) in session.placed.iter().enumerate() {
             let spec = self.shared().specs[k].clone();
             if placed.as_ref() != Some(&spec.peer) {
@@ -234,6 +250,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         input: &Input,
         want: Want,
     ) -> Result<Response, PipelineError> {
+        let _turn = self.turn(k).await;
         let mut failovers = 0;
         loop {
             let spec = self.shared().specs[k].clone();
@@ -247,6 +264,24 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             failovers += 1;
             tracing::warn!(stage = k, addr = %spec.addr, "stage failed: {error}");
             self.fail_over(k, &spec, error, failovers)?;
+        }
+    }
+
+    /// Waits until stage `k` has fewer calls in flight than its share of the open sessions
+    /// (open sessions / stages, rounded up). Concurrent sessions so form one micro-batch per
+    /// stage, and every stage works on one of them at once, instead of all sessions moving
+    /// through the stages as one batch while the other stages idle.
+    async fn turn(&self, k: usize) -> Turn<'_, E> {
+        loop {
+            {
+                let mut shared = self.shared();
+                let share = shared.open_sessions.div_ceil(shared.specs.len()).max(1);
+                if shared.calls_in_flight[k] < share {
+                    shared.calls_in_flight[k] += 1;
+                    return Turn { shared: &self.shared, k };
+                }
+            }
+            self.context.sleep(TURN_POLL).await;
         }
     }
 
@@ -377,5 +412,18 @@ impl<E: Network> Drop for InFlight<'_, E> {
     fn drop(&mut self) {
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.rows_in_flight[self.k] -= self.rows;
+    }
+}
+
+/// A session's turn at a stage, held until dropped.
+struct Turn<'a, E: Network> {
+    shared: &'a Mutex<Shared<E>>,
+    k: usize,
+}
+
+impl<E: Network> Drop for Turn<'_, E> {
+    fn drop(&mut self) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.calls_in_flight[self.k] -= 1;
     }
 }
