@@ -21,7 +21,9 @@ fn a_pipeline_over_netem_links_gives_the_whole_models_tokens() {
     let lan = match EmulatedLan::create(2, "netem delay 5ms rate 100mbit") {
         Ok(lan) => lan,
         Err(e) if e.to_string().contains("lacks that qdisc") => {
-            eprintln!("no netem in this kernel ({e}); shaping the links with tbf at 100 mbit, no added delay");
+            eprintln!(
+                "no netem in this kernel ({e}); shaping the links with tbf at 100 mbit, no added delay"
+            );
             EmulatedLan::create(2, "tbf rate 100mbit burst 32kbit latency 50ms")
                 .unwrap_or_else(|e| panic!("cannot emulate the LAN links this test needs: {e}"))
         }
