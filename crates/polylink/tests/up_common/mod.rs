@@ -57,7 +57,6 @@ impl Up {
         let w = workers.iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no worker {name}"));
         w["pid"].as_i64().unwrap() as i32
     }
-
 }
 
 impl Drop for Up {
