@@ -127,11 +127,7 @@ where
 
     fn tokenize(&self, model: &str, prompt: &Prompt) -> Result<Vec<u32>> {
         self.check_model(model)?;
-        let text = match prompt {
-            Prompt::Text(t) => t.clone(),
-            Prompt::Chat(messages) => chat::render(&self.template, messages),
-        };
-        Ok(self.tokenizer.encode(&text))
+        Ok(chat::encode(&self.tokenizer, &self.template, prompt))
     }
 
     fn place(&self, model: &str) -> Result<Placement> {

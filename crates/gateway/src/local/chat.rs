@@ -1,8 +1,16 @@
 //! Renders a whole conversation with the model's chat template (the engine's
 //! [`ChatTemplate`] renders one turn; a conversation needs every turn in the same format).
 
-use crate::backend::{ChatMessage, Role};
-use polylink_infer::ChatTemplate;
+use crate::backend::{ChatMessage, Prompt, Role};
+use polylink_infer::{ChatTemplate, Tokenizer};
+
+/// The token ids of `prompt`: raw text as is, chat messages rendered with `template` first.
+pub fn encode(tokenizer: &Tokenizer, template: &ChatTemplate, prompt: &Prompt) -> Vec<u32> {
+    match prompt {
+        Prompt::Text(t) => tokenizer.encode(t),
+        Prompt::Chat(messages) => tokenizer.encode(&render(template, messages)),
+    }
+}
 
 /// The prompt text for `messages`, ending where the assistant's next answer starts.
 pub fn render(template: &ChatTemplate, messages: &[ChatMessage]) -> String {

@@ -85,11 +85,7 @@ impl InferenceBackend for LocalBackend {
 
     fn tokenize(&self, model: &str, prompt: &Prompt) -> Result<Vec<u32>> {
         self.check_model(model)?;
-        let text = match prompt {
-            Prompt::Text(t) => t.clone(),
-            Prompt::Chat(messages) => chat::render(&self.model.template, messages),
-        };
-        Ok(self.model.tokenizer.encode(&text))
+        Ok(chat::encode(&self.model.tokenizer, &self.model.template, prompt))
     }
 
     fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream> {
