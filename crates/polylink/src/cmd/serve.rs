@@ -115,13 +115,14 @@ impl ServeCmd {
                     gateway
                 }
             };
+            let stop = super::stop_signal()?;
             let listener = tokio::net::TcpListener::bind(self.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", self.listen))?;
             info!(addr = %listener.local_addr()?, "gateway listening");
             tokio::select! {
                 served = Arc::new(gateway).serve(listener) => served.context("serving"),
-                _ = tokio::signal::ctrl_c() => { info!("shutting down"); Ok(()) }
+                _ = stop => { info!("shutting down"); Ok(()) }
             }
         })
     }

@@ -62,6 +62,8 @@ impl UpCmd {
         };
         commonware_runtime::tokio::Runner::default().start(|context| async move {
             let mut network = up::start(context, config).await?;
+            let stop = super::stop_signal()?;
+            tokio::pin!(stop);
             let s = &network.summary;
             println!("{}", serde_json::to_string(s)?);
             eprintln!();
@@ -80,13 +82,11 @@ impl UpCmd {
                 up::MODEL_ID
             );
             eprintln!("  Ctrl-C stops everything.");
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             let mut watch = tokio::time::interval(std::time::Duration::from_secs(2));
             let mut reported = std::collections::HashSet::new();
             loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = term.recv() => break,
+                    _ = &mut stop => break,
                     _ = watch.tick() => {
                         for name in network.exited().into_iter().filter(|n| reported.insert(n.clone())) {
                             tracing::warn!(%name, "a child process has exited (its log is in the data dir)");

@@ -77,9 +77,10 @@ impl RunArgs {
             score_override: self.score_override,
         };
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(async {
+            let stop = super::stop_signal()?;
             let running = polylink_validator::start(config).await?;
             println!("{}", serde_json::to_string(&running.ready)?);
-            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            stop.await;
             tracing::info!("stopping");
             running.stop().await;
             Ok(())
