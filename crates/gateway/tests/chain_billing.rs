@@ -84,13 +84,10 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     .await;
     let model_id = models[0]["id"].as_u64().unwrap();
     let served = ServedRange { model: model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
-    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000 };
-    send(
-        &client,
-        &worker,
-        TxKind::RegisterWorker(RegisterWorker { profile, served: BoundedVec::new(vec![served]).unwrap() }),
-    )
-    .await;
+    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000, latency_us: 0 };
+    let (served, endpoint) =
+        (BoundedVec::new(vec![served]).unwrap(), BoundedString::new("127.0.0.1:7000").unwrap());
+    send(&client, &worker, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await;
     wait_for("the worker", async || {
         client.get::<Value>("/workers").await.ok().filter(|w| w.as_array().is_some_and(|a| !a.is_empty()))
     })

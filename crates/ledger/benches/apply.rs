@@ -97,8 +97,9 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
     b.block(&setup);
     let served = vec![ServedRange { model: 1, layer_start: 0, layer_end: 30, layer_time_us: 100 }];
     let reg = TxKind::RegisterWorker(RegisterWorker {
-        profile: DeviceProfile { memory_mib: 8192, bandwidth_kbps: 1 },
+        profile: DeviceProfile { memory_mib: 8192, bandwidth_kbps: 1, latency_us: 1 },
         served: BoundedVec::new(served).unwrap(),
+        endpoint: BoundedString::new("127.0.0.1:7000").unwrap(),
     });
     let mut setup = vec![b.tx(worker, reg)];
     for v in v0..v0 + validators {

@@ -86,6 +86,14 @@ pub enum LedgerError {
     /// No such (active) worker.
     #[error("{0} is not a registered worker")]
     UnknownWorker(PublicKey),
+    /// A worker's endpoint is not a socket address, so no head could dial it.
+    #[error("worker endpoint {endpoint:?} is not a socket address (ip:port): {reason}")]
+    BadEndpoint {
+        /// The endpoint as registered.
+        endpoint: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// A registration or task field is out of its allowed range.
     #[error("invalid {what}: {reason}")]
     Invalid {

@@ -3,8 +3,9 @@
 use crate::params::{COMMITTEE_MAX, UNBONDING_ENTRIES_MAX};
 use polylink_types::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use polylink_types::{
-    __bytes::BufMut, ARCHITECTURE_LEN_MAX, Amount, BoundedString, BoundedVec, DeviceProfile, Hash32, ModelId,
-    PublicKey, SERVED_MAX, STAGES_MAX, ServedRange, SettleOutcome, TaskId, amount_serde, codec_fields,
+    __bytes::BufMut, ARCHITECTURE_LEN_MAX, Amount, BoundedString, BoundedVec, DeviceProfile,
+    ENDPOINT_LEN_MAX, Hash32, ModelId, PublicKey, SERVED_MAX, STAGES_MAX, ServedRange, SettleOutcome, TaskId,
+    amount_serde, codec_fields,
 };
 use serde::{Deserialize, Serialize};
 
@@ -88,10 +89,12 @@ pub struct Worker {
     pub profile: DeviceProfile,
     /// Models and layer ranges served.
     pub served: BoundedVec<ServedRange, SERVED_MAX>,
+    /// Where its pipeline server listens (`host:port`, a valid socket address).
+    pub endpoint: BoundedString<ENDPOINT_LEN_MAX>,
     /// Height of the latest registration.
     pub registered_height: u64,
 }
-codec_fields!(Worker { profile, served, registered_height });
+codec_fields!(Worker { profile, served, endpoint, registered_height });
 
 /// A registered score validator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

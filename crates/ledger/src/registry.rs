@@ -69,6 +69,9 @@ pub(crate) fn register_worker(v: &mut View, who: &PublicKey, w: &RegisterWorker)
     if w.profile.memory_mib == 0 {
         return Err(invalid("worker", "memory_mib must be positive".into()));
     }
+    if let Err(e) = w.endpoint.as_str().parse::<std::net::SocketAddr>() {
+        return Err(LedgerError::BadEndpoint { endpoint: w.endpoint.to_string(), reason: e.to_string() });
+    }
     for r in w.served.iter() {
         let model = v.models.get(&r.model).ok_or(LedgerError::UnknownModel(r.model))?;
         if r.layer_start >= r.layer_end || r.layer_end > model.layer_count {
@@ -84,7 +87,13 @@ pub(crate) fn register_worker(v: &mut View, who: &PublicKey, w: &RegisterWorker)
             return Err(invalid("worker", format!("layer_time_us is 0 for model {}", r.model)));
         }
     }
-    v.workers.put(*who, Worker { profile: w.profile, served: w.served.clone(), registered_height: v.height });
+    let worker = Worker {
+        profile: w.profile,
+        served: w.served.clone(),
+        endpoint: w.endpoint.clone(),
+        registered_height: v.height,
+    };
+    v.workers.put(*who, worker);
     v.events.push(Event::WorkerRegistered { worker: *who });
     Ok(())
 }

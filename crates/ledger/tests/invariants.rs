@@ -113,8 +113,9 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
             (
                 w,
                 TxKind::RegisterWorker(RegisterWorker {
-                    profile: DeviceProfile { memory_mib: 1024, bandwidth_kbps: 1000 },
+                    profile: DeviceProfile { memory_mib: 1024, bandwidth_kbps: 1000, latency_us: 500 },
                     served: BoundedVec::new(served).unwrap(),
+                    endpoint: BoundedString::new("127.0.0.1:7000").unwrap(),
                 }),
             )
         }

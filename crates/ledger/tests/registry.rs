@@ -58,7 +58,8 @@ fn worker_ranges_must_fit_the_model() {
         ));
     }
     let unknown_model = TxKind::RegisterWorker(RegisterWorker {
-        profile: DeviceProfile { memory_mib: 1, bandwidth_kbps: 1 },
+        profile: DeviceProfile { memory_mib: 1, bandwidth_kbps: 1, latency_us: 0 },
+        endpoint: BoundedString::new("127.0.0.1:7000").unwrap(),
         served: BoundedVec::new(vec![ServedRange {
             model: 9,
             layer_start: 0,
@@ -68,4 +69,29 @@ fn worker_ranges_must_fit_the_model() {
         .unwrap(),
     });
     assert_eq!(net.run(WORKER, unknown_model), Err(LedgerError::UnknownModel(9)));
+}
+
+#[test]
+fn a_worker_endpoint_must_be_a_socket_address() {
+    let mut net = Net::new(test_params());
+    net.ok(DEV, register_model(10, 500));
+    net.ok(WORKER, TxKind::Bond(Bond { amount: 1_000 }));
+    let with_endpoint = |endpoint: &str| match register_worker(&[(0, LAYERS)]) {
+        TxKind::RegisterWorker(w) => {
+            TxKind::RegisterWorker(RegisterWorker { endpoint: BoundedString::new(endpoint).unwrap(), ..w })
+        }
+        other => other,
+    };
+    for bad in ["", "127.0.0.1", "localhost:7000", "127.0.0.1:70000", "[::1]"] {
+        assert!(
+            matches!(
+                net.run(WORKER, with_endpoint(bad)),
+                Err(LedgerError::BadEndpoint { ref endpoint, .. }) if endpoint == bad
+            ),
+            "{bad:?} was accepted"
+        );
+    }
+    assert!(net.ledger.worker(&net.pk(WORKER)).is_none(), "a refused registration changed nothing");
+    net.ok(WORKER, with_endpoint("[::1]:7001"));
+    assert_eq!(net.ledger.worker(&net.pk(WORKER)).unwrap().endpoint.as_str(), "[::1]:7001");
 }

@@ -6,10 +6,11 @@ use crate::NodeError;
 use futures::StreamExt;
 use polylink_chain::rpc::client::Client;
 use polylink_types::{
-    Amount, Bond, BoundedVec, DeviceProfile, Hash32, ModelId, PublicKey, RegisterWorker, SecretKey,
-    ServedRange, TxKind, UnsignedTx,
+    Amount, Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, ModelId, PublicKey, RegisterWorker,
+    SecretKey, ServedRange, TxKind, UnsignedTx,
 };
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -103,6 +104,10 @@ pub struct WorkerRegistration {
     pub memory_bytes: u64,
     /// Measured link bandwidth, kbit/s.
     pub bandwidth_kbps: u64,
+    /// Measured one-way latency to its peers (median), microseconds; 0 when none was measured.
+    pub latency_us: u64,
+    /// Where its pipeline server listens.
+    pub endpoint: SocketAddr,
 }
 
 /// Bonds the worker minimum if needed and registers (or updates) `key` as a worker.
@@ -121,8 +126,11 @@ pub async fn register_worker(
     let profile = DeviceProfile {
         memory_mib: (registration.memory_bytes >> 20).max(1),
         bandwidth_kbps: registration.bandwidth_kbps,
+        latency_us: registration.latency_us,
     };
     let served = BoundedVec::new(vec![served]).map_err(|e| chain_error("served ranges", e))?;
-    send(client, key, TxKind::RegisterWorker(RegisterWorker { profile, served })).await?;
+    let endpoint =
+        BoundedString::new(registration.endpoint.to_string()).map_err(|e| chain_error("endpoint", e))?;
+    send(client, key, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await?;
     Ok(key.public_key())
 }

@@ -52,6 +52,8 @@ impl Job {
     fn key(&self) -> SessionKey {
         match &self.request {
             Request::Forward { session, .. } | Request::Close { session } => (self.owner, *session),
+            // Never batched (the server answers echoes itself); the key only orders jobs.
+            Request::Echo { .. } => (self.owner, u64::MAX),
         }
     }
 }
@@ -168,6 +170,7 @@ impl Engine {
             Request::Forward { session, pos, input, want } => {
                 self.forward((owner, session), pos, input, want, now)
             }
+            Request::Echo { payload } => Response::Echo(payload),
         }
     }
 

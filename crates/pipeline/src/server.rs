@@ -7,7 +7,7 @@
 use crate::PipelineError;
 use crate::engine::EngineHandle;
 use crate::transport::{self, peer_bytes};
-use crate::wire::{ErrorCode, Response, WireLimits};
+use crate::wire::{ErrorCode, Request, Response, WireLimits};
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_runtime::{Clock, Listener, Network, Spawner};
 use rand_core::CryptoRng;
@@ -82,7 +82,11 @@ where
                         return;
                     }
                 };
-                let response = engine.call(owner, request).await;
+                let response = match request {
+                    // Link measurements never queue behind the engine's work.
+                    Request::Echo { payload } => Response::Echo(payload),
+                    request => engine.call(owner, request).await,
+                };
                 if link.respond(&response).await.is_err() {
                     return;
                 }

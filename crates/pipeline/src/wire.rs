@@ -33,6 +33,18 @@ impl WireLimits {
         let hidden = u64::from(self.rows_max) * u64::from(self.dim_max) * 4;
         u32::try_from(hidden + 64 + u64::from(self.message_bytes_max)).unwrap_or(u32::MAX)
     }
+
+    /// Longest echo payload: whatever fits a frame next to its tag and length prefix.
+    pub fn echo_bytes_max(&self) -> usize {
+        self.frame_bytes_max().saturating_sub(ECHO_HEADER_BYTES_MAX) as usize
+    }
+}
+
+/// Tag plus the longest varint length prefix of an echo frame.
+const ECHO_HEADER_BYTES_MAX: u32 = 1 + 5;
+
+fn read_echo(buf: &mut impl Buf, limits: &WireLimits) -> Result<Vec<u8>, CodecError> {
+    Vec::<u8>::read_cfg(buf, &(RangeCfg::new(0..=limits.echo_bytes_max()), ()))
 }
 
 /// The rows a forward consumes.
@@ -102,6 +114,11 @@ pub enum Request {
         /// Session id.
         session: u64,
     },
+    /// Send `payload` back unchanged (a peer measuring the link's latency and bandwidth).
+    Echo {
+        /// Any bytes, at most [`WireLimits::echo_bytes_max`].
+        payload: Vec<u8>,
+    },
 }
 
 /// Why a stage refused a request.
@@ -136,6 +153,8 @@ pub enum Response {
         /// Human-readable reason.
         message: String,
     },
+    /// The payload of an [`Request::Echo`], unchanged.
+    Echo(Vec<u8>),
 }
 
 fn write_f32s(values: &[f32], buf: &mut impl BufMut) {
@@ -271,6 +290,10 @@ impl Write for Request {
                 1u8.write(buf);
                 session.write(buf);
             }
+            Request::Echo { payload } => {
+                2u8.write(buf);
+                payload.write(buf);
+            }
         }
     }
 }
@@ -280,6 +303,7 @@ impl EncodeSize for Request {
         1 + match self {
             Request::Forward { input, want, .. } => 8 + 4 + input.encode_size() + want.encode_size(),
             Request::Close { .. } => 8,
+            Request::Echo { payload } => payload.encode_size(),
         }
     }
 }
@@ -295,6 +319,7 @@ impl Read for Request {
                 want: Want::read(buf)?,
             }),
             1 => Ok(Request::Close { session: u64::read(buf)? }),
+            2 => Ok(Request::Echo { payload: read_echo(buf, limits)? }),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -318,6 +343,10 @@ impl Write for Response {
                 (*code as u8).write(buf);
                 message.as_bytes().to_vec().write(buf);
             }
+            Response::Echo(payload) => {
+                4u8.write(buf);
+                payload.write(buf);
+            }
         }
     }
 }
@@ -329,6 +358,7 @@ impl EncodeSize for Response {
             Response::Token(_) => 4,
             Response::Done => 0,
             Response::Error { message, .. } => 1 + message.as_bytes().to_vec().encode_size(),
+            Response::Echo(payload) => payload.encode_size(),
         }
     }
 }
@@ -356,6 +386,7 @@ impl Read for Response {
                     String::from_utf8(bytes).map_err(|_| CodecError::Invalid("error", "not utf-8"))?;
                 Ok(Response::Error { code, message })
             }
+            4 => Ok(Response::Echo(read_echo(buf, limits)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }

@@ -76,6 +76,29 @@ fn trailing_and_truncated_bytes_are_refused() {
     assert!(decode::<Response>(&lying, &limits()).is_err());
 }
 
+#[test]
+fn echoes_round_trip_up_to_the_frame_limit_and_no_further() {
+    let limits = limits();
+    let largest = limits.echo_bytes_max();
+    assert!(largest > 0 && largest < limits.frame_bytes_max() as usize);
+    for len in [0, 1, 255, largest] {
+        let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let request = Request::Echo { payload: payload.clone() };
+        let frame = encode(&request);
+        assert!(frame.len() <= limits.frame_bytes_max() as usize, "{len}-byte echo: {} bytes", frame.len());
+        assert_eq!(decode::<Request>(&frame, &limits).unwrap(), request);
+        let response = Response::Echo(payload);
+        assert_eq!(decode::<Response>(&encode(&response), &limits).unwrap(), response);
+    }
+    let over = vec![7u8; largest + 1];
+    assert!(decode::<Request>(&encode(&Request::Echo { payload: over.clone() }), &limits).is_err());
+    assert!(decode::<Response>(&encode(&Response::Echo(over)), &limits).is_err());
+    // A length prefix claiming more bytes than the frame holds is refused before allocating.
+    let mut lying = encode(&Request::Echo { payload: vec![1, 2, 3] });
+    lying[1] = 100;
+    assert!(decode::<Request>(&lying, &limits).is_err());
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {

@@ -38,9 +38,9 @@ pub use hexbytes::{Hash32, PublicKey, Signature};
 pub use keys::SecretKey;
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
-    ARCHITECTURE_LEN_MAX, Bond, CommitScore, DeviceProfile, ReclaimTask, RegisterModel, RegisterWorker,
-    RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, SubmitResult, SubmitTask, Transfer, TxKind, Unbond,
-    score_commitment,
+    ARCHITECTURE_LEN_MAX, Bond, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask, RegisterModel,
+    RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, SubmitResult, SubmitTask, Transfer,
+    TxKind, Unbond, score_commitment,
 };
 
 /// The codec traits, re-exported so users encode and decode with the same version.

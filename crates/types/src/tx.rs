@@ -12,6 +12,8 @@ pub const SERVED_MAX: usize = 16;
 pub const STAGES_MAX: usize = 8;
 /// Longest architecture name in bytes (`llama`, `gemma3`, `qwen2`, ...).
 pub const ARCHITECTURE_LEN_MAX: usize = 32;
+/// Longest worker endpoint in bytes (`host:port`; a bracketed IPv6 address with a port fits).
+pub const ENDPOINT_LEN_MAX: usize = 64;
 
 /// Move `amount` from the signer to `to`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,10 +66,12 @@ codec_fields!(RegisterModel { artifact_hash, architecture, layer_count, royalty_
 pub struct DeviceProfile {
     /// Memory available for model weights and caches, MiB.
     pub memory_mib: u64,
-    /// Link bandwidth, kbit/s.
+    /// Link bandwidth, kbit/s (the median over the peers measured).
     pub bandwidth_kbps: u64,
+    /// Measured one-way latency to its peers, the median, microseconds; 0 when no peer was measured.
+    pub latency_us: u64,
 }
-codec_fields!(DeviceProfile { memory_mib, bandwidth_kbps });
+codec_fields!(DeviceProfile { memory_mib, bandwidth_kbps, latency_us });
 
 /// One model (or a contiguous layer range of it) served by a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,8 +94,10 @@ pub struct RegisterWorker {
     pub profile: DeviceProfile,
     /// Models and layer ranges served.
     pub served: BoundedVec<ServedRange, SERVED_MAX>,
+    /// Where its pipeline server listens, `host:port` (the ledger requires a socket address).
+    pub endpoint: BoundedString<ENDPOINT_LEN_MAX>,
 }
-codec_fields!(RegisterWorker { profile, served });
+codec_fields!(RegisterWorker { profile, served, endpoint });
 
 /// Open a task: escrows `max_tokens x current price` of the signer's balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Canonical encoding: round trips, signatures, limits, and decoders fed random or mutated bytes.
 
-use polylink_types::codec::Encode;
+use polylink_types::codec::{DecodeExt, Encode};
 use polylink_types::*;
 use proptest::prelude::*;
 
@@ -32,9 +32,17 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                 })
             }
         ),
-        proptest::collection::vec((any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>()), 0..=SERVED_MAX)
-            .prop_map(|served| TxKind::RegisterWorker(RegisterWorker {
-                profile: DeviceProfile { memory_mib: 4096, bandwidth_kbps: 100_000 },
+        (
+            proptest::collection::vec(
+                (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>()),
+                0..=SERVED_MAX
+            ),
+            any::<u64>(),
+            "[0-9a-f:.\\[\\]]{0,64}",
+        )
+            .prop_map(|(served, latency_us, endpoint)| TxKind::RegisterWorker(RegisterWorker {
+                profile: DeviceProfile { memory_mib: 4096, bandwidth_kbps: 100_000, latency_us },
+                endpoint: BoundedString::new(endpoint).unwrap(),
                 served: BoundedVec::new(
                     served
                         .into_iter()
@@ -181,4 +189,39 @@ fn bounded_fields_reject_json_over_limit() {
     assert_eq!(t.amount, 5);
     let too_long = "x".repeat(ARCHITECTURE_LEN_MAX + 1);
     assert!(serde_json::from_str::<BoundedString<ARCHITECTURE_LEN_MAX>>(&format!("\"{too_long}\"")).is_err());
+    let endpoint = "1".repeat(ENDPOINT_LEN_MAX + 1);
+    assert!(serde_json::from_str::<BoundedString<ENDPOINT_LEN_MAX>>(&format!("\"{endpoint}\"")).is_err());
+}
+
+/// A worker registration at every limit (most served ranges, the longest endpoint) still fits a
+/// transaction, and an endpoint one byte over the limit does not decode.
+#[test]
+fn largest_worker_registration_fits_and_longer_endpoints_are_refused() {
+    let range =
+        ServedRange { model: u64::MAX, layer_start: u32::MAX, layer_end: u32::MAX, layer_time_us: u32::MAX };
+    let register = RegisterWorker {
+        profile: DeviceProfile { memory_mib: u64::MAX, bandwidth_kbps: u64::MAX, latency_us: u64::MAX },
+        served: BoundedVec::new(vec![range; SERVED_MAX]).unwrap(),
+        endpoint: BoundedString::new("9".repeat(ENDPOINT_LEN_MAX)).unwrap(),
+    };
+    let sk = key(0);
+    let tx = UnsignedTx {
+        signer: sk.public_key(),
+        nonce: u64::MAX,
+        kind: TxKind::RegisterWorker(register.clone()),
+    }
+    .sign(&sk, "polylink-test");
+    let bytes = tx.to_bytes();
+    assert!(bytes.len() <= TX_BYTES_MAX, "{} bytes", bytes.len());
+    assert_eq!(SignedTx::from_bytes(&bytes).unwrap(), tx);
+    // Lengthen the endpoint by one byte past the limit: the decoder refuses it.
+    let mut long = register.encode().to_vec();
+    let at = long.len() - ENDPOINT_LEN_MAX - 1;
+    assert_eq!(long[at] as usize, ENDPOINT_LEN_MAX, "the endpoint's length prefix");
+    long[at] += 1;
+    long.push(b'9');
+    assert!(RegisterWorker::decode(long.clone()).is_err());
+    long[at] -= 1;
+    long.pop();
+    assert_eq!(RegisterWorker::decode(long.clone()).unwrap(), register);
 }

@@ -195,7 +195,8 @@ pub fn register_model(floor: Amount, royalty_bps: u16) -> TxKind {
 
 pub fn register_worker(ranges: &[(u32, u32)]) -> TxKind {
     TxKind::RegisterWorker(RegisterWorker {
-        profile: DeviceProfile { memory_mib: 8_192, bandwidth_kbps: 100_000 },
+        profile: DeviceProfile { memory_mib: 8_192, bandwidth_kbps: 100_000, latency_us: 300 },
+        endpoint: BoundedString::new("127.0.0.1:7000").unwrap(),
         served: BoundedVec::new(
             ranges
                 .iter()

@@ -1,10 +1,15 @@
-//! `polylink plan`: the partition planner on a model file and a devices file.
+//! `polylink plan`: the partition planner on a model file and either a devices file or the
+//! workers a chain node has registered for the model.
 
+use super::wallet::block_on;
 use anyhow::Context;
 use clap::Args;
+use polylink_chain::rpc::client::Client;
+use polylink_node::registry;
 use polylink_pipeline::plan::{DeviceProfile, LinkProfile, Objective, PlanRequest, plan};
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct PlanCmd {
@@ -13,8 +18,14 @@ pub struct PlanCmd {
     model: PathBuf,
     /// TOML file with `[[devices]]` (id, memory_bytes, layer_time_us, head_time_us) and either
     /// `[[links]]` (from, to, latency_us, bandwidth_bytes_per_s) or one `[mesh]` for every pair.
-    #[arg(long)]
-    devices: PathBuf,
+    #[arg(long, required_unless_present = "chain", conflicts_with = "chain")]
+    devices: Option<PathBuf>,
+    /// RPC url of a chain node: plan over the workers registered for `--model-id` instead.
+    #[arg(long, requires = "model_id")]
+    chain: Option<String>,
+    /// The model's on-chain id (with `--chain`).
+    #[arg(long, requires = "chain")]
+    model_id: Option<u64>,
     /// What to optimize.
     #[arg(long, value_enum, default_value = "latency")]
     objective: ObjectiveArg,
@@ -53,31 +64,26 @@ impl PlanCmd {
         let gguf = polylink_infer::Gguf::open(&self.model)
             .with_context(|| format!("reading model {}", self.model.display()))?;
         let model = polylink_pipeline::profile::model_profile(&gguf)?;
-        let text = std::fs::read_to_string(&self.devices)
-            .with_context(|| format!("reading devices file {}", self.devices.display()))?;
-        let file: DevicesFile = toml::from_str(&text)
-            .with_context(|| format!("parsing devices file {}", self.devices.display()))?;
-        let mut links = file.links;
-        if let Some(mesh) = file.mesh {
-            for a in &file.devices {
-                for b in &file.devices {
-                    if a.id != b.id && !links.iter().any(|l| l.from == a.id && l.to == b.id) {
-                        links.push(LinkProfile {
-                            from: a.id.clone(),
-                            to: b.id.clone(),
-                            latency_us: mesh.latency_us,
-                            bandwidth_bytes_per_s: mesh.bandwidth_bytes_per_s,
-                        });
-                    }
-                }
+        let (devices, links, endpoints) = match (&self.chain, self.model_id, &self.devices) {
+            (Some(url), Some(id), _) => {
+                let workers: serde_json::Value =
+                    block_on(async { Ok(Client::new(url)?.get("/workers").await?) })
+                        .with_context(|| format!("reading the workers registered at {url}"))?;
+                let found = registry::plan_inputs(&workers, id, &model)?;
+                let endpoints = found.devices.iter().map(|d| d.id.clone()).zip(found.endpoints).collect();
+                (found.devices, found.links, endpoints)
             }
-        }
+            (_, _, Some(path)) => {
+                let (devices, links) = devices_file(path)?;
+                (devices, links, HashMap::new())
+            }
+            _ => anyhow::bail!("give --devices, or --chain with --model-id"),
+        };
         let objective = match self.objective {
             ObjectiveArg::Latency => Objective::Latency,
             ObjectiveArg::Throughput => Objective::Throughput,
         };
-        let request =
-            PlanRequest { model, devices: file.devices, links, context_tokens: self.context, objective };
+        let request = PlanRequest { model, devices, links, context_tokens: self.context, objective };
         let plan = plan(&request)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -92,6 +98,9 @@ impl PlanCmd {
                 stage.memory_bytes as f64 / 1e6,
                 stage.compute_us
             );
+            if let Some(endpoint) = endpoints.get(&stage.device) {
+                println!("         listens on {endpoint}");
+            }
         }
         println!("predicted per-token latency: {} us", plan.token_latency_us);
         println!("predicted pipelined bottleneck: {} us/token", plan.bottleneck_us);
@@ -101,4 +110,28 @@ impl PlanCmd {
         }
         Ok(())
     }
+}
+
+/// Devices and links from a TOML devices file; a `[mesh]` fills every pair the file leaves out.
+fn devices_file(path: &Path) -> anyhow::Result<(Vec<DeviceProfile>, Vec<LinkProfile>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading devices file {}", path.display()))?;
+    let file: DevicesFile =
+        toml::from_str(&text).with_context(|| format!("parsing devices file {}", path.display()))?;
+    let mut links = file.links;
+    if let Some(mesh) = file.mesh {
+        for a in &file.devices {
+            for b in &file.devices {
+                if a.id != b.id && !links.iter().any(|l| l.from == a.id && l.to == b.id) {
+                    links.push(LinkProfile {
+                        from: a.id.clone(),
+                        to: b.id.clone(),
+                        latency_us: mesh.latency_us,
+                        bandwidth_bytes_per_s: mesh.bandwidth_bytes_per_s,
+                    });
+                }
+            }
+        }
+    }
+    Ok((file.devices, links))
 }

@@ -42,6 +42,12 @@ pub enum WorkerCmd {
         /// Link bandwidth, kbit/s.
         #[arg(long)]
         bandwidth_kbps: u64,
+        /// One-way latency to its peers, microseconds (0: not measured).
+        #[arg(long, default_value_t = 0)]
+        latency_us: u64,
+        /// Where its pipeline server listens, `ip:port`.
+        #[arg(long)]
+        endpoint: String,
         /// Model served.
         #[arg(long)]
         model: u64,
@@ -85,15 +91,25 @@ impl ModelCmd {
 impl WorkerCmd {
     /// Runs the subcommand.
     pub fn run(self, opts: &WalletOpts) -> anyhow::Result<()> {
-        let Self::Register { memory_mib, bandwidth_kbps, model, layer_start, layer_end, layer_time_us } =
-            self;
+        let Self::Register {
+            memory_mib,
+            bandwidth_kbps,
+            latency_us,
+            endpoint,
+            model,
+            layer_start,
+            layer_end,
+            layer_time_us,
+        } = self;
         let served = BoundedVec::try_from(vec![ServedRange { model, layer_start, layer_end, layer_time_us }])
             .context("served ranges")?;
+        let endpoint = BoundedString::try_from(endpoint).context("endpoint")?;
         send(
             opts,
             TxKind::RegisterWorker(RegisterWorker {
-                profile: DeviceProfile { memory_mib, bandwidth_kbps },
+                profile: DeviceProfile { memory_mib, bandwidth_kbps, latency_us },
                 served,
+                endpoint,
             }),
         )
     }

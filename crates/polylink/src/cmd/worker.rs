@@ -1,5 +1,6 @@
-//! `polylink worker --model <gguf> [--layers a..b] [--chain URL]`: profile this device, register
-//! on chain with stake, and serve the model (whole or a layer range) to pipeline heads.
+//! `polylink worker --model <gguf> [--layers a..b] [--chain URL]`: profile this device, measure
+//! the links to the model's other registered workers, register on chain with stake (profile and
+//! endpoint), and serve the model (whole or a layer range) to pipeline heads.
 //! `polylink worker register …` only sends the registration transaction from a wallet.
 
 use super::register::WorkerCmd;
@@ -7,11 +8,12 @@ use super::wallet::WalletOpts;
 use anyhow::Context;
 use clap::Args;
 use commonware_codec::Encode;
-use commonware_runtime::Runner;
+use commonware_runtime::{Runner, Supervisor};
 use polylink_chain::rpc::client::Client;
 use polylink_node::onchain::{self, WorkerRegistration};
+use polylink_node::peers::{self, ProbeConfig};
 use polylink_node::worker::{self, WorkerConfig};
-use polylink_node::{NodeError, profile};
+use polylink_node::{NodeError, profile, registry};
 use polylink_pipeline::engine::EngineLimits;
 use polylink_types::{Hash32, SecretKey};
 use std::net::SocketAddr;
@@ -53,9 +55,13 @@ pub struct WorkerRun {
     /// RPC url of a chain node: bond the worker stake if needed and register the measured profile.
     #[arg(long)]
     chain: Option<String>,
-    /// Link bandwidth to report, kbit/s (default: measured over loopback, the link local stages use).
+    /// Link bandwidth to report when no registered peer answers, kbit/s (default: measured over
+    /// loopback, the link local stages use). With peers, the median measured to them is reported.
     #[arg(long)]
     bandwidth_kbps: Option<u64>,
+    /// Endpoint to register on chain, `ip:port` (default: the address it listens on).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
     /// ATTACK TESTS ONLY: skip these layers while claiming to serve the model (a cheating worker).
     #[arg(long, hide = true)]
     cheat_drop_layers: Option<String>,
@@ -108,28 +114,47 @@ impl WorkerRun {
             drop_layers,
         };
         let chain = self.chain.clone();
-        let bandwidth = self.bandwidth_kbps;
+        let (bandwidth, advertise) = (self.bandwidth_kbps, self.advertise);
+        let probe_key = config.key.clone();
         commonware_runtime::tokio::Runner::default().start(|context| async move {
+            let probe_context = context.child("peers");
             worker::run(context, config, |ready| async move {
                 let mut registered = None;
+                let endpoint = advertise.unwrap_or(ready.addr);
+                let mut peers = Vec::new();
+                let mut link = None;
                 if let (Some(url), Some(artifact)) = (chain, artifact) {
                     let client = Client::new(&url).map_err(|e| NodeError::Chain(e.to_string()))?;
                     let model = onchain::model_by_artifact(&client, &artifact).await?;
-                    let bandwidth_kbps = match bandwidth {
-                        Some(kbps) => kbps,
-                        None => profile::loopback_bandwidth_kbps(32 << 20)
+                    let config = ProbeConfig::default();
+                    peers =
+                        registry::measure_peers(probe_context, &probe_key, &client, model, &config).await?;
+                    let measured = peers::summarize(&peers);
+                    let bandwidth_kbps = match (measured, bandwidth) {
+                        (Some(summary), _) => summary.bandwidth_kbps,
+                        (None, Some(kbps)) => kbps,
+                        (None, None) => profile::loopback_bandwidth_kbps(32 << 20)
                             .map_err(|e| NodeError::Chain(format!("measuring the link: {e}")))?,
                     };
+                    let latency_us = measured.map_or(0, |summary| summary.latency_us);
                     let registration = WorkerRegistration {
                         model,
                         layers: ready.layers.clone(),
                         layer_time_us: ready.measured.layer_time_us,
                         memory_bytes: ready.measured.memory_bytes,
                         bandwidth_kbps,
+                        latency_us,
+                        endpoint,
                     };
                     onchain::register_worker(&client, &account, &registration).await?;
-                    tracing::info!(account = %account.public_key(), model, layers = ?ready.layers, "registered on chain");
+                    tracing::info!(
+                        account = %account.public_key(), model, layers = ?ready.layers, %endpoint,
+                        latency_us, bandwidth_kbps, peers = peers.len(), "registered on chain"
+                    );
                     registered = Some(model);
+                    link = Some(
+                        serde_json::json!({ "latency_us": latency_us, "bandwidth_kbps": bandwidth_kbps }),
+                    );
                 }
                 // One JSON line on stdout: what `polylink up` and tests read to find the worker.
                 let line = serde_json::json!({
@@ -140,6 +165,9 @@ impl WorkerRun {
                     "layer_time_us": ready.measured.layer_time_us,
                     "memory_bytes": ready.measured.memory_bytes,
                     "model": registered,
+                    "endpoint": endpoint.to_string(),
+                    "link": link,
+                    "peers": peers,
                 });
                 println!("{line}");
                 Ok(())

@@ -145,9 +145,10 @@ pub async fn gateway(
 ) -> String {
     send(&net.client, worker, TxKind::Bond(Bond { amount: STAKE })).await;
     let served = ServedRange { model: net.model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
-    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000 };
+    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000, latency_us: 0 };
     let served = BoundedVec::new(vec![served]).unwrap();
-    send(&net.client, worker, TxKind::RegisterWorker(RegisterWorker { profile, served })).await;
+    let endpoint = BoundedString::new("127.0.0.1:7000").unwrap();
+    send(&net.client, worker, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await;
     let mut keys = ApiKeys::new();
     keys.insert(API_KEY, Account::new(user()));
     let billing =

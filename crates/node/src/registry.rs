@@ -1,0 +1,263 @@
+//! The chain's worker registry (`GET /workers`) read as typed records: the peers a starting worker
+//! measures, and the devices and links the planner plans over.
+//!
+//! [`plan_inputs`] is pure: chain JSON and the model's profile in, planner devices and links out.
+//! A device is a worker serving any layers of the model; the plan says which layers each should
+//! load (the planner assumes a device can run any contiguous range).
+
+use crate::NodeError;
+use crate::peers::{Peer, PeerReport, ProbeConfig, measure_all};
+use commonware_cryptography::{Signer, ed25519};
+use commonware_runtime::{Clock, Network, Supervisor};
+use polylink_chain::rpc::client::Client;
+use polylink_ledger::Worker;
+use polylink_pipeline::plan::{DeviceProfile, LinkProfile, ModelProfile};
+use polylink_pipeline::transport;
+use polylink_types::{ModelId, PublicKey, ServedRange};
+use rand_core::CryptoRng;
+use serde_json::Value;
+use std::net::SocketAddr;
+
+/// One entry of `GET /workers`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct RegisteredWorker {
+    /// The worker's account (its ed25519 key).
+    pub account: PublicKey,
+    /// What it registered.
+    pub worker: Worker,
+}
+
+impl RegisteredWorker {
+    /// Its widest range of `model` (the measurement over the most layers), if it serves the model.
+    pub fn range_of(&self, model: ModelId) -> Option<&ServedRange> {
+        self.worker
+            .served
+            .iter()
+            .filter(|r| r.model == model)
+            .max_by_key(|r| r.layer_end.saturating_sub(r.layer_start))
+    }
+}
+
+/// Reads the answer of `GET /workers`.
+pub fn parse(workers: &Value) -> Result<Vec<RegisteredWorker>, NodeError> {
+    serde_json::from_value(workers.clone())
+        .map_err(|e| NodeError::Registry(format!("bad /workers answer: {e}")))
+}
+
+/// Every registered worker, from the chain node at `client`.
+pub async fn fetch(client: &Client) -> Result<Vec<RegisteredWorker>, NodeError> {
+    let answer: Value =
+        client.get("/workers").await.map_err(|e| NodeError::Chain(format!("workers: {e}")))?;
+    parse(&answer)
+}
+
+/// The workers serving `model` other than `me`, with the endpoints they registered.
+pub fn peers(workers: &[RegisteredWorker], model: ModelId, me: &PublicKey) -> Vec<Peer> {
+    workers
+        .iter()
+        .filter(|w| &w.account != me && w.range_of(model).is_some())
+        .filter_map(|w| match w.worker.endpoint.as_str().parse::<SocketAddr>() {
+            Ok(endpoint) => Some(Peer { account: w.account, endpoint }),
+            Err(e) => {
+                tracing::warn!(account = %w.account, endpoint = %w.worker.endpoint, "skipped a peer: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Measures the link to every other registered worker of `model` (see [`crate::peers`]); a peer
+/// that does not answer is reported with its reason, so only reading the registry can fail.
+pub async fn measure_peers<E>(
+    context: E,
+    key: &ed25519::PrivateKey,
+    client: &Client,
+    model: ModelId,
+    config: &ProbeConfig,
+) -> Result<Vec<PeerReport>, NodeError>
+where
+    E: Supervisor + Clock + Network + CryptoRng,
+{
+    let me = PublicKey(transport::peer_bytes(&key.public_key()));
+    let peers = peers(&fetch(client).await?, model, &me);
+    Ok(measure_all(context, key, &peers, config).await)
+}
+
+/// The planner's view of the workers serving one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainDevices {
+    /// One device per worker serving the model, named by its account.
+    pub devices: Vec<DeviceProfile>,
+    /// A link each way between every two devices that both report a bandwidth.
+    pub links: Vec<LinkProfile>,
+    /// Each device's registered endpoint, aligned with `devices`.
+    pub endpoints: Vec<String>,
+}
+
+/// Per-token time of the final norm and LM head, and the corrected per-layer time, from the
+/// layer time a worker measured over `layers` layers.
+///
+/// Decoding one token reads every weight once, so time goes with weight bytes: the head costs
+/// `ratio = head_bytes / mean layer bytes` layers. A worker whose range ends at the model's last
+/// layer measured the head too and spread it over its layers (`measured = t (1 + ratio / layers)`),
+/// so its per-layer time is taken back out of that; the embedding lookup reads one row and is free.
+fn head_and_layer_time_us(measured_us: u64, layers: u64, is_last: bool, model: &ModelProfile) -> (u64, u64) {
+    let layer_bytes: u64 = model.layer_bytes.iter().sum();
+    let mean_layer_bytes = (layer_bytes / (model.layer_bytes.len() as u64).max(1)).max(1);
+    let ratio = model.head_bytes as f64 / mean_layer_bytes as f64;
+    let layer_us = if is_last {
+        measured_us as f64 * layers as f64 / (layers as f64 + ratio)
+    } else {
+        measured_us as f64
+    };
+    let layer_us = (layer_us.round() as u64).max(1);
+    ((layer_us as f64 * ratio).ceil() as u64, layer_us)
+}
+
+/// Turns the chain's `GET /workers` answer into the planner's devices and links for `model`.
+///
+/// Memory is the registered `memory_mib`; the per-layer time is the one measured on the worker's
+/// widest range of the model, and the head's time is estimated from it by weight bytes (see
+/// [`head_and_layer_time_us`]). A link between two workers has the mean of their one-way latencies
+/// and the smaller of their bandwidths; a worker that reports no bandwidth gets no links.
+pub fn plan_inputs(
+    workers: &Value,
+    model: ModelId,
+    profile: &ModelProfile,
+) -> Result<ChainDevices, NodeError> {
+    let n_layers = profile.layer_bytes.len() as u32;
+    let mut devices = Vec::new();
+    let mut measured = Vec::new();
+    let mut endpoints = Vec::new();
+    for w in parse(workers)? {
+        let Some(range) = w.range_of(model) else { continue };
+        let layers = u64::from(range.layer_end.saturating_sub(range.layer_start)).max(1);
+        let (head_time_us, layer_time_us) = head_and_layer_time_us(
+            u64::from(range.layer_time_us),
+            layers,
+            range.layer_end == n_layers,
+            profile,
+        );
+        devices.push(DeviceProfile {
+            id: w.account.to_string(),
+            memory_bytes: w.worker.profile.memory_mib.saturating_mul(1 << 20),
+            layer_time_us,
+            head_time_us,
+        });
+        measured.push(w.worker.profile);
+        endpoints.push(w.worker.endpoint.to_string());
+    }
+    if devices.is_empty() {
+        return Err(NodeError::Registry(format!("no registered worker serves model {model}")));
+    }
+    let mut links = Vec::new();
+    for (a, from) in measured.iter().zip(&devices) {
+        for (b, to) in measured.iter().zip(&devices) {
+            let bandwidth_kbps = a.bandwidth_kbps.min(b.bandwidth_kbps);
+            if from.id == to.id || bandwidth_kbps == 0 {
+                continue;
+            }
+            links.push(LinkProfile {
+                from: from.id.clone(),
+                to: to.id.clone(),
+                latency_us: a.latency_us.midpoint(b.latency_us),
+                bandwidth_bytes_per_s: bandwidth_kbps.saturating_mul(1000) / 8,
+            });
+        }
+    }
+    Ok(ChainDevices { devices, links, endpoints })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn model() -> ModelProfile {
+        ModelProfile {
+            layer_bytes: vec![1_000; 4],
+            embed_bytes: 2_000,
+            head_bytes: 2_000,
+            head_shares_embedding: true,
+            kv_bytes_per_token_layer: 64,
+            hidden_bytes_per_token: 16,
+        }
+    }
+
+    fn worker(key: u8, served: Value, latency_us: u64, bandwidth_kbps: u64, endpoint: &str) -> Value {
+        json!({
+            "account": hex_key(key),
+            "worker": {
+                "profile": { "memory_mib": 2, "bandwidth_kbps": bandwidth_kbps, "latency_us": latency_us },
+                "served": served,
+                "endpoint": endpoint,
+                "registered_height": 3,
+            }
+        })
+    }
+
+    fn hex_key(key: u8) -> String {
+        format!("{key:02x}").repeat(32)
+    }
+
+    fn range(model: u64, start: u32, end: u32, layer_time_us: u32) -> Value {
+        json!({ "model": model, "layer_start": start, "layer_end": end, "layer_time_us": layer_time_us })
+    }
+
+    #[test]
+    fn devices_and_links_come_from_the_registered_profiles() {
+        let workers = json!([
+            worker(1, json!([range(1, 0, 2, 100)]), 300, 80_000, "127.0.0.1:7001"),
+            worker(2, json!([range(1, 0, 4, 120), range(2, 0, 1, 5)]), 100, 40_000, "127.0.0.1:7002"),
+            worker(3, json!([range(2, 0, 4, 50)]), 10, 10, "127.0.0.1:7003"),
+        ]);
+        let got = plan_inputs(&workers, 1, &model()).unwrap();
+        assert_eq!(got.endpoints, ["127.0.0.1:7001", "127.0.0.1:7002"], "worker 3 serves another model");
+        let (a, b) = (&got.devices[0], &got.devices[1]);
+        assert_eq!((a.id.as_str(), a.memory_bytes), (hex_key(1).as_str(), 2 << 20));
+        // Worker 1 runs layers 0..2: its time is per layer as measured; the head weighs 2 layers.
+        assert_eq!((a.layer_time_us, a.head_time_us), (100, 200));
+        // Worker 2 measured 0..4 with the head: 120 = t (1 + 2/4), so t = 80 and the head 160.
+        assert_eq!((b.layer_time_us, b.head_time_us), (80, 160));
+        let link = |from: &DeviceProfile, to: &DeviceProfile| {
+            got.links.iter().find(|l| l.from == from.id && l.to == to.id).cloned().unwrap()
+        };
+        for l in [link(a, b), link(b, a)] {
+            assert_eq!((l.latency_us, l.bandwidth_bytes_per_s), (200, 40_000 * 1000 / 8));
+        }
+        assert_eq!(got.links.len(), 2);
+    }
+
+    #[test]
+    fn a_worker_without_bandwidth_gets_no_links_and_bad_answers_are_refused() {
+        let workers = json!([
+            worker(1, json!([range(1, 0, 4, 100)]), 0, 0, "127.0.0.1:7001"),
+            worker(2, json!([range(1, 0, 4, 100)]), 0, 1_000, "127.0.0.1:7002"),
+        ]);
+        let got = plan_inputs(&workers, 1, &model()).unwrap();
+        assert_eq!(got.devices.len(), 2);
+        assert!(got.links.is_empty());
+        assert!(
+            matches!(plan_inputs(&workers, 9, &model()), Err(NodeError::Registry(m)) if m.contains("model 9"))
+        );
+        assert!(matches!(plan_inputs(&json!({"workers": 1}), 1, &model()), Err(NodeError::Registry(_))));
+        let bad_key = json!([{ "account": "zz", "worker": workers[0]["worker"].clone() }]);
+        assert!(matches!(plan_inputs(&bad_key, 1, &model()), Err(NodeError::Registry(_))));
+    }
+
+    #[test]
+    fn peers_are_the_other_workers_of_the_model_with_a_usable_endpoint() {
+        let workers = parse(&json!([
+            worker(1, json!([range(1, 0, 4, 100)]), 0, 0, "127.0.0.1:7001"),
+            worker(2, json!([range(1, 0, 2, 100)]), 0, 0, "127.0.0.1:7002"),
+            worker(3, json!([range(2, 0, 4, 100)]), 0, 0, "127.0.0.1:7003"),
+            worker(4, json!([range(1, 0, 4, 100)]), 0, 0, "nowhere"),
+        ]))
+        .unwrap();
+        let me: PublicKey = hex_key(1).parse().unwrap();
+        let peers = peers(&workers, 1, &me);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].account.to_string(), hex_key(2));
+        assert_eq!(peers[0].endpoint, "127.0.0.1:7002".parse::<SocketAddr>().unwrap());
+    }
+}
