@@ -5,7 +5,7 @@
 
 mod chain_common;
 
-use chain_common::{cli_ok, get_json, rt, run_cli, spawn_node, status, wait_height};
+use chain_common::{cli_ok, get_json, register_model, rt, run_cli, spawn_node, status, wait_height};
 use polylink_chain::rpc::client::Client;
 use polylink_ledger::dev_key;
 use polylink_types::{Transfer, TxKind, UnsignedTx};
@@ -49,21 +49,7 @@ fn dev_chain_cli_transactions_survive_a_restart() {
     let out = cli_ok(&[&["stake", "bond", "--amount", "5000000"][..], &common].concat());
     assert!(out.contains("\"ok\":true"), "{out}");
     let artifact = "ab".repeat(32);
-    let register = [
-        "model",
-        "register",
-        "--artifact-hash",
-        &artifact,
-        "--architecture",
-        "llama",
-        "--layer-count",
-        "30",
-        "--royalty-bps",
-        "500",
-        "--price-floor",
-        "10",
-    ];
-    let out = cli_ok(&[&register[..], &common].concat());
+    let out = register_model(&artifact, &common);
     assert!(out.contains("\"ok\":true"), "{out}");
 
     let after: u128 = get_json(&url, &format!("/account/{to}"))["balance"].as_str().unwrap().parse().unwrap();

@@ -6,7 +6,7 @@
 
 mod chain_common;
 
-use chain_common::{BIN, Proc, cli_ok, get_json, run_cli, spawn_node, wait_height};
+use chain_common::{BIN, Proc, cli_ok, get_json, register_model, run_cli, spawn_node, wait_height};
 use polylink_ledger::dev_key;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -61,21 +61,7 @@ fn workers_register_endpoints_and_peer_latency_and_the_planner_reads_them() {
     let common = ["--wallet", wallet.to_str().unwrap(), "--rpc", url.as_str()];
     cli_ok(&[&["wallet", "new", "--secret", &hex::encode(dev_key(1).seed())][..], &common].concat());
     let artifact = polylink_models::sha256_file(std::path::Path::new(gguf)).unwrap();
-    let register = [
-        "model",
-        "register",
-        "--artifact-hash",
-        &artifact,
-        "--architecture",
-        "llama",
-        "--layer-count",
-        "30",
-        "--royalty-bps",
-        "500",
-        "--price-floor",
-        "10",
-    ];
-    cli_ok(&[&register[..], &common].concat());
+    register_model(&artifact, &common);
     let model_id = get_json(&url, "/models")[0]["id"].as_u64().unwrap();
 
     let (_first, a) = spawn_worker(gguf, &url, 2, &dir.path().join("worker-a.log"));

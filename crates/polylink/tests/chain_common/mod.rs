@@ -86,6 +86,26 @@ pub fn cli_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Registers a 30-layer llama model with `artifact` through the wallet and RPC in `common`
+/// (`--wallet … --rpc …`); returns the CLI's output, failing the test if it fails.
+pub fn register_model(artifact: &str, common: &[&str]) -> String {
+    let register = [
+        "model",
+        "register",
+        "--artifact-hash",
+        artifact,
+        "--architecture",
+        "llama",
+        "--layer-count",
+        "30",
+        "--royalty-bps",
+        "500",
+        "--price-floor",
+        "10",
+    ];
+    cli_ok(&[&register[..], common].concat())
+}
+
 /// A current-thread runtime for RPC calls from a test.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
