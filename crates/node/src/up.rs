@@ -386,12 +386,22 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let mut deployments = Vec::new();
     let mut head_accounts = Vec::new();
     let spec_of = |name: &str| workers.iter().find(|(n, _)| n == name).map(|(_, w)| w.spec.clone());
+    // Every deployment may re-plan a failed stage onto any worker outside it that holds the
+    // stage's layers: a standby serving exactly those, or (with none left) the whole-model worker,
+    // which then runs just that span.
+    let stand_ins = |main: &[StageSpec]| {
+        let others =
+            workers.iter().map(|(_, w)| w.spec.clone()).filter(|w| main.iter().all(|m| m.peer != w.peer));
+        Box::new(StandbyList(others.collect()))
+    };
     if let Some(spec) = spec_of("worker-whole") {
+        let main = vec![spec];
+        let standby = stand_ins(&main);
         let head = PipelineHead::new(
             context.child("head_whole"),
             head_key.clone(),
-            vec![spec],
-            Box::new(StandbyList::default()),
+            main,
+            standby,
             HeadConfig::default(),
         )?;
         deployments.push(Deployment::new("whole", head).await);
@@ -399,13 +409,12 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     }
     if stages > 0 {
         let main: Vec<StageSpec> = (0..stages).filter_map(|k| spec_of(&format!("worker-stage{k}"))).collect();
-        let standby: Vec<StageSpec> =
-            workers.iter().filter(|(n, _)| n.contains("-standby")).map(|(_, w)| w.spec.clone()).collect();
+        let standby = stand_ins(&main);
         let head = PipelineHead::new(
             context.child("head_pipeline"),
             head_key,
             main,
-            Box::new(StandbyList(standby)),
+            standby,
             HeadConfig::default(),
         )?;
         deployments.push(Deployment::new(format!("pipeline-{stages}"), head).await);
