@@ -332,9 +332,21 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         });
     }
     let n_layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(&gguf)?)?.n_layers;
-    let stages = config.stages.min(n_layers);
-    let stage_layers: Vec<Range<usize>> =
-        (0..stages).map(|k| (k * n_layers / stages)..((k + 1) * n_layers / stages)).collect();
+    let stage_layers: Vec<Range<usize>> = if config.stages == 0 {
+        Vec::new()
+    } else {
+        progress(started, "measuring this machine and planning the pipeline's layer split");
+        let planned = crate::split::local_stages(&gguf, config.stages.min(n_layers), config.threads)?;
+        if planned.len() < config.stages {
+            tracing::warn!(
+                asked = config.stages,
+                planned = planned.len(),
+                "more stages would not raise throughput"
+            );
+        }
+        planned
+    };
+    let stages = stage_layers.len();
     for (k, layers) in stage_layers.iter().enumerate() {
         for copy in 0..=config.standby {
             let name =

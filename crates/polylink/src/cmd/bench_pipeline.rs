@@ -43,7 +43,8 @@ pub struct BenchPipelineCmd {
     /// Tokens each of those streams generates.
     #[arg(long, default_value_t = 16)]
     stream_tokens: usize,
-    /// First layer of the second stage (default: balances the work per token, LM head included).
+    /// First layer of the second stage (default: the planner's throughput split from this
+    /// machine's measured layer and LM-head times).
     #[arg(long)]
     split: Option<usize>,
     /// Also measure over emulated links: each device in its own network namespace behind a veth
@@ -92,7 +93,12 @@ impl BenchPipelineCmd {
         let split = match self.split {
             Some(split) if split == 0 || split >= n_layers => bail!("--split must be in 1..{n_layers}"),
             Some(split) => split,
-            None => balanced_split(&hparams),
+            None => match polylink_node::split::local_stages(&self.model, 2, 1)?.as_slice() {
+                [first, _] => first.end,
+                _ => {
+                    bail!("the planner would not split this model in two (its LM head outweighs the layers)")
+                }
+            },
         };
         println!(
             "model {} ({n_layers} layers, stages 0..{split} and {split}..{n_layers}), {} tokens per session, 1 thread per device",
@@ -280,14 +286,6 @@ impl BenchPipelineCmd {
         drop(lan);
         Ok(())
     }
-}
-
-/// The split whose heavier side is lightest, by multiply-adds per token (the LM head counts on
-/// the last stage; at short contexts decode time follows the matrix products).
-fn balanced_split(hp: &polylink_infer::HParams) -> usize {
-    let layer = hp.dim * (2 * hp.q_dim() + 2 * hp.kv_dim()) + 3 * hp.dim * hp.ffn_dim;
-    let total = hp.n_layers * layer + hp.dim * hp.vocab;
-    (1..hp.n_layers).min_by_key(|s| (s * layer).max(total - s * layer)).unwrap_or(hp.n_layers / 2)
 }
 
 /// A head for measuring: no standby, and stall timeouts far above what a busy machine needs, so
