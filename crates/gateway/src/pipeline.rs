@@ -39,8 +39,8 @@ pub struct Deployment<E: Network> {
 }
 
 impl<E: Supervisor + Clock + Network + CryptoRng> Deployment<E> {
-    /// A deployment over `head`, whose stages serve `layers[k]` layers each: the work shares on
-    /// chain are proportional to the layers.
+    /// A deployment over `head`; the work shares on chain are proportional to each stage's layers
+    /// (see [`Deployment::with_work_shares`]).
     pub async fn new(label: impl Into<String>, head: PipelineHead<E>) -> Self {
         let stages = head.stages().await;
         let workers = stages.iter().map(|s| PublicKey(peer_bytes(&s.peer))).collect();
@@ -52,6 +52,15 @@ impl<E: Supervisor + Clock + Network + CryptoRng> Deployment<E> {
             shares_bps: shares(&layers),
             running: 0.into(),
         }
+    }
+
+    /// Shares the work on chain by `work` per stage (e.g. each stage's predicted time per token,
+    /// which counts the LM head the last stage runs), instead of by layers.
+    pub fn with_work_shares(mut self, work: &[u64]) -> Self {
+        if work.len() == self.workers.len() {
+            self.shares_bps = shares(&work.iter().map(|&w| w as usize).collect::<Vec<_>>());
+        }
+        self
     }
 
     /// Generations running on it now.

@@ -11,6 +11,7 @@
 
 use crate::NodeError;
 use crate::onchain::{self, send};
+use crate::split::LocalSplit;
 use crate::supervise::{Child, Pending, Spawn, free_port, log_path, polylink_exe};
 use commonware_codec::DecodeExt;
 use commonware_cryptography::ed25519;
@@ -332,21 +333,18 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         });
     }
     let n_layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(&gguf)?)?.n_layers;
-    let stage_layers: Vec<Range<usize>> = if config.stages == 0 {
-        Vec::new()
+    let split = if config.stages == 0 {
+        LocalSplit { ranges: Vec::new(), work_us: Vec::new() }
     } else {
         progress(started, "measuring this machine and planning the pipeline's layer split");
         let planned = crate::split::local_stages(&gguf, config.stages.min(n_layers), config.threads)?;
-        if planned.len() < config.stages {
-            tracing::warn!(
-                asked = config.stages,
-                planned = planned.len(),
-                "more stages would not raise throughput"
-            );
+        if planned.ranges.len() < config.stages {
+            let planned = planned.ranges.len();
+            tracing::warn!(asked = config.stages, planned, "more stages would not raise throughput");
         }
         planned
     };
-    let stages = stage_layers.len();
+    let (stage_layers, stages) = (&split.ranges, split.ranges.len());
     for (k, layers) in stage_layers.iter().enumerate() {
         for copy in 0..=config.standby {
             let name =
@@ -429,7 +427,8 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
             standby,
             HeadConfig::default(),
         )?;
-        deployments.push(Deployment::new(format!("pipeline-{stages}"), head).await);
+        deployments
+            .push(Deployment::new(format!("pipeline-{stages}"), head).await.with_work_shares(&split.work_us));
         head_accounts.push(SecretKey::from_seed(seeds["worker-stage0"]));
     }
     let backend = PipelineBackend::new(&gguf, MODEL_ID, deployments).map_err(setup)?;

@@ -93,7 +93,7 @@ impl BenchPipelineCmd {
         let split = match self.split {
             Some(split) if split == 0 || split >= n_layers => bail!("--split must be in 1..{n_layers}"),
             Some(split) => split,
-            None => match polylink_node::split::local_stages(&self.model, 2, 1)?.as_slice() {
+            None => match polylink_node::split::local_stages(&self.model, 2, 1)?.ranges.as_slice() {
                 [first, _] => first.end,
                 _ => {
                     bail!("the planner would not split this model in two (its LM head outweighs the layers)")
