@@ -102,6 +102,8 @@ pub struct HeadSession {
     history: Vec<Vec<Input>>,
     /// Per stage: the worker holding this session's cache.
     placed: Vec<Option<PublicKey>>,
+    /// Per stage: rows each worker computed for this session (replays onto a stand-in included).
+    work: Vec<Vec<(PublicKey, u64)>>,
     /// Positions processed so far.
     pos: usize,
 }
@@ -115,6 +117,20 @@ impl HeadSession {
     /// Whether nothing has been processed yet.
     pub fn is_empty(&self) -> bool {
         self.pos == 0
+    }
+
+    /// Per stage, the rows each worker computed for this session: one worker per stage unless a
+    /// stage failed over, when the stand-in's rows (its replay included) follow the failed one's.
+    pub fn work(&self) -> &[Vec<(PublicKey, u64)>] {
+        &self.work
+    }
+
+    fn record_work(&mut self, k: usize, worker: &PublicKey, rows: usize) {
+        let stage = &mut self.work[k];
+        match stage.iter_mut().find(|(w, _)| w == worker) {
+            Some((_, done)) => *done += rows as u64,
+            None => stage.push((worker.clone(), rows as u64)),
+        }
     }
 }
 
@@ -205,6 +221,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
             history: vec![Vec::new(); n],
             placed: vec![None; n],
+            work: vec![Vec::new(); n],
             pos: 0,
         }
     }
@@ -387,6 +404,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
                 pos += chunk.rows() as u32;
             }
             session.placed[k] = Some(spec.peer.clone());
+            session.record_work(k, &spec.peer, pos as usize);
         }
         let request = Request::Forward {
             session: session.id,
@@ -397,6 +415,9 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         };
         let response = self.timed(k, input.rows(), link.call(&request)).await??;
         self.put_back(k, link);
+        if !matches!(response, Response::Error { .. }) {
+            session.record_work(k, &spec.peer, input.rows());
+        }
         Ok(response)
     }
 

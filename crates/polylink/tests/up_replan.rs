@@ -2,7 +2,9 @@
 //! serving SmolLM2 whole beside the 2-stage pipeline. The official `openai` client streams a
 //! greedy answer through the pipeline and its second stage (layers 15..30) is killed after 8
 //! chunks: the head re-plans those layers onto the whole-model worker, which runs just that span,
-//! and the stream completes with exactly the uninterrupted text, charged once.
+//! and the stream completes with exactly the uninterrupted text, charged once. The whole-model
+//! worker is paid on chain as a stand-in for the part of stage 2 it ran; the dead worker only for
+//! what it computed before it died.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod up_common;
@@ -40,4 +42,22 @@ fn with_no_spare_a_dead_stage_is_replanned_onto_the_whole_model_worker() {
 
     let user = up.summary["account"].as_str().unwrap();
     assert_only_these_tasks_moved_money(&rpc, user, &before, &[&reference, &interrupted]);
+
+    // The result names the stand-in and splits stage 2's share by the rows each worker computed.
+    let task = get(&rpc, &format!("/task/{}", interrupted["polylink"]["task_id"].as_str().unwrap()));
+    let result = &task["result"];
+    let stand_ins = result["stand_ins"].as_array().unwrap();
+    assert_eq!(stand_ins.len(), 1, "{result}");
+    assert_eq!(stand_ins[0]["worker"], account("worker-whole"), "{result}");
+    let bps = |v: &Value| v.as_u64().unwrap();
+    let (stage0, stage1, stand_in) = (
+        bps(&result["stage_shares_bps"][0]),
+        bps(&result["stage_shares_bps"][1]),
+        bps(&stand_ins[0]["share_bps"]),
+    );
+    assert_eq!(stage0 + stage1 + stand_in, 10_000, "{result}");
+    assert!(
+        stage1 > 0 && stand_in > stage1,
+        "the stand-in ran most of stage 2 (and replayed the rest): {result}"
+    );
 }

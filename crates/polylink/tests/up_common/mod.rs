@@ -115,6 +115,8 @@ pub struct Settled {
     pub deltas: Vec<(String, i128)>,
     /// Workers that served it.
     pub stages: usize,
+    /// The task's result as the chain recorded it.
+    pub result: Value,
 }
 
 /// Checks that `task_id` (a request by `user` the gateway said it charged `charge` for `tokens`
@@ -164,14 +166,21 @@ pub fn settle_and_split(rpc: &str, task_id: &str, user: &str, charge: u128, toke
         .iter()
         .map(|b| b.as_u64().unwrap() as u128)
         .collect();
+    let stand_ins: Vec<(&str, u128)> = task["result"]["stand_ins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["worker"].as_str().unwrap(), s["share_bps"].as_u64().unwrap() as u128))
+        .collect();
     let mut paid = 0;
-    for (who, share) in stage_workers.iter().zip(&shares).skip(1) {
+    let others = stage_workers.iter().copied().zip(shares.iter().copied()).skip(1);
+    for (who, share) in others.chain(stand_ins.iter().copied()) {
         let part = worker_pay * share / 10_000;
         deltas.push((who.to_string(), part as i128));
         paid += part;
     }
     deltas.push((stage_workers[0].to_string(), (worker_pay - paid) as i128));
-    Settled { deltas, stages: stage_workers.len() }
+    Settled { deltas, stages: stage_workers.len(), result: task["result"].clone() }
 }
 
 /// Every account a task can move money between: the user, the model's developer, each worker
