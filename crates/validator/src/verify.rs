@@ -205,7 +205,10 @@ mod tests {
     fn a_consistent_transcript_is_scored() {
         let t = transcript();
         let Verdict::Score(c) = check(&body(&t), &chain(&t)) else { panic!("not scored") };
-        assert_eq!((c.prompt.question().as_str(), c.output.as_str(), c.ending), ("Name a colour.", "Blue.", Ending::Stop));
+        assert_eq!(
+            (c.prompt.question().as_str(), c.output.as_str(), c.ending),
+            ("Name a colour.", "Blue.", Ending::Stop)
+        );
     }
 
     #[test]
