@@ -93,6 +93,10 @@ pub enum TokenEvent {
     Done(FinishReason),
     /// The generation failed.
     Failed(String),
+    /// Who did the work, sent just before the generation's last event by backends that spread
+    /// it over workers: each worker's part of the work, in any one unit. It differs from the
+    /// placement's shares when a failed stage moved to a stand-in mid-answer.
+    Work(Vec<(polylink_types::PublicKey, u64)>),
 }
 
 /// A running generation; dropping it cancels the generation.

@@ -36,6 +36,9 @@ pub struct UsageReport {
     pub prompt_tokens: u32,
     /// Completion tokens delivered to the client.
     pub completion_tokens: u32,
+    /// Who did the work, when the backend said (see [`crate::backend::TokenEvent::Work`]);
+    /// otherwise the ticket's shares stand.
+    pub work: Option<Vec<(PublicKey, u64)>>,
 }
 
 /// The amount a task was charged.

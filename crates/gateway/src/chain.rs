@@ -15,7 +15,8 @@ use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_chain::rpc::client::Client;
 use polylink_types::{
-    Amount, BoundedVec, Hash32, ModelId, PublicKey, SecretKey, SubmitResult, SubmitTask, TxKind, UnsignedTx,
+    Amount, BoundedVec, Hash32, ModelId, PublicKey, STAGES_MAX, SecretKey, StandIn, SubmitResult, SubmitTask,
+    TxKind, UnsignedTx,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -166,8 +167,15 @@ impl ChainBilling {
             }
         };
         let price = amount(&record, "price")?;
-        let shares =
-            BoundedVec::new(ticket.shares_bps.clone()).map_err(|e| GatewayError::Billing(e.to_string()))?;
+        // Shares by the work actually done; by the placement when the backend did not say (or
+        // more stand-ins served than a result can name).
+        let (shares, stand_ins) = match usage.work.as_deref().map(|w| shares_of_work(&ticket.workers, w)) {
+            Some((shares, stand_ins)) if stand_ins.len() <= STAGES_MAX => (shares, stand_ins),
+            _ => (ticket.shares_bps.clone(), Vec::new()),
+        };
+        let bounded = |e: polylink_types::Error| GatewayError::Billing(e.to_string());
+        let shares = BoundedVec::new(shares).map_err(bounded)?;
+        let stand_ins = BoundedVec::new(stand_ins).map_err(bounded)?;
         let head = ticket.workers.first().copied().unwrap_or_else(|| self.worker.public_key());
         let signer = if head == self.worker.public_key() {
             &self.worker
@@ -182,11 +190,33 @@ impl ChainBilling {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             stage_shares_bps: shares,
+            stand_ins,
         };
         self.send(signer, TxKind::SubmitResult(result)).await?;
         let tokens = Amount::from(usage.prompt_tokens) + Amount::from(usage.completion_tokens);
         Ok(Charge { amount: tokens.saturating_mul(price) })
     }
+}
+
+/// Basis points of the work for the task's listed `workers` (aligned with them) and for the
+/// stand-ins outside the list, from each worker's part of the `work`; they sum to 10,000, the
+/// rounding remainder going to the head (the first listed worker).
+fn shares_of_work(workers: &[PublicKey], work: &[(PublicKey, u64)]) -> (Vec<u16>, Vec<StandIn>) {
+    let total: u128 = work.iter().map(|(_, w)| u128::from(*w)).sum::<u128>().max(1);
+    let bps = |w: u64| (u128::from(w) * 10_000 / total) as u16;
+    let of = |who: &PublicKey| work.iter().filter(|(w, _)| w == who).map(|(_, w)| *w).sum::<u64>();
+    let mut shares: Vec<u16> = workers.iter().map(|w| bps(of(w))).collect();
+    let mut stand_ins: Vec<StandIn> = Vec::new();
+    for (who, _) in work.iter().filter(|(w, _)| !workers.contains(w)) {
+        if !stand_ins.iter().any(|s| &s.worker == who) {
+            stand_ins.push(StandIn { worker: *who, share_bps: bps(of(who)) });
+        }
+    }
+    let given: u32 = shares.iter().chain(stand_ins.iter().map(|s| &s.share_bps)).map(|&b| u32::from(b)).sum();
+    if let Some(head) = shares.first_mut() {
+        *head += (10_000 - given.min(10_000)) as u16;
+    }
+    (shares, stand_ins)
 }
 
 /// Maps a mempool refusal to the error a client should see.

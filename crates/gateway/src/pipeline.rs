@@ -39,8 +39,8 @@ pub struct Deployment<E: Network> {
 }
 
 impl<E: Supervisor + Clock + Network + CryptoRng> Deployment<E> {
-    /// A deployment over `head`, whose stages serve `layers[k]` layers each: the work shares on
-    /// chain are proportional to the layers.
+    /// A deployment over `head`; the work shares on chain are proportional to each stage's layers
+    /// (see [`Deployment::with_work_shares`]).
     pub async fn new(label: impl Into<String>, head: PipelineHead<E>) -> Self {
         let stages = head.stages().await;
         let workers = stages.iter().map(|s| PublicKey(peer_bytes(&s.peer))).collect();
@@ -52,6 +52,34 @@ impl<E: Supervisor + Clock + Network + CryptoRng> Deployment<E> {
             shares_bps: shares(&layers),
             running: 0.into(),
         }
+    }
+
+    /// Shares the work on chain by `work` per stage (e.g. each stage's predicted time per token,
+    /// which counts the LM head the last stage runs), instead of by layers.
+    pub fn with_work_shares(mut self, work: &[u64]) -> Self {
+        if work.len() == self.workers.len() {
+            self.shares_bps = shares(&work.iter().map(|&w| w as usize).collect::<Vec<_>>());
+        }
+        self
+    }
+
+    /// Each worker's part of `session`'s work: every stage weighs its share of the deployment,
+    /// split between the workers that ran it by the rows each computed (a stand-in's replay
+    /// included). Without a fail-over this is the deployment's own shares.
+    fn work(&self, session: &HeadSession) -> Vec<(PublicKey, u64)> {
+        let mut out: Vec<(PublicKey, u64)> = Vec::new();
+        for (stage, share) in session.work().iter().zip(&self.shares_bps) {
+            let rows: u64 = stage.iter().map(|(_, r)| r).sum::<u64>().max(1);
+            for (worker, done) in stage {
+                let part = u64::from(*share) * 1_000_000 * done / rows;
+                let worker = PublicKey(peer_bytes(worker));
+                match out.iter_mut().find(|(w, _)| *w == worker) {
+                    Some((_, sum)) => *sum += part,
+                    None => out.push((worker, part)),
+                }
+            }
+        }
+        out
     }
 
     /// Generations running on it now.
@@ -167,8 +195,12 @@ where
         deployment.running.fetch_add(1, Relaxed);
         let tokenizer = self.tokenizer.clone();
         tokio::spawn(async move {
-            let session = deployment.head.open();
-            let session = run(&deployment.head, &tokenizer, session, prompt_ids, params, &tx).await;
+            let mut session = deployment.head.open();
+            let end = run(&deployment.head, &tokenizer, &mut session, prompt_ids, params, &tx).await;
+            if let Some(end) = end {
+                let _ = tx.send(TokenEvent::Work(deployment.work(&session)));
+                let _ = tx.send(end);
+            }
             deployment.head.close(session).await;
             deployment.running.fetch_sub(1, Relaxed);
         });
@@ -176,42 +208,39 @@ where
     }
 }
 
-/// Drives one generation through `head`, sending each token's text on `events`; stops when the
-/// client's stream is dropped. Returns the session for closing.
+/// Drives one generation through `head`, sending each token's text on `events`. Returns the
+/// event that ends it (done or failed), or `None` when the client's stream was dropped.
 async fn run<E: Supervisor + Clock + Network + CryptoRng>(
     head: &PipelineHead<E>,
     tokenizer: &Tokenizer,
-    mut session: HeadSession,
+    session: &mut HeadSession,
     prompt: Vec<u32>,
     params: GenerationParams,
     events: &UnboundedSender<TokenEvent>,
-) -> HeadSession {
+) -> Option<TokenEvent> {
     let sample =
         SampleSpec { temperature: params.temperature, top_k: 0, top_p: params.top_p, seed: params.seed };
+    let failed = |e: polylink_pipeline::PipelineError| Some(TokenEvent::Failed(e.to_string()));
     let mut decoder = StreamDecoder::new();
     let mut next = None;
     for chunk in prompt.chunks(PREFILL_CHUNK) {
         if events.is_closed() {
-            return session;
+            return None;
         }
-        match head.step(&mut session, chunk, sample).await {
+        match head.step(session, chunk, sample).await {
             Ok(token) => next = Some(token),
-            Err(e) => {
-                let _ = events.send(TokenEvent::Failed(e.to_string()));
-                return session;
-            }
+            Err(e) => return failed(e),
         }
     }
-    let Some(mut token) = next else { return session };
+    let mut token = next?;
     let mut generated = 0usize;
     loop {
         if tokenizer.is_eog(token) {
             let tail = decoder.finish();
             if !tail.is_empty() {
-                let _ = events.send(TokenEvent::Token { text: tail });
+                events.send(TokenEvent::Token { text: tail }).ok()?;
             }
-            let _ = events.send(TokenEvent::Done(FinishReason::Stop));
-            return session;
+            return Some(TokenEvent::Done(FinishReason::Stop));
         }
         generated += 1;
         let mut text =
@@ -220,19 +249,13 @@ async fn run<E: Supervisor + Clock + Network + CryptoRng>(
         if last {
             text.push_str(&decoder.finish());
         }
-        if events.send(TokenEvent::Token { text }).is_err() {
-            return session;
-        }
+        events.send(TokenEvent::Token { text }).ok()?;
         if last {
-            let _ = events.send(TokenEvent::Done(FinishReason::Length));
-            return session;
+            return Some(TokenEvent::Done(FinishReason::Length));
         }
-        token = match head.step(&mut session, &[token], sample).await {
+        token = match head.step(session, &[token], sample).await {
             Ok(t) => t,
-            Err(e) => {
-                let _ = events.send(TokenEvent::Failed(e.to_string()));
-                return session;
-            }
+            Err(e) => return failed(e),
         };
     }
 }

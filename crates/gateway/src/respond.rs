@@ -62,6 +62,7 @@ pub struct Run {
     text: String,
     settled: bool,
     finish: Option<&'static str>,
+    work: Option<Vec<(polylink_types::PublicKey, u64)>>,
     _in_flight: InFlight,
 }
 
@@ -81,6 +82,7 @@ impl Run {
             text: String::new(),
             settled: false,
             finish: None,
+            work: None,
             _in_flight: in_flight,
         }
     }
@@ -123,6 +125,7 @@ impl Run {
                     self.tokens = None;
                     return Step::Failed(message);
                 }
+                Some(TokenEvent::Work(work)) => self.work = Some(work),
                 None => {
                     self.tokens = None;
                     return Step::Failed("the inference backend stopped without finishing".into());
@@ -178,6 +181,7 @@ impl Run {
             output_hash: output_hash(&self.text),
             prompt_tokens: self.parts.prompt_tokens,
             completion_tokens: self.delivered,
+            work: self.work.take(),
         };
         let charge = charge_for(&ticket, &usage);
         // A run cut short (client gone, backend failed) has no ending of its own: `length`.
@@ -259,7 +263,7 @@ pub fn settle_in_background(
     ticket: Ticket,
     prompt_tokens: u32,
 ) {
-    let usage = UsageReport { output_hash: output_hash(""), prompt_tokens, completion_tokens: 0 };
+    let usage = UsageReport { output_hash: output_hash(""), prompt_tokens, completion_tokens: 0, work: None };
     spawn_close(billing, metrics, ticket, usage, None);
 }
 

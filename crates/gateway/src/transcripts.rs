@@ -82,6 +82,40 @@ impl PromptRecord {
     }
 }
 
+impl PromptRecord {
+    /// The prompt this record was made from; `None` if a role is unknown (a record the gateway
+    /// never wrote).
+    pub fn to_prompt(&self) -> Option<Prompt> {
+        match self {
+            Self::Text { text } => Some(Prompt::Text(text.clone())),
+            Self::Chat { messages } => {
+                let message = |(role, content): &(String, String)| {
+                    let role = match role.as_str() {
+                        "system" => Role::System,
+                        "user" => Role::User,
+                        "assistant" => Role::Assistant,
+                        _ => return None,
+                    };
+                    Some(ChatMessage { role, content: content.clone() })
+                };
+                messages.iter().map(message).collect::<Option<Vec<_>>>().map(Prompt::Chat)
+            }
+        }
+    }
+
+    /// The question the text evaluators read: the last user message of a chat (the one being
+    /// answered), or a completion's text.
+    pub fn question(&self) -> String {
+        match self {
+            Self::Text { text } => text.clone(),
+            Self::Chat { messages } => {
+                let last_user = messages.iter().rev().find(|(role, _)| role == "user");
+                last_user.or(messages.last()).map(|(_, content)| content.clone()).unwrap_or_default()
+            }
+        }
+    }
+}
+
 fn message(m: &ChatMessage) -> (String, String) {
     let role = match m.role {
         Role::System => "system",

@@ -32,19 +32,28 @@ pub struct KvCache {
     pub(crate) layers: Vec<LayerKv>,
     pub(crate) len: usize,
     pub(crate) context_len: usize,
+    /// The model layers this cache is for: `layer_start..layer_end` (a shard's whole range, or a
+    /// span of it).
     pub(crate) layer_start: usize,
+    pub(crate) layer_end: usize,
     pub(crate) scratch: Scratch,
 }
 
 impl KvCache {
-    pub(crate) fn new(n_layers: usize, layer_start: usize, context_len: usize) -> Self {
+    pub(crate) fn new(n_layers: usize, span: std::ops::Range<usize>, context_len: usize) -> Self {
         Self {
             layers: (0..n_layers).map(|_| LayerKv::default()).collect(),
             len: 0,
             context_len,
-            layer_start,
+            layer_start: span.start,
+            layer_end: span.end,
             scratch: Scratch::default(),
         }
+    }
+
+    /// The model layers this cache is for.
+    pub fn span(&self) -> std::ops::Range<usize> {
+        self.layer_start..self.layer_end
     }
 
     /// Positions already cached (the next token's position).

@@ -139,6 +139,7 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                         prompt_tokens: 40,
                         completion_tokens: 100,
                         stage_shares_bps: BoundedVec::new(vec![10_000]).unwrap(),
+                        stand_ins: BoundedVec::default(),
                     }),
                 )
             })

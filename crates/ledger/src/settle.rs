@@ -53,8 +53,9 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     match (outcome, mid) {
         (SettleOutcome::Paid, Some(m)) => split_fee(v, id, fee, m, &honest)?,
         (SettleOutcome::LowQuality, _) => {
-            for w in task.workers.iter() {
-                v.slash(w, params.worker_slash_bps, SlashReason::LowQuality, id)?;
+            let stand_ins = task.result.iter().flat_map(|r| r.stand_ins.iter().map(|s| s.worker));
+            for w in task.workers.iter().copied().chain(stand_ins) {
+                v.slash(&w, params.worker_slash_bps, SlashReason::LowQuality, id)?;
             }
             v.pay(id, &task.user, PayeeRole::User, fee)?;
         }
@@ -70,8 +71,9 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
 
 /// Splits a paid fee: developer royalty, treasury share, validators' share (equal parts to the
 /// honest revealers; to the treasury if none), and the workers' share scaled by
-/// `median / 1000` (the rest back to the user), divided among stages by their work shares.
-/// Rounding dust goes to the head worker (stages) and the treasury (validators).
+/// `median / 1000` (the rest back to the user), divided among the stages and any stand-ins that
+/// took over a failed stage by their work shares. Rounding dust goes to the head worker (stages)
+/// and the treasury (validators).
 fn split_fee(v: &mut View, id: &TaskId, fee: Amount, median: u16, honest: &[PublicKey]) -> Result<()> {
     let task = v.task(id)?;
     let base = v.base;
@@ -94,9 +96,10 @@ fn split_fee(v: &mut View, id: &TaskId, fee: Amount, median: u16, honest: &[Publ
     }
     let validator_dust = validators - each * honest.len() as Amount;
     v.pay(id, &TREASURY, PayeeRole::Treasury, add(treasury, validator_dust, "treasury")?)?;
-    let shares = result_shares(&task)?;
+    let (shares, stand_ins) = result_shares(&task)?;
     let mut paid = 0;
-    for (who, bps) in task.workers.iter().zip(shares.iter()).skip(1) {
+    let others = task.workers.iter().zip(shares.iter()).skip(1);
+    for (who, bps) in others.chain(stand_ins.iter().map(|s| (&s.worker, &s.share_bps))) {
         let part = mul(worker_pay, Amount::from(*bps), "stage share")? / Amount::from(BPS_ONE);
         v.pay(id, who, PayeeRole::Worker, part)?;
         paid += part;
@@ -107,10 +110,11 @@ fn split_fee(v: &mut View, id: &TaskId, fee: Amount, median: u16, honest: &[Publ
     v.pay(id, &task.user, PayeeRole::User, workers - worker_pay)
 }
 
-fn result_shares(task: &crate::records::Task) -> Result<Vec<u16>> {
+/// The listed workers' shares and the stand-ins of a task's result.
+fn result_shares(task: &crate::records::Task) -> Result<(Vec<u16>, Vec<polylink_types::StandIn>)> {
     task.result
         .as_ref()
-        .map(|r| r.stage_shares_bps.as_slice().to_vec())
+        .map(|r| (r.stage_shares_bps.as_slice().to_vec(), r.stand_ins.as_slice().to_vec()))
         .ok_or(LedgerError::Overflow("result missing at settlement"))
 }
 

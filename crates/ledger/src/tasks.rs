@@ -86,16 +86,30 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
         });
     }
     let shares = r.stage_shares_bps.as_slice();
-    let share_sum: u32 = shares.iter().map(|s| u32::from(*s)).sum();
+    let stand_ins = r.stand_ins.as_slice();
+    let share_sum: u32 =
+        shares.iter().chain(stand_ins.iter().map(|s| &s.share_bps)).map(|s| u32::from(*s)).sum();
     if shares.len() != task.workers.len() || share_sum != u32::from(BPS_ONE) {
         return Err(LedgerError::Invalid {
             what: "result",
             reason: format!(
-                "{} stage shares summing to {share_sum} bps for {} workers; need one per worker summing to {BPS_ONE}",
+                "{} stage shares and {} stand-in shares summing to {share_sum} bps for {} workers; need one per worker, all summing to {BPS_ONE}",
                 shares.len(),
+                stand_ins.len(),
                 task.workers.len()
             ),
         });
+    }
+    for (i, stand_in) in stand_ins.iter().enumerate() {
+        if task.workers.as_slice().contains(&stand_in.worker)
+            || stand_ins[..i].iter().any(|s| s.worker == stand_in.worker)
+        {
+            return Err(LedgerError::Invalid {
+                what: "result",
+                reason: format!("stand-in {} is listed already", stand_in.worker),
+            });
+        }
+        crate::registry::check_stand_in(v, task.model, &stand_in.worker)?;
     }
     let billed_tokens = u64::from(r.prompt_tokens) + u64::from(r.completion_tokens);
     if billed_tokens > u64::from(task.max_tokens) {
@@ -114,6 +128,7 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
         prompt_tokens: r.prompt_tokens,
         completion_tokens: r.completion_tokens,
         stage_shares_bps: r.stage_shares_bps.clone(),
+        stand_ins: r.stand_ins.clone(),
         fee,
         height: v.height,
     });

@@ -151,6 +151,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     prompt_tokens: task.max_tokens * k / 200,
                     completion_tokens: task.max_tokens * k / 200,
                     stage_shares_bps: BoundedVec::new(shares).unwrap(),
+                    stand_ins: BoundedVec::default(),
                 }),
             )
         }

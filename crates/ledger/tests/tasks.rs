@@ -98,6 +98,39 @@ fn pipeline_needs_contiguous_ranges_and_pays_stages_by_share() {
 }
 
 #[test]
+fn a_stand_in_that_took_over_a_failed_stage_is_paid_its_share_and_bad_ones_are_refused() {
+    const STAND_IN: usize = 9;
+    let mut net = Net::market(test_params());
+    net.ok(WORKER, register_worker(&[(0, 12)]));
+    net.ok(WORKER2, register_worker(&[(12, LAYERS)]));
+    let task = net.submit_task(1_000, &[WORKER, WORKER2]);
+
+    // Not a worker yet: refused, and nothing changes.
+    let refused = net.submit_result_with(WORKER, task, (300, 700), &[4_000, 3_000], &[(STAND_IN, 3_000)]);
+    assert!(matches!(refused, Err(LedgerError::UnknownWorker(_))), "{refused:?}");
+    net.ok(STAND_IN, TxKind::Bond(Bond { amount: 10_000 }));
+    net.ok(STAND_IN, register_worker(&[(0, LAYERS)]));
+    for (stand_ins, shares) in [
+        (vec![(STAND_IN, 3_000)], [4_000, 4_000]), // shares sum past 10,000
+        (vec![(WORKER2, 3_000)], [4_000, 3_000]),  // already listed
+        (vec![(STAND_IN, 1_500), (STAND_IN, 1_500)], [4_000, 3_000]), // twice
+    ] {
+        let refused = net.submit_result_with(WORKER, task, (300, 700), &shares, &stand_ins);
+        assert!(matches!(refused, Err(LedgerError::Invalid { what: "result", .. })), "{refused:?}");
+    }
+
+    // Stage 2 died 30% of the way in and the whole-model worker finished it.
+    net.submit_result_with(WORKER, task, (300, 700), &[4_000, 1_800], &[(STAND_IN, 4_200)]).unwrap();
+    let committee = net.committee(&task);
+    let before = [WORKER, WORKER2, STAND_IN].map(|i| net.balance(i));
+    net.score(task, &committee.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
+    // Worker pool 7_500 (as above): 40% / 18% / 42%.
+    let after = [WORKER, WORKER2, STAND_IN].map(|i| net.balance(i));
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [3_000, 1_350, 3_150]);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
 fn reclaim_only_by_the_user_after_the_deadline_without_result() {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);

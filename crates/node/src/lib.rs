@@ -16,6 +16,7 @@ pub mod onchain;
 pub mod peers;
 pub mod profile;
 pub mod registry;
+pub mod split;
 pub mod supervise;
 pub mod up;
 pub mod worker;
@@ -27,6 +28,8 @@ pub enum NodeError {
     Model(#[from] polylink_infer::InferError),
     #[error("pipeline: {0}")]
     Pipeline(#[from] polylink_pipeline::PipelineError),
+    #[error("plan: {0}")]
+    Plan(#[from] polylink_pipeline::plan::PlanError),
     #[error("bad layer range {range}: {reason}")]
     Layers { range: String, reason: String },
     #[error("cannot listen on {addr}: {reason}")]

@@ -11,6 +11,7 @@
 
 use crate::NodeError;
 use crate::onchain::{self, send};
+use crate::split::LocalSplit;
 use crate::supervise::{Child, Pending, Spawn, free_port, log_path, polylink_exe};
 use commonware_codec::DecodeExt;
 use commonware_cryptography::ed25519;
@@ -332,9 +333,18 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         });
     }
     let n_layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(&gguf)?)?.n_layers;
-    let stages = config.stages.min(n_layers);
-    let stage_layers: Vec<Range<usize>> =
-        (0..stages).map(|k| (k * n_layers / stages)..((k + 1) * n_layers / stages)).collect();
+    let split = if config.stages == 0 {
+        LocalSplit { ranges: Vec::new(), work_us: Vec::new() }
+    } else {
+        progress(started, "measuring this machine and planning the pipeline's layer split");
+        let planned = crate::split::local_stages(&gguf, config.stages.min(n_layers), config.threads)?;
+        if planned.ranges.len() < config.stages {
+            let planned = planned.ranges.len();
+            tracing::warn!(asked = config.stages, planned, "more stages would not raise throughput");
+        }
+        planned
+    };
+    let (stage_layers, stages) = (&split.ranges, split.ranges.len());
     for (k, layers) in stage_layers.iter().enumerate() {
         for copy in 0..=config.standby {
             let name =
@@ -386,12 +396,22 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let mut deployments = Vec::new();
     let mut head_accounts = Vec::new();
     let spec_of = |name: &str| workers.iter().find(|(n, _)| n == name).map(|(_, w)| w.spec.clone());
+    // Every deployment may re-plan a failed stage onto any worker outside it that holds the
+    // stage's layers: a standby serving exactly those, or (with none left) the whole-model worker,
+    // which then runs just that span.
+    let stand_ins = |main: &[StageSpec]| {
+        let others =
+            workers.iter().map(|(_, w)| w.spec.clone()).filter(|w| main.iter().all(|m| m.peer != w.peer));
+        Box::new(StandbyList(others.collect()))
+    };
     if let Some(spec) = spec_of("worker-whole") {
+        let main = vec![spec];
+        let standby = stand_ins(&main);
         let head = PipelineHead::new(
             context.child("head_whole"),
             head_key.clone(),
-            vec![spec],
-            Box::new(StandbyList::default()),
+            main,
+            standby,
             HeadConfig::default(),
         )?;
         deployments.push(Deployment::new("whole", head).await);
@@ -399,16 +419,16 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     }
     if stages > 0 {
         let main: Vec<StageSpec> = (0..stages).filter_map(|k| spec_of(&format!("worker-stage{k}"))).collect();
-        let standby: Vec<StageSpec> =
-            workers.iter().filter(|(n, _)| n.contains("-standby")).map(|(_, w)| w.spec.clone()).collect();
+        let standby = stand_ins(&main);
         let head = PipelineHead::new(
             context.child("head_pipeline"),
             head_key,
             main,
-            Box::new(StandbyList(standby)),
+            standby,
             HeadConfig::default(),
         )?;
-        deployments.push(Deployment::new(format!("pipeline-{stages}"), head).await);
+        deployments
+            .push(Deployment::new(format!("pipeline-{stages}"), head).await.with_work_shares(&split.work_us));
         head_accounts.push(SecretKey::from_seed(seeds["worker-stage0"]));
     }
     let backend = PipelineBackend::new(&gguf, MODEL_ID, deployments).map_err(setup)?;

@@ -5,13 +5,17 @@
 //! while a forward ran is looked at together: one-token decode steps of different sessions are
 //! run as one [`Shard::forward_batch`] (each weight row is read once for all of them, and each
 //! row's arithmetic is the same as alone, so tokens do not change), other jobs one at a time, in
-//! arrival order. A request that does not fit (wrong input kind or width, a position other than
-//! what is cached, too many sessions) gets an error response and changes nothing.
+//! arrival order. A session runs the layers its first request names, the worker's whole range
+//! or a span of it (standing in for a failed stage that held fewer layers); only sessions over the
+//! same layers batch together. A request that does not fit (layers not held, wrong input kind or
+//! width, a position other than what is cached, too many sessions) gets an error response and
+//! changes nothing.
 
 use crate::wire::{ErrorCode, Input, Request, Response, Want};
 use futures::channel::oneshot;
 use polylink_infer::{KvCache, LogitsMode, OutputKind, Sampler, SamplingParams, Shard, ShardInput};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -35,8 +39,9 @@ impl Default for EngineLimits {
     }
 }
 
-/// Sessions are keyed by the authenticated head that owns them and its session id.
-pub type SessionKey = ([u8; 32], u64);
+/// Sessions are keyed by the authenticated head that owns them, its session id, and the first
+/// layer run: one worker may run two spans of the same session (standing in for two stages).
+pub type SessionKey = ([u8; 32], u64, usize);
 
 /// One request for the engine thread.
 pub struct Job {
@@ -49,11 +54,19 @@ pub struct Job {
 }
 
 impl Job {
-    fn key(&self) -> SessionKey {
+    /// The head's session this job belongs to (all its spans): its jobs run in order.
+    fn session(&self) -> ([u8; 32], u64) {
         match &self.request {
             Request::Forward { session, .. } | Request::Close { session } => (self.owner, *session),
             // Never batched (the server answers echoes itself); the key only orders jobs.
             Request::Echo { .. } => (self.owner, u64::MAX),
+        }
+    }
+
+    fn key(&self) -> Option<SessionKey> {
+        match &self.request {
+            Request::Forward { session, layers, .. } => Some((self.owner, *session, layers.start as usize)),
+            Request::Close { .. } | Request::Echo { .. } => None,
         }
     }
 }
@@ -98,6 +111,10 @@ struct Engine {
     out: Vec<f32>,
 }
 
+fn span(layers: &Range<u32>) -> Range<usize> {
+    layers.start as usize..layers.end as usize
+}
+
 fn engine_error(message: &str) -> Response {
     Response::Error { code: ErrorCode::Engine, message: message.to_string() }
 }
@@ -132,17 +149,24 @@ impl Engine {
     }
 
     /// When the oldest job is a decode step, takes it and every later decode step of another
-    /// session (up to the batch limit); a session's jobs never overtake each other.
+    /// session over the same layers (up to the batch limit); a session's jobs never overtake
+    /// each other.
     fn take_batch(&self, queue: &mut VecDeque<Job>) -> Vec<Job> {
         if !queue.front().is_some_and(|job| self.decodable(job)) {
             return Vec::new();
         }
+        let layers = |job: &Job| match &job.request {
+            Request::Forward { layers, .. } => Some(layers.clone()),
+            Request::Close { .. } | Request::Echo { .. } => None,
+        };
+        let span = queue.front().and_then(layers);
         let mut seen = HashSet::new();
         let mut batch = Vec::new();
         let mut rest = VecDeque::with_capacity(queue.len());
         for job in queue.drain(..) {
-            let fresh = seen.insert(job.key());
-            if fresh && batch.len() < self.limits.batch_max.max(1) && self.decodable(&job) {
+            let fresh = seen.insert(job.session());
+            let room = batch.len() < self.limits.batch_max.max(1);
+            if fresh && room && layers(&job) == span && self.decodable(&job) {
                 batch.push(job);
             } else {
                 rest.push_back(job);
@@ -154,31 +178,39 @@ impl Engine {
 
     /// Whether `job` is one valid decode step of a session at its cached position.
     fn decodable(&self, job: &Job) -> bool {
-        let Request::Forward { session, pos, input, want } = &job.request else { return false };
+        let Request::Forward { session, pos, layers, input, want } = &job.request else { return false };
         input.rows() == 1
             && *want != Want::Nothing
-            && self.check(input, *want).is_ok()
-            && self.sessions.get(&(job.owner, *session)).is_some_and(|s| s.kv.len() == *pos as usize)
+            && self.check(span(layers), input, *want).is_ok()
+            && self
+                .sessions
+                .get(&(job.owner, *session, layers.start as usize))
+                .is_some_and(|s| s.kv.len() == *pos as usize && s.kv.span() == span(layers))
     }
 
     fn handle(&mut self, owner: [u8; 32], request: Request, now: Instant) -> Response {
         match request {
             Request::Close { session } => {
-                self.sessions.remove(&(owner, session));
+                self.sessions.retain(|k, _| (k.0, k.1) != (owner, session));
                 Response::Done
             }
-            Request::Forward { session, pos, input, want } => {
-                self.forward((owner, session), pos, input, want, now)
+            Request::Forward { session, pos, layers, input, want } => {
+                self.forward((owner, session, layers.start as usize), pos, span(&layers), input, want, now)
             }
             Request::Echo { payload } => Response::Echo(payload),
         }
     }
 
-    /// Whether `input` and `want` fit this stage's place in the pipeline.
-    fn check(&self, input: &Input, want: Want) -> Result<(), Response> {
+    /// Whether `layers` are held here and `input` and `want` fit their place in the pipeline.
+    fn check(&self, layers: Range<usize>, input: &Input, want: Want) -> Result<(), Response> {
         let shard = &self.shard;
-        let dim = shard.hparams().dim;
-        match (input, shard.is_first()) {
+        let (held, dim) = (shard.range(), shard.hparams().dim);
+        if layers.start < held.start || layers.end > held.end {
+            let message = format!("layers {layers:?} asked for, this stage holds {held:?}");
+            return Err(refuse(ErrorCode::BadRequest, message));
+        }
+        let (first, last) = (layers.start == 0, layers.end == shard.hparams().n_layers);
+        match (input, first) {
             (Input::Tokens(_), false) => {
                 return Err(refuse(ErrorCode::BadRequest, "this stage takes hidden states".into()));
             }
@@ -191,7 +223,7 @@ impl Engine {
             }
             _ => {}
         }
-        match (want, shard.is_last()) {
+        match (want, last) {
             (Want::Hidden, true) => {
                 Err(refuse(ErrorCode::BadRequest, "the last stage returns tokens".into()))
             }
@@ -202,8 +234,16 @@ impl Engine {
         }
     }
 
-    fn forward(&mut self, key: SessionKey, pos: u32, input: Input, want: Want, now: Instant) -> Response {
-        if let Err(refusal) = self.check(&input, want) {
+    fn forward(
+        &mut self,
+        key: SessionKey,
+        pos: u32,
+        layers: Range<usize>,
+        input: Input,
+        want: Want,
+        now: Instant,
+    ) -> Response {
+        if let Err(refusal) = self.check(layers.clone(), &input, want) {
             return refusal;
         }
         let shard = &self.shard;
@@ -217,12 +257,19 @@ impl Engine {
                     format!("stage holds {} sessions already", self.sessions.len()),
                 );
             }
-            let kv = shard.new_session(self.limits.context_max);
+            let kv = match shard.new_span_session(layers.clone(), self.limits.context_max) {
+                Ok(kv) => kv,
+                Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
+            };
             self.sessions.insert(key, Session { kv, last_used: now });
         }
         let Some(session) = self.sessions.get_mut(&key) else {
             return engine_error("session vanished");
         };
+        if session.kv.span() != layers {
+            let message = format!("session {} runs layers {:?}, not {layers:?}", key.1, session.kv.span());
+            return refuse(ErrorCode::BadRequest, message);
+        }
         if pos as usize != session.kv.len() {
             let cached = session.kv.len();
             return refuse(
@@ -255,7 +302,7 @@ impl Engine {
 
     /// Runs several sessions' decode steps as one batched forward and answers each.
     fn run_batch(&mut self, jobs: Vec<Job>, now: Instant) {
-        let keys: Vec<SessionKey> = jobs.iter().map(Job::key).collect();
+        let keys: Vec<SessionKey> = jobs.iter().filter_map(Job::key).collect();
         let mut taken: Vec<Session> = keys.iter().filter_map(|k| self.sessions.remove(k)).collect();
         assert_eq!(taken.len(), keys.len(), "a batch holds only known sessions");
         let (mut ids, mut hidden, mut positions) = (Vec::new(), Vec::new(), Vec::new());
@@ -268,8 +315,8 @@ impl Engine {
                 }
             }
         }
-        let input =
-            if self.shard.is_first() { ShardInput::Tokens(&ids) } else { ShardInput::Hidden(&hidden) };
+        let first = taken.first().is_some_and(|s| s.kv.span().start == 0);
+        let input = if first { ShardInput::Tokens(&ids) } else { ShardInput::Hidden(&hidden) };
         let mut caches: Vec<&mut KvCache> = taken.iter_mut().map(|s| &mut s.kv).collect();
         let result = self.shard.forward_batch(&mut caches, input, &mut self.out);
         for (key, mut session) in keys.into_iter().zip(taken) {

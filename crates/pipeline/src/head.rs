@@ -3,9 +3,10 @@
 //!
 //! The head relays every hop (stage k's hidden states go back through the head to stage k+1), so
 //! it keeps, per session and per stage, every input it sent. When a stage fails (its link breaks
-//! or a call outlives its timeout), the head asks [`Standby`] for a replacement serving the same
-//! layers, replays that session's inputs there in the original chunks (so the rebuilt KV cache is
-//! bit-identical), and retries the step. Other sessions notice the move on their next step and
+//! or a call outlives its timeout), the head asks [`Standby`] to re-plan the failed stage's layers
+//! onto a live worker (a spare serving those layers, or a worker holding more of the model, which
+//! then runs just that span), replays that session's inputs there in the original chunks (so the
+//! rebuilt KV cache is bit-identical), and retries the step. Other sessions notice the move on their next step and
 //! replay theirs. With two stages relaying costs nothing over a chain (head→s1→s2→head is the
 //! same number of hops once the head sits with s1); beyond two it trades hops for recovery.
 //!
@@ -36,23 +37,35 @@ pub struct StageSpec {
     pub peer: PublicKey,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The layers it serves.
+    /// The layers it runs for this pipeline (the worker may hold more: see [`Standby`]).
     pub layers: Range<usize>,
 }
 
 /// Finds a replacement for a failed stage.
 pub trait Standby: Send + Sync + 'static {
-    /// A stage serving exactly `layers`, other than the `failed` workers, if one is available.
+    /// A worker, other than the `failed` ones, to run `layers` from now on, if one is available.
+    /// It may hold more layers than that: it then runs just `layers` of them for this pipeline
+    /// (the returned spec's `layers`).
     fn replacement(&self, layers: &Range<usize>, failed: &[PublicKey]) -> Option<StageSpec>;
 }
 
-/// A fixed list of standby stages (e.g. from the chain's worker registry at start-up).
+/// A fixed list of workers that can stand in (e.g. from the chain's worker registry at
+/// start-up), each with the layers it holds: spares serving exactly a stage's layers, and
+/// workers holding more (a whole-model worker can run any stage).
 #[derive(Debug, Clone, Default)]
 pub struct StandbyList(pub Vec<StageSpec>);
 
 impl Standby for StandbyList {
+    /// Re-plans the failed stage's layers onto the live worker that holds them with the fewest
+    /// layers to spare: a spare holding exactly those layers first (it serves nothing else), else
+    /// the narrowest worker holding more, which runs just that span.
     fn replacement(&self, layers: &Range<usize>, failed: &[PublicKey]) -> Option<StageSpec> {
-        self.0.iter().find(|s| &s.layers == layers && !failed.contains(&s.peer)).cloned()
+        self.0
+            .iter()
+            .filter(|s| s.layers.start <= layers.start && layers.end <= s.layers.end)
+            .filter(|s| !failed.contains(&s.peer))
+            .min_by_key(|s| s.layers.len())
+            .map(|s| StageSpec { layers: layers.clone(), ..s.clone() })
     }
 }
 
@@ -89,6 +102,8 @@ pub struct HeadSession {
     history: Vec<Vec<Input>>,
     /// Per stage: the worker holding this session's cache.
     placed: Vec<Option<PublicKey>>,
+    /// Per stage: rows each worker computed for this session (replays onto a stand-in included).
+    work: Vec<Vec<(PublicKey, u64)>>,
     /// Positions processed so far.
     pos: usize,
 }
@@ -102,6 +117,20 @@ impl HeadSession {
     /// Whether nothing has been processed yet.
     pub fn is_empty(&self) -> bool {
         self.pos == 0
+    }
+
+    /// Per stage, the rows each worker computed for this session: one worker per stage unless a
+    /// stage failed over, when the stand-in's rows (its replay included) follow the failed one's.
+    pub fn work(&self) -> &[Vec<(PublicKey, u64)>] {
+        &self.work
+    }
+
+    fn record_work(&mut self, k: usize, worker: &PublicKey, rows: usize) {
+        let stage = &mut self.work[k];
+        match stage.iter_mut().find(|(w, _)| w == worker) {
+            Some((_, done)) => *done += rows as u64,
+            None => stage.push((worker.clone(), rows as u64)),
+        }
     }
 }
 
@@ -192,6 +221,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
             history: vec![Vec::new(); n],
             placed: vec![None; n],
+            work: vec![Vec::new(); n],
             pos: 0,
         }
     }
@@ -356,8 +386,13 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         if session.placed[k].as_ref() != Some(&spec.peer) {
             let mut pos = 0u32;
             for chunk in &session.history[k] {
-                let replay =
-                    Request::Forward { session: session.id, pos, input: chunk.clone(), want: Want::Nothing };
+                let replay = Request::Forward {
+                    session: session.id,
+                    pos,
+                    layers: wire_layers(&spec.layers),
+                    input: chunk.clone(),
+                    want: Want::Nothing,
+                };
                 match self.timed(k, chunk.rows(), link.call(&replay)).await?? {
                     Response::Done => {}
                     other => {
@@ -369,11 +404,20 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
                 pos += chunk.rows() as u32;
             }
             session.placed[k] = Some(spec.peer.clone());
+            session.record_work(k, &spec.peer, pos as usize);
         }
-        let request =
-            Request::Forward { session: session.id, pos: session.pos as u32, input: input.clone(), want };
+        let request = Request::Forward {
+            session: session.id,
+            pos: session.pos as u32,
+            layers: wire_layers(&spec.layers),
+            input: input.clone(),
+            want,
+        };
         let response = self.timed(k, input.rows(), link.call(&request)).await??;
         self.put_back(k, link);
+        if !matches!(response, Response::Error { .. }) {
+            session.record_work(k, &spec.peer, input.rows());
+        }
         Ok(response)
     }
 
@@ -399,6 +443,10 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             Either::Right(_) => Err(PipelineError::Timeout { ms: limit.as_millis() as u64 }),
         }
     }
+}
+
+fn wire_layers(layers: &Range<usize>) -> Range<u32> {
+    layers.start as u32..layers.end as u32
 }
 
 /// Rows counted in flight at a stage until dropped.

@@ -9,6 +9,7 @@ use bytes::{Buf as _, BufMut};
 use commonware_codec::{
     Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write,
 };
+use std::ops::Range;
 
 /// Bounds on what a peer may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,9 @@ pub enum Request {
         session: u64,
         /// Position of the first row; must equal what the stage has cached.
         pos: u32,
+        /// The model layers to run: the stage's own range, or a span of it when the worker
+        /// stands in for a stage that holds fewer layers. Fixed for the life of the session.
+        layers: Range<u32>,
         /// The rows.
         input: Input,
         /// What to return.
@@ -279,10 +283,12 @@ impl Read for Want {
 impl Write for Request {
     fn write(&self, buf: &mut impl BufMut) {
         match self {
-            Request::Forward { session, pos, input, want } => {
+            Request::Forward { session, pos, layers, input, want } => {
                 0u8.write(buf);
                 session.write(buf);
                 pos.write(buf);
+                layers.start.write(buf);
+                layers.end.write(buf);
                 input.write(buf);
                 want.write(buf);
             }
@@ -301,7 +307,7 @@ impl Write for Request {
 impl EncodeSize for Request {
     fn encode_size(&self) -> usize {
         1 + match self {
-            Request::Forward { input, want, .. } => 8 + 4 + input.encode_size() + want.encode_size(),
+            Request::Forward { input, want, .. } => 8 + 4 + 8 + input.encode_size() + want.encode_size(),
             Request::Close { .. } => 8,
             Request::Echo { payload } => payload.encode_size(),
         }
@@ -312,12 +318,20 @@ impl Read for Request {
     type Cfg = WireLimits;
     fn read_cfg(buf: &mut impl Buf, limits: &WireLimits) -> Result<Self, CodecError> {
         match u8::read(buf)? {
-            0 => Ok(Request::Forward {
-                session: u64::read(buf)?,
-                pos: u32::read(buf)?,
-                input: Input::read_cfg(buf, limits)?,
-                want: Want::read(buf)?,
-            }),
+            0 => {
+                let (session, pos) = (u64::read(buf)?, u32::read(buf)?);
+                let layers = u32::read(buf)?..u32::read(buf)?;
+                if layers.is_empty() {
+                    return Err(CodecError::Invalid("forward", "empty layer range"));
+                }
+                Ok(Request::Forward {
+                    session,
+                    pos,
+                    layers,
+                    input: Input::read_cfg(buf, limits)?,
+                    want: Want::read(buf)?,
+                })
+            }
             1 => Ok(Request::Close { session: u64::read(buf)? }),
             2 => Ok(Request::Echo { payload: read_echo(buf, limits)? }),
             tag => Err(CodecError::InvalidEnum(tag)),

@@ -309,3 +309,32 @@ fn smollm2_profile_comes_from_its_gguf() {
     // The notes measured 96.58 MB of tensor bytes; the final norm is counted with the head.
     assert!((96_000_000..97_000_000).contains(&total), "{total}");
 }
+
+#[test]
+fn balanced_ranges_even_out_the_stages_with_the_lm_head_on_the_last() {
+    use polylink_pipeline::plan::balanced_ranges;
+    let device = |head_time_us| DeviceProfile {
+        id: "here".into(),
+        memory_bytes: 8_000 * MB,
+        layer_time_us: 100,
+        head_time_us,
+    };
+    // No head cost: two equal halves; one stage asked: the whole model.
+    assert_eq!(balanced_ranges(&smol(), &device(0), 2).unwrap(), vec![0..15, 15..30]);
+    assert_eq!(balanced_ranges(&smol(), &device(0), 1).unwrap(), vec![0..30]);
+    // A head worth 8 layers: the last stage takes 8 fewer layers, so both take 1,900 us.
+    assert_eq!(balanced_ranges(&smol(), &device(800), 2).unwrap(), vec![0..19, 19..30]);
+    // Three stages: the slowest is as fast as any contiguous 3-way split can make it.
+    let three = balanced_ranges(&smol(), &device(800), 3).unwrap();
+    let cost = |r: &std::ops::Range<usize>| 100 * r.len() as u64 + if r.end == 30 { 800 } else { 0 };
+    let worst = three.iter().map(cost).max().unwrap();
+    let best = (1..29)
+        .flat_map(|a| (a + 1..30).map(move |b| [0..a, a..b, b..30]))
+        .map(|split| split.iter().map(cost).max().unwrap())
+        .min()
+        .unwrap();
+    assert_eq!((three.len(), worst), (3, best), "{three:?}");
+    // A head heavier than all the layers together: the last stage keeps one layer and the head,
+    // and a third stage could not make it faster, so none is made.
+    assert_eq!(balanced_ranges(&smol(), &device(10_000), 3).unwrap(), vec![0..29, 29..30]);
+}

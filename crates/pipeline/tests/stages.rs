@@ -126,6 +126,47 @@ fn a_two_stage_pipeline_matches_the_whole_model_and_survives_a_dead_stage() {
 }
 
 #[test]
+fn with_no_spare_a_whole_model_worker_stands_in_for_each_dead_stage() {
+    let m = model();
+    let prompt = prompt(&m);
+    let n = 24;
+    let expected = whole_model_ids(&m, &prompt, n);
+    tokio::Runner::default().start(|context| async move {
+        let (first, h1) = start_stage(&context, &m, 1, 0..15).await;
+        let (second, h2) = start_stage(&context, &m, 2, 15..30).await;
+        let (whole, _h) = start_stage(&context, &m, 3, 0..30).await;
+        let head = PipelineHead::new(
+            context.child("head"),
+            key(9),
+            vec![first, second],
+            Box::new(StandbyList(vec![whole.clone()])),
+            HeadConfig::default(),
+        )
+        .unwrap();
+        // Stage 2 dies after 6 tokens, stage 1 after 14: the whole-model worker runs layers
+        // 15..30 and then 0..15 of the same session, and the tokens do not change.
+        let (mut h1, mut h2) = (Some(h1), Some(h2));
+        let ids = run(&head, &prompt, n, |i| {
+            let dying = match i {
+                6 => h2.take(),
+                14 => h1.take(),
+                _ => None,
+            };
+            if let Some(h) = dying {
+                h.abort();
+            }
+        })
+        .await;
+        assert_eq!(ids, expected, "re-planning onto the whole-model worker changed the text");
+        let stages = head.stages().await;
+        assert!(stages.iter().all(|s| s.peer == whole.peer), "{stages:?}");
+        assert_eq!((stages[0].layers.clone(), stages[1].layers.clone()), (0..15, 15..30));
+        // A new session on the re-planned pipeline gives the same text again.
+        assert_eq!(run(&head, &prompt, n, |_| {}).await, expected);
+    });
+}
+
+#[test]
 fn bad_requests_are_refused_and_the_stage_keeps_serving() {
     let m = model();
     let prompt = prompt(&m);
@@ -167,5 +208,20 @@ fn bad_requests_are_refused_and_the_stage_keeps_serving() {
         // And the same stage still answers a proper request.
         let token = head.step(&mut session, &prompt, GREEDY).await.unwrap();
         assert_eq!(token, whole_model_ids(&m, &prompt, 1)[0]);
+
+        // Layers the worker does not hold are refused, not half-run.
+        let (front, _h) = start_stage(&context, &m, 6, 0..15).await;
+        let overreach = StageSpec { layers: 0..30, ..front };
+        let head = PipelineHead::new(
+            context.child("head"),
+            key(9),
+            vec![overreach],
+            Box::new(StandbyList::default()),
+            HeadConfig::default(),
+        )
+        .unwrap();
+        let mut session = head.open();
+        let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
+        assert!(err.to_string().contains("this stage holds 0..15"), "{err}");
     });
 }

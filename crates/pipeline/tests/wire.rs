@@ -14,17 +14,30 @@ fn limits() -> WireLimits {
 #[test]
 fn every_message_round_trips() {
     let requests = vec![
-        Request::Forward { session: 7, pos: 0, input: Input::Tokens(vec![1, 2, 3]), want: Want::Hidden },
+        Request::Forward {
+            session: 7,
+            pos: 0,
+            layers: 0..30,
+            input: Input::Tokens(vec![1, 2, 3]),
+            want: Want::Hidden,
+        },
         Request::Forward {
             session: u64::MAX,
             pos: 41,
+            layers: 12..30,
             input: Input::Hidden {
                 dim: 4,
                 values: vec![0.5, -1.0, f32::MIN_POSITIVE, 3.25, 1.0, 2.0, 3.0, 4.0],
             },
             want: Want::Sample(SampleSpec { temperature: 0.7, top_k: 40, top_p: 0.9, seed: 42 }),
         },
-        Request::Forward { session: 1, pos: 3, input: Input::Tokens(vec![5]), want: Want::Nothing },
+        Request::Forward {
+            session: 1,
+            pos: 3,
+            layers: 0..30,
+            input: Input::Tokens(vec![5]),
+            want: Want::Nothing,
+        },
         Request::Close { session: 9 },
     ];
     for request in requests {
@@ -43,22 +56,43 @@ fn every_message_round_trips() {
 
 #[test]
 fn frames_outside_the_limits_are_refused() {
-    let too_many_rows =
-        Request::Forward { session: 1, pos: 0, input: Input::Tokens(vec![1; 17]), want: Want::Hidden };
+    let too_many_rows = Request::Forward {
+        session: 1,
+        pos: 0,
+        layers: 0..30,
+        input: Input::Tokens(vec![1; 17]),
+        want: Want::Hidden,
+    };
     assert!(decode::<Request>(&encode(&too_many_rows), &limits()).is_err());
     let too_wide = Response::Hidden { dim: 9, values: vec![0.0; 9] };
     assert!(decode::<Response>(&encode(&too_wide), &limits()).is_err());
     let ragged = Response::Hidden { dim: 4, values: vec![0.0; 6] };
     assert!(decode::<Response>(&encode(&ragged), &limits()).is_err());
-    let empty = Request::Forward { session: 1, pos: 0, input: Input::Tokens(vec![]), want: Want::Hidden };
+    let empty = Request::Forward {
+        session: 1,
+        pos: 0,
+        layers: 0..30,
+        input: Input::Tokens(vec![]),
+        want: Want::Hidden,
+    };
     assert!(decode::<Request>(&encode(&empty), &limits()).is_err());
     let bad_sampling = Request::Forward {
         session: 1,
         pos: 0,
+        layers: 0..30,
         input: Input::Tokens(vec![1]),
         want: Want::Sample(SampleSpec { temperature: f32::NAN, top_k: 0, top_p: 1.0, seed: 0 }),
     };
     assert!(decode::<Request>(&encode(&bad_sampling), &limits()).is_err());
+    #[allow(clippy::reversed_empty_ranges)]
+    let no_layers = Request::Forward {
+        session: 1,
+        pos: 0,
+        layers: 7..7,
+        input: Input::Tokens(vec![1]),
+        want: Want::Hidden,
+    };
+    assert!(decode::<Request>(&encode(&no_layers), &limits()).is_err());
 }
 
 #[test]

@@ -147,7 +147,10 @@ impl Evaluator for ModelConsistency {
             }
         };
         let tok = &self.model.tokenizer;
-        let prompt_ids = tok.encode(&self.model.template.render(None, &task.prompt));
+        let prompt_ids = match &task.prompt_ids {
+            Some(ids) => ids.clone(),
+            None => tok.encode(&self.model.template.render(None, &task.prompt)),
+        };
         if prompt_ids.is_empty() {
             return Err(TiqeError::Refused("prompt renders to no tokens".into()));
         }

@@ -41,6 +41,10 @@ impl Default for Generation {
 pub struct Submission {
     /// The user's message.
     pub prompt: String,
+    /// The model's input exactly as served, when it is not `prompt` rendered as one user turn
+    /// (a system prompt, several turns, a raw completion): the caller checked these ids against
+    /// the chain and the request; `prompt` is then the question the text evaluators read.
+    pub prompt_ids: Option<Vec<u32>>,
     /// The output exactly as the worker delivered it (may be anything).
     pub output: Vec<u8>,
     /// The token ids the worker says it produced, when it sent them.
@@ -75,6 +79,9 @@ impl Default for Limits {
 pub struct Task {
     /// The user's message.
     pub prompt: String,
+    /// The model's input exactly as served, if not `prompt` as one user turn (see
+    /// [`Submission::prompt_ids`]).
+    pub prompt_ids: Option<Vec<u32>>,
     /// The worker's answer.
     pub output: String,
     /// Token ids the worker claims, if sent.
@@ -90,6 +97,7 @@ impl Task {
     pub fn greedy(prompt: &str, output: &str, max_tokens: usize, finish: Finish) -> Self {
         Self {
             prompt: prompt.to_string(),
+            prompt_ids: None,
             output: output.to_string(),
             output_ids: None,
             model_sha256: None,
@@ -192,6 +200,7 @@ impl Submission {
         };
         Ok(Ok(Task {
             prompt: self.prompt,
+            prompt_ids: self.prompt_ids,
             output,
             output_ids: self.output_ids,
             model_sha256: self.model_sha256,

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 fn submission(output: &[u8]) -> Submission {
     Submission {
         prompt: "What is the capital of Japan?".into(),
+        prompt_ids: None,
         output: output.to_vec(),
         output_ids: None,
         output_sha256: None,

@@ -127,10 +127,31 @@ pub struct SubmitResult {
     pub prompt_tokens: u32,
     /// Completion tokens generated.
     pub completion_tokens: u32,
-    /// Each stage's share of the work in basis points, aligned with the task's workers; sums to 10,000.
+    /// Each listed worker's share of the work in basis points, aligned with the task's workers;
+    /// with `stand_ins`' shares it sums to 10,000.
     pub stage_shares_bps: BoundedVec<u16, STAGES_MAX>,
+    /// Workers outside the task's list that did part of the work: the head re-planned a failed
+    /// stage onto them mid-answer. Each must be a registered worker of the task's model.
+    pub stand_ins: BoundedVec<StandIn, STAGES_MAX>,
 }
-codec_fields!(SubmitResult { task, output_hash, prompt_tokens, completion_tokens, stage_shares_bps });
+codec_fields!(SubmitResult {
+    task,
+    output_hash,
+    prompt_tokens,
+    completion_tokens,
+    stage_shares_bps,
+    stand_ins
+});
+
+/// A worker that stood in for a failed stage of a task, and its share of the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandIn {
+    /// The worker.
+    pub worker: PublicKey,
+    /// Its share of the work, basis points.
+    pub share_bps: u16,
+}
+codec_fields!(StandIn { worker, share_bps });
 
 /// A committee member commits to its score: `commitment = score_commitment(score, salt, signer)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

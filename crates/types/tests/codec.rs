@@ -71,6 +71,7 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                 prompt_tokens: p,
                 completion_tokens: c,
                 stage_shares_bps: BoundedVec::new(shares).unwrap(),
+                stand_ins: BoundedVec::default(),
             })
         ),
         Just(TxKind::CommitScore(CommitScore { task: hash(5), commitment: hash(6) })),

@@ -271,10 +271,6 @@ async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<u16>> {
             info!(%task, %why, "transcript contradicts the chain; scoring 0");
             return Ok(Some(0));
         }
-        Verdict::Abstain(why) => {
-            info!(%task, %why, "abstaining");
-            return Ok(None);
-        }
     };
     let artifact = sh.chain.artifact(on_chain.model).await?;
     let Some(scored) = scorer(sh, artifact).await?.score(checked).await? else { return Ok(None) };

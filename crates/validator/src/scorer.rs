@@ -4,6 +4,7 @@
 
 use crate::error::{Result, ValidatorError};
 use crate::verify::{Checked, Ending};
+use polylink_gateway::local::chat;
 use polylink_models::{CATALOGUE, MINILM_L6_V2};
 use polylink_tiqe::cross::MiniLmFiles;
 use polylink_tiqe::suite::{self, Files};
@@ -121,8 +122,9 @@ impl Scorer {
                 while let Ok(job) = queue.recv() {
                     let c = job.checked;
                     let tok = &model.tokenizer;
-                    if tok.encode(&model.template.render(None, &c.user)) != c.prompt_ids {
-                        let why = "the prompt text does not render to the hashed prompt ids";
+                    let rendered = c.prompt.to_prompt().map(|p| chat::encode(tok, &model.template, &p));
+                    if rendered.as_ref() != Some(&c.prompt_ids) {
+                        let why = "the prompt does not render to the hashed prompt ids";
                         let _ = job
                             .reply
                             .send(Ok(Some(Scored { score: 0, evidence: json!({ "rejected": why }) })));
@@ -137,7 +139,8 @@ impl Scorer {
                         }
                     };
                     let sub = Submission {
-                        prompt: c.user,
+                        prompt: c.prompt.question(),
+                        prompt_ids: Some(c.prompt_ids),
                         output: c.output.into_bytes(),
                         output_ids: None,
                         output_sha256: None,

@@ -1,7 +1,8 @@
 //! Checks a fetched transcript against the chain before any model runs. A transcript that
 //! contradicts the chain (prompt ids, output, token counts), or that is no transcript at all
-//! (oversized, not JSON, not UTF-8), is the worker's fault and scores 0. A prompt the evaluators
-//! cannot re-render (anything but one user message) is nobody's fault: the validator abstains.
+//! (oversized, not JSON, not UTF-8), is the worker's fault and scores 0. Any prompt shape is
+//! scored: a chat with a system prompt or several turns, or a raw completion (the scorer checks
+//! that it encodes to the hashed prompt ids, and teacher-forces the answer after those ids).
 
 use crate::error::{Result, ValidatorError};
 use polylink_gateway::handler::prompt_hash;
@@ -79,8 +80,8 @@ pub enum Ending {
 /// A transcript consistent with the chain, ready for the evaluators.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
-    /// The one user message the prompt was rendered from.
-    pub user: String,
+    /// The request's prompt, as the gateway recorded it.
+    pub prompt: PromptRecord,
     /// The prompt token ids (hash checked).
     pub prompt_ids: Vec<u32>,
     /// The output (hash checked).
@@ -100,8 +101,6 @@ pub enum Verdict {
     Score(Checked),
     /// The worker is at fault: score 0, for this reason.
     Zero(String),
-    /// Not scorable by these evaluators: do not commit.
-    Abstain(String),
 }
 
 /// Checks a transcript body against the chain.
@@ -148,14 +147,11 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
             t.temperature, t.max_tokens
         ));
     }
-    let user = match &t.prompt {
-        PromptRecord::Chat { messages } if messages.len() == 1 && messages[0].0 == "user" => {
-            messages[0].1.clone()
-        }
-        _ => return Verdict::Abstain("prompt is not a single user message".into()),
-    };
+    if t.prompt.to_prompt().is_none() {
+        return Verdict::Zero("the prompt record names an unknown role".into());
+    }
     Verdict::Score(Checked {
-        user,
+        prompt: t.prompt,
         prompt_ids: t.prompt_ids,
         output: t.output,
         max_tokens: t.max_tokens,
@@ -209,7 +205,10 @@ mod tests {
     fn a_consistent_transcript_is_scored() {
         let t = transcript();
         let Verdict::Score(c) = check(&body(&t), &chain(&t)) else { panic!("not scored") };
-        assert_eq!((c.user.as_str(), c.output.as_str(), c.ending), ("Name a colour.", "Blue.", Ending::Stop));
+        assert_eq!(
+            (c.prompt.question().as_str(), c.output.as_str(), c.ending),
+            ("Name a colour.", "Blue.", Ending::Stop)
+        );
     }
 
     #[test]
@@ -231,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_bytes_score_zero_and_odd_prompts_abstain() {
+    fn bad_bytes_score_zero_and_every_prompt_shape_is_scored() {
         let t = transcript();
         let on_chain = chain(&t);
         let mut bytes = body(&t);
@@ -239,9 +238,21 @@ mod tests {
         bytes[at] = 0xff;
         assert!(zero(check(&bytes, &on_chain)).contains("UTF-8"));
         assert!(zero(check(&vec![b' '; TRANSCRIPT_BYTES_MAX + 1], &on_chain)).contains("exceeds"));
-        let mut multi = t.clone();
-        multi.prompt =
-            PromptRecord::Chat { messages: vec![("system".into(), "x".into()), ("user".into(), "y".into())] };
-        assert!(matches!(check(&body(&multi), &on_chain), Verdict::Abstain(_)));
+        // A system prompt, several turns, a raw completion: all scored (the scorer checks they
+        // render to the hashed ids); a role the gateway never writes is the worker's fault.
+        let turns = |roles: &[&str]| PromptRecord::Chat {
+            messages: roles.iter().map(|r| (r.to_string(), format!("{r} text"))).collect(),
+        };
+        let shapes = [
+            turns(&["system", "user"]),
+            turns(&["user", "assistant", "user"]),
+            PromptRecord::Text { text: "Once upon a time".into() },
+        ];
+        for prompt in shapes {
+            let shaped = Transcript { prompt: prompt.clone(), ..t.clone() };
+            assert!(matches!(check(&body(&shaped), &on_chain), Verdict::Score(c) if c.prompt == prompt));
+        }
+        let odd = Transcript { prompt: turns(&["tool", "user"]), ..t.clone() };
+        assert!(zero(check(&body(&odd), &on_chain)).contains("unknown role"));
     }
 }

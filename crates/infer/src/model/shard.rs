@@ -135,7 +135,44 @@ impl Shard {
 
     /// A fresh, empty cache for one session, holding at most `context_len` positions.
     pub fn new_session(&self, context_len: usize) -> KvCache {
-        KvCache::new(self.layers.len(), self.range.start, context_len.min(self.hp.context_len).max(1))
+        KvCache::new(self.layers.len(), self.range.clone(), self.context(context_len))
+    }
+
+    /// A fresh cache for a session that runs only layers `span` of this shard: a worker holding
+    /// more layers than a pipeline stage needs can stand in for that stage (a fail-over re-plan).
+    /// The session takes token ids only if `span` starts at layer 0 and yields logits only if it
+    /// ends at the last layer; otherwise hidden states go in and out.
+    pub fn new_span_session(&self, span: Range<usize>, context_len: usize) -> Result<KvCache> {
+        if span.start >= span.end || span.start < self.range.start || span.end > self.range.end {
+            return Err(InferError::BadLayerRange {
+                start: span.start,
+                end: span.end,
+                n_layers: self.hp.n_layers,
+            });
+        }
+        let held = self.entries(&span);
+        Ok(KvCache::new(held.len(), span, self.context(context_len)))
+    }
+
+    fn context(&self, asked: usize) -> usize {
+        asked.min(self.hp.context_len).max(1)
+    }
+
+    /// The entries of `layers` whose model layer ids fall in `span`.
+    fn entries(&self, span: &Range<usize>) -> Range<usize> {
+        let lo = self.layer_ids.partition_point(|&id| id < span.start);
+        let hi = self.layer_ids.partition_point(|&id| id < span.end);
+        lo..hi
+    }
+
+    /// The entries `kv` runs, if it was made by this shard.
+    fn entries_of(&self, kv: &KvCache) -> Result<Range<usize>> {
+        let span = kv.span();
+        let entries = self.entries(&span);
+        if span.start < self.range.start || span.end > self.range.end || entries.len() != kv.layers.len() {
+            return Err(InferError::BadInput("cache belongs to another shard".into()));
+        }
+        Ok(entries)
     }
 
     /// Runs the shard over `input` at the cache's next positions and appends to the cache.
@@ -147,11 +184,10 @@ impl Shard {
         mode: LogitsMode,
         out: &mut Vec<f32>,
     ) -> Result<OutputKind> {
-        if kv.layers.len() != self.layers.len() || kv.layer_start != self.range.start {
-            return Err(InferError::BadInput("cache belongs to another shard".into()));
-        }
+        let entries = self.entries_of(kv)?;
+        let (first, last) = (kv.layer_start == 0, kv.layer_end == self.hp.n_layers);
         let s = &mut kv.scratch;
-        let n = self.input_rows(input, &mut s.x)?;
+        let n = self.input_rows(input, first, &mut s.x)?;
         if n == 0 {
             return Err(InferError::BadInput("empty input".into()));
         }
@@ -159,12 +195,12 @@ impl Shard {
             return Err(InferError::ContextFull { needed: kv.len + n, context: kv.context_len });
         }
         let pos0 = kv.len;
-        for (li, layer) in self.layers.iter().enumerate() {
-            let mut seq = Seq { lkv: &mut kv.layers[li], pos0, rows: 0..n };
-            self.layer_forward(layer, self.layer_ids[li], s, std::slice::from_mut(&mut seq));
+        for (lkv, li) in kv.layers.iter_mut().zip(entries) {
+            let mut seq = Seq { lkv, pos0, rows: 0..n };
+            self.layer_forward(&self.layers[li], self.layer_ids[li], s, std::slice::from_mut(&mut seq));
         }
         kv.len += n;
-        self.head_rows(s, n, mode, out)
+        self.head_rows(s, n, last, mode, out)
     }
 
     /// Final norm and LM head over the last row (or all rows) of `s.x`.
@@ -172,11 +208,12 @@ impl Shard {
         &self,
         s: &mut Scratch,
         n: usize,
+        last: bool,
         mode: LogitsMode,
         out: &mut Vec<f32>,
     ) -> Result<OutputKind> {
         let hp = &self.hp;
-        let Some((norm, head)) = &self.head else {
+        let Some((norm, head)) = self.head.as_ref().filter(|_| last) else {
             out.clear();
             out.extend_from_slice(&s.x);
             return Ok(OutputKind::Hidden { rows: n });
@@ -192,10 +229,11 @@ impl Shard {
         Ok(OutputKind::Logits { rows })
     }
 
-    /// Embeds tokens (first shard) or copies hidden states into `x`; returns the row count.
-    fn input_rows(&self, input: ShardInput<'_>, x: &mut Vec<f32>) -> Result<usize> {
+    /// Embeds tokens (a session starting at layer 0) or copies hidden states into `x`; returns
+    /// the row count.
+    fn input_rows(&self, input: ShardInput<'_>, first: bool, x: &mut Vec<f32>) -> Result<usize> {
         let hp = &self.hp;
-        Ok(match (input, &self.embed) {
+        Ok(match (input, self.embed.as_ref().filter(|_| first)) {
             (ShardInput::Tokens(ids), Some(embed)) => {
                 x.resize(ids.len() * hp.dim, 0.0);
                 for (row, &id) in x.chunks_exact_mut(hp.dim).zip(ids) {
@@ -258,30 +296,34 @@ impl Shard {
         s: &mut Scratch,
         out: &mut Vec<f32>,
     ) -> Result<OutputKind> {
-        let n = self.input_rows(input, &mut s.x)?;
+        let span = kvs.first().map(|kv| kv.span()).unwrap_or_default();
+        let (first, last) = (span.start == 0, span.end == self.hp.n_layers);
+        let n = self.input_rows(input, first, &mut s.x)?;
         if n != kvs.len() {
             return Err(InferError::BadInput(format!("{n} input rows for {} sessions", kvs.len())));
         }
+        let mut entries = 0..0;
         for kv in kvs.iter() {
-            if kv.layers.len() != self.layers.len() || kv.layer_start != self.range.start {
-                return Err(InferError::BadInput("cache belongs to another shard".into()));
+            entries = self.entries_of(kv)?;
+            if kv.span() != span {
+                return Err(InferError::BadInput("a batch runs sessions over the same layers only".into()));
             }
             if kv.len + 1 > kv.context_len {
                 return Err(InferError::ContextFull { needed: kv.len + 1, context: kv.context_len });
             }
         }
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (k, li) in entries.enumerate() {
             let mut seqs: Vec<Seq<'_>> = kvs
                 .iter_mut()
                 .enumerate()
-                .map(|(i, kv)| Seq { lkv: &mut kv.layers[li], pos0: kv.len, rows: i..i + 1 })
+                .map(|(i, kv)| Seq { lkv: &mut kv.layers[k], pos0: kv.len, rows: i..i + 1 })
                 .collect();
-            self.layer_forward(layer, self.layer_ids[li], s, &mut seqs);
+            self.layer_forward(&self.layers[li], self.layer_ids[li], s, &mut seqs);
         }
         for kv in kvs.iter_mut() {
             kv.len += 1;
         }
-        self.head_rows(s, n, LogitsMode::All, out)
+        self.head_rows(s, n, last, LogitsMode::All, out)
     }
 
     fn layer_forward(&self, l: &Layer, il: usize, s: &mut Scratch, seqs: &mut [Seq<'_>]) {

@@ -130,6 +130,19 @@ impl Net {
         tokens: (u32, u32),
         shares: &[u16],
     ) -> Result<Vec<Event>, LedgerError> {
+        self.submit_result_with(signer, task, tokens, shares, &[])
+    }
+
+    /// A result that also pays `stand_ins` (account index, share) for taking over failed stages.
+    pub fn submit_result_with(
+        &mut self,
+        signer: usize,
+        task: TaskId,
+        tokens: (u32, u32),
+        shares: &[u16],
+        stand_ins: &[(usize, u16)],
+    ) -> Result<Vec<Event>, LedgerError> {
+        let stand_ins = stand_ins.iter().map(|&(i, share_bps)| StandIn { worker: self.pk(i), share_bps });
         self.run(
             signer,
             TxKind::SubmitResult(SubmitResult {
@@ -138,6 +151,7 @@ impl Net {
                 prompt_tokens: tokens.0,
                 completion_tokens: tokens.1,
                 stage_shares_bps: BoundedVec::new(shares.to_vec()).unwrap(),
+                stand_ins: BoundedVec::new(stand_ins.collect()).unwrap(),
             }),
         )
     }

@@ -104,3 +104,34 @@ pub struct Plan {
     /// Predicted per-token latency of the best single device that can hold the model, if any.
     pub best_single_latency_us: Option<u64>,
 }
+
+/// Layer ranges for `stages` devices all like `device` (several workers on one machine, as
+/// `polylink up` runs them), chosen by the planner for throughput from the device's measured
+/// layer and head times. The planner may use fewer stages than asked when more would not raise
+/// throughput (a model whose LM head alone outweighs the rest); the ranges are contiguous and
+/// cover the model.
+pub fn balanced_ranges(
+    model: &ModelProfile,
+    device: &DeviceProfile,
+    stages: usize,
+) -> Result<Vec<Range<usize>>, PlanError> {
+    let devices: Vec<DeviceProfile> = (0..stages.max(1))
+        .map(|i| DeviceProfile { id: format!("{}-{i}", device.id), ..device.clone() })
+        .collect();
+    let mut links = Vec::new();
+    for from in &devices {
+        for to in devices.iter().filter(|d| d.id != from.id) {
+            // Loopback: the hop costs next to nothing next to a stage.
+            let (from, to) = (from.id.clone(), to.id.clone());
+            links.push(LinkProfile { from, to, latency_us: 0, bandwidth_bytes_per_s: u64::MAX / 2 });
+        }
+    }
+    let request = PlanRequest {
+        model: model.clone(),
+        devices,
+        links,
+        context_tokens: 1,
+        objective: Objective::Throughput,
+    };
+    Ok(plan(&request)?.stages.into_iter().map(|s| s.layers).collect())
+}

@@ -43,7 +43,8 @@ pub struct BenchPipelineCmd {
     /// Tokens each of those streams generates.
     #[arg(long, default_value_t = 16)]
     stream_tokens: usize,
-    /// First layer of the second stage (default: balances the work per token, LM head included).
+    /// First layer of the second stage (default: the planner's throughput split from this
+    /// machine's measured layer and LM-head times).
     #[arg(long)]
     split: Option<usize>,
     /// Also measure over emulated links: each device in its own network namespace behind a veth
@@ -59,6 +60,8 @@ pub struct BenchPipelineCmd {
 struct Figures {
     ms_per_token: f64,
     tokens_per_s: f64,
+    /// Aggregate tokens/s with half as many sessions.
+    half_tokens_per_s: f64,
     ttft_ms: Vec<f64>,
 }
 
@@ -92,7 +95,12 @@ impl BenchPipelineCmd {
         let split = match self.split {
             Some(split) if split == 0 || split >= n_layers => bail!("--split must be in 1..{n_layers}"),
             Some(split) => split,
-            None => balanced_split(&hparams),
+            None => match polylink_node::split::local_stages(&self.model, 2, 1)?.ranges.as_slice() {
+                [first, _] => first.end,
+                _ => {
+                    bail!("the planner would not split this model in two (its LM head outweighs the layers)")
+                }
+            },
         };
         println!(
             "model {} ({n_layers} layers, stages 0..{split} and {split}..{n_layers}), {} tokens per session, 1 thread per device",
@@ -142,6 +150,18 @@ impl BenchPipelineCmd {
             "pipeline aggregate throughput: {:.2}x one device (target at least 1.6x)",
             pipe.tokens_per_s / single.tokens_per_s
         );
+        // Each stage can batch only the half of the sessions the other stage is not working on,
+        // so against a device that batches all of them the pipeline's ceiling is
+        // T(all) / T(half) per step = 2 x tok/s(half) / tok/s(all) of the one device.
+        println!(
+            "  ceiling against this batching device: {:.2}x (one device: {:.1} tok/s with {} sessions, {:.1} with {}); reached {:.0}% of it",
+            2.0 * single.half_tokens_per_s / single.tokens_per_s,
+            single.half_tokens_per_s,
+            sessions / 2,
+            single.tokens_per_s,
+            sessions,
+            100.0 * pipe.tokens_per_s / (2.0 * single.half_tokens_per_s)
+        );
         println!(
             "pipeline time to first token: p50 {:.2}x, p99 {:.2}x one device's (below 1 is faster)",
             percentile(&pipe.ttft_ms, 50.0) / percentile(&single.ttft_ms, 50.0),
@@ -155,17 +175,22 @@ impl BenchPipelineCmd {
     where
         E: Supervisor + Clock + Network + CryptoRng,
     {
-        let (tokens, sessions) = (self.tokens.max(2), self.sessions.max(1));
-        let (mut latency, mut aggregate, mut ttft_ms) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..self.runs.max(1) {
-            let (_, decode_s) = session(head, &prompt(0), tokens).await?;
-            latency.push(decode_s * 1e3 / (tokens - 1) as f64);
+        let (tokens, sessions) = (self.tokens.max(2), self.sessions.max(2));
+        let (mut latency, mut aggregate, mut half, mut ttft_ms) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let concurrent = async |n: usize| -> anyhow::Result<f64> {
             let start = Instant::now();
-            let prompts: Vec<Vec<u32>> = (0..sessions).map(prompt).collect();
+            let prompts: Vec<Vec<u32>> = (0..n).map(prompt).collect();
             for result in join_all(prompts.iter().map(|p| session(head, p, tokens))).await {
                 result?;
             }
-            aggregate.push((sessions * tokens) as f64 / start.elapsed().as_secs_f64());
+            Ok((n * tokens) as f64 / start.elapsed().as_secs_f64())
+        };
+        for _ in 0..self.runs.max(1) {
+            let (_, decode_s) = session(head, &prompt(0), tokens).await?;
+            latency.push(decode_s * 1e3 / (tokens - 1) as f64);
+            aggregate.push(concurrent(sessions).await?);
+            half.push(concurrent(sessions / 2).await?);
             let start = Instant::now();
             let streams =
                 (0..self.streams.max(1)).map(|s| stream(head, prompt(s), self.stream_tokens, start));
@@ -173,7 +198,12 @@ impl BenchPipelineCmd {
                 ttft_ms.push(result? * 1e3);
             }
         }
-        Ok(Figures { ms_per_token: median(latency), tokens_per_s: median(aggregate), ttft_ms })
+        Ok(Figures {
+            ms_per_token: median(latency),
+            tokens_per_s: median(aggregate),
+            half_tokens_per_s: median(half),
+            ttft_ms,
+        })
     }
 
     /// One emulated device: a stage process with one thread, pinned to `core`, optionally in a
@@ -280,14 +310,6 @@ impl BenchPipelineCmd {
         drop(lan);
         Ok(())
     }
-}
-
-/// The split whose heavier side is lightest, by multiply-adds per token (the LM head counts on
-/// the last stage; at short contexts decode time follows the matrix products).
-fn balanced_split(hp: &polylink_infer::HParams) -> usize {
-    let layer = hp.dim * (2 * hp.q_dim() + 2 * hp.kv_dim()) + 3 * hp.dim * hp.ffn_dim;
-    let total = hp.n_layers * layer + hp.dim * hp.vocab;
-    (1..hp.n_layers).min_by_key(|s| (s * layer).max(total - s * layer)).unwrap_or(hp.n_layers / 2)
 }
 
 /// A head for measuring: no standby, and stall timeouts far above what a busy machine needs, so

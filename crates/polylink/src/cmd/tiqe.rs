@@ -175,6 +175,7 @@ impl ScoreArgs {
         };
         let sub = Submission {
             prompt: self.prompt,
+            prompt_ids: None,
             output: self.output.into_bytes(),
             output_ids: None,
             output_sha256,

@@ -115,6 +115,8 @@ pub struct Settled {
     pub deltas: Vec<(String, i128)>,
     /// Workers that served it.
     pub stages: usize,
+    /// The task's result as the chain recorded it.
+    pub result: Value,
 }
 
 /// Checks that `task_id` (a request by `user` the gateway said it charged `charge` for `tokens`
@@ -164,12 +166,74 @@ pub fn settle_and_split(rpc: &str, task_id: &str, user: &str, charge: u128, toke
         .iter()
         .map(|b| b.as_u64().unwrap() as u128)
         .collect();
+    let stand_ins: Vec<(&str, u128)> = task["result"]["stand_ins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["worker"].as_str().unwrap(), s["share_bps"].as_u64().unwrap() as u128))
+        .collect();
     let mut paid = 0;
-    for (who, share) in stage_workers.iter().zip(&shares).skip(1) {
+    let others = stage_workers.iter().copied().zip(shares.iter().copied()).skip(1);
+    for (who, share) in others.chain(stand_ins.iter().copied()) {
         let part = worker_pay * share / 10_000;
         deltas.push((who.to_string(), part as i128));
         paid += part;
     }
     deltas.push((stage_workers[0].to_string(), (worker_pay - paid) as i128));
-    Settled { deltas, stages: stage_workers.len() }
+    Settled { deltas, stages: stage_workers.len(), result: task["result"].clone() }
+}
+
+/// Every account a task can move money between: the user, the model's developer, each worker
+/// and each validator of `up`.
+pub fn watched_accounts(up: &Up) -> Vec<String> {
+    let mut watched = vec![up.summary["account"].as_str().unwrap().to_string()];
+    watched.push(up.summary["developer"].as_str().unwrap().to_string());
+    for role in ["workers", "validators"] {
+        for r in up.summary[role].as_array().unwrap() {
+            watched.push(r["account"].as_str().unwrap().to_string());
+        }
+    }
+    watched
+}
+
+/// Streams one greedy chat completion of `max_tokens` through the official `openai` client; with
+/// `kill = Some((pid, n))` it SIGKILLs `pid` after `n` chunks and reads the stream to its end.
+/// Returns what `openai_stream_kill.py` printed.
+pub fn stream(up: &Up, max_tokens: usize, kill: Option<(i32, usize)>) -> Value {
+    let probe = Command::new("python3").args(["-c", "import openai"]).output().unwrap();
+    assert!(probe.status.success(), "the `openai` Python package is missing; run scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_stream_kill.py");
+    let mut args = vec![script.to_string(), up.base_url(), up.summary["api_key"].as_str().unwrap().into()];
+    args.extend(["smollm2-135m-instruct".to_string(), max_tokens.to_string()]);
+    if let Some((pid, after)) = kill {
+        args.extend([pid.to_string(), after.to_string()]);
+    }
+    let out = Command::new("python3").args(&args).output().unwrap();
+    assert!(out.status.success(), "openai client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits for each request in `seen` (client answers carrying their task id and charge) to settle,
+/// and checks that every balance in `before` moved by exactly those tasks' splits: each request
+/// charged once, and nothing else paid.
+pub fn assert_only_these_tasks_moved_money(
+    rpc: &str,
+    user: &str,
+    before: &std::collections::HashMap<String, u128>,
+    seen: &[&Value],
+) {
+    let mut expected: std::collections::HashMap<String, i128> = Default::default();
+    for answer in seen {
+        let tokens = answer["usage"]["total_tokens"].as_u64().unwrap() as u128;
+        let task = answer["polylink"]["task_id"].as_str().unwrap();
+        let settled = settle_and_split(rpc, task, user, amount(&answer["polylink"]["charge"]), tokens);
+        for (who, delta) in settled.deltas {
+            *expected.entry(who).or_default() += delta;
+        }
+    }
+    for (who, was) in before {
+        let now = balance(rpc, who) as i128;
+        let want = *was as i128 + expected.get(who).copied().unwrap_or(0);
+        assert_eq!(now, want, "balance of {who}: got {now}, want {want}");
+    }
 }

@@ -188,7 +188,12 @@ pub async fn validator_node(net: &Net, i: u32, gateways: &[String], score_overri
 
 /// Asks `base` one greedy chat question; returns the task id and the answer text.
 pub async fn ask(base: &str, question: &str, max_tokens: u32) -> (String, String) {
-    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens, "temperature": 0});
+    ask_chat(base, json!([{"role": "user", "content": question}]), max_tokens).await
+}
+
+/// A greedy chat completion of `messages` (any roles and turns); returns (task id, answer).
+pub async fn ask_chat(base: &str, messages: Value, max_tokens: u32) -> (String, String) {
+    let body = json!({"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0});
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(API_KEY)
