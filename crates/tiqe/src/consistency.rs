@@ -2,7 +2,10 @@
 //! prefill pass and check, token by token, that the model would have produced this output.
 //!
 //! Greedy tasks must agree with the model's arg-max almost everywhere; sampled tasks must keep
-//! every token inside the top-k the worker sampled from, at a plausible log-likelihood. The end
+//! every token inside the top-k the worker sampled from (when it names one), at a likelihood that
+//! honest sampling at that temperature gives: each token's log-probability against its row's
+//! entropy, in standard deviations of the varentropy. An honest sample from the whole vocabulary
+//! often picks unlikely tokens, and a raw log-likelihood floor slashed such workers. The end
 //! of the answer is checked too: a claimed end-of-generation must be one the model predicts, a
 //! claimed length stop must have used up `max_tokens`. This catches a substituted or degraded
 //! model, garbage, truncation and answers copied from another prompt.
@@ -12,7 +15,7 @@ use std::sync::Arc;
 
 use polylink_infer::Model;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::{Result, TiqeError};
 use crate::prefix::{PrefixCache, shared_prefix};
@@ -35,10 +38,11 @@ pub struct ConsistencyConfig {
     pub topk_floor: f64,
     /// See `topk_floor`.
     pub topk_full: f64,
-    /// Sampled tasks: mean log-likelihood per token that scores 0 and full marks.
-    pub logprob_floor: f64,
-    /// See `logprob_floor`.
-    pub logprob_full: f64,
+    /// Sampled tasks: the answer's likelihood gap in standard deviations (see `evaluate`) that
+    /// scores 0 and full marks.
+    pub z_floor: f64,
+    /// See `z_floor`.
+    pub z_full: f64,
     /// Factor applied when the end of the answer contradicts the claim (truncation).
     pub end_factor: f64,
     /// Tokens of slack on a length stop when the ids come from re-tokenizing the text.
@@ -58,8 +62,8 @@ impl Default for ConsistencyConfig {
             k_default: 40,
             topk_floor: 0.90,
             topk_full: 0.99,
-            logprob_floor: -4.0,
-            logprob_full: -2.0,
+            z_floor: -4.0,
+            z_full: -2.0,
             end_factor: 0.2,
             length_slack: 3,
             uncertain_low: 0.25,
@@ -173,8 +177,19 @@ impl Evaluator for ModelConsistency {
         let k = if g.top_k > 0 { g.top_k } else { self.cfg.k_default };
         let offsets = byte_offsets(tok, &out_ids, task.output.len());
         let mut st = Stats::default();
+        // Sampled tasks: how far the answer's likelihood under the sampling distribution falls
+        // below what honest sampling gives. Each token's log-probability is expected to be minus
+        // the entropy of its row, with the row's varentropy as variance, so the sum of the gaps
+        // over the sum of the variances is about a standard normal for an honest answer and far
+        // below zero for text the model would not have sampled.
+        let (mut gap, mut variance) = (0.0f64, 0.0f64);
         for (i, &target) in out_ids.iter().enumerate() {
             let r = row(i);
+            if g.temperature > 0.0 {
+                let (logp, entropy, varentropy) = tempered(r, target, g.temperature);
+                gap += logp + entropy;
+                variance += varentropy;
+            }
             let p = position(r, target, self.cfg.tie_logit);
             st.tokens += 1;
             st.logprob_sum += f64::from(p.logprob);
@@ -206,12 +221,16 @@ impl Evaluator for ModelConsistency {
         let agree_rate = (st.agree + st.split_agree) as f64 / n;
         let topk_rate = st.in_topk as f64 / n;
         let mean_logprob = st.logprob_sum / n;
+        let likelihood_z = gap / variance.max(1e-6).sqrt();
         let token_score = if st.tokens == 0 {
             0.5
         } else if g.temperature <= 0.0 {
             ramp(agree_rate, c.agree_floor, c.agree_full)
         } else {
-            ramp(topk_rate, c.topk_floor, c.topk_full) * ramp(mean_logprob, c.logprob_floor, c.logprob_full)
+            // Outside the top-k the worker says it sampled from is impossible; with no top-k
+            // any token is possible and only the likelihood speaks.
+            let topk = if g.top_k > 0 { ramp(topk_rate, c.topk_floor, c.topk_full) } else { 1.0 };
+            topk * ramp(likelihood_z, c.z_floor, c.z_full)
         };
         let x = token_score * if end_ok { 1.0 } else { c.end_factor };
         Ok(Verdict {
@@ -228,11 +247,30 @@ impl Evaluator for ModelConsistency {
                 "topk": k,
                 "topk_rate": topk_rate,
                 "mean_logprob": mean_logprob,
+                "likelihood_z": if g.temperature > 0.0 { json!(likelihood_z) } else { Value::Null },
                 "finish_claimed": g.finish,
                 "end_ok": end_ok,
             }),
         })
     }
+}
+
+/// Log-probability of `target`, entropy and varentropy (variance of the log-probability) of the
+/// row's distribution at `temperature`, in nats.
+fn tempered(row: &[f32], target: u32, temperature: f32) -> (f64, f64, f64) {
+    let t = f64::from(temperature.max(1e-3));
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let scaled = |v: f32| (f64::from(v) - f64::from(max)) / t;
+    let log_z = row.iter().map(|&v| scaled(v).exp()).sum::<f64>().ln();
+    let (mut entropy, mut second) = (0.0f64, 0.0f64);
+    for &v in row {
+        let lp = scaled(v) - log_z;
+        let p = lp.exp();
+        entropy -= p * lp;
+        second += p * lp * lp;
+    }
+    let logp = row.get(target as usize).map_or(f64::NEG_INFINITY, |&v| scaled(v) - log_z);
+    (logp, entropy, (second - entropy * entropy).max(0.0))
 }
 
 /// Where one target token stands in a row of logits.
