@@ -69,6 +69,16 @@ async fn start_stage(
     (StageSpec { peer: key(seed).public_key(), addr, layers }, handle)
 }
 
+/// A head (key 9, default timeouts) over `stages`, failing over to `standby`.
+fn new_head(
+    context: &tokio::Context,
+    stages: Vec<StageSpec>,
+    standby: StandbyList,
+) -> PipelineHead<tokio::Context> {
+    PipelineHead::new(context.child("head"), key(9), stages, Box::new(standby), HeadConfig::default())
+        .unwrap()
+}
+
 async fn run(
     head: &PipelineHead<tokio::Context>,
     prompt: &[u32],
@@ -100,14 +110,7 @@ fn a_two_stage_pipeline_matches_the_whole_model_and_survives_a_dead_stage() {
         let (spare, _h3) = start_stage(&context, &m, 3, 15..30).await;
 
         let stages = vec![first.clone(), second.clone()];
-        let head = PipelineHead::new(
-            context.child("head"),
-            key(9),
-            stages.clone(),
-            Box::new(StandbyList(vec![spare.clone()])),
-            HeadConfig::default(),
-        )
-        .unwrap();
+        let head = new_head(&context, stages.clone(), StandbyList(vec![spare.clone()]));
         assert_eq!(run(&head, &prompt, n, |_| {}).await, expected, "pipeline differs from the whole model");
 
         // Kill the second stage after 10 tokens: the head must move to the spare and go on.
@@ -135,14 +138,7 @@ fn with_no_spare_a_whole_model_worker_stands_in_for_each_dead_stage() {
         let (first, h1) = start_stage(&context, &m, 1, 0..15).await;
         let (second, h2) = start_stage(&context, &m, 2, 15..30).await;
         let (whole, _h) = start_stage(&context, &m, 3, 0..30).await;
-        let head = PipelineHead::new(
-            context.child("head"),
-            key(9),
-            vec![first, second],
-            Box::new(StandbyList(vec![whole.clone()])),
-            HeadConfig::default(),
-        )
-        .unwrap();
+        let head = new_head(&context, vec![first, second], StandbyList(vec![whole.clone()]));
         // Stage 2 dies after 6 tokens, stage 1 after 14: the whole-model worker runs layers
         // 15..30 and then 0..15 of the same session, and the tokens do not change.
         let (mut h1, mut h2) = (Some(h1), Some(h2));
@@ -179,27 +175,13 @@ fn bad_requests_are_refused_and_the_stage_keeps_serving() {
 
         // A head with the wrong expectation of the stage's key cannot connect.
         let impostor = StageSpec { peer: key(5).public_key(), ..whole.clone() };
-        let head = PipelineHead::new(
-            context.child("head"),
-            key(9),
-            vec![impostor],
-            Box::new(StandbyList::default()),
-            HeadConfig::default(),
-        )
-        .unwrap();
+        let head = new_head(&context, vec![impostor], StandbyList::default());
         let mut session = head.open();
         let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
         assert!(matches!(err, PipelineError::NoReplacement { .. }), "{err}");
 
         // A token id outside the vocabulary is refused with a reason; the session is unchanged.
-        let head = PipelineHead::new(
-            context.child("head"),
-            key(9),
-            vec![whole.clone()],
-            Box::new(StandbyList::default()),
-            HeadConfig::default(),
-        )
-        .unwrap();
+        let head = new_head(&context, vec![whole.clone()], StandbyList::default());
         let mut session = head.open();
         let err = head.step(&mut session, &[u32::MAX], GREEDY).await.unwrap_err();
         assert!(err.to_string().contains("outside vocabulary"), "{err}");
@@ -212,14 +194,7 @@ fn bad_requests_are_refused_and_the_stage_keeps_serving() {
         // Layers the worker does not hold are refused, not half-run.
         let (front, _h) = start_stage(&context, &m, 6, 0..15).await;
         let overreach = StageSpec { layers: 0..30, ..front };
-        let head = PipelineHead::new(
-            context.child("head"),
-            key(9),
-            vec![overreach],
-            Box::new(StandbyList::default()),
-            HeadConfig::default(),
-        )
-        .unwrap();
+        let head = new_head(&context, vec![overreach], StandbyList::default());
         let mut session = head.open();
         let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
         assert!(err.to_string().contains("this stage holds 0..15"), "{err}");
