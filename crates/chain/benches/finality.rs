@@ -65,13 +65,12 @@ async fn measure(url: &str, chain_id: &str, samples: usize) -> Vec<Duration> {
             kind: TxKind::Transfer(Transfer { to: SecretKey::from_label("bench").public_key(), amount: 1 }),
         }
         .sign(&key, chain_id);
-        let id = tx.id().to_string();
+        let id = tx.id();
         let mut events = client.events().await.unwrap();
         let start = Instant::now();
         client.submit(&tx).await.unwrap();
         while let Some(block) = events.next().await {
-            let ids = block["tx_ids"].as_array().cloned().unwrap_or_default();
-            if ids.iter().any(|v| v.as_str() == Some(id.as_str())) {
+            if block.tx_ids.contains(&id) {
                 latencies.push(start.elapsed());
                 break;
             }

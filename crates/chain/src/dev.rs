@@ -6,23 +6,25 @@ use crate::ledger::{from_config, genesis_value};
 use crate::network::{NetworkSpec, configs};
 use polylink_ledger::Genesis;
 use std::path::Path;
+use std::sync::mpsc;
 
 /// Most transactions the dev node's mempool holds.
 const MEMPOOL_CAPACITY: usize = 1_000;
 
 /// Starts a one-validator chain of `genesis` on its own thread, keeping its data under `dir` and
 /// proposing empty blocks at most every `block_interval_ms`; returns its RPC address
-/// (`http://127.0.0.1:PORT`), which answers once the node is up.
+/// (`http://127.0.0.1:PORT`) once the node serves it, or the reason it could not start.
+///
+/// Both sockets are bound to port 0 by the node itself, so no port is ever picked, released and
+/// bound again (another process could take it in between): the RPC address is the one the node
+/// reports, and a lone validator dials no peer, so its p2p port need not be known to anyone.
 pub fn spawn_dev(genesis: &Genesis, dir: &Path, block_interval_ms: u64) -> Result<String, Error> {
     let io = |source| Error::Io { path: dir.to_path_buf(), source };
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(io)
-    };
     let spec = NetworkSpec {
         chain_id: genesis.chain_id.clone(),
         validators: 1,
-        p2p_base_port: free_port()?,
-        rpc_base_port: free_port()?,
+        p2p_base_port: 0,
+        rpc_base_port: 0,
         block_interval_ms,
         mempool_capacity: MEMPOOL_CAPACITY,
         genesis: genesis_value(genesis)?,
@@ -31,13 +33,24 @@ pub fn spawn_dev(genesis: &Genesis, dir: &Path, block_interval_ms: u64) -> Resul
         configs(&spec, rand::rng())?.pop().ok_or_else(|| Error::Keys("no config for the dev node".into()))?;
     config.data_dir = dir.to_path_buf();
     let ledger = from_config(&config)?;
+    let (ready, started) = mpsc::channel::<Result<std::net::SocketAddr, Error>>();
+    let failed = ready.clone();
     std::thread::Builder::new()
         .name("dev-chain".into())
         .spawn(move || {
-            if let Err(e) = crate::node::run(config, ledger, |_| {}) {
+            let result = crate::node::run(config, ledger, move |rpc| {
+                let _ = ready.send(Ok(rpc));
+            });
+            if let Err(e) = result {
                 tracing::error!(error = %e, "dev chain stopped");
+                // Only read while the caller still waits for the start.
+                let _ = failed.send(Err(e));
             }
         })
         .map_err(io)?;
-    Ok(format!("http://127.0.0.1:{}", spec.rpc_base_port))
+    match started.recv() {
+        Ok(Ok(rpc)) => Ok(format!("http://{rpc}")),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Rpc("the dev chain's thread ended before its RPC was up".into())),
+    }
 }

@@ -29,10 +29,20 @@ pub enum Error {
     /// Persistent storage failed.
     #[error("storage error: {0}")]
     Storage(String),
-    /// A transaction was refused by the mempool.
-    #[error("transaction rejected: {0}")]
-    TxRejected(String),
-    /// An RPC call failed on the wire or with a non-success status.
+    /// The node refused a request or transaction: match on its [`ErrorCode`](crate::rpc::ErrorCode).
+    #[error("refused ({:?}): {}", .0.code, .0.message)]
+    Refused(crate::rpc::Refusal),
+    /// An RPC call failed on the wire, timed out, or its answer did not decode.
     #[error("rpc error: {0}")]
     Rpc(String),
+}
+
+impl Error {
+    /// The refusal's code, when the node refused (rather than the call failing).
+    pub fn code(&self) -> Option<crate::rpc::ErrorCode> {
+        match self {
+            Self::Refused(refusal) => Some(refusal.code),
+            _ => None,
+        }
+    }
 }

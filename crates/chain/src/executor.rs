@@ -1,6 +1,6 @@
 //! Executes finalized blocks in height order as marshal delivers them, persists the state
 //! snapshot before acknowledging each block, and publishes the result to the RPC and event stream.
-use crate::{Block, Error, Machine, Mempool, machine::Executed};
+use crate::{Block, Error, Machine, Mempool, rpc::FinalizedBlock};
 use commonware_actor::Feedback;
 use commonware_codec::RangeCfg;
 use commonware_consensus::{Reporter, marshal::Update};
@@ -8,8 +8,7 @@ use commonware_cryptography::Digestible;
 use commonware_storage::metadata::{self, Metadata};
 use commonware_utils::{Acknowledgement, sequence::U64};
 use futures::{StreamExt, channel::mpsc};
-use polylink_types::{BlockContext, Hash32};
-use serde::Serialize;
+use polylink_types::BlockContext;
 use std::{
     collections::HashSet,
     sync::{
@@ -26,26 +25,6 @@ const KEY_SNAPSHOT: u64 = 1;
 const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
 /// Finalized-block notices kept for slow event-stream subscribers.
 const EVENT_BACKLOG: usize = 256;
-
-/// A finalized, executed block as the RPC and event stream report it.
-#[derive(Clone, Debug, Serialize)]
-pub struct FinalizedBlock {
-    /// Block digest (hex).
-    pub digest: String,
-    /// Parent digest (hex).
-    pub parent: String,
-    /// Consensus view the block was proposed in.
-    pub view: u64,
-    /// Proposer's timestamp, ms since the Unix epoch.
-    pub timestamp_ms: u64,
-    /// Ids of the block's transactions (hex), in order.
-    pub tx_ids: Vec<String>,
-    /// The ledger seed the block was executed with (hex).
-    pub seed: Hash32,
-    /// Receipts, events and the resulting state root.
-    #[serde(flatten)]
-    pub executed: Executed,
-}
 
 /// The latest executed state, shared with the RPC.
 pub struct ChainState<M> {
@@ -179,7 +158,7 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
                 parent: block.parent.to_string(),
                 view: block.context.round.view().get(),
                 timestamp_ms: block.timestamp_ms,
-                tx_ids: block.txs.iter().map(|tx| tx.id().to_string()).collect(),
+                tx_ids: block.txs.iter().map(|tx| tx.id()).collect(),
                 seed: ctx.seed,
                 executed,
             };

@@ -1,23 +1,22 @@
 //! The PolyLink ledger as the node's state machine: admission, execution, snapshots, queries.
-use crate::machine::{Executed, Machine, Query, Queryable};
-use polylink_ledger::{BlockOutcome, Ledger, Receipt};
-use polylink_types::{BlockContext, Hash32, SignedTx};
-use serde_json::{Value, json};
+use crate::machine::{Machine, Queryable};
+use crate::rpc::{
+    AccountView, Executed, ModelEntry, ParamsView, Refusal, TxOutcome, TxReceipt, ValidatorEntry, WorkerEntry,
+};
+use polylink_ledger::{BlockOutcome, Ledger, Model, Receipt, Task};
+use polylink_types::{BlockContext, Hash32, ModelId, PublicKey, SignedTx, TaskId};
 
-fn to_json(value: &impl serde::Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or_else(|e| json!({ "error": e.to_string() }))
-}
-
-fn receipt_json(receipt: &Receipt) -> Value {
-    match &receipt.result {
-        Ok(events) => json!({ "tx_id": receipt.tx_id, "ok": true, "events": to_json(events) }),
-        Err(e) => json!({ "tx_id": receipt.tx_id, "ok": false, "error": e.to_string() }),
-    }
+fn receipt(receipt: &Receipt) -> TxReceipt {
+    let outcome = match &receipt.result {
+        Ok(events) => TxOutcome::Applied { events: events.clone() },
+        Err(e) => TxOutcome::Refused { refusal: Refusal::from(e) },
+    };
+    TxReceipt { tx_id: receipt.tx_id, outcome }
 }
 
 impl Machine for Ledger {
-    fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<(), String>> {
-        Ledger::check_txs(self, txs).into_iter().map(|r| r.map_err(|e| e.to_string())).collect()
+    fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<(), Refusal>> {
+        Ledger::check_txs(self, txs).into_iter().map(|r| r.map_err(|e| Refusal::from(&e))).collect()
     }
 
     fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<Executed, String> {
@@ -29,8 +28,8 @@ impl Machine for Ledger {
         Ok(Executed {
             height: ctx.height,
             state_root,
-            receipts: receipts.iter().map(receipt_json).collect(),
-            events: events.iter().map(to_json).collect(),
+            receipts: receipts.iter().map(receipt).collect(),
+            events,
         })
     }
 
@@ -56,47 +55,50 @@ impl Machine for Ledger {
 }
 
 impl Queryable for Ledger {
-    fn query(&self, query: &Query) -> Option<Value> {
-        let state = self.state();
-        Some(match query {
-            Query::Account(key) => json!({
-                "account": key,
-                "balance": self.account(key).balance.to_string(),
-                "nonce": self.account(key).nonce,
-                "stake": to_json(&self.stake(key)),
-                "worker": self.worker(key).map(to_json),
-                "validator": self.validator(key).map(to_json),
-            }),
-            Query::Models => Value::Array(
-                state
-                    .models
-                    .iter()
-                    .map(|(id, m)| json!({ "id": id, "model": to_json(m) }))
-                    .collect(),
-            ),
-            Query::Model(id) => to_json(self.model(*id)?),
-            Query::Workers => Value::Array(
-                state
-                    .workers
-                    .iter()
-                    .map(|(k, w)| json!({ "account": k, "worker": to_json(w) }))
-                    .collect(),
-            ),
-            Query::Validators => Value::Array(
-                state
-                    .validators
-                    .iter()
-                    .map(|(k, v)| json!({ "account": k, "validator": to_json(v), "stake": to_json(&self.stake(k)) }))
-                    .collect(),
-            ),
-            Query::Task(id) => to_json(self.task(id)?),
-            Query::Params => json!({
-                "chain_id": self.chain_id(),
-                "height": self.height(),
-                "params": to_json(self.params()),
-                "totals": to_json(self.totals()),
-            }),
-        })
+    fn account(&self, account: &PublicKey, pending: u64) -> AccountView {
+        let record = Ledger::account(self, account);
+        AccountView {
+            account: *account,
+            balance: record.balance,
+            nonce: record.nonce,
+            pending,
+            stake: self.stake(account),
+            worker: self.worker(account).cloned(),
+            validator: self.validator(account).cloned(),
+        }
+    }
+
+    fn models(&self) -> Vec<ModelEntry> {
+        self.state().models.iter().map(|(id, model)| ModelEntry { id: *id, model: model.clone() }).collect()
+    }
+
+    fn model(&self, id: ModelId) -> Option<Model> {
+        Ledger::model(self, id).cloned()
+    }
+
+    fn workers(&self) -> Vec<WorkerEntry> {
+        self.state().workers.iter().map(|(k, w)| WorkerEntry { account: *k, worker: w.clone() }).collect()
+    }
+
+    fn validators(&self) -> Vec<ValidatorEntry> {
+        self.state()
+            .validators
+            .iter()
+            .map(|(k, v)| ValidatorEntry { account: *k, validator: v.clone(), stake: self.stake(k) })
+            .collect()
+    }
+
+    fn task(&self, id: &TaskId) -> Option<Task> {
+        Ledger::task(self, id).cloned()
+    }
+
+    fn params(&self) -> ParamsView {
+        ParamsView {
+            chain_id: self.chain_id().to_string(),
+            height: self.height(),
+            params: self.params().clone(),
+            totals: self.totals().clone(),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Transaction admission: checks a transaction against the latest executed state, adds it to the
 //! mempool and gossips it to the other validators (whose gossip loop admits it the same way).
-use crate::{Error, Machine, Mempool, PublicKey, executor::Shared, mempool::Refusal};
+use crate::rpc::{ErrorCode, Refusal};
+use crate::{Error, Machine, Mempool, PublicKey, executor::Shared, mempool};
 use commonware_p2p::{Receiver, Recipients, Sender};
 use polylink_types::{SignedTx, TxId};
 use std::sync::{Arc, Mutex};
@@ -50,20 +51,24 @@ impl<M: Machine, S: Sender<PublicKey = PublicKey>> Submitter<M, S> {
 
     fn admit(&self, tx: SignedTx) -> Result<TxId, Error> {
         {
-            let state =
-                self.shared.state.read().map_err(|_| Error::TxRejected("node state unavailable".into()))?;
+            let state = self.shared.state.read().map_err(|_| {
+                Error::Refused(Refusal::new(ErrorCode::Unavailable, "node state unavailable"))
+            })?;
             let mut sequence = self.mempool.of_signer(&tx.tx.signer);
             sequence.retain(|pending| pending.tx.nonce < tx.tx.nonce);
             sequence.push(tx.clone());
             if let Some(Err(reason)) = state.machine.check_txs(&sequence).pop() {
-                return Err(Error::TxRejected(reason));
+                return Err(Error::Refused(reason));
             }
         }
         self.mempool.insert(tx).map_err(|refusal| match refusal {
-            Refusal::Duplicate => Error::TxRejected("already pending".into()),
-            Refusal::Full { capacity } => {
-                Error::TxRejected(format!("mempool full ({capacity} transactions)"))
+            mempool::Refusal::Duplicate => {
+                Error::Refused(Refusal::new(ErrorCode::AlreadyPending, "already pending"))
             }
+            mempool::Refusal::Full { capacity } => Error::Refused(Refusal::new(
+                ErrorCode::MempoolFull,
+                format!("mempool full ({capacity} transactions)"),
+            )),
         })
     }
 

@@ -13,12 +13,11 @@ use crate::billing::{Billing, Charge, Ticket, UsageReport};
 use crate::error::{GatewayError, Result};
 use crate::keys::Account;
 use futures::future::BoxFuture;
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::{Client, ErrorCode, Signer};
 use polylink_types::{
     Amount, BoundedVec, Hash32, ModelId, PublicKey, STAGES_MAX, SecretKey, StandIn, SubmitResult, SubmitTask,
-    TxKind, UnsignedTx,
+    TxKind,
 };
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,16 +30,14 @@ pub struct ChainBilling {
     models: HashMap<String, ModelId>,
     worker: SecretKey,
     /// Keys of the other workers this gateway reports for (pipeline heads it operates).
-    signers: HashMap<PublicKey, SecretKey>,
-    nonces: Mutex<HashMap<PublicKey, Arc<Mutex<Option<u64>>>>>,
+    worker_keys: HashMap<PublicKey, SecretKey>,
+    /// One signer per account this gateway sends for, so each keeps its own nonces.
+    signers: Mutex<HashMap<PublicKey, Arc<Signer>>>,
     settle_timeout: Duration,
 }
 
-fn amount(v: &Value, field: &str) -> Result<Amount> {
-    v.get(field)
-        .and_then(|a| a.as_str().map(str::to_string).or_else(|| a.as_u64().map(|n| n.to_string())))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| GatewayError::Billing(format!("chain answer has no amount {field}: {v}")))
+fn chain(e: polylink_chain::Error) -> GatewayError {
+    GatewayError::Billing(e.to_string())
 }
 
 impl ChainBilling {
@@ -55,8 +52,8 @@ impl ChainBilling {
             chain_id: status.chain_id,
             models,
             worker,
-            signers: HashMap::new(),
-            nonces: Mutex::new(HashMap::new()),
+            worker_keys: HashMap::new(),
+            signers: Mutex::new(HashMap::new()),
             settle_timeout: Duration::from_secs(120),
         })
     }
@@ -64,39 +61,23 @@ impl ChainBilling {
     /// Adds worker keys this gateway may report results for: a placement naming one of them as
     /// its head is billed with it (the others are paid but sign nothing).
     pub fn with_worker_keys(mut self, keys: impl IntoIterator<Item = SecretKey>) -> Self {
-        self.signers.extend(keys.into_iter().map(|k| (k.public_key(), k)));
+        self.worker_keys.extend(keys.into_iter().map(|k| (k.public_key(), k)));
         self
     }
 
     /// Signs `kind` for `key` with its next nonce and submits it; returns the transaction id.
     async fn send(&self, key: &SecretKey, kind: TxKind) -> Result<Hash32> {
-        let signer = key.public_key();
-        let slot = self.nonces.lock().await.entry(signer).or_default().clone();
-        let mut next = slot.lock().await;
-        for attempt in 0..2 {
-            let nonce = match *next {
-                Some(n) if attempt == 0 => n,
-                _ => {
-                    let account = self
-                        .client
-                        .account(&signer)
-                        .await
-                        .map_err(|e| GatewayError::Billing(e.to_string()))?;
-                    account.get("nonce").and_then(Value::as_u64).unwrap_or(0)
-                }
-            };
-            let tx = UnsignedTx { signer, nonce, kind: kind.clone() }.sign(key, &self.chain_id);
-            match self.client.submit(&tx).await {
-                Ok(id) => {
-                    *next = Some(nonce + 1);
-                    return Ok(id);
-                }
-                // A nonce another client of this account used: refetch it once.
-                Err(e) if attempt == 0 && e.to_string().contains("nonce") => *next = None,
-                Err(e) => return Err(refusal(e.to_string())),
-            }
-        }
-        Err(GatewayError::Billing(format!("nonce of {signer} kept changing")))
+        let signer = {
+            let mut signers = self.signers.lock().await;
+            let entry = signers.entry(key.public_key());
+            entry
+                .or_insert_with(|| Arc::new(Signer::new(self.client.clone(), &self.chain_id, key.clone())))
+                .clone()
+        };
+        signer.send(kind).await.map_err(|e| match e.code() {
+            Some(ErrorCode::InsufficientBalance) => GatewayError::InsufficientBalance(e.to_string()),
+            _ => chain(e),
+        })
     }
 
     async fn open_task(
@@ -111,17 +92,9 @@ impl ChainBilling {
             .models
             .get(model)
             .ok_or_else(|| GatewayError::Billing(format!("model {model} has no on-chain id")))?;
-        let record: Value = self
-            .client
-            .get(&format!("/model/{model_id}"))
-            .await
-            .map_err(|e| GatewayError::Billing(e.to_string()))?;
-        let price = amount(&record, "price")?;
+        let price = self.client.model(model_id).await.map_err(chain)?.price;
         let escrow = Amount::from(tokens_max).saturating_mul(price);
-        let balance = amount(
-            &self.client.account(&account.address).await.map_err(|e| GatewayError::Billing(e.to_string()))?,
-            "balance",
-        )?;
+        let balance = self.client.account(&account.address).await.map_err(chain)?.balance;
         if balance < escrow {
             return Err(GatewayError::InsufficientBalance(format!(
                 "account {} holds {balance}, the escrow of {tokens_max} tokens at {price} is {escrow}",
@@ -132,7 +105,7 @@ impl ChainBilling {
             (vec![self.worker.public_key()], vec![10_000u16])
         } else {
             let head = &placement.workers[0];
-            if *head != self.worker.public_key() && !self.signers.contains_key(head) {
+            if *head != self.worker.public_key() && !self.worker_keys.contains_key(head) {
                 return Err(GatewayError::Billing(format!(
                     "no key to report results for head worker {head}"
                 )));
@@ -155,7 +128,7 @@ impl ChainBilling {
         // The result is admitted only once the task itself is executed on chain.
         let deadline = tokio::time::Instant::now() + self.settle_timeout;
         let record = loop {
-            match self.client.get::<Value>(&format!("/task/{}", ticket.task)).await {
+            match self.client.task(&ticket.task).await {
                 Ok(task) => break task,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(GatewayError::Billing(format!(
@@ -166,7 +139,7 @@ impl ChainBilling {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        let price = amount(&record, "price")?;
+        let price = record.price;
         // Shares by the work actually done; by the placement when the backend did not say (or
         // more stand-ins served than a result can name).
         let (shares, stand_ins) = match usage.work.as_deref().map(|w| shares_of_work(&ticket.workers, w)) {
@@ -180,7 +153,7 @@ impl ChainBilling {
         let signer = if head == self.worker.public_key() {
             &self.worker
         } else {
-            self.signers.get(&head).ok_or_else(|| {
+            self.worker_keys.get(&head).ok_or_else(|| {
                 GatewayError::Billing(format!("no key to report results for head worker {head}"))
             })?
         };
@@ -217,15 +190,6 @@ fn shares_of_work(workers: &[PublicKey], work: &[(PublicKey, u64)]) -> (Vec<u16>
         *head += (10_000 - given.min(10_000)) as u16;
     }
     (shares, stand_ins)
-}
-
-/// Maps a mempool refusal to the error a client should see.
-fn refusal(reason: String) -> GatewayError {
-    if reason.contains("insufficient balance") {
-        GatewayError::InsufficientBalance(reason)
-    } else {
-        GatewayError::Billing(reason)
-    }
 }
 
 impl Billing for ChainBilling {

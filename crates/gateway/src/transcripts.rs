@@ -14,10 +14,10 @@ use crate::server::Gateway;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::{Client, ErrorCode};
 use polylink_types::{PublicKey, Signature, TaskId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -357,17 +357,11 @@ impl Transcripts {
 
     /// Whether `key` sits on `task`'s committee, as the chain says.
     async fn authorize(&self, key: &PublicKey, task: &TaskId) -> Result<(), Refusal> {
-        let record: Value = self.chain.get(&format!("/task/{task}")).await.map_err(|e| {
-            let e = e.to_string();
-            if e.contains("404") {
-                Refusal::not_found(format!("unknown task {task}"))
-            } else {
-                Refusal::unavailable(format!("chain unavailable: {e}"))
-            }
+        let record = self.chain.task(task).await.map_err(|e| match e.code() {
+            Some(ErrorCode::NotFound) => Refusal::not_found(format!("unknown task {task}")),
+            _ => Refusal::unavailable(format!("chain unavailable: {e}")),
         })?;
-        let member = record["committee"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|m| m["validator"].as_str() == Some(key.to_string().as_str())));
+        let member = record.committee.iter().any(|m| &m.validator == key);
         if member {
             Ok(())
         } else {

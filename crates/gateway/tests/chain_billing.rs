@@ -6,12 +6,12 @@
 
 mod common;
 
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::{Client, Signer};
 use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, LocalBackend, LocalOptions};
 use polylink_ledger::{Genesis, dev_key};
 use polylink_types::{
     Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
-    ServedRange, TxKind, UnsignedTx,
+    ServedRange, TxKind,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -32,20 +32,11 @@ fn start_chain(dir: &std::path::Path) -> String {
 }
 
 async fn send(client: &Client, key: &SecretKey, kind: TxKind) {
-    let status = client.status().await.unwrap();
-    let account = client.account(&key.public_key()).await.unwrap();
-    let nonce = account["nonce"].as_u64().unwrap();
-    let tx = UnsignedTx { signer: key.public_key(), nonce, kind }.sign(key, &status.chain_id);
-    client.submit(&tx).await.unwrap();
-    // Executed once the account's nonce moves past it.
-    wait_for("the transaction", async || {
-        let account = client.account(&key.public_key()).await.ok()?;
-        (account["nonce"].as_u64()? > nonce).then_some(account)
-    })
-    .await;
+    let signer = Signer::connect(client.clone(), key.clone()).await.unwrap();
+    signer.send_and_wait(kind, Duration::from_secs(60)).await.unwrap();
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> Option<Value>) -> Value {
+async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     for _ in 0..600 {
         if let Some(v) = check().await {
             return v;
@@ -56,7 +47,7 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> Option<Value>) -> 
 }
 
 async fn balance(client: &Client, who: &SecretKey) -> u128 {
-    client.account(&who.public_key()).await.unwrap()["balance"].as_str().unwrap().parse().unwrap()
+    client.account(&who.public_key()).await.unwrap().balance
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,8 +55,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     let dir = tempfile::tempdir().unwrap();
     let url = start_chain(dir.path());
     let client = Client::new(&url).unwrap();
-    wait_for("the chain", async || client.status().await.ok().filter(|s| s.height >= 1).map(|_| json!(null)))
-        .await;
+    wait_for("the chain", async || client.status().await.ok().filter(|s| s.height >= 1)).await;
 
     // The worker (also the model's developer) bonds, registers SmolLM2 and serves all its layers.
     let worker = dev_key(0);
@@ -78,20 +68,13 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         price_floor: 7,
     };
     send(&client, &worker, TxKind::RegisterModel(model)).await;
-    let models = wait_for("the model", async || {
-        client.get::<Value>("/models").await.ok().filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))
-    })
-    .await;
-    let model_id = models[0]["id"].as_u64().unwrap();
+    let model_id = client.models().await.unwrap()[0].id;
     let served = ServedRange { model: model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
     let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000, latency_us: 0 };
     let (served, endpoint) =
         (BoundedVec::new(vec![served]).unwrap(), BoundedString::new("127.0.0.1:7000").unwrap());
     send(&client, &worker, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await;
-    wait_for("the worker", async || {
-        client.get::<Value>("/workers").await.ok().filter(|w| w.as_array().is_some_and(|a| !a.is_empty()))
-    })
-    .await;
+    assert_eq!(client.workers().await.unwrap().len(), 1);
 
     // A score validator, so each task waits for its committee instead of settling (and refunding) at once.
     let validator = dev_key(1);
@@ -165,12 +148,11 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
 
     // Both tasks are on chain with their results; the balance fell by exactly the two charges.
     for (task, charge) in [(&task1, charge1), (&task2, charge2)] {
-        let record = wait_for("the result", async || {
-            client.get::<Value>(&format!("/task/{task}")).await.ok().filter(|t| !t["result"].is_null())
-        })
-        .await;
-        assert_eq!(record["user"], user.public_key().to_string());
-        assert_eq!(record["result"]["fee"].as_str().unwrap().parse::<u128>().unwrap(), charge, "{record}");
+        let id = task.parse().unwrap();
+        let record =
+            wait_for("the result", async || client.task(&id).await.ok().filter(|t| t.result.is_some())).await;
+        assert_eq!(record.user, user.public_key());
+        assert_eq!(record.result.as_ref().map(|r| r.fee), Some(charge), "{record:?}");
     }
     assert_eq!(balance(&client, &user).await, before - charge1 - charge2);
     let metrics = gateway.metrics().render();

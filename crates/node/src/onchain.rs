@@ -3,13 +3,11 @@
 //! profile, and find a model by the hash of its artifact.
 
 use crate::NodeError;
-use futures::StreamExt;
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::{Client, Signer};
 use polylink_types::{
-    Amount, Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, ModelId, PublicKey, RegisterWorker,
-    SecretKey, ServedRange, TxKind, UnsignedTx,
+    Amount, Bond, BoundedString, BoundedVec, DeviceProfile, Event, Hash32, ModelId, PublicKey,
+    RegisterWorker, SecretKey, ServedRange, TxKind,
 };
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -23,72 +21,48 @@ fn chain_error(what: &str, e: impl std::fmt::Display) -> NodeError {
 
 /// Signs `kind` with `key` at its next nonce, submits it and waits for the finalized block that
 /// includes it. Returns the transaction's events, or the ledger's reason for refusing it.
-pub async fn send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<Value, NodeError> {
-    let status = client.status().await.map_err(|e| chain_error("chain status", e))?;
-    let account = client.account(&key.public_key()).await.map_err(|e| chain_error("account", e))?;
-    let nonce = account.get("nonce").and_then(Value::as_u64).unwrap_or(0);
-    let tx = UnsignedTx { signer: key.public_key(), nonce, kind }.sign(key, &status.chain_id);
-    let id = tx.id().to_string();
-    let mut blocks = client.events().await.map_err(|e| chain_error("event stream", e))?;
-    client.submit(&tx).await.map_err(|e| chain_error("submit", e))?;
-    let included = async {
-        while let Some(block) = blocks.next().await {
-            let ids = block.get("tx_ids").and_then(Value::as_array).cloned().unwrap_or_default();
-            if let Some(index) = ids.iter().position(|v| v.as_str() == Some(id.as_str())) {
-                return block.get("receipts").and_then(|r| r.get(index)).cloned();
-            }
-        }
-        None
-    };
-    let receipt = tokio::time::timeout(FINALITY_TIMEOUT, included)
-        .await
-        .map_err(|_| NodeError::Chain(format!("transaction {id} not finalized within 60 s")))?
-        .ok_or_else(|| NodeError::Chain(format!("event stream closed before {id} was finalized")))?;
-    if receipt.get("ok").and_then(Value::as_bool) == Some(true) {
-        Ok(receipt.get("events").cloned().unwrap_or(Value::Null))
-    } else {
-        let reason = receipt.get("error").and_then(Value::as_str).unwrap_or("refused");
-        Err(NodeError::Chain(format!("transaction {id} refused: {reason}")))
-    }
-}
-
-fn amount(value: &Value, field: &str) -> Result<Amount, NodeError> {
-    value
-        .get(field)
-        .and_then(|a| a.as_str().map(str::to_string).or_else(|| a.as_u64().map(|n| n.to_string())))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| NodeError::Chain(format!("no amount {field} in {value}")))
+pub async fn send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<Vec<Event>, NodeError> {
+    let name = kind.name();
+    let signer =
+        Signer::connect(client.clone(), key.clone()).await.map_err(|e| chain_error("chain status", e))?;
+    let included = signer.send_and_wait(kind, FINALITY_TIMEOUT).await.map_err(|e| chain_error(name, e))?;
+    Ok(included.events)
 }
 
 /// Bonds whatever `key` lacks of `stake_min` (nothing if it holds enough already).
 pub async fn ensure_bonded(client: &Client, key: &SecretKey, stake_min: Amount) -> Result<(), NodeError> {
     let account = client.account(&key.public_key()).await.map_err(|e| chain_error("account", e))?;
-    let bonded = account.get("stake").map(|s| amount(s, "bonded")).transpose()?.unwrap_or(0);
+    let bonded = account.stake.bonded;
     if bonded >= stake_min {
         return Ok(());
     }
     send(client, key, TxKind::Bond(Bond { amount: stake_min - bonded })).await.map(|_| ())
 }
 
-/// The minimum stake of a role (`worker_stake_min`, `validator_stake_min`) from the chain's params.
-pub async fn stake_min(client: &Client, field: &str) -> Result<Amount, NodeError> {
-    let answer: Value = client.get("/params").await.map_err(|e| chain_error("params", e))?;
-    amount(&answer["params"], field)
+/// A role whose registration needs a minimum stake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A worker (`worker_stake_min`).
+    Worker,
+    /// A score validator (`validator_stake_min`).
+    Validator,
+}
+
+/// The minimum stake of `role` from the chain's params.
+pub async fn stake_min(client: &Client, role: Role) -> Result<Amount, NodeError> {
+    let params = client.params().await.map_err(|e| chain_error("params", e))?.params;
+    Ok(match role {
+        Role::Worker => params.worker_stake_min,
+        Role::Validator => params.validator_stake_min,
+    })
 }
 
 /// The on-chain id of the model whose artifact hash is `artifact`.
 pub async fn model_by_artifact(client: &Client, artifact: &Hash32) -> Result<ModelId, NodeError> {
-    let models: Value = client.get("/models").await.map_err(|e| chain_error("models", e))?;
-    let wanted = artifact.to_string();
-    models
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["model"]["artifact_hash"].as_str() == Some(wanted.as_str()))
-        .and_then(|m| m["id"].as_u64())
-        .ok_or_else(|| {
-            NodeError::Chain(format!("no model with artifact hash {wanted} is registered on chain"))
-        })
+    let models = client.models().await.map_err(|e| chain_error("models", e))?;
+    models.iter().find(|m| &m.model.artifact_hash == artifact).map(|m| m.id).ok_or_else(|| {
+        NodeError::Chain(format!("no model with artifact hash {artifact} is registered on chain"))
+    })
 }
 
 /// What a worker tells the chain about itself.
@@ -116,7 +90,7 @@ pub async fn register_worker(
     key: &SecretKey,
     registration: &WorkerRegistration,
 ) -> Result<PublicKey, NodeError> {
-    ensure_bonded(client, key, stake_min(client, "worker_stake_min").await?).await?;
+    ensure_bonded(client, key, stake_min(client, Role::Worker).await?).await?;
     let served = ServedRange {
         model: registration.model,
         layer_start: registration.layers.start as u32,

@@ -9,50 +9,20 @@ use crate::NodeError;
 use crate::peers::{Peer, PeerReport, ProbeConfig, measure_all};
 use commonware_cryptography::{Signer, ed25519};
 use commonware_runtime::{Clock, Network, Supervisor};
-use polylink_chain::rpc::client::Client;
-use polylink_ledger::Worker;
+use polylink_chain::rpc::{Client, WorkerEntry};
 use polylink_pipeline::plan::{DeviceProfile, LinkProfile, ModelProfile};
 use polylink_pipeline::transport;
-use polylink_types::{ModelId, PublicKey, ServedRange};
+use polylink_types::{ModelId, PublicKey};
 use rand_core::CryptoRng;
-use serde_json::Value;
 use std::net::SocketAddr;
 
-/// One entry of `GET /workers`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct RegisteredWorker {
-    /// The worker's account (its ed25519 key).
-    pub account: PublicKey,
-    /// What it registered.
-    pub worker: Worker,
-}
-
-impl RegisteredWorker {
-    /// Its widest range of `model` (the measurement over the most layers), if it serves the model.
-    pub fn range_of(&self, model: ModelId) -> Option<&ServedRange> {
-        self.worker
-            .served
-            .iter()
-            .filter(|r| r.model == model)
-            .max_by_key(|r| r.layer_end.saturating_sub(r.layer_start))
-    }
-}
-
-/// Reads the answer of `GET /workers`.
-pub fn parse(workers: &Value) -> Result<Vec<RegisteredWorker>, NodeError> {
-    serde_json::from_value(workers.clone())
-        .map_err(|e| NodeError::Registry(format!("bad /workers answer: {e}")))
-}
-
 /// Every registered worker, from the chain node at `client`.
-pub async fn fetch(client: &Client) -> Result<Vec<RegisteredWorker>, NodeError> {
-    let answer: Value =
-        client.get("/workers").await.map_err(|e| NodeError::Chain(format!("workers: {e}")))?;
-    parse(&answer)
+pub async fn fetch(client: &Client) -> Result<Vec<WorkerEntry>, NodeError> {
+    client.workers().await.map_err(|e| NodeError::Chain(format!("workers: {e}")))
 }
 
 /// The workers serving `model` other than `me`, with the endpoints they registered.
-pub fn peers(workers: &[RegisteredWorker], model: ModelId, me: &PublicKey) -> Vec<Peer> {
+pub fn peers(workers: &[WorkerEntry], model: ModelId, me: &PublicKey) -> Vec<Peer> {
     workers
         .iter()
         .filter(|w| &w.account != me && w.range_of(model).is_some())
@@ -114,14 +84,14 @@ fn head_and_layer_time_us(measured_us: u64, layers: u64, is_last: bool, model: &
     ((layer_us as f64 * ratio).ceil() as u64, layer_us)
 }
 
-/// Turns the chain's `GET /workers` answer into the planner's devices and links for `model`.
+/// Turns the chain's registered workers into the planner's devices and links for `model`.
 ///
 /// Memory is the registered `memory_mib`; the per-layer time is the one measured on the worker's
 /// widest range of the model, and the head's time is estimated from it by weight bytes (see
 /// [`head_and_layer_time_us`]). A link between two workers has the mean of their one-way latencies
 /// and the smaller of their bandwidths; a worker that reports no bandwidth gets no links.
 pub fn plan_inputs(
-    workers: &Value,
+    workers: &[WorkerEntry],
     model: ModelId,
     profile: &ModelProfile,
 ) -> Result<ChainDevices, NodeError> {
@@ -129,7 +99,7 @@ pub fn plan_inputs(
     let mut devices = Vec::new();
     let mut measured = Vec::new();
     let mut endpoints = Vec::new();
-    for w in parse(workers)? {
+    for w in workers {
         let Some(range) = w.range_of(model) else { continue };
         let layers = u64::from(range.layer_end.saturating_sub(range.layer_start)).max(1);
         let (head_time_us, layer_time_us) = head_and_layer_time_us(
@@ -171,7 +141,12 @@ pub fn plan_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The typed entries of a `GET /workers` answer written as JSON.
+    fn parse(answer: &Value) -> Result<Vec<WorkerEntry>, serde_json::Error> {
+        serde_json::from_value(answer.clone())
+    }
 
     fn model() -> ModelProfile {
         ModelProfile {
@@ -211,7 +186,7 @@ mod tests {
             worker(2, json!([range(1, 0, 4, 120), range(2, 0, 1, 5)]), 100, 40_000, "127.0.0.1:7002"),
             worker(3, json!([range(2, 0, 4, 50)]), 10, 10, "127.0.0.1:7003"),
         ]);
-        let got = plan_inputs(&workers, 1, &model()).unwrap();
+        let got = plan_inputs(&parse(&workers).unwrap(), 1, &model()).unwrap();
         assert_eq!(got.endpoints, ["127.0.0.1:7001", "127.0.0.1:7002"], "worker 3 serves another model");
         let (a, b) = (&got.devices[0], &got.devices[1]);
         assert_eq!((a.id.as_str(), a.memory_bytes), (hex_key(1).as_str(), 2 << 20));
@@ -234,15 +209,16 @@ mod tests {
             worker(1, json!([range(1, 0, 4, 100)]), 0, 0, "127.0.0.1:7001"),
             worker(2, json!([range(1, 0, 4, 100)]), 0, 1_000, "127.0.0.1:7002"),
         ]);
-        let got = plan_inputs(&workers, 1, &model()).unwrap();
+        let entries = parse(&workers).unwrap();
+        let got = plan_inputs(&entries, 1, &model()).unwrap();
         assert_eq!(got.devices.len(), 2);
         assert!(got.links.is_empty());
         assert!(
-            matches!(plan_inputs(&workers, 9, &model()), Err(NodeError::Registry(m)) if m.contains("model 9"))
+            matches!(plan_inputs(&entries, 9, &model()), Err(NodeError::Registry(m)) if m.contains("model 9"))
         );
-        assert!(matches!(plan_inputs(&json!({"workers": 1}), 1, &model()), Err(NodeError::Registry(_))));
+        assert!(parse(&json!({"workers": 1})).is_err());
         let bad_key = json!([{ "account": "zz", "worker": workers[0]["worker"].clone() }]);
-        assert!(matches!(plan_inputs(&bad_key, 1, &model()), Err(NodeError::Registry(_))));
+        assert!(parse(&bad_key).is_err());
     }
 
     #[test]

@@ -226,16 +226,6 @@ pub fn polylink_exe() -> Result<PathBuf, NodeError> {
     std::env::current_exe().map_err(|e| NodeError::Child { name: "polylink".into(), reason: e.to_string() })
 }
 
-/// A free port on 127.0.0.1 (bound and released; the caller binds it right after).
-pub fn free_port() -> Result<u16, NodeError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| NodeError::Child { name: "port".into(), reason: e.to_string() })?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| NodeError::Child { name: "port".into(), reason: e.to_string() })
-}
-
 /// `dir/name.log`.
 pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))

@@ -10,9 +10,9 @@
 //! resumes the same chain and keys.
 
 use crate::NodeError;
-use crate::onchain::{self, send};
+use crate::onchain::{self, Role, send};
 use crate::split::LocalSplit;
-use crate::supervise::{Child, Pending, Spawn, free_port, log_path, polylink_exe};
+use crate::supervise::{Child, Pending, Spawn, log_path, polylink_exe};
 use commonware_codec::DecodeExt;
 use commonware_cryptography::ed25519;
 use commonware_runtime::{Spawner, Supervisor, tokio as cw};
@@ -247,8 +247,7 @@ async fn ensure_model(client: &Client, developer: &SecretKey, gguf: &Path) -> Re
 /// Tops `key` up to `amount` from `funder`.
 async fn fund(client: &Client, funder: &SecretKey, to: &SecretKey, amount: Amount) -> Result<(), NodeError> {
     let account = client.account(&to.public_key()).await.map_err(setup)?;
-    let balance: Amount = account["balance"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let bonded: Amount = account["stake"]["bonded"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (balance, bonded) = (account.balance, account.stake.bonded);
     if balance + bonded >= amount {
         return Ok(());
     }
@@ -278,9 +277,11 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         .map_err(|e| setup(format!("SmolLM2: {e}")))?;
 
     let mut children = Vec::new();
-    let rpc_port = if config.rpc_port == 0 { free_port()? } else { config.rpc_port };
-    let p2p_port = free_port()?;
-    progress(started, &format!("starting the chain node (RPC on 127.0.0.1:{rpc_port})"));
+    // Port 0 lets the node bind what is free and report it; a lone validator dials no peer, so
+    // its p2p port need not be known. Picking a port, releasing it and binding it again later
+    // races with every other process on the machine.
+    let (rpc_port, p2p_port) = (config.rpc_port, 0);
+    progress(started, "starting the chain node");
     let chain = Spawn {
         name: "chain".into(),
         exe: exe.clone(),
@@ -320,8 +321,8 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let seed = network_seed(dir)?;
     let (user, developer, funder) = (dev_key(0), dev_key(1), dev_key(2));
     let model_id = ensure_model(&client, &developer, &gguf).await?;
-    let stake_worker = onchain::stake_min(&client, "worker_stake_min").await?;
-    let stake_validator = onchain::stake_min(&client, "validator_stake_min").await?;
+    let stake_worker = onchain::stake_min(&client, Role::Worker).await?;
+    let stake_validator = onchain::stake_min(&client, Role::Validator).await?;
 
     let mut plans = Vec::new();
     if config.whole {

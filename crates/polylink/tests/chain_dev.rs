@@ -6,7 +6,7 @@
 mod chain_common;
 
 use chain_common::{cli_ok, get_json, register_model, rt, run_cli, spawn_node, status, wait_height};
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::{Client, ErrorCode};
 use polylink_ledger::dev_key;
 use polylink_types::{Transfer, TxKind, UnsignedTx};
 use std::time::Duration;
@@ -45,12 +45,12 @@ fn dev_chain_cli_transactions_survive_a_restart() {
     let before: u128 =
         get_json(&url, &format!("/account/{to}"))["balance"].as_str().unwrap().parse().unwrap();
     let out = cli_ok(&[&["wallet", "transfer", "--to", &to, "--amount", "12345"][..], &common].concat());
-    assert!(out.contains("finalized at height") && out.contains("\"ok\":true"), "{out}");
+    assert!(out.contains("finalized at height") && out.contains("\"outcome\":\"applied\""), "{out}");
     let out = cli_ok(&[&["stake", "bond", "--amount", "5000000"][..], &common].concat());
-    assert!(out.contains("\"ok\":true"), "{out}");
+    assert!(out.contains("\"outcome\":\"applied\""), "{out}");
     let artifact = "ab".repeat(32);
     let out = register_model(&artifact, &common);
-    assert!(out.contains("\"ok\":true"), "{out}");
+    assert!(out.contains("\"outcome\":\"applied\""), "{out}");
 
     let after: u128 = get_json(&url, &format!("/account/{to}"))["balance"].as_str().unwrap().parse().unwrap();
     assert_eq!(after, before + 12345);
@@ -69,12 +69,12 @@ fn dev_chain_cli_transactions_survive_a_restart() {
         kind: TxKind::Transfer(Transfer { to: dev_key(1).public_key(), amount: 1 }),
     }
     .sign(&dev_key(0), "polylink-dev");
-    let err = rt.block_on(client.submit(&replay)).unwrap_err().to_string();
-    assert!(err.contains("400") && err.contains("nonce"), "{err}");
+    let err = rt.block_on(client.submit(&replay)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::WrongNonce), "{err}");
     let mut forged = replay.clone();
     forged.tx.nonce = nonce;
-    let err = rt.block_on(client.submit(&forged)).unwrap_err().to_string();
-    assert!(err.contains("400") && err.to_lowercase().contains("signature"), "{err}");
+    let err = rt.block_on(client.submit(&forged)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadSignature), "{err}");
     let http = chain_common::post_raw(&url, "{\"tx\":\"zz\"}");
     assert!(http.contains("not hex"), "{http}");
     let http = chain_common::post_raw(&url, &format!("{{\"tx\":\"{}\"}}", "00".repeat(40_000)));

@@ -48,7 +48,7 @@ fn four_validators_tolerate_a_killed_validator_that_later_catches_up() {
     cli_ok(&[&["wallet", "new", "--secret", &hex::encode(dev_key(2).seed())][..], &common].concat());
     let to = dev_key(3).public_key().to_string();
     let out = cli_ok(&[&["wallet", "transfer", "--to", &to, "--amount", "777"][..], &common].concat());
-    assert!(out.contains("\"ok\":true"), "{out}");
+    assert!(out.contains("\"outcome\":\"applied\""), "{out}");
     // Read it where the receipt came from: another node may still be a block behind.
     let balance = get_json(&urls[1], &format!("/account/{to}"))["balance"].clone();
     assert_eq!(balance, "1000000000000777", "the dev account's balance plus the transfer");

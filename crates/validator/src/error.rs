@@ -8,14 +8,6 @@ pub enum ValidatorError {
     /// The chain node refused or could not be reached.
     #[error("chain: {0}")]
     Chain(String),
-    /// A chain answer lacked a field or had the wrong shape.
-    #[error("chain answer has no {field}: {answer}")]
-    Shape {
-        /// The field looked for.
-        field: &'static str,
-        /// The answer (cut).
-        answer: String,
-    },
     /// The data directory could not be read or written.
     #[error("data directory {path}: {reason}")]
     Disk {
@@ -37,18 +29,3 @@ pub enum ValidatorError {
 
 /// The validator's result type.
 pub type Result<T> = std::result::Result<T, ValidatorError>;
-
-impl ValidatorError {
-    /// A shape error holding (at most 300 bytes of) `answer`.
-    pub fn shape(field: &'static str, answer: &serde_json::Value) -> Self {
-        let mut answer = answer.to_string();
-        if answer.len() > 300 {
-            let mut cut = 300;
-            while !answer.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            answer.truncate(cut);
-        }
-        Self::Shape { field, answer }
-    }
-}

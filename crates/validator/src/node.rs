@@ -9,9 +9,9 @@ use crate::schedule::{Phase, Seat, seats};
 use crate::scorer::{Scorer, ScorerConfig};
 use crate::verify::{self, OnChain, Verdict};
 use futures::StreamExt;
+use polylink_chain::rpc::FinalizedBlock;
 use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TxKind};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -122,12 +122,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
 
 /// Loads the evaluators of every registered model whose file is here, so the first task is quick.
 async fn preload(sh: &Arc<Shared>) {
-    let Ok(models) = sh.chain.client().get::<Value>("/models").await else { return };
-    for m in models.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let Some(artifact) = m["model"]["artifact_hash"].as_str().and_then(|h| h.parse::<Hash32>().ok())
-        else {
-            continue;
-        };
+    let Ok(models) = sh.chain.client().models().await else { return };
+    for artifact in models.into_iter().map(|m| m.model.artifact_hash) {
         if crate::scorer::gguf_for(&artifact).is_ok()
             && let Err(e) = scorer(sh, artifact).await
         {
@@ -140,15 +136,14 @@ async fn preload(sh: &Arc<Shared>) {
 async fn follow(
     sh: Arc<Shared>,
     height: watch::Sender<u64>,
-    mut events: futures::stream::BoxStream<'static, Value>,
+    mut events: futures::stream::BoxStream<'static, FinalizedBlock>,
 ) {
     let me = sh.chain.public_key();
     let mut duties = JoinSet::new();
     loop {
         while let Some(block) = events.next().await {
-            if let Some(h) = block["height"].as_u64() {
-                height.send_if_modified(|old| std::mem::replace(old, h.max(*old)) < h);
-            }
+            let h = block.executed.height;
+            height.send_if_modified(|old| std::mem::replace(old, h.max(*old)) < h);
             for seat in seats(&block, &me) {
                 info!(task = %seat.task, commit_end = seat.commit_end_height, reveal_end = seat.reveal_end_height, "elected to a committee");
                 duties.spawn(duty(sh.clone(), seat));
@@ -236,7 +231,7 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
 async fn reveal(sh: Arc<Shared>, p: Pending) {
     let (task, seat) = (p.seat.task, p.seat);
     wait_height(&sh, seat.commit_end_height).await;
-    let me = sh.chain.public_key().to_string();
+    let me = sh.chain.public_key();
     while seat.phase(now(&sh)) == Phase::Reveal {
         let sent = now(&sh);
         match sh.chain.send(TxKind::RevealScore(RevealScore { task, score: p.score, salt: p.salt })).await {
@@ -244,9 +239,11 @@ async fn reveal(sh: Arc<Shared>, p: Pending) {
             Err(e) => warn!(%task, error = %e, "reveal refused"),
         }
         wait_height(&sh, (sent + 3).min(seat.reveal_end_height)).await;
-        let record = sh.chain.task(&task).await.unwrap_or_default();
-        let members = record["committee"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let revealed = members.iter().any(|m| m["validator"] == me.as_str() && !m["score"].is_null());
+        let revealed = sh
+            .chain
+            .task(&task)
+            .await
+            .is_ok_and(|record| record.committee.iter().any(|m| m.validator == me && m.score.is_some()));
         if revealed {
             break;
         }
@@ -260,7 +257,7 @@ async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<u16>> {
     if let Some(score) = sh.cfg.score_override {
         return Ok(Some(score));
     }
-    let on_chain = OnChain::from_json(task, &sh.chain.task(&task).await?)?;
+    let on_chain = OnChain::from_task(task, &sh.chain.task(&task).await?)?;
     let Some(body) = transcript(sh, seat).await else {
         info!(%task, "transcript withheld until the fetch deadline; scoring 0");
         return Ok(Some(0));

@@ -6,10 +6,9 @@
 //! at the end of block `reveal_end`. A transaction submitted when the latest executed height is
 //! `h` is included at `h+1` at the earliest.
 
-use polylink_types::{PublicKey, TaskId};
+use polylink_chain::rpc::FinalizedBlock;
+use polylink_types::{Event, PublicKey, TaskId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::str::FromStr;
 
 /// A committee seat this validator holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,24 +55,24 @@ impl Seat {
     }
 }
 
-/// The seats `me` holds among the `committee_elected` events of one finalized block's JSON.
-pub fn seats(block: &Value, me: &PublicKey) -> Vec<Seat> {
-    let me = me.to_string();
-    let Some(height) = block["height"].as_u64() else { return Vec::new() };
-    let events = block["events"].as_array().map(Vec::as_slice).unwrap_or_default();
-    events
+/// The seats `me` holds among the `committee_elected` events of one finalized block.
+pub fn seats(block: &FinalizedBlock, me: &PublicKey) -> Vec<Seat> {
+    block
+        .executed
+        .events
         .iter()
-        .filter(|e| e["event"] == "committee_elected")
-        .filter(|e| {
-            e["members"].as_array().is_some_and(|m| m.iter().any(|k| k.as_str() == Some(me.as_str())))
-        })
-        .filter_map(|e| {
-            Some(Seat {
-                task: TaskId::from_str(e["task"].as_str()?).ok()?,
-                elected_height: height,
-                commit_end_height: e["commit_end_height"].as_u64()?,
-                reveal_end_height: e["reveal_end_height"].as_u64()?,
-            })
+        .filter_map(|event| match event {
+            Event::CommitteeElected { task, members, commit_end_height, reveal_end_height }
+                if members.contains(me) =>
+            {
+                Some(Seat {
+                    task: *task,
+                    elected_height: block.executed.height,
+                    commit_end_height: *commit_end_height,
+                    reveal_end_height: *reveal_end_height,
+                })
+            }
+            _ => None,
         })
         .collect()
 }
@@ -81,7 +80,7 @@ pub fn seats(block: &Value, me: &PublicKey) -> Vec<Seat> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use polylink_chain::rpc::Executed;
 
     fn seat(elected: u64, commit_end: u64, reveal_end: u64) -> Seat {
         Seat {
@@ -115,15 +114,35 @@ mod tests {
         let me = polylink_types::SecretKey::from_label("me").public_key();
         let other = polylink_types::SecretKey::from_label("other").public_key();
         let task = TaskId::digest(&[b"x"]);
-        let block = json!({"height": 7, "events": [
-            {"event": "committee_elected", "task": task, "members": [other, me], "commit_end_height": 17, "reveal_end_height": 27},
-            {"event": "committee_elected", "task": TaskId::digest(&[b"y"]), "members": [other], "commit_end_height": 17, "reveal_end_height": 27},
-            {"event": "score_committed", "task": task, "validator": me},
-        ]});
+        let elected = |task, members| Event::CommitteeElected {
+            task,
+            members,
+            commit_end_height: 17,
+            reveal_end_height: 27,
+        };
+        let events = vec![
+            elected(task, vec![other, me]),
+            elected(TaskId::digest(&[b"y"]), vec![other]),
+            Event::ScoreCommitted { task, validator: me },
+        ];
+        let block = |events| FinalizedBlock {
+            digest: String::new(),
+            parent: String::new(),
+            view: 7,
+            timestamp_ms: 0,
+            tx_ids: Vec::new(),
+            seed: TaskId::digest(&[b"seed"]),
+            executed: Executed {
+                height: 7,
+                state_root: TaskId::digest(&[b"root"]),
+                receipts: Vec::new(),
+                events,
+            },
+        };
         assert_eq!(
-            seats(&block, &me),
+            seats(&block(events), &me),
             vec![Seat { task, elected_height: 7, commit_end_height: 17, reveal_end_height: 27 }]
         );
-        assert!(seats(&json!({"events": []}), &me).is_empty());
+        assert!(seats(&block(Vec::new()), &me).is_empty());
     }
 }

@@ -8,9 +8,8 @@ use crate::error::{Result, ValidatorError};
 use polylink_gateway::handler::prompt_hash;
 use polylink_gateway::respond::output_hash;
 use polylink_gateway::transcripts::{PromptRecord, Transcript};
+use polylink_ledger::Task;
 use polylink_types::{Hash32, ModelId, TaskId};
-use serde_json::Value;
-use std::str::FromStr;
 
 /// Largest transcript body read, bytes; a larger one scores 0.
 pub const TRANSCRIPT_BYTES_MAX: usize = 1 << 20;
@@ -32,36 +31,20 @@ pub struct OnChain {
     pub prompt_tokens: u32,
 }
 
-fn field<'a>(v: &'a Value, path: &[&'static str]) -> Result<&'a Value> {
-    let mut at = v;
-    for key in path {
-        at = at.get(key).filter(|x| !x.is_null()).ok_or_else(|| ValidatorError::shape(key, v))?;
-    }
-    Ok(at)
-}
-
-fn hash(v: &Value, path: &[&'static str]) -> Result<Hash32> {
-    let key = path.last().copied().unwrap_or("hash");
-    let text = field(v, path)?.as_str().ok_or_else(|| ValidatorError::shape(key, v))?;
-    Hash32::from_str(text).map_err(|_| ValidatorError::shape(key, v))
-}
-
-fn number(v: &Value, path: &[&'static str]) -> Result<u64> {
-    let key = path.last().copied().unwrap_or("number");
-    field(v, path)?.as_u64().ok_or_else(|| ValidatorError::shape(key, v))
-}
-
 impl OnChain {
-    /// Reads the RPC's JSON of task `task` (it must have a result).
-    pub fn from_json(task: TaskId, v: &Value) -> Result<Self> {
-        let small = |n: u64, key| u32::try_from(n).map_err(|_| ValidatorError::shape(key, v));
+    /// What the chain's record of task `task` says; the task must have its result.
+    pub fn from_task(task: TaskId, record: &Task) -> Result<Self> {
+        let result = record
+            .result
+            .as_ref()
+            .ok_or_else(|| ValidatorError::Chain(format!("task {task} has no result on chain yet")))?;
         Ok(Self {
             task,
-            model: number(v, &["model"])?,
-            max_tokens: small(number(v, &["max_tokens"])?, "max_tokens")?,
-            prompt_hash: hash(v, &["prompt_hash"])?,
-            output_hash: hash(v, &["result", "output_hash"])?,
-            prompt_tokens: small(number(v, &["result", "prompt_tokens"])?, "prompt_tokens")?,
+            model: record.model,
+            max_tokens: record.max_tokens,
+            prompt_hash: record.prompt_hash,
+            output_hash: result.output_hash,
+            prompt_tokens: result.prompt_tokens,
         })
     }
 }

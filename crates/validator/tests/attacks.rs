@@ -11,11 +11,13 @@
 mod common;
 
 use common::*;
+use polylink_chain::rpc::ErrorCode;
 use polylink_gateway::backend::{GenerationParams, ModelCard, Prompt, TokenEvent, TokenStream};
 use polylink_gateway::{InferenceBackend, LocalBackend};
-use polylink_ledger::Params;
-use polylink_types::{Bond, CommitScore, Hash32, RevealScore, TaskId, TxKind, score_commitment};
-use serde_json::Value;
+use polylink_ledger::{Params, Task, TaskStatus};
+use polylink_types::{
+    Bond, CommitScore, Hash32, RevealScore, SettleOutcome, TaskId, TxKind, score_commitment,
+};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -62,11 +64,14 @@ impl InferenceBackend for Truncating {
 }
 
 async fn params(net: &Net) -> Params {
-    serde_json::from_value(net.client.get::<Value>("/params").await.unwrap()["params"].clone()).unwrap()
+    net.client.params().await.unwrap().params
 }
 
-fn outcome(task: &Value) -> &str {
-    task["status"]["settled"].as_str().unwrap_or("unsettled")
+fn outcome(task: &Task) -> Option<SettleOutcome> {
+    match task.status {
+        TaskStatus::Settled(outcome) => Some(outcome),
+        _ => None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,11 +103,11 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     assert!(!text.is_empty(), "the truncated answer still says something");
 
     let honest_task = settled(&net, &paid).await;
-    assert_eq!(outcome(&honest_task), "paid", "{honest_task}");
+    assert_eq!(outcome(&honest_task), Some(SettleOutcome::Paid), "{honest_task:?}");
     for (i, task) in [(1, &swapped), (2, &cut), (3, &hidden)] {
         let t = settled(&net, task).await;
-        assert_eq!(outcome(&t), "low_quality", "worker {i}: {t}");
-        assert!(t["median_score"].as_u64().unwrap() < u64::from(p.quality_min), "{t}");
+        assert_eq!(outcome(&t), Some(SettleOutcome::LowQuality), "worker {i}: {t:?}");
+        assert!(t.median_score.unwrap() < p.quality_min, "{t:?}");
         assert_eq!(
             bonded(&net, &worker(i)).await,
             STAKE - STAKE * u128::from(p.worker_slash_bps) / 10_000,
@@ -114,8 +119,8 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     assert!(balance(&net, &worker(0)).await > worker_before[0], "the honest worker is paid");
 
     // The user paid only for the honest task: every cheated fee came back.
-    let fee: u128 = honest_task["result"]["fee"].as_str().unwrap().parse().unwrap();
-    let median = u128::from(honest_task["median_score"].as_u64().unwrap() as u16);
+    let fee = honest_task.result.as_ref().unwrap().fee;
+    let median = u128::from(honest_task.median_score.unwrap());
     let bps = |b: u16| fee * u128::from(b) / 10_000;
     let workers_share = fee - bps(p.validator_share_bps) - bps(p.treasury_share_bps) - bps(ROYALTY_BPS);
     let unearned = workers_share - workers_share * median / 1000;
@@ -148,32 +153,29 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
 
     let (task, _) = ask(&gw, "Name a colour.", 16).await;
     let record = scoring(&net, &task).await;
-    assert_eq!(record["committee"].as_array().unwrap().len(), 5);
+    assert_eq!(record.committee.len(), 5);
     // The lazy validator must commit before anyone reveals: it commits a guess.
     let salt = Hash32([7; 32]);
     let id = TaskId::from_str(&task).unwrap();
     let guess = score_commitment(500, &salt, &lazy.public_key());
     send(&net.client, &lazy, TxKind::CommitScore(CommitScore { task: id, commitment: guess })).await;
     // Once an honest score is revealed it copies it; its commitment cannot be opened with it.
-    let honest_key = validator(0).public_key().to_string();
+    let honest_key = validator(0).public_key();
     let copied = wait_for("an honest reveal", async || {
-        let t: Value = net.client.get(&format!("/task/{task}")).await.ok()?;
-        let m = t["committee"].as_array()?.iter().find(|m| m["validator"] == honest_key.as_str())?.clone();
-        m["score"].as_u64().map(Value::from)
+        let record = common::task(&net, &task).await?;
+        record.committee.iter().find(|m| m.validator == honest_key)?.score
     })
-    .await
-    .as_u64()
-    .unwrap() as u16;
+    .await;
     assert_ne!(copied, 500, "the guess happened to be right; the test proves nothing");
     let refused =
         try_send(&net.client, &lazy, TxKind::RevealScore(RevealScore { task: id, score: copied, salt }))
             .await;
-    assert!(refused.as_ref().is_err_and(|e| e.contains("commitment")), "{refused:?}");
+    assert!(refused.as_ref().is_err_and(|e| e.code() == Some(ErrorCode::CommitmentMismatch)), "{refused:?}");
 
     let done = settled(&net, &task).await;
-    assert_eq!(outcome(&done), "paid", "{done}");
-    let median = done["median_score"].as_u64().unwrap() as u16;
-    assert!(median.abs_diff(copied) <= p.score_delta, "the minority did not move the median: {done}");
+    assert_eq!(outcome(&done), Some(SettleOutcome::Paid), "{done:?}");
+    let median = done.median_score.unwrap();
+    assert!(median.abs_diff(copied) <= p.score_delta, "the minority did not move the median: {done:?}");
     let slashed = |bps: u16| STAKE - STAKE * u128::from(bps) / 10_000;
     assert_eq!(
         bonded(&net, &validator(3)).await,
@@ -198,8 +200,8 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
     }
     let (task, _) = ask(&gw, "Name a colour.", 16).await;
     let done = settled(&net, &task).await;
-    assert_eq!(done["median_score"].as_u64(), Some(0), "{done}");
-    assert_eq!(outcome(&done), "low_quality", "the honest worker is failed: {done}");
+    assert_eq!(done.median_score, Some(0), "{done:?}");
+    assert_eq!(outcome(&done), Some(SettleOutcome::LowQuality), "the honest worker is failed: {done:?}");
     assert_eq!(bonded(&net, &worker(0)).await, slashed(p.worker_slash_bps), "and slashed");
     for i in 0..3 {
         assert_eq!(

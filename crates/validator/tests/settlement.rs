@@ -13,9 +13,8 @@ use polylink_gateway::Transcript;
 use polylink_gateway::transcripts::{
     HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms, request_message,
 };
-use polylink_ledger::Params;
-use polylink_types::{SecretKey, TaskId};
-use serde_json::Value;
+use polylink_ledger::{Params, TaskStatus};
+use polylink_types::{SecretKey, SettleOutcome, TaskId};
 use std::str::FromStr;
 
 async fn get_transcript(
@@ -47,8 +46,7 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
         nodes.push(validator_node(&net, i, &gws, None).await);
     }
     assert!(nodes.iter().all(|n| n.ready.registered && n.ready.bonded == STAKE));
-    let params: Params =
-        serde_json::from_value(net.client.get::<Value>("/params").await.unwrap()["params"].clone()).unwrap();
+    let params: Params = net.client.params().await.unwrap().params;
     let who = [developer(), worker(0), user(), validator(0), validator(1), validator(2)];
     let mut before = Vec::new();
     for k in &who {
@@ -68,12 +66,7 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
 
     // Access control, on the live task once its committee is drawn.
     let record = scoring(&net, &task).await;
-    let elected: Vec<String> = record["committee"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["validator"].as_str().unwrap().to_string())
-        .collect();
+    let elected: Vec<_> = record.committee.iter().map(|m| m.validator).collect();
     assert_eq!(elected.len(), 3);
     let member = validator(0);
     let outsider = SecretKey::from_label("not-a-validator");
@@ -100,13 +93,12 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     assert_eq!(bare.status(), 401, "unsigned");
 
     // Validator 2 is stopped once it has committed, and restarted from its data directory.
-    let v2 = validator(2).public_key().to_string();
+    let v2 = validator(2).public_key();
     // (A validator that is down while a committee is drawn misses that seat; so both seats first.)
     for t in [&task, &task2] {
         wait_for("validator 2's commitment", async || {
-            let t: Value = net.client.get(&format!("/task/{t}")).await.ok()?;
-            let m = t["committee"].as_array()?.iter().find(|m| m["validator"] == v2.as_str())?.clone();
-            (!m["commitment"].is_null()).then_some(m)
+            let record = common::task(&net, t).await?;
+            record.committee.iter().find(|m| m.validator == v2 && m.commitment.is_some()).cloned()
         })
         .await;
     }
@@ -119,18 +111,17 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     let done = settled(&net, &task).await;
     let done2 = settled(&net, &task2).await;
     for d in [&done, &done2] {
-        assert_eq!(d["status"]["settled"], "paid", "{d}");
-        let scores: Vec<u64> =
-            d["committee"].as_array().unwrap().iter().filter_map(|m| m["score"].as_u64()).collect();
-        assert_eq!(scores.len(), 3, "every validator revealed, the restarted one too: {d}");
+        assert_eq!(d.status, TaskStatus::Settled(SettleOutcome::Paid), "{d:?}");
+        let scores: Vec<u16> = d.committee.iter().filter_map(|m| m.score).collect();
+        assert_eq!(scores.len(), 3, "every validator revealed, the restarted one too: {d:?}");
     }
 
     // Balances moved by exactly the split of both fees.
     let bps = |fee: u128, b: u16| fee * u128::from(b) / 10_000;
     let (mut dev, mut wrk, mut vals, mut usr) = (0u128, 0u128, 0u128, 0i128);
     for d in [&done, &done2] {
-        let fee: u128 = d["result"]["fee"].as_str().unwrap().parse().unwrap();
-        let median = u128::from(d["median_score"].as_u64().unwrap() as u16);
+        let fee = d.result.as_ref().unwrap().fee;
+        let median = u128::from(d.median_score.unwrap());
         let royalty = bps(fee, ROYALTY_BPS);
         let validators = bps(fee, params.validator_share_bps);
         let workers = fee - royalty - bps(fee, params.treasury_share_bps) - validators;

@@ -1,10 +1,21 @@
-//! A small typed client of the node's RPC, used by the CLI wallet and other roles.
-use super::{BlockView, ErrorBody, Status, SubmitRequest, SubmitResponse};
+//! The typed client of the node's RPC: one method per endpoint, each returning the wire type the
+//! server renders; a refusal comes back as [`Error::Refused`] with its code.
+use super::{
+    AccountView, BlockView, FinalizedBlock, ModelEntry, ParamsView, Refusal, Status, SubmitRequest,
+    SubmitResponse, ValidatorEntry, WorkerEntry,
+};
 use crate::Error;
 use futures::{StreamExt, stream::BoxStream};
-use polylink_types::{Hash32, PublicKey, SignedTx};
+use polylink_ledger::{Model, Task};
+use polylink_types::{ModelId, PublicKey, SignedTx, TaskId, TxId};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest server-sent event the client buffers, bytes (a block of maximum-size transactions
+/// fits many times over; a peer that never ends a frame is cut off).
+const EVENT_BYTES_MAX: usize = 16 << 20;
 
 /// Talks to one node's RPC.
 #[derive(Clone, Debug)]
@@ -23,42 +34,46 @@ impl Client {
         Ok(Self { base: url.trim_end_matches('/').to_string(), http })
     }
 
-    async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
-        let status = response.status();
-        if status.is_success() {
-            return response.json().await.map_err(|e| Error::Rpc(e.to_string()));
-        }
-        let reason = match response.json::<ErrorBody>().await {
-            Ok(body) => body.error,
-            Err(_) => status.to_string(),
-        };
-        Err(Error::Rpc(format!("{status}: {reason}")))
+    /// The node's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
     }
 
-    /// GETs `path` and decodes the JSON answer.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    async fn decode<T: DeserializeOwned>(what: &str, response: reqwest::Response) -> Result<T, Error> {
+        let status = response.status();
+        if status.is_success() {
+            return response.json().await.map_err(|e| Error::Rpc(format!("{what}: bad answer: {e}")));
+        }
+        match response.json::<Refusal>().await {
+            Ok(refusal) => Err(Error::Refused(refusal)),
+            Err(_) => Err(Error::Rpc(format!("{what}: {status}"))),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let what = format!("GET {path}");
         let response = self
             .http
             .get(format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await
-            .map_err(|e| Error::Rpc(format!("GET {path}: {e}")))?;
-        Self::decode(response).await
+            .map_err(|e| Error::Rpc(format!("{what}: {e}")))?;
+        Self::decode(&what, response).await
     }
 
-    /// Submits a signed transaction; the error carries the node's reason for a refusal.
-    pub async fn submit(&self, tx: &SignedTx) -> Result<Hash32, Error> {
+    /// Submits a signed transaction; a refusal carries the node's code and reason.
+    pub async fn submit(&self, tx: &SignedTx) -> Result<TxId, Error> {
         let response = self
             .http
             .post(format!("{}/tx", self.base))
             .json(&SubmitRequest { tx: hex::encode(tx.to_bytes()) })
-            .timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| Error::Rpc(format!("POST /tx: {e}")))?;
-        let answer: SubmitResponse = Self::decode(response).await?;
-        answer.id.parse().map_err(|e| Error::Rpc(format!("bad tx id {}: {e}", answer.id)))
+        let answer: SubmitResponse = Self::decode("POST /tx", response).await?;
+        Ok(answer.id)
     }
 
     /// Chain id, height, state root and mempool size.
@@ -66,9 +81,40 @@ impl Client {
         self.get("/status").await
     }
 
-    /// An account's balance, nonce and stakes (the ledger's JSON).
-    pub async fn account(&self, key: &PublicKey) -> Result<serde_json::Value, Error> {
+    /// An account's balance, nonce, pending transactions, stake and roles.
+    pub async fn account(&self, key: &PublicKey) -> Result<AccountView, Error> {
         self.get(&format!("/account/{key}")).await
+    }
+
+    /// Every registered model.
+    pub async fn models(&self) -> Result<Vec<ModelEntry>, Error> {
+        self.get("/models").await
+    }
+
+    /// One model (refused with [`ErrorCode::NotFound`](super::ErrorCode::NotFound) if unknown).
+    pub async fn model(&self, id: ModelId) -> Result<Model, Error> {
+        self.get(&format!("/model/{id}")).await
+    }
+
+    /// Every registered worker.
+    pub async fn workers(&self) -> Result<Vec<WorkerEntry>, Error> {
+        self.get("/workers").await
+    }
+
+    /// Every registered score validator.
+    pub async fn validators(&self) -> Result<Vec<ValidatorEntry>, Error> {
+        self.get("/validators").await
+    }
+
+    /// One task (refused with [`ErrorCode::NotFound`](super::ErrorCode::NotFound) until it is
+    /// executed on chain).
+    pub async fn task(&self, id: &TaskId) -> Result<Task, Error> {
+        self.get(&format!("/task/{id}")).await
+    }
+
+    /// The ledger's parameters and totals.
+    pub async fn params(&self) -> Result<ParamsView, Error> {
+        self.get("/params").await
     }
 
     /// A finalized block by height.
@@ -92,8 +138,9 @@ impl Client {
         }
     }
 
-    /// The server-sent stream of executed finalized blocks, one JSON value per block.
-    pub async fn events(&self) -> Result<BoxStream<'static, serde_json::Value>, Error> {
+    /// The server-sent stream of executed finalized blocks, from the next one on. It ends when
+    /// the connection does, or at a frame that does not decode or exceeds the size limit.
+    pub async fn events(&self) -> Result<BoxStream<'static, FinalizedBlock>, Error> {
         let response = self
             .http
             .get(format!("{}/events", self.base))
@@ -113,10 +160,15 @@ impl Client {
                         .filter_map(|line| line.strip_prefix("data:"))
                         .map(str::trim_start)
                         .collect();
-                    if let Ok(value) = serde_json::from_str(&data) {
-                        return Some((value, (bytes, pending)));
+                    // Keep-alive comments carry no data.
+                    if data.is_empty() {
+                        continue;
                     }
-                    continue;
+                    let block = serde_json::from_str(&data).ok()?;
+                    return Some((block, (bytes, pending)));
+                }
+                if pending.len() > EVENT_BYTES_MAX {
+                    return None;
                 }
                 let chunk = bytes.next().await?.ok()?;
                 pending.push_str(&String::from_utf8_lossy(&chunk));

@@ -1,10 +1,10 @@
-//! The RPC server (axum): bounded bodies, JSON errors, and a server-sent event stream of
-//! executed finalized blocks. Bad input gets a 4xx with a reason; the server keeps serving.
-use super::{BODY_BYTES_MAX, BlockView, ErrorBody, Status, SubmitRequest, SubmitResponse};
-use crate::{
-    Block, PublicKey, Scheme, Shared, Submitter,
-    machine::{Query, Queryable},
+//! The RPC server (axum): bounded bodies, typed JSON answers and refusals, and a server-sent event
+//! stream of executed finalized blocks. Bad input gets a 4xx with a code and a reason; the server
+//! keeps serving.
+use super::{
+    AccountView, BODY_BYTES_MAX, BlockView, ErrorCode, Refusal, Status, SubmitRequest, SubmitResponse,
 };
+use crate::{Block, Error, PublicKey, Scheme, Shared, Submitter, machine::Queryable};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, Path, State, rejection::JsonRejection},
@@ -22,6 +22,7 @@ use commonware_consensus::{
 use commonware_cryptography::Digestible;
 use commonware_p2p::Sender;
 use futures::Stream;
+use polylink_ledger::{Model, Task};
 use polylink_types::{Hash32, SignedTx};
 use std::{convert::Infallible, net::SocketAddr, str::FromStr, sync::Arc};
 use tokio::{net::TcpListener, sync::broadcast};
@@ -42,21 +43,25 @@ pub struct RpcState<M, S> {
 
 type Ctx<M, S> = State<Arc<RpcState<M, S>>>;
 
-/// An error answer: status code and reason.
-struct ApiError(StatusCode, String);
+/// An error answer: status code and refusal.
+struct ApiError(StatusCode, Refusal);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+        (self.0, Json(self.1)).into_response()
     }
 }
 
 fn bad_request(message: impl ToString) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.to_string())
+    ApiError(StatusCode::BAD_REQUEST, Refusal::new(ErrorCode::BadRequest, message.to_string()))
 }
 
 fn not_found(what: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("{what} not found"))
+    ApiError(StatusCode::NOT_FOUND, Refusal::new(ErrorCode::NotFound, format!("{what} not found")))
+}
+
+fn unavailable() -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, Refusal::new(ErrorCode::Unavailable, "state unavailable"))
 }
 
 /// Builds the router over `state`.
@@ -69,12 +74,12 @@ where
         .route("/tx", post(submit::<M, S>))
         .route("/status", get(status::<M, S>))
         .route("/account/{key}", get(account::<M, S>))
-        .route("/models", get(|s: Ctx<M, S>| ask(s, Query::Models, "models")))
+        .route("/models", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.models()), "models")))
         .route("/model/{id}", get(model::<M, S>))
-        .route("/workers", get(|s: Ctx<M, S>| ask(s, Query::Workers, "workers")))
-        .route("/validators", get(|s: Ctx<M, S>| ask(s, Query::Validators, "validators")))
+        .route("/workers", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.workers()), "workers")))
+        .route("/validators", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.validators()), "validators")))
         .route("/task/{id}", get(task::<M, S>))
-        .route("/params", get(|s: Ctx<M, S>| ask(s, Query::Params, "params")))
+        .route("/params", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.params()), "params")))
         .route("/block/{height}", get(block::<M, S>))
         .route("/events", get(events::<M, S>))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -93,59 +98,53 @@ async fn submit<M: Queryable, S: Sender<PublicKey = PublicKey>>(
     let Json(request) = body.map_err(|e| bad_request(format!("bad request body: {e}")))?;
     let bytes = hex::decode(request.tx.trim()).map_err(|e| bad_request(format!("tx is not hex: {e}")))?;
     let tx = SignedTx::from_bytes(&bytes).map_err(|e| bad_request(format!("malformed tx: {e}")))?;
-    let id = state.submitter.submit(tx).map_err(bad_request)?;
-    Ok(Json(SubmitResponse { id: id.to_string() }))
+    match state.submitter.submit(tx) {
+        Ok(id) => Ok(Json(SubmitResponse { id })),
+        Err(Error::Refused(refusal)) => Err(ApiError(StatusCode::BAD_REQUEST, refusal)),
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::new(ErrorCode::Unavailable, e.to_string()),
+        )),
+    }
 }
 
 async fn status<M: Queryable, S>(State(state): Ctx<M, S>) -> Result<Json<Status>, ApiError> {
-    let guard = state
-        .shared
-        .state
-        .read()
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state unavailable".into()))?;
+    let guard = state.shared.state.read().map_err(|_| unavailable())?;
     Ok(Json(Status {
         chain_id: state.chain_id.clone(),
         height: guard.height,
-        state_root: guard.machine.state_root().to_string(),
+        state_root: guard.machine.state_root(),
         mempool: state.submitter.pending(),
         validators: state.validators,
     }))
 }
 
-async fn ask<M: Queryable, S>(
+/// Answers from the latest executed state; `None` from `query` is a 404 naming `what`.
+async fn read<M: Queryable, S, T>(
     State(state): Ctx<M, S>,
-    query: Query,
+    query: impl FnOnce(&M) -> Option<T>,
     what: &'static str,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let guard = state
-        .shared
-        .state
-        .read()
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state unavailable".into()))?;
-    guard.machine.query(&query).map(Json).ok_or_else(|| not_found(what))
+) -> Result<Json<T>, ApiError> {
+    let guard = state.shared.state.read().map_err(|_| unavailable())?;
+    query(&guard.machine).map(Json).ok_or_else(|| not_found(what))
 }
 
 async fn account<M: Queryable, S>(
     s: Ctx<M, S>,
     Path(key): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AccountView>, ApiError> {
     let key = polylink_types::PublicKey::from_str(&key).map_err(bad_request)?;
-    ask(s, Query::Account(key), "account").await
+    let pending = s.submitter.pending_of(&key) as u64;
+    read(s, |m: &M| Some(m.account(&key, pending)), "account").await
 }
 
-async fn model<M: Queryable, S>(
-    s: Ctx<M, S>,
-    Path(id): Path<u64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    ask(s, Query::Model(id), "model").await
+async fn model<M: Queryable, S>(s: Ctx<M, S>, Path(id): Path<u64>) -> Result<Json<Model>, ApiError> {
+    read(s, |m: &M| m.model(id), "model").await
 }
 
-async fn task<M: Queryable, S>(
-    s: Ctx<M, S>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn task<M: Queryable, S>(s: Ctx<M, S>, Path(id): Path<String>) -> Result<Json<Task>, ApiError> {
     let id = Hash32::from_str(&id).map_err(bad_request)?;
-    ask(s, Query::Task(id), "task").await
+    read(s, |m: &M| m.task(&id), "task").await
 }
 
 async fn block<M: Queryable, S>(

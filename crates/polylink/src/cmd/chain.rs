@@ -203,8 +203,7 @@ impl ChainCmd {
                 Ok(())
             }
             Self::Params { rpc } => {
-                let params: serde_json::Value =
-                    block_on(async { Ok(Client::new(&rpc)?.get("/params").await?) })?;
+                let params = block_on(async { Ok(Client::new(&rpc)?.params().await?) })?;
                 println!("{}", serde_json::to_string_pretty(&params)?);
                 Ok(())
             }

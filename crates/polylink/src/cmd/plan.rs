@@ -66,9 +66,8 @@ impl PlanCmd {
         let model = polylink_pipeline::profile::model_profile(&gguf)?;
         let (devices, links, endpoints) = match (&self.chain, self.model_id, &self.devices) {
             (Some(url), Some(id), _) => {
-                let workers: serde_json::Value =
-                    block_on(async { Ok(Client::new(url)?.get("/workers").await?) })
-                        .with_context(|| format!("reading the workers registered at {url}"))?;
+                let workers = block_on(async { Ok(Client::new(url)?.workers().await?) })
+                    .with_context(|| format!("reading the workers registered at {url}"))?;
                 let found = registry::plan_inputs(&workers, id, &model)?;
                 let endpoints = found.devices.iter().map(|d| d.id.clone()).zip(found.endpoints).collect();
                 (found.devices, found.links, endpoints)

@@ -2,9 +2,8 @@
 //! registration commands share.
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use futures::StreamExt;
-use polylink_chain::rpc::client::Client;
-use polylink_types::{Amount, PublicKey, SecretKey, Transfer, TxKind, UnsignedTx};
+use polylink_chain::rpc::{Client, Signer, TxOutcome, TxReceipt};
+use polylink_types::{Amount, PublicKey, SecretKey, Transfer, TxKind};
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
@@ -129,43 +128,20 @@ pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::R
 }
 
 /// Signs `kind` with the wallet's key and next nonce, submits it and (unless `--no-wait`) waits
-/// for the finalized block that includes it, printing its receipt.
+/// for the finalized block that includes it, printing its events.
 pub fn send(opts: &WalletOpts, kind: TxKind) -> anyhow::Result<()> {
     let key = opts.key()?;
     block_on(async {
-        let client = opts.client()?;
-        let status = client.status().await?;
-        let account = client.account(&key.public_key()).await?;
-        let nonce = account.get("nonce").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        let tx = UnsignedTx { signer: key.public_key(), nonce, kind }.sign(&key, &status.chain_id);
-        let id = tx.id().to_string();
-        let mut events = client.events().await?;
-        client.submit(&tx).await?;
-        println!("submitted {id}");
+        let signer = Signer::connect(opts.client()?, key).await?;
         if opts.no_wait {
+            println!("submitted {}", signer.send(kind).await?);
             return Ok(());
         }
-        let wait = async {
-            while let Some(block) = events.next().await {
-                let ids = block.get("tx_ids").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-                if let Some(index) = ids.iter().position(|v| v.as_str() == Some(id.as_str())) {
-                    let receipt = block.get("receipts").and_then(|r| r.get(index)).cloned();
-                    return Some((block.get("height").cloned(), receipt));
-                }
-            }
-            None
-        };
-        match tokio::time::timeout(Duration::from_secs(60), wait).await {
-            Ok(Some((height, receipt))) => {
-                println!(
-                    "finalized at height {}: {}",
-                    height.unwrap_or_default(),
-                    serde_json::to_string(&receipt.unwrap_or_default())?
-                );
-                Ok(())
-            }
-            Ok(None) => bail!("event stream closed before {id} was finalized"),
-            Err(_) => bail!("{id} not finalized within 60 s"),
-        }
+        let included = signer.send_and_wait(kind, Duration::from_secs(60)).await?;
+        println!("submitted {}", included.tx_id);
+        let receipt =
+            TxReceipt { tx_id: included.tx_id, outcome: TxOutcome::Applied { events: included.events } };
+        println!("finalized at height {}: {}", included.height, serde_json::to_string(&receipt)?);
+        Ok(())
     })
 }

@@ -132,7 +132,7 @@ pub fn wait_height(url: &str, height: u64, timeout: Duration) -> Status {
 
 /// GETs a JSON path from the node.
 pub fn get_json(url: &str, path: &str) -> serde_json::Value {
-    rt().block_on(async { Client::new(url).unwrap().get(path).await })
+    rt().block_on(async { reqwest::get(format!("{url}{path}")).await?.error_for_status()?.json().await })
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 

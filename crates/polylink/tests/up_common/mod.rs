@@ -73,13 +73,14 @@ impl Drop for Up {
     }
 }
 
-/// `GET rpc + path` as JSON, through the chain's typed client.
+/// `GET rpc + path` as JSON, read by field name as any HTTP client of the RPC would.
 pub fn get(rpc: &str, path: &str) -> Value {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = polylink_chain::rpc::client::Client::new(rpc).unwrap();
-        client.get::<Value>(path).await.unwrap_or_else(|e| panic!("GET {rpc}{path}: {e}"))
-    })
+    runtime
+        .block_on(async {
+            reqwest::get(format!("{rpc}{path}")).await?.error_for_status()?.json::<Value>().await
+        })
+        .unwrap_or_else(|e| panic!("GET {rpc}{path}: {e}"))
 }
 
 /// An account's spendable balance.

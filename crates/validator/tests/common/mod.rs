@@ -3,15 +3,15 @@
 //! chain and keep transcripts, and validators started through the library.
 #![allow(dead_code)]
 
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::{Client, Signer};
 use polylink_gateway::{
     Account, ApiKeys, ChainBilling, Gateway, InferenceBackend, Limits, LocalBackend, LocalOptions,
     StoreConfig, Transcripts,
 };
-use polylink_ledger::{Genesis, dev_key};
+use polylink_ledger::{Genesis, Task, TaskStatus, dev_key};
 use polylink_types::{
     Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
-    ServedRange, TxKind, UnsignedTx,
+    ServedRange, TxKind,
 };
 use polylink_validator::{Config, Running, ScorerConfig};
 use serde_json::{Value, json};
@@ -79,8 +79,7 @@ pub async fn start(committee_size: u32) -> Net {
         price_floor: 7,
     };
     send(&client, &developer(), TxKind::RegisterModel(model)).await;
-    let models: Value = client.get("/models").await.unwrap();
-    let model_id = models[0]["id"].as_u64().unwrap();
+    let model_id = client.models().await.unwrap()[0].id;
     Net { url, client, model_id, dir }
 }
 
@@ -90,21 +89,13 @@ pub async fn send(client: &Client, key: &SecretKey, kind: TxKind) {
 }
 
 /// As [`send`], returning the node's refusal instead of failing.
-pub async fn try_send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<(), String> {
-    let status = client.status().await.unwrap();
-    let nonce = client.account(&key.public_key()).await.unwrap()["nonce"].as_u64().unwrap();
-    let tx = UnsignedTx { signer: key.public_key(), nonce, kind }.sign(key, &status.chain_id);
-    client.submit(&tx).await.map_err(|e| e.to_string())?;
-    wait_for("the transaction", async || {
-        let account = client.account(&key.public_key()).await.ok()?;
-        (account["nonce"].as_u64()? > nonce).then_some(account)
-    })
-    .await;
-    Ok(())
+pub async fn try_send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<(), polylink_chain::Error> {
+    let signer = Signer::connect(client.clone(), key.clone()).await?;
+    signer.send_and_wait(kind, Duration::from_secs(120)).await.map(|_| ())
 }
 
 /// Polls `check` every 100 ms for up to two minutes.
-pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> Option<Value>) -> Value {
+pub async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     for _ in 0..1200 {
         if let Some(v) = check().await {
             return v;
@@ -116,12 +107,12 @@ pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> Option<Value>)
 
 /// Balance of `key`.
 pub async fn balance(net: &Net, key: &SecretKey) -> u128 {
-    net.client.account(&key.public_key()).await.unwrap()["balance"].as_str().unwrap().parse().unwrap()
+    net.client.account(&key.public_key()).await.unwrap().balance
 }
 
 /// Bonded stake of `key`.
 pub async fn bonded(net: &Net, key: &SecretKey) -> u128 {
-    net.client.account(&key.public_key()).await.unwrap()["stake"]["bonded"].as_str().unwrap().parse().unwrap()
+    net.client.account(&key.public_key()).await.unwrap().stake.bonded
 }
 
 /// The SmolLM2 GGUF.
@@ -207,20 +198,20 @@ pub async fn ask_chat(base: &str, messages: Value, max_tokens: u32) -> (String, 
     (task, answer["choices"][0]["message"]["content"].as_str().unwrap().to_string())
 }
 
+/// The task's record.
+pub async fn task(net: &Net, task: &str) -> Option<Task> {
+    net.client.task(&task.parse().ok()?).await.ok()
+}
+
 /// The task's record once it is settled.
-pub async fn settled(net: &Net, task: &str) -> Value {
+pub async fn settled(net: &Net, id: &str) -> Task {
     wait_for("the settlement", async || {
-        let t: Value = net.client.get(&format!("/task/{task}")).await.ok()?;
-        t["status"].get("settled").is_some().then_some(t)
+        task(net, id).await.filter(|t| matches!(t.status, TaskStatus::Settled(_)))
     })
     .await
 }
 
 /// The task's record once it has a committee.
-pub async fn scoring(net: &Net, task: &str) -> Value {
-    wait_for("the committee", async || {
-        let t: Value = net.client.get(&format!("/task/{task}")).await.ok()?;
-        (t["status"] == "scoring").then_some(t)
-    })
-    .await
+pub async fn scoring(net: &Net, id: &str) -> Task {
+    wait_for("the committee", async || task(net, id).await.filter(|t| t.status == TaskStatus::Scoring)).await
 }
