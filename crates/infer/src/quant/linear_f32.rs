@@ -1,0 +1,144 @@
+//! Dense f32 layers for the encoder: `y = x·Wᵀ + b` with the weight repacked in panels, run on
+//! the worker [`Pool`]. The quantized products ([`super::matmul`]) quantize their activations;
+//! this one keeps f32 throughout, as an f32 checkpoint expects.
+
+use super::SyncPtr;
+use crate::pool::Pool;
+
+/// `y = x·Wᵀ + b` for a checkpoint weight `W` (`out × in`, row-major), kept repacked in panels
+/// of [`PANEL`] outputs: panel `p` holds, for every input `k`, the weights of outputs
+/// `p*PANEL..p*PANEL+PANEL` side by side, so the kernel multiplies one input value into
+/// [`PANEL`] accumulators with one vector load, for [`ROW_BLOCK`] rows at once.
+#[derive(Debug)]
+pub struct LinearF32 {
+    panels: Vec<f32>,
+    b: Vec<f32>,
+    inp: usize,
+}
+
+/// Outputs per panel (two AVX2 vectors).
+const PANEL: usize = 16;
+/// Input rows multiplied together against one panel (4 × 2 vector accumulators).
+const ROW_BLOCK: usize = 4;
+
+impl LinearF32 {
+    /// A layer from its weight (`out × inp`) and bias (`out`).
+    pub fn new(w: Vec<f32>, b: Vec<f32>, inp: usize) -> Self {
+        assert_eq!(w.len(), b.len() * inp, "weight and bias shapes disagree");
+        let n_panels = b.len().div_ceil(PANEL);
+        let mut panels = vec![0f32; n_panels * inp * PANEL];
+        for (o, row) in w.chunks_exact(inp).enumerate() {
+            let panel = &mut panels[o / PANEL * inp * PANEL..][..inp * PANEL];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * PANEL + o % PANEL] = v;
+            }
+        }
+        Self { panels, b, inp }
+    }
+
+    /// Output features.
+    pub fn out_len(&self) -> usize {
+        self.b.len()
+    }
+
+    /// Applies the layer to `x` (`n × inp`), writing `y` (`n × out`), the rows split over `pool`.
+    /// Every output is summed in the same order whatever the split, so results do not depend on
+    /// the thread count.
+    pub fn forward(&self, pool: &Pool, x: &[f32], y: &mut Vec<f32>) {
+        let (inp, out) = (self.inp, self.b.len());
+        let n = x.len() / inp;
+        y.clear();
+        y.resize(n * out, 0.0);
+        let per = n.div_ceil(pool.n_threads()).div_ceil(ROW_BLOCK) * ROW_BLOCK;
+        if per == 0 {
+            return;
+        }
+        let dst = SyncPtr(y.as_mut_ptr());
+        pool.run(n.div_ceil(per), &|task| {
+            let rows = task * per..((task + 1) * per).min(n);
+            // SAFETY: tasks own disjoint row ranges of `y`, which outlives the pool job.
+            let yc = unsafe { std::slice::from_raw_parts_mut(dst.get().add(rows.start * out), rows.len() * out) };
+            self.rows(&x[rows.start * inp..rows.end * inp], yc);
+        });
+    }
+
+    /// Every panel against every block of rows; the panel stays in cache across the blocks.
+    fn rows(&self, x: &[f32], y: &mut [f32]) {
+        let (inp, out) = (self.inp, self.b.len());
+        let mut pad = Vec::new();
+        for (p, panel) in self.panels.chunks_exact(inp * PANEL).enumerate() {
+            let o0 = p * PANEL;
+            let width = PANEL.min(out - o0);
+            for (xb, yb) in x.chunks(ROW_BLOCK * inp).zip(y.chunks_mut(ROW_BLOCK * out)) {
+                let rows = xb.len() / inp;
+                let xb = if rows == ROW_BLOCK {
+                    xb
+                } else {
+                    pad.clear();
+                    pad.extend_from_slice(xb);
+                    pad.resize(ROW_BLOCK * inp, 0.0);
+                    &pad
+                };
+                let acc = block(xb, panel, inp);
+                for (r, a) in acc.iter().enumerate().take(rows) {
+                    let dst = &mut yb[r * out + o0..][..width];
+                    for ((d, v), bias) in dst.iter_mut().zip(a).zip(&self.b[o0..]) {
+                        *d = v + bias;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`ROW_BLOCK`] rows of `x` times one panel: the register-blocked inner kernel.
+#[inline(always)]
+fn block(x: &[f32], panel: &[f32], inp: usize) -> [[f32; PANEL]; ROW_BLOCK] {
+    let mut acc = [[0f32; PANEL]; ROW_BLOCK];
+    let (x0, x1, x2, x3) = (&x[..inp], &x[inp..2 * inp], &x[2 * inp..3 * inp], &x[3 * inp..4 * inp]);
+    for (k, w) in panel.chunks_exact(PANEL).enumerate() {
+        let xs = [x0[k], x1[k], x2[k], x3[k]];
+        for (a, &xv) in acc.iter_mut().zip(&xs) {
+            for (aj, wj) in a.iter_mut().zip(w) {
+                *aj = fma(xv, *wj, *aj);
+            }
+        }
+    }
+    acc
+}
+
+/// `a·b + c`, fused where the CPU has FMA (a library call otherwise, so it is not used there).
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") { a.mul_add(b, c) } else { a * b + c }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_naive_product_on_any_thread_count() {
+        let (inp, out, n) = (19, 7, 11);
+        let w: Vec<f32> = (0..inp * out).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let b: Vec<f32> = (0..out).map(|i| i as f32 / 3.0).collect();
+        let x: Vec<f32> = (0..inp * n).map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0).collect();
+        let lin = LinearF32::new(w.clone(), b.clone(), inp);
+        let mut first = Vec::new();
+        for threads in [1, 2, 3] {
+            let mut y = Vec::new();
+            lin.forward(&Pool::new(threads), &x, &mut y);
+            for r in 0..n {
+                for o in 0..out {
+                    let want: f32 = b[o] + (0..inp).map(|i| x[r * inp + i] * w[o * inp + i]).sum::<f32>();
+                    assert!((y[r * out + o] - want).abs() < 1e-4, "row {r} out {o} threads {threads}");
+                }
+            }
+            if threads == 1 {
+                first = y;
+            } else {
+                assert_eq!(y, first, "{threads} threads changed the bits");
+            }
+        }
+    }
+}
