@@ -2,6 +2,8 @@
 //! the worker [`Pool`]. The quantized products ([`super::matmul`]) quantize their activations;
 //! this one keeps f32 throughout, as an f32 checkpoint expects.
 
+use std::ops::Range;
+
 use super::SyncPtr;
 use crate::pool::Pool;
 
@@ -20,6 +22,8 @@ pub struct LinearF32 {
 const PANEL: usize = 16;
 /// Input rows multiplied together against one panel (4 × 2 vector accumulators).
 const ROW_BLOCK: usize = 4;
+/// Pool tasks per thread of one product.
+const TASKS_PER_THREAD: usize = 4;
 
 impl LinearF32 {
     /// A layer from its weight (`out × inp`) and bias (`out`).
@@ -41,35 +45,32 @@ impl LinearF32 {
         self.b.len()
     }
 
-    /// Applies the layer to `x` (`n × inp`), writing `y` (`n × out`), the rows split over `pool`.
-    /// Every output is summed in the same order whatever the split, so results do not depend on
-    /// the thread count.
+    /// Applies the layer to `x` (`n × inp`), writing `y` (`n × out`), groups of panels split
+    /// over `pool` (each weight is read once, the input stays in cache). Many small tasks let the
+    /// calling thread take over the work of a worker the OS has not scheduled yet. Every output
+    /// is summed in the same order whatever the split, so results do not depend on the threads.
     pub fn forward(&self, pool: &Pool, x: &[f32], y: &mut Vec<f32>) {
         let (inp, out) = (self.inp, self.b.len());
         let n = x.len() / inp;
         y.clear();
         y.resize(n * out, 0.0);
-        let per = n.div_ceil(pool.n_threads()).div_ceil(ROW_BLOCK) * ROW_BLOCK;
-        if per == 0 {
-            return;
-        }
+        let n_panels = out.div_ceil(PANEL);
+        let per = n_panels.div_ceil(pool.n_threads() * TASKS_PER_THREAD).max(1);
         let dst = SyncPtr(y.as_mut_ptr());
-        pool.run(n.div_ceil(per), &|task| {
-            let rows = task * per..((task + 1) * per).min(n);
-            // SAFETY: tasks own disjoint row ranges of `y`, which outlives the pool job.
-            let yc = unsafe { std::slice::from_raw_parts_mut(dst.get().add(rows.start * out), rows.len() * out) };
-            self.rows(&x[rows.start * inp..rows.end * inp], yc);
+        pool.run(n_panels.div_ceil(per), &|task| {
+            self.panels_times_rows(task * per..((task + 1) * per).min(n_panels), x, dst);
         });
     }
 
-    /// Every panel against every block of rows; the panel stays in cache across the blocks.
-    fn rows(&self, x: &[f32], y: &mut [f32]) {
+    /// Panels `panels` against every block of rows of `x`, into their columns of `y`.
+    fn panels_times_rows(&self, panels: Range<usize>, x: &[f32], y: SyncPtr) {
         let (inp, out) = (self.inp, self.b.len());
         let mut pad = Vec::new();
-        for (p, panel) in self.panels.chunks_exact(inp * PANEL).enumerate() {
+        for p in panels {
+            let panel = &self.panels[p * inp * PANEL..][..inp * PANEL];
             let o0 = p * PANEL;
             let width = PANEL.min(out - o0);
-            for (xb, yb) in x.chunks(ROW_BLOCK * inp).zip(y.chunks_mut(ROW_BLOCK * out)) {
+            for (b, xb) in x.chunks(ROW_BLOCK * inp).enumerate() {
                 let rows = xb.len() / inp;
                 let xb = if rows == ROW_BLOCK {
                     xb
@@ -81,7 +82,12 @@ impl LinearF32 {
                 };
                 let acc = block(xb, panel, inp);
                 for (r, a) in acc.iter().enumerate().take(rows) {
-                    let dst = &mut yb[r * out + o0..][..width];
+                    // SAFETY: this task alone writes outputs `o0..o0+width` of every row; the row
+                    // `b*ROW_BLOCK + r` is below `n` and `o0 + width <= out`, inside `y` (`n × out`),
+                    // which outlives the pool job.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(y.get().add((b * ROW_BLOCK + r) * out + o0), width)
+                    };
                     for ((d, v), bias) in dst.iter_mut().zip(a).zip(&self.b[o0..]) {
                         *d = v + bias;
                     }

@@ -84,17 +84,7 @@ impl Bert {
         if layers.is_empty() {
             return Err(w.bad("no encoder layers".into()));
         }
-        Ok(Self {
-            word,
-            position,
-            token_type,
-            ln_emb,
-            layers,
-            dim,
-            heads,
-            positions_max,
-            pool,
-        })
+        Ok(Self { word, position, token_type, ln_emb, layers, dim, heads, positions_max, pool })
     }
 
     /// Hidden width.
