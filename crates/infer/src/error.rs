@@ -13,6 +13,14 @@ pub enum InferError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A safetensors, vocabulary or encoder weights file is malformed.
+    #[error("bad model file {path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The file is not a GGUF file this reader understands.
     #[error("not a gguf file: {0}")]
     BadMagic(String),

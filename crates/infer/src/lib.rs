@@ -16,6 +16,9 @@
 //!   Gemma turns, raw) chosen from the metadata.
 //! - [`generate()`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
 //!   stop sequences, max tokens) and a streaming detokenizer that never splits a character.
+//! - [`Bert`]: a BERT-class encoder (MiniLM) in f32 from a [`safetensors`] checkpoint, fed by the
+//!   [`WordPiece`] tokenizer; last-layer hidden states for sentence scoring ([`mean_rows`],
+//!   [`cosine`]). It shares the worker [`Pool`] and the model ops with the decoders.
 //! - [`Model`] opens a file in one call; [`ModelInfo`] gives shape and bytes per layer for
 //!   planners; [`hidden_to_bytes`]/[`hidden_from_bytes`] put hidden states on the wire.
 //!
@@ -36,6 +39,7 @@ mod loaded;
 pub mod model;
 pub mod pool;
 pub mod quant;
+pub mod safetensors;
 pub mod tokenizer;
 
 pub use error::{InferError, Result};
@@ -46,8 +50,9 @@ pub use gguf::Gguf;
 pub use hidden::{hidden_from_bytes, hidden_to_bytes};
 pub use kv::KvCache;
 pub use loaded::Model;
+pub use model::bert::{Bert, cosine, mean_rows};
 pub use model::config::{Arch, HParams};
 pub use model::info::ModelInfo;
 pub use model::shard::{LogitsMode, OutputKind, Shard, ShardInput};
 pub use pool::Pool;
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{BertInput, Tokenizer, WordPiece};

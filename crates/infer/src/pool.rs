@@ -9,6 +9,10 @@ use std::thread::JoinHandle;
 
 /// Spin iterations before an idle worker parks.
 const SPINS_BEFORE_PARK: u32 = 1 << 17;
+/// Spin iterations before a waiting thread starts giving its core away between checks: past
+/// this, the thread it waits for has likely been descheduled (a busy machine), and spinning on
+/// would only keep it off the core.
+const SPINS_BEFORE_YIELD: u32 = 1 << 12;
 
 type Job = *const (dyn Fn(usize) + Sync);
 
@@ -95,10 +99,18 @@ impl Pool {
             s.wake.notify_all();
         }
         take_tasks(s, f);
+        let mut spins = 0u32;
         while s.done.load(Acquire) < self.workers.len() {
-            std::hint::spin_loop();
+            spins += 1;
+            pause(spins);
         }
     }
+}
+
+/// One wait step: a CPU spin hint at first, then a yield of the core.
+#[inline]
+fn pause(spins: u32) {
+    if spins < SPINS_BEFORE_YIELD { std::hint::spin_loop() } else { std::thread::yield_now() }
 }
 
 fn take_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync)) {
@@ -127,7 +139,7 @@ fn worker(s: &Shared) {
             }
             spins += 1;
             if spins < SPINS_BEFORE_PARK {
-                std::hint::spin_loop();
+                pause(spins);
                 continue;
             }
             let mut guard = s.park.lock().unwrap_or_else(|p| p.into_inner());

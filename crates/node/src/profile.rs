@@ -3,6 +3,8 @@
 use polylink_infer::{LogitsMode, Shard, ShardInput};
 use std::time::Instant;
 
+pub use crate::platform::available_memory_bytes;
+
 /// What a worker measured about itself for one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Measured {
@@ -32,18 +34,6 @@ pub fn measure(shard: &Shard, steps: usize) -> Result<Measured, polylink_infer::
     times.sort_unstable();
     let layers = shard.range().len().max(1) as u64;
     Ok(Measured { layer_time_us: times[times.len() / 2] / layers, memory_bytes: available_memory_bytes() })
-}
-
-/// `MemAvailable` from /proc/meminfo, or 0 where the kernel does not say.
-pub fn available_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("MemAvailable:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// Throughput of a TCP stream over loopback, kbit/s: sends `bytes` through a socket

@@ -1,8 +1,10 @@
 //! Child processes of `polylink up`: start one, wait for the line that says it is ready, send its
-//! logs to a file, and stop it (politely, then firmly) when the network goes down. A child dies
-//! with its parent even when the parent is killed outright (Linux parent-death signal).
+//! logs to a file, and stop it (politely, then firmly) when the network goes down. On Linux a
+//! child dies with its parent even when the parent is killed outright (the parent-death signal;
+//! see [`platform`] for what other systems lose).
 
 use crate::NodeError;
+use crate::platform::{self, die_with_parent};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -104,7 +106,10 @@ impl Child {
         if !self.is_running() {
             return;
         }
-        terminate(self.child.id());
+        if !platform::terminate(self.child.id()) {
+            self.kill();
+            return;
+        }
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if !self.is_running() {
@@ -195,30 +200,6 @@ fn on_spawner_thread<R: Send + 'static>(
         .send(job)
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
     done_rx.recv().map_err(|_| std::io::Error::other("the spawner thread is gone"))?
-}
-
-/// Sends SIGTERM to `pid`.
-fn terminate(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) only sends a signal; a stale pid at worst signals nothing (ESRCH).
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-}
-
-/// Makes the child receive SIGTERM when its parent dies, so no stage or validator outlives `up`.
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
-    // async-signal-safe and touches no memory shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// The `polylink` binary: the one running now (`up` starts copies of itself).

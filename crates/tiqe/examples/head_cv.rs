@@ -6,17 +6,14 @@
 
 use std::path::PathBuf;
 
+use polylink_infer::{cosine, mean_rows};
 use polylink_models::{MINILM_L6_V2, SMOLLM2_135M, gguf_path, path};
-use polylink_tiqe::attack::Kind;
-use polylink_tiqe::cross::{CrossEncoder, MiniLmFiles};
-use polylink_tiqe::dataset::{self, Sources};
-use polylink_tiqe::suite::{self, Files, TRAIN_KINDS};
-use polylink_tiqe::util::SplitMix;
-use polylink_tiqe::{metrics, train};
+use polylink_tiqe::lab::{self, Kind, Sample, Sources, SplitMix, TRAIN_KINDS, TrainConfig};
+use polylink_tiqe::{CrossEncoder, FEATURE_NAMES, Files, MiniLmFiles, open_registered, to_score};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let prompts = dataset::read_prompts(&PathBuf::from(&args[1])).unwrap();
+    let prompts = lab::read_prompts(&PathBuf::from(&args[1])).unwrap();
     let cache = PathBuf::from(&args[2]);
     let files = Files {
         registered: gguf_path(SMOLLM2_135M).unwrap(),
@@ -25,11 +22,10 @@ fn main() {
             vocab: path(MINILM_L6_V2, "vocab.txt").unwrap(),
         },
     };
-    let (model, sha) = suite::open_registered(&files, 1).unwrap();
+    let (model, sha) = open_registered(&files, 1).unwrap();
     let t0 = std::time::Instant::now();
     let honest =
-        dataset::answers_cached(&model, sha, &prompts, 128, &cache, &mut |n| eprintln!("generated {n}"))
-            .unwrap();
+        lab::answers_cached(&model, sha, &prompts, 128, &cache, &mut |n| eprintln!("generated {n}")).unwrap();
     eprintln!("answers ready in {:.1} s", t0.elapsed().as_secs_f64());
     let src =
         Sources { prompts: &prompts, honest: &honest, subs: &[], tok: &model.tokenizer, max_tokens: 128 };
@@ -37,7 +33,7 @@ fn main() {
     let mut samples = Vec::new();
     let mut groups = Vec::new();
     for i in 0..prompts.len() {
-        for s in dataset::samples_for(i, &src, &TRAIN_KINDS, &mut rng) {
+        for s in lab::samples_for(i, &src, &TRAIN_KINDS, &mut rng) {
             samples.push(s);
             groups.push(i);
         }
@@ -49,7 +45,7 @@ fn main() {
     eprintln!("v2 features: {} samples in {:.1} s", v2.len(), t0.elapsed().as_secs_f64());
     report("v2 scalars", &v2, &y, &groups, &samples);
     // Ablation: each v2 feature left out in turn.
-    for (j, name) in polylink_tiqe::features::NAMES.iter().enumerate() {
+    for (j, name) in FEATURE_NAMES.iter().enumerate() {
         let x: Vec<Vec<f32>> = v2
             .iter()
             .map(|r| r.iter().enumerate().filter(|(i, _)| *i != j).map(|(_, v)| *v).collect())
@@ -63,29 +59,22 @@ fn main() {
     }
 }
 
-fn report(
-    label: &str,
-    x: &[Vec<f32>],
-    y: &[bool],
-    groups: &[usize],
-    samples: &[polylink_tiqe::dataset::Sample],
-) {
-    let p = train::cross_validate(x, y, groups, 5, train::TrainConfig::default()).unwrap();
-    let score = |i: usize| polylink_tiqe::task::to_score(p[i]);
+fn report(label: &str, x: &[Vec<f32>], y: &[bool], groups: &[usize], samples: &[Sample]) {
+    let p = lab::cross_validate(x, y, groups, 5, TrainConfig::default()).unwrap();
+    let score = |i: usize| to_score(p[i]);
     let h: Vec<u16> = (0..x.len()).filter(|&i| y[i]).map(score).collect();
     let mut line = String::new();
     for k in TRAIN_KINDS.iter().skip(1) {
         let a: Vec<u16> = (0..x.len()).filter(|&i| samples[i].kind == *k).map(score).collect();
-        line += &format!(" {}={:.4}", k.name(), metrics::auc(&h, &a));
+        line += &format!(" {}={:.4}", k.name(), lab::auc(&h, &a));
     }
     let a: Vec<u16> = (0..x.len()).filter(|&i| !y[i]).map(score).collect();
-    println!("{label:<45} width {:>3}: held-out AUC all={:.4}{line}", x[0].len(), metrics::auc(&h, &a));
+    println!("{label:<45} width {:>3}: held-out AUC all={:.4}{line}", x[0].len(), lab::auc(&h, &a));
 }
 
 /// The previous head's layout (`minilm-joint-v1`), rebuilt here to compare: the product of the two
 /// segments' normalized means, the mean of all rows, and four scalars.
 fn v1_features(cross: &CrossEncoder, prompt: &str, output: &str) -> Vec<f32> {
-    use polylink_tiqe::bert::{cosine, mean_rows};
     let bert = cross.bert();
     let d = bert.dim();
     let enc = cross.wordpiece().encode_pair(prompt, output, 256);

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use polylink_infer::{LogitsMode, ShardInput};
 use polylink_models::{MINILM_L6_V2, SMOLLM2_135M, gguf_path, path};
-use polylink_tiqe::cross::{CrossEncoder, MiniLmFiles, PAIR_TOKENS_MAX};
-use polylink_tiqe::suite::{self, Files};
-use polylink_tiqe::{ConsistencyConfig, Evaluator, Finish, Judge, ModelConsistency, Task, dataset};
+use polylink_tiqe::{
+    ConsistencyConfig, CrossEncoder, Evaluator, Files, Finish, Judge, MiniLmFiles, ModelConsistency,
+    PAIR_TOKENS_MAX, Task, lab, open_registered,
+};
 
 /// Nanoseconds this thread has run on a CPU (Linux schedstat): unlike wall time, it does not
 /// count time spent waiting for a core on a busy machine.
@@ -49,9 +50,9 @@ fn main() {
             vocab: path(MINILM_L6_V2, "vocab.txt").unwrap(),
         },
     };
-    let (model, sha) = suite::open_registered(&files, threads).unwrap();
+    let (model, sha) = open_registered(&files, threads).unwrap();
     let prompt = "Explain why the sky is blue in a short paragraph.";
-    let a = dataset::answer(&model, prompt, 128).unwrap();
+    let a = lab::answer(&model, prompt, 128).unwrap();
     let task = Task::greedy(prompt, &a.text, 128, a.finish);
     let tok = &model.tokenizer;
     let p_ids = tok.encode(&model.template.render(None, prompt));

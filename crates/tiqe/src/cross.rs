@@ -1,17 +1,17 @@
-//! Stage 2, cross-encoder: MiniLM-L6 over the joint pair `[CLS] prompt [SEP] output [SEP]`, plus
-//! the prompt's own sentence embedding, turned into the scalar features of [`features`]
-//! that a small logistic [`Head`] (trained by `train`, weights checksummed in `data/tiqe/`) maps
-//! to P(good answer).
+//! Stage 2, cross-encoder: MiniLM-L6 (the engine's [`Bert`]) over the joint pair
+//! `[CLS] prompt [SEP] output [SEP]`, plus the prompt's own sentence embedding, turned into the
+//! scalar features of [`features`] that a small logistic [`Head`] (trained by the lab, weights
+//! checksummed in `data/tiqe/`) maps to P(good answer).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use polylink_infer::{Bert, BertInput, InferError, Pool, WordPiece, cosine, mean_rows};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::bert::{Bert, WordPiece, cosine, mean_rows};
-use crate::error::{Result, TiqeError, io_err};
+use crate::error::{Result, TiqeError};
 use crate::features::{self, Encoded, NAMES};
+use crate::head::Head;
 use crate::task::{Evaluator, Finish, Task, Verdict, to_score};
 
 /// Token budget of the joint pair (a 128-token SmolLM answer is about 140 word pieces).
@@ -22,87 +22,6 @@ pub const SIDE_TOKENS_MAX: usize = 128;
 pub const MINILM_HEADS: usize = 12;
 /// Name of the feature layout the head was trained on; a head for another layout is refused.
 pub const FEATURES: &str = features::LAYOUT;
-
-/// A logistic head over standardized features.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Head {
-    /// Feature layout name ([`FEATURES`]).
-    pub features: String,
-    /// Per-feature mean used to standardize.
-    pub mean: Vec<f32>,
-    /// Per-feature scale used to standardize.
-    pub scale: Vec<f32>,
-    /// Weights.
-    pub w: Vec<f32>,
-    /// Bias.
-    pub b: f32,
-    /// How it was trained (seed, sample counts, training accuracy), for the record.
-    pub trained: serde_json::Value,
-}
-
-impl Head {
-    /// P(good) for a raw feature vector.
-    pub fn prob(&self, x: &[f32]) -> f64 {
-        let z: f64 = x
-            .iter()
-            .zip(&self.mean)
-            .zip(&self.scale)
-            .zip(&self.w)
-            .map(|(((v, m), s), w)| f64::from((v - m) / s * w))
-            .sum::<f64>()
-            + f64::from(self.b);
-        1.0 / (1.0 + (-z).exp())
-    }
-
-    /// Loads a head and checks its sha256 against the `SHA256SUMS` file beside it.
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let found = hex::encode(Sha256::digest(&bytes));
-        let sums_path = path.with_file_name("SHA256SUMS");
-        let sums = std::fs::read_to_string(&sums_path).map_err(io_err(&sums_path))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let expected = sums
-            .lines()
-            .filter_map(|l| l.split_once("  "))
-            .find(|(_, f)| *f == name)
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_default();
-        if expected != found {
-            return Err(TiqeError::Checksum { path: path.display().to_string(), expected, found });
-        }
-        let head: Self = serde_json::from_slice(&bytes)
-            .map_err(|e| TiqeError::BadFile { path: path.display().to_string(), why: e.to_string() })?;
-        let n = head.w.len();
-        if head.features != FEATURES || head.mean.len() != n || head.scale.len() != n || n != NAMES.len() {
-            return Err(TiqeError::BadFile {
-                path: path.display().to_string(),
-                why: format!("head for layout {} with {n} weights", head.features),
-            });
-        }
-        Ok(head)
-    }
-
-    /// Writes the head as JSON and records its sha256 in `SHA256SUMS` beside it.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(|e| TiqeError::Training(e.to_string()))?;
-        std::fs::write(path, &bytes).map_err(io_err(path))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let sums_path = path.with_file_name("SHA256SUMS");
-        let old = std::fs::read_to_string(&sums_path).unwrap_or_default();
-        let mut lines: Vec<String> = old
-            .lines()
-            .filter(|l| l.split_once("  ").is_none_or(|(_, f)| f != name))
-            .map(str::to_string)
-            .collect();
-        lines.push(format!("{}  {name}", hex::encode(Sha256::digest(&bytes))));
-        std::fs::write(&sums_path, lines.join("\n") + "\n").map_err(io_err(&sums_path))
-    }
-}
-
-/// Length of the feature vector (the same for any encoder width).
-pub fn feature_len(_dim: usize) -> usize {
-    NAMES.len()
-}
 
 /// The encoder, its tokenizer and (once trained) its head.
 pub struct CrossEncoder {
@@ -121,10 +40,11 @@ pub struct MiniLmFiles {
 }
 
 impl CrossEncoder {
-    /// Loads the encoder; `head` may be `None` only to compute features for training.
+    /// Loads the encoder on `threads` threads; `head` may be `None` only to compute features for
+    /// training.
     pub fn open(files: &MiniLmFiles, head: Option<Head>, threads: usize) -> Result<Self> {
         Ok(Self {
-            bert: Bert::open(&files.weights, MINILM_HEADS, threads)?,
+            bert: Bert::open(&files.weights, MINILM_HEADS, Arc::new(Pool::new(threads)))?,
             wordpiece: WordPiece::from_file(&files.vocab)?,
             head,
         })
@@ -143,11 +63,19 @@ impl CrossEncoder {
     /// Mean-pooled, L2-normalized sentence embedding (the bi-encoder's).
     pub fn embed(&self, text: &str) -> Result<Vec<f32>> {
         let enc = self.wordpiece.encode_single(text, SIDE_TOKENS_MAX);
-        let h = self.bert.forward(&enc)?;
+        let h = self.forward(&enc)?;
         let mut m = mean_rows(&h, self.bert.dim(), 0..enc.ids.len());
         let norm = m.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         m.iter_mut().for_each(|v| *v /= norm);
         Ok(m)
+    }
+
+    /// Last-layer states; input the encoder cannot take refuses the task.
+    fn forward(&self, enc: &BertInput) -> Result<Vec<f32>> {
+        self.bert.forward(enc).map_err(|e| match e {
+            InferError::BadInput(why) => TiqeError::Refused(why),
+            e => TiqeError::Infer(e),
+        })
     }
 
     /// The head's input for a task.
@@ -166,7 +94,7 @@ impl CrossEncoder {
     pub fn encode(&self, prompt: &str, output: &str) -> Result<Encoded> {
         let d = self.bert.dim();
         let enc = self.wordpiece.encode_pair(prompt, output, PAIR_TOKENS_MAX);
-        let h = self.bert.forward(&enc)?;
+        let h = self.forward(&enc)?;
         let split = enc.type_ids.iter().position(|&t| t == 1).unwrap_or(enc.ids.len());
         let out_rows = split..enc.ids.len().saturating_sub(1).max(split);
         let a = mean_rows(&h, d, 1..split.saturating_sub(1).max(1));

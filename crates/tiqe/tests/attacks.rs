@@ -6,8 +6,7 @@
 mod common;
 
 use polylink_models::{GEMMA3_270M, gguf_path};
-use polylink_tiqe::attack::Kind;
-use polylink_tiqe::suite::{self, SetSpec, Substitutes};
+use polylink_tiqe::lab::{self, Kind, SetSpec, Substitutes};
 
 /// Short answers keep the test within a minute or two of CPU.
 const MAX_TOKENS: usize = 48;
@@ -35,7 +34,7 @@ fn honest_scores_high_and_every_attack_scores_low() {
         seed: 5,
         answers_cache: None,
     };
-    let samples = suite::generate_set(&model, &prompts, &spec, &mut |_| {}).unwrap();
+    let samples = lab::generate_set(&model, &prompts, &spec, &mut |_| {}).unwrap();
     let mut honest_min = u16::MAX;
     let mut attack_max = (0, Kind::Honest);
     for s in &samples {

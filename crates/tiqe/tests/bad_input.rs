@@ -6,10 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
-use polylink_tiqe::attack::garbage;
-use polylink_tiqe::judge::Judge;
-use polylink_tiqe::util::SplitMix;
-use polylink_tiqe::{Evaluator, Finish, Generation, Submission, Task, TiqeError};
+use polylink_tiqe::lab::{SplitMix, garbage};
+use polylink_tiqe::{Evaluator, Finish, Generation, Judge, Report, Submission, Task, TiqeError};
 use sha2::{Digest, Sha256};
 
 fn submission(output: &[u8]) -> Submission {
@@ -24,7 +22,7 @@ fn submission(output: &[u8]) -> Submission {
     }
 }
 
-fn rejected(r: &polylink_tiqe::cascade::Report) -> bool {
+fn rejected(r: &Report) -> bool {
     r.verdict.score == 0 && r.verdict.evidence.get("rejected").is_some() && !r.judge_called
 }
 

@@ -6,8 +6,8 @@
 mod common;
 
 use polylink_infer::{LogitsMode, ShardInput};
-use polylink_tiqe::dataset;
-use polylink_tiqe::prefix::{PrefixCache, shared_prefix};
+use polylink_tiqe::lab;
+use polylink_tiqe::{PrefixCache, shared_prefix};
 
 #[test]
 fn teacher_forcing_with_a_cached_prefix_gives_the_workers_decode_logits() {
@@ -18,7 +18,7 @@ fn teacher_forcing_with_a_cached_prefix_gives_the_workers_decode_logits() {
     let prefix = shared_prefix(&render("a"), &render("b"));
     assert!(prefix.len() > 5 && render("Hello there").starts_with(&prefix));
     let cache = PrefixCache::new(prefix.clone());
-    let greedy = dataset::answer(&model, "Why is the sky blue?", 80).unwrap();
+    let greedy = lab::answer(&model, "Why is the sky blue?", 80).unwrap();
     let tasks = [
         ("Why is the sky blue?", greedy.ids.clone()),
         ("Name a colour.", tok.encode_with("Red, or perhaps a deep blue like the sea.", false)),
@@ -53,8 +53,8 @@ fn teacher_forcing_with_a_cached_prefix_gives_the_workers_decode_logits() {
 fn batched_generation_gives_the_answers_of_one_prompt_at_a_time() {
     let model = common::model();
     let prompts: Vec<String> = common::bench_prompts(3);
-    let batched = dataset::answers(&model, &prompts, 24, &mut |_| {}).unwrap();
+    let batched = lab::answers(&model, &prompts, 24, &mut |_| {}).unwrap();
     for (p, b) in prompts.iter().zip(&batched) {
-        assert_eq!(&dataset::answer(&model, p, 24).unwrap(), b, "prompt {p:?}");
+        assert_eq!(&lab::answer(&model, p, 24).unwrap(), b, "prompt {p:?}");
     }
 }

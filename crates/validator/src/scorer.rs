@@ -6,35 +6,31 @@ use crate::error::{Result, ValidatorError};
 use crate::verify::{Checked, Ending};
 use polylink_gateway::local::chat;
 use polylink_models::{CATALOGUE, MINILM_L6_V2};
-use polylink_tiqe::cross::MiniLmFiles;
-use polylink_tiqe::suite::{self, Files};
-use polylink_tiqe::{CascadeConfig, Finish, Generation, Head, Limits, Submission};
+use polylink_tiqe::{
+    CascadeConfig, Files, Finish, Generation, Head, Limits, MiniLmFiles, Submission, open_cascade,
+    open_registered,
+};
 use polylink_types::Hash32;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 use tracing::info;
-
-/// The cross-encoder head shipped in this checkout.
-pub fn default_head() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe/head-minilm.json")
-}
 
 /// How the evaluators are loaded.
 #[derive(Debug, Clone)]
 pub struct ScorerConfig {
     /// Threads of the model forwards.
     pub threads: usize,
-    /// Cross-encoder head weights.
-    pub head: PathBuf,
+    /// Cross-encoder head weights (`None`: the head built into the binary).
+    pub head: Option<PathBuf>,
     /// Seed of the judge's calibration draw.
     pub seed: u64,
 }
 
 impl Default for ScorerConfig {
     fn default() -> Self {
-        Self { threads: 1, head: default_head(), seed: 0 }
+        Self { threads: 1, head: None, seed: 0 }
     }
 }
 
@@ -88,8 +84,8 @@ impl Scorer {
             .name("tiqe-scorer".into())
             .spawn(move || {
                 let loaded = (|| {
-                    let head = Head::load(&cfg.head).map_err(tiqe)?;
-                    let (model, sha) = suite::open_registered(&files, cfg.threads).map_err(tiqe)?;
+                    let head = cfg.head.as_deref().map_or_else(Head::shipped, Head::load).map_err(tiqe)?;
+                    let (model, sha) = open_registered(&files, cfg.threads).map_err(tiqe)?;
                     if sha != artifact.0 {
                         return Err(ValidatorError::NoModel(format!(
                             "{artifact} ({} hashes to {})",
@@ -103,9 +99,8 @@ impl Scorer {
                         max_tokens_max: 8192,
                     };
                     let cascade_cfg = CascadeConfig { limits, seed: cfg.seed, ..CascadeConfig::default() };
-                    let cascade =
-                        suite::open_cascade(&files, model.clone(), sha, head, cascade_cfg, cfg.threads)
-                            .map_err(tiqe)?;
+                    let cascade = open_cascade(&files, model.clone(), sha, head, cascade_cfg, cfg.threads)
+                        .map_err(tiqe)?;
                     Ok((model, cascade))
                 })();
                 let (model, cascade) = match loaded {

@@ -1,6 +1,7 @@
 //! Element-wise and per-row operations of the transformer block, written to follow ggml's
 //! arithmetic (f64 sums in norms, f16-table GELU, iterated RoPE angles) so greedy
-//! tokens track llama.cpp's.
+//! tokens track llama.cpp's; and the encoder's ([`layer_norm`], [`gelu_erf`]), which follow the
+//! f32 arithmetic the cross-encoder head was trained on.
 
 use std::sync::OnceLock;
 
@@ -76,5 +77,55 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) {
         } else {
             table[f32_to_f16(x) as usize] * u
         };
+    }
+}
+
+/// In-place LayerNorm of every `gamma.len()`-wide row (f32 sums, as BERT checkpoints expect).
+pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let d = gamma.len();
+    for row in x.chunks_exact_mut(d) {
+        let mean = row.iter().sum::<f32>() / d as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// GELU with the exact error function (BERT's "gelu"), element-wise in place.
+pub fn gelu_erf(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)));
+}
+
+/// erf to about 1e-7 (Abramowitz and Stegun 7.1.26).
+fn erf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly =
+        t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * (-x * x).exp();
+    if x < 0.0 { -y } else { y }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_erf_known_values() {
+        let mut x = [1.0, -1.0, 0.0];
+        gelu_erf(&mut x);
+        assert!((x[0] - 0.841_344_7).abs() < 1e-5);
+        assert!((x[1] + 0.158_655_3).abs() < 1e-5);
+        assert_eq!(x[2], 0.0);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales_each_row() {
+        let mut x = [1.0, 2.0, 3.0, 10.0, 10.0, 10.0];
+        layer_norm(&mut x, &[1.0, 1.0, 2.0], &[0.0, 0.5, 0.0], 1e-12);
+        let r = 1.5f32.sqrt();
+        let want = [-r, 0.5, 2.0 * r, 0.0, 0.5, 0.0];
+        assert!(x.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5), "{x:?}");
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Activations are quantized per row to the block format ggml pairs with each weight type
 //! (Q8_0, Q8_1 or Q8_K), then integer dot products run block by block. Kernels are picked once
-//! at run time: AVX2 where the CPU has it, else the portable scalar code.
+//! at run time: AVX2 where the CPU has it, else the portable scalar code. f32 checkpoints (the
+//! encoder's) multiply through [`LinearF32`] instead, which keeps its activations in f32.
 
 pub mod half;
+mod linear_f32;
 pub mod scalar;
 mod simd;
 pub mod simd_f16;
@@ -14,6 +16,7 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_multi;
 
+pub use linear_f32::LinearF32;
 pub use types::GgmlType;
 
 use crate::pool::Pool;

@@ -1,13 +1,16 @@
 //! Tokenizers built from a GGUF's own metadata: byte-level BPE (`gpt2`) and SentencePiece-BPE
-//! (`llama`), with llama.cpp's special-token partitioning, so ids equal llama.cpp's.
+//! (`llama`), with llama.cpp's special-token partitioning, so ids equal llama.cpp's; and BERT's
+//! uncased [`WordPiece`] from a `vocab.txt`, for the encoder.
 
 mod bpe;
 mod spm;
 mod unicode;
+mod wordpiece;
 
 use std::collections::HashMap;
 
 pub use bpe::PreTokenizer;
+pub use wordpiece::{BertInput, WordPiece};
 
 use crate::error::{InferError, Result};
 use crate::gguf::{Gguf, MetaExt, Value};

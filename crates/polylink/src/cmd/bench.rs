@@ -48,6 +48,10 @@ pub struct BenchCmd {
     /// Also run llama.cpp (tools/llama-ref, built on first use) and print the ratios.
     #[arg(long)]
     vs_llama_cpp: bool,
+    /// The llama.cpp harness's source directory [default: tools/llama-ref in the working
+    /// directory or one above it].
+    #[arg(long, env = "POLYLINK_LLAMA_REF")]
+    llama_ref: Option<PathBuf>,
 }
 
 /// Benchmarks other than the engine's speed.
@@ -69,15 +73,6 @@ struct Row {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 impl BenchCmd {
@@ -148,12 +143,12 @@ impl BenchCmd {
             prompt_tokens: ids.len(),
             prefill_tok_s: median(prefill),
             decode_tok_s: median(decode),
-            peak_rss_bytes: peak_rss_bytes(),
+            peak_rss_bytes: polylink_node::platform::peak_rss_bytes(),
         })
     }
 
     fn bench_llama(&self, prompt: &str, runs: usize) -> anyhow::Result<Row> {
-        let exe = llama_ref()?;
+        let exe = llama_ref(self.llama_ref.clone())?;
         let prompt_file =
             std::env::temp_dir().join(format!("polylink-bench-prompt-{}.txt", std::process::id()));
         std::fs::write(&prompt_file, prompt)?;
@@ -206,9 +201,14 @@ fn field(json: &str, key: &str) -> anyhow::Result<f64> {
     rest[..end].trim().parse().with_context(|| format!("llama-ref {key} is not a number"))
 }
 
-/// The llama.cpp harness binary, built (with the host's SIMD) on first use.
-fn llama_ref() -> anyhow::Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/llama-ref");
+/// The llama.cpp harness binary in `dir` (or the checkout's), built (with the host's SIMD) on
+/// first use.
+fn llama_ref(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => polylink_models::find_installed("tools/llama-ref", |d| d.join("Cargo.toml").is_file())
+            .context("no tools/llama-ref in or above the working directory: pass --llama-ref")?,
+    };
     let exe = dir.join("target/release/llama-ref");
     if exe.exists() {
         return Ok(exe);

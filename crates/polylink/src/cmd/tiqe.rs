@@ -1,15 +1,16 @@
 //! `polylink tiqe`: score one answer with the TIQE cascade, train the cross-encoder head, and
 //! benchmark the cascade on honest and degraded answers generated with the project's models.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use polylink_models::{GEMMA3_270M, MINILM_L6_V2, SMOLLM2_135M};
-use polylink_tiqe::attack::Kind;
-use polylink_tiqe::cross::{CrossEncoder, MiniLmFiles};
-use polylink_tiqe::suite::{self, Files, SetSpec, Substitutes};
-use polylink_tiqe::{CascadeConfig, Finish, Generation, Head, Submission, dataset};
+use polylink_tiqe::lab::{self, Kind, SetSpec, Substitutes};
+use polylink_tiqe::{
+    CascadeConfig, CrossEncoder, Files, Finish, Generation, Head, MiniLmFiles, SHIPPED_HEAD, Submission,
+    open_cascade, open_registered,
+};
 
 /// TIQE evaluators: score, train, bench.
 #[derive(Subcommand)]
@@ -31,12 +32,40 @@ enum FinishArg {
 /// Options shared by every subcommand.
 #[derive(Args)]
 pub struct Common {
-    /// Cross-encoder head (its sha256 must be in SHA256SUMS beside it).
-    #[arg(long, default_value_os_t = data_dir().join("head-minilm.json"))]
-    head: PathBuf,
+    /// Cross-encoder head (its sha256 must be in SHA256SUMS beside it) [default: the head built
+    /// into this binary; `train` writes head-minilm.json in the data directory].
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// TIQE data directory (prompts, heads) [default: data/tiqe beside the binary
+    /// (../share/polylink/data/tiqe or data/tiqe) or in the working directory or one above it].
+    #[arg(long, env = "POLYLINK_TIQE_DATA")]
+    data: Option<PathBuf>,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+}
+
+impl Common {
+    /// The head to score with: `--head`, else the built-in one.
+    fn head(&self) -> anyhow::Result<Head> {
+        Ok(match &self.head {
+            Some(path) => Head::load(path)?,
+            None => Head::shipped()?,
+        })
+    }
+
+    /// `name` in the data directory, or `given` when the flag was passed.
+    fn data_file(&self, given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+        if let Some(path) = given {
+            return Ok(path);
+        }
+        let dir = match &self.data {
+            Some(dir) => dir.clone(),
+            None => polylink_models::find_installed("data/tiqe", |d| d.join("SHA256SUMS").is_file())
+                .context("no data/tiqe beside the binary or above the working directory: pass --data")?,
+        };
+        Ok(dir.join(name))
+    }
 }
 
 /// `polylink tiqe score`.
@@ -73,9 +102,9 @@ pub struct ScoreArgs {
 /// `polylink tiqe train`.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Prompts, one per line.
-    #[arg(long, default_value_os_t = data_dir().join("prompts-train.txt"))]
-    prompts: PathBuf,
+    /// Prompts, one per line [default: prompts-train.txt in the data directory].
+    #[arg(long)]
+    prompts: Option<PathBuf>,
     /// Most tokens per generated answer.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
@@ -93,9 +122,10 @@ pub struct TrainArgs {
 /// `polylink bench tiqe` (also `polylink tiqe bench`).
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Prompts, one per line (none of them used in training).
-    #[arg(long, default_value_os_t = data_dir().join("prompts-bench.txt"))]
-    prompts: PathBuf,
+    /// Prompts, one per line, none of them used in training [default: prompts-bench.txt in the
+    /// data directory].
+    #[arg(long)]
+    prompts: Option<PathBuf>,
     /// Use only the first N prompts.
     #[arg(long)]
     limit: Option<usize>,
@@ -117,15 +147,7 @@ pub struct BenchArgs {
 
 /// The 1-minute load average (other work on the machine slows every figure).
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// `data/tiqe` at the root of this checkout.
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe")
+    polylink_node::platform::load_average().map_or_else(|| "?".into(), |l| l.to_string())
 }
 
 fn files(model: Option<PathBuf>) -> anyhow::Result<Files> {
@@ -158,10 +180,9 @@ impl TiqeCmd {
 impl ScoreArgs {
     fn run(self) -> anyhow::Result<()> {
         let files = files(self.model)?;
-        let head = Head::load(&self.common.head)?;
-        let (model, sha) = suite::open_registered(&files, self.common.threads)?;
-        let cascade =
-            suite::open_cascade(&files, model, sha, head, CascadeConfig::default(), self.common.threads)?;
+        let head = self.common.head()?;
+        let (model, sha) = open_registered(&files, self.common.threads)?;
+        let cascade = open_cascade(&files, model, sha, head, CascadeConfig::default(), self.common.threads)?;
         let output_sha256 = match self.output_sha256 {
             Some(h) => Some(
                 <[u8; 32]>::try_from(hex::decode(&h)?.as_slice())
@@ -196,10 +217,11 @@ impl ScoreArgs {
 impl TrainArgs {
     fn run(self) -> anyhow::Result<()> {
         let files = files(None)?;
-        let prompts = dataset::read_prompts(&self.prompts)?;
-        let (model, _) = suite::open_registered(&files, self.common.threads)?;
+        let prompts = lab::read_prompts(&self.common.data_file(self.prompts.clone(), "prompts-train.txt")?)?;
+        let out = self.common.data_file(self.common.head.clone(), SHIPPED_HEAD)?;
+        let (model, _) = open_registered(&files, self.common.threads)?;
         let spec = SetSpec {
-            kinds: suite::TRAIN_KINDS.to_vec(),
+            kinds: lab::TRAIN_KINDS.to_vec(),
             subs: Substitutes { registered: files.registered.clone(), gemma: None, dropped: 1..2 },
             threads: self.common.threads,
             max_tokens: self.max_tokens,
@@ -207,13 +229,13 @@ impl TrainArgs {
             answers_cache: self.answers_cache,
         };
         let t0 = std::time::Instant::now();
-        let samples = suite::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
+        let samples = lab::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
         let cross = CrossEncoder::open(&files.minilm, None, self.common.threads)?;
-        let head = suite::train_head(&cross, &samples, self.seed, &mut |m| progress(m))?;
-        head.save(&self.common.head)?;
+        let head = lab::train_head(&cross, &samples, self.seed, &mut |m| progress(m))?;
+        lab::save_head(&head, &out)?;
         println!(
-            "wrote {} ({} weights) from {} samples in {:.0} s; {}",
-            self.common.head.display(),
+            "wrote {} ({} weights; rebuild to ship it) from {} samples in {:.0} s; {}",
+            out.display(),
             head.w.len(),
             samples.len(),
             t0.elapsed().as_secs_f64(),
@@ -226,12 +248,13 @@ impl TrainArgs {
 impl BenchArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let files = files(None)?;
-        let mut prompts = dataset::read_prompts(&self.prompts)?;
+        let mut prompts =
+            lab::read_prompts(&self.common.data_file(self.prompts.clone(), "prompts-bench.txt")?)?;
         prompts.truncate(self.limit.unwrap_or(usize::MAX));
         let (a, b) = self.drop_layers.split_once("..").context("--drop-layers is start..end")?;
         let dropped = a.parse()?..b.parse()?;
-        let head = Head::load(&self.common.head)?;
-        let (model, sha) = suite::open_registered(&files, self.common.threads)?;
+        let head = self.common.head()?;
+        let (model, sha) = open_registered(&files, self.common.threads)?;
         let mut kinds = vec![Kind::Honest];
         kinds.extend(Kind::ATTACKS);
         let spec = SetSpec {
@@ -248,15 +271,15 @@ impl BenchArgs {
         };
         let load_start = load_average();
         let t0 = std::time::Instant::now();
-        let samples = suite::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
+        let samples = lab::generate_set(&model, &prompts, &spec, &mut |m| progress(m))?;
         let gen_s = t0.elapsed().as_secs_f64();
         let cfg = CascadeConfig { seed: self.seed, ..CascadeConfig::default() };
-        let cascade = suite::open_cascade(&files, model.clone(), sha, head, cfg, self.common.threads)?;
-        let scored = suite::score_all(&cascade, &model, &samples, &mut |m| progress(m))?;
+        let cascade = open_cascade(&files, model.clone(), sha, head, cfg, self.common.threads)?;
+        let scored = lab::score_all(&cascade, &model, &samples, &mut |m| progress(m))?;
         if let Some(p) = &self.samples_json {
             std::fs::write(p, serde_json::to_vec_pretty(&scored)?)?;
         }
-        let s = suite::summarize(&scored);
+        let s = lab::summarize(&scored);
         println!(
             "tiqe bench: {} held-out prompts, {} tasks, answers up to {} tokens, threads {}, \
              generation {gen_s:.0} s, load average {load_start} -> {}",

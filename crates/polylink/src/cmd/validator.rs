@@ -38,7 +38,7 @@ pub struct RunArgs {
     /// Threads of the evaluators' model forwards.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Cross-encoder head (default: data/tiqe/head-minilm.json in this checkout).
+    /// Cross-encoder head (default: the head built into the binary).
     #[arg(long)]
     head: Option<PathBuf>,
     /// Tests only: commit this score for every task instead of evaluating.
@@ -64,7 +64,7 @@ impl RunArgs {
             .map_err(|_| anyhow::anyhow!("--key-seed must be 32 bytes"))?;
         let scorer = ScorerConfig {
             threads: self.threads.max(1),
-            head: self.head.unwrap_or_else(polylink_validator::scorer::default_head),
+            head: self.head,
             seed: u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
         };
         let config = Config {

@@ -6,14 +6,7 @@ use std::sync::Arc;
 
 use polylink_infer::Model;
 use polylink_models::{MINILM_L6_V2, SMOLLM2_135M, gguf_path, path};
-use polylink_tiqe::cross::MiniLmFiles;
-use polylink_tiqe::suite::{self, Files};
-use polylink_tiqe::{Cascade, CascadeConfig, Head};
-
-/// The committed head.
-pub fn head_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe/head-minilm.json")
-}
+use polylink_tiqe::{Cascade, CascadeConfig, Files, Head, MiniLmFiles, lab, open_cascade, open_registered};
 
 /// Model files from the models directory.
 pub fn files() -> Files {
@@ -28,22 +21,22 @@ pub fn files() -> Files {
 
 /// The registered model alone (one thread).
 pub fn model() -> Arc<Model> {
-    suite::open_registered(&files(), 1).unwrap().0
+    open_registered(&files(), 1).unwrap().0
 }
 
-/// The registered model and a cascade over it (default thresholds).
+/// The registered model and a cascade over it (default thresholds, the built-in head).
 pub fn cascade() -> (Arc<Model>, Cascade) {
     let f = files();
-    let (model, sha) = suite::open_registered(&f, 1).unwrap();
-    let head = Head::load(&head_path()).unwrap();
-    let c = suite::open_cascade(&f, model.clone(), sha, head, CascadeConfig::default(), 1).unwrap();
+    let (model, sha) = open_registered(&f, 1).unwrap();
+    let c =
+        open_cascade(&f, model.clone(), sha, Head::shipped().unwrap(), CascadeConfig::default(), 1).unwrap();
     (model, c)
 }
 
 /// Bench prompts (never used in training).
 pub fn bench_prompts(n: usize) -> Vec<String> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/tiqe/prompts-bench.txt");
-    let mut v = polylink_tiqe::dataset::read_prompts(&p).unwrap();
+    let mut v = lab::read_prompts(&p).unwrap();
     v.truncate(n);
     v
 }

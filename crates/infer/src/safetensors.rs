@@ -1,12 +1,14 @@
 //! A bounded reader of the safetensors format: an 8-byte little-endian header length, a JSON
 //! header naming each tensor's dtype, shape and byte range, then the raw little-endian data.
+//! The encoder checkpoints ([`crate::Bert`]) come in this format; GGUF files go through
+//! [`crate::gguf`].
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{Result, TiqeError, io_err};
+use crate::error::{InferError, Result};
 
 /// Largest header accepted.
 const HEADER_BYTES_MAX: u64 = 16 << 20;
@@ -31,12 +33,13 @@ pub struct Tensor {
 
 /// Every F32 tensor of a safetensors file, by name (other dtypes are skipped).
 pub fn read_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bad = |why: String| TiqeError::BadFile { path: path.display().to_string(), why };
-    let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+    let bad = |reason: String| InferError::BadFile { path: path.to_path_buf(), reason };
+    let io = |source| InferError::Io { path: path.to_path_buf(), source };
+    let len = std::fs::metadata(path).map_err(io)?.len();
     if len > FILE_BYTES_MAX {
         return Err(bad(format!("{len} bytes exceeds {FILE_BYTES_MAX}")));
     }
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let bytes = std::fs::read(path).map_err(io)?;
     parse(&bytes).map_err(bad)
 }
 

@@ -12,10 +12,10 @@ use polylink_infer::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{self, Kind};
+use super::attack::{self, Kind};
+use super::rng::SplitMix;
 use crate::error::{Result, TiqeError, io_err};
 use crate::task::{Finish, Task};
-use crate::util::SplitMix;
 
 /// Most prompts read from one file.
 const PROMPTS_MAX: usize = 10_000;

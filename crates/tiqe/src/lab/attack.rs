@@ -4,7 +4,7 @@
 use polylink_infer::Tokenizer;
 use serde::{Deserialize, Serialize};
 
-use crate::util::SplitMix;
+use super::rng::SplitMix;
 
 /// What produced an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

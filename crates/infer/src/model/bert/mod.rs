@@ -1,28 +1,31 @@
-//! MiniLM-L6 (BERT architecture) forward pass in f32, on weights read from safetensors:
-//! embeddings (word + position + token type, LayerNorm), then per layer multi-head
-//! self-attention and a GELU feed-forward block, each with a residual and post-LayerNorm.
+//! BERT-class encoders (MiniLM-L6) in f32, on weights read from safetensors: embeddings (word +
+//! position + token type, LayerNorm), then per layer multi-head self-attention and a GELU
+//! feed-forward block, each with a residual and post-LayerNorm. Input comes from the
+//! [`crate::WordPiece`] tokenizer; the dense layers ([`LinearF32`]) and the attention heads run
+//! on the engine's worker [`Pool`].
 
-pub mod linalg;
-pub mod safetensors;
-pub mod wordpiece;
+mod attention;
+mod weights;
 
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::error::{Result, TiqeError};
-use linalg::{Linear, gelu, layer_norm};
-use safetensors::Tensor;
-pub use wordpiece::{Encoding, WordPiece};
+use super::ops::{gelu_erf, layer_norm};
+use crate::error::{InferError, Result};
+use crate::pool::Pool;
+use crate::quant::LinearF32;
+use crate::tokenizer::BertInput;
+use weights::Weights;
 
 /// LayerNorm epsilon of BERT checkpoints.
 const LN_EPS: f32 = 1e-12;
 
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: LinearF32,
+    attn_out: LinearF32,
     ln1: (Vec<f32>, Vec<f32>),
-    up: Linear,
-    down: Linear,
+    up: LinearF32,
+    down: LinearF32,
     ln2: (Vec<f32>, Vec<f32>),
 }
 
@@ -36,13 +39,19 @@ pub struct Bert {
     dim: usize,
     heads: usize,
     positions_max: usize,
-    threads: usize,
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Bert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bert({} layers, width {}, {} heads)", self.layers.len(), self.dim, self.heads)
+    }
 }
 
 impl Bert {
-    /// Loads `model.safetensors` for an encoder with `heads` attention heads.
-    pub fn open(path: &Path, heads: usize, threads: usize) -> Result<Self> {
-        let mut w = Weights { t: safetensors::read_f32(path)?, path: path.display().to_string() };
+    /// Loads `model.safetensors` for an encoder with `heads` attention heads, running on `pool`.
+    pub fn open(path: &Path, heads: usize, pool: Arc<Pool>) -> Result<Self> {
+        let mut w = Weights::read(path)?;
         let [vocab, dim] = w.shape("embeddings.word_embeddings.weight")?[..] else {
             return Err(w.bad("word embeddings are not 2-D".into()));
         };
@@ -64,7 +73,7 @@ impl Bert {
                 qkv_b.extend(w.take(&format!("{p}attention.self.{part}.bias"), &[dim])?);
             }
             layers.push(Layer {
-                qkv: Linear::new(qkv_w, qkv_b, dim),
+                qkv: LinearF32::new(qkv_w, qkv_b, dim),
                 attn_out: w.linear(&format!("{p}attention.output.dense"), dim, dim)?,
                 ln1: w.norm(&format!("{p}attention.output.LayerNorm"), dim)?,
                 up: w.linear(&format!("{p}intermediate.dense"), ffn, dim)?,
@@ -75,17 +84,7 @@ impl Bert {
         if layers.is_empty() {
             return Err(w.bad("no encoder layers".into()));
         }
-        Ok(Self {
-            word,
-            position,
-            token_type,
-            ln_emb,
-            layers,
-            dim,
-            heads,
-            positions_max,
-            threads: threads.max(1),
-        })
+        Ok(Self { word, position, token_type, ln_emb, layers, dim, heads, positions_max, pool })
     }
 
     /// Hidden width.
@@ -99,10 +98,10 @@ impl Bert {
     }
 
     /// Last-layer hidden states, `ids.len() × dim`, for one sequence (no padding).
-    pub fn forward(&self, enc: &Encoding) -> Result<Vec<f32>> {
+    pub fn forward(&self, enc: &BertInput) -> Result<Vec<f32>> {
         let (n, d) = (enc.ids.len(), self.dim);
         if n == 0 || n > self.positions_max || enc.type_ids.len() != n {
-            return Err(TiqeError::Refused(format!(
+            return Err(InferError::BadInput(format!(
                 "encoder input of {n} tokens (1..={})",
                 self.positions_max
             )));
@@ -112,7 +111,7 @@ impl Bert {
         for (i, row) in x.chunks_exact_mut(d).enumerate() {
             let (id, ty) = (enc.ids[i] as usize, enc.type_ids[i] as usize);
             if id >= vocab || ty > 1 {
-                return Err(TiqeError::Refused(format!(
+                return Err(InferError::BadInput(format!(
                     "token {id} / type {ty} outside the encoder's tables"
                 )));
             }
@@ -122,15 +121,16 @@ impl Bert {
         }
         layer_norm(&mut x, &self.ln_emb.0, &self.ln_emb.1, LN_EPS);
         let (mut qkv, mut ctx, mut tmp, mut ffn) = (Vec::new(), vec![0f32; n * d], Vec::new(), Vec::new());
+        let pool = &*self.pool;
         for l in &self.layers {
-            l.qkv.forward(&x, &mut qkv, self.threads);
-            linalg::attention(&qkv, n, d, self.heads, &mut ctx);
-            l.attn_out.forward(&ctx, &mut tmp, self.threads);
+            l.qkv.forward(pool, &x, &mut qkv);
+            attention::attention(pool, &qkv, n, d, self.heads, &mut ctx);
+            l.attn_out.forward(pool, &ctx, &mut tmp);
             x.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
             layer_norm(&mut x, &l.ln1.0, &l.ln1.1, LN_EPS);
-            l.up.forward(&x, &mut ffn, self.threads);
-            ffn.iter_mut().for_each(|v| *v = gelu(*v));
-            l.down.forward(&ffn, &mut tmp, self.threads);
+            l.up.forward(pool, &x, &mut ffn);
+            gelu_erf(&mut ffn);
+            l.down.forward(pool, &ffn, &mut tmp);
             x.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
             layer_norm(&mut x, &l.ln2.0, &l.ln2.1, LN_EPS);
         }
@@ -155,51 +155,4 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
-}
-
-/// Tensors by name, taken out one at a time with their shapes checked.
-struct Weights {
-    t: HashMap<String, Tensor>,
-    path: String,
-}
-
-impl Weights {
-    fn bad(&self, why: String) -> TiqeError {
-        TiqeError::BadFile { path: self.path.clone(), why }
-    }
-
-    fn key(&self, name: &str) -> Option<String> {
-        [format!("bert.{name}"), name.to_string()].into_iter().find(|k| self.t.contains_key(k))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.key(name).is_some()
-    }
-
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        let k = self.key(name).ok_or_else(|| self.bad(format!("missing tensor {name}")))?;
-        Ok(self.t.get(&k).map(|t| t.shape.clone()).unwrap_or_default())
-    }
-
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        match self.key(name).and_then(|k| self.t.remove(&k)) {
-            Some(Tensor { shape: s, data }) if s == shape => Ok(data),
-            Some(Tensor { shape: s, .. }) => {
-                Err(self.bad(format!("{name} has shape {s:?}, expected {shape:?}")))
-            }
-            None => Err(self.bad(format!("missing tensor {name}"))),
-        }
-    }
-
-    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        Ok(Linear::new(
-            self.take(&format!("{name}.weight"), &[out, inp])?,
-            self.take(&format!("{name}.bias"), &[out])?,
-            inp,
-        ))
-    }
-
-    fn norm(&mut self, name: &str, dim: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((self.take(&format!("{name}.weight"), &[dim])?, self.take(&format!("{name}.bias"), &[dim])?))
-    }
 }

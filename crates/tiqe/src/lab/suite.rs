@@ -1,34 +1,24 @@
-//! Wiring for tools: open the three evaluators and the cascade from model files, generate the
-//! labelled sets, train the head, and measure a cascade on a labelled set.
+//! The lab's pipelines: generate the labelled sets, train the head, and measure a cascade on a
+//! labelled set.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use polylink_infer::Model;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::attack::Kind;
-use crate::cascade::{Cascade, CascadeConfig};
-use crate::consistency::{ConsistencyConfig, ModelConsistency};
-use crate::cross::{CrossEncoder, Head, MiniLmFiles};
-use crate::dataset::{self, Answer, DroppedLayers, Sample, Sources};
+use super::attack::Kind;
+use super::dataset::{self, Answer, DroppedLayers, Sample, Sources};
+use super::metrics;
+use super::rng::SplitMix;
+use super::train::{self, TrainConfig};
+use crate::cascade::Cascade;
+use crate::cross::CrossEncoder;
 use crate::error::Result;
-use crate::judge::Judge;
-use crate::metrics;
-use crate::train::{self, TrainConfig};
-use crate::util::{SplitMix, file_sha256};
-
-/// Model files a validator needs.
-#[derive(Debug, Clone)]
-pub struct Files {
-    /// GGUF of the registered model (also the judge and the honest worker).
-    pub registered: PathBuf,
-    /// MiniLM weights and vocabulary.
-    pub minilm: MiniLmFiles,
-}
+use crate::head::Head;
+use crate::util::file_sha256;
 
 /// What a generated set holds and how it is made.
 #[derive(Debug, Clone)]
@@ -56,27 +46,6 @@ pub struct Substitutes {
     pub gemma: Option<PathBuf>,
     /// Layers the dropped-layers worker skips.
     pub dropped: Range<usize>,
-}
-
-/// Loads the registered model once (shared by consistency, judge and generation).
-pub fn open_registered(files: &Files, threads: usize) -> Result<(Arc<Model>, [u8; 32])> {
-    let sha = file_sha256(&files.registered)?;
-    Ok((Arc::new(Model::open(&files.registered, None, threads)?), sha))
-}
-
-/// The full cascade: consistency (weight 2) and cross-encoder (weight 1) cheap, then the judge.
-pub fn open_cascade(
-    files: &Files,
-    model: Arc<Model>,
-    sha: [u8; 32],
-    head: Head,
-    cfg: CascadeConfig,
-    threads: usize,
-) -> Result<Cascade> {
-    let consistency = ModelConsistency::new(model.clone(), sha, ConsistencyConfig::default());
-    let cross = CrossEncoder::open(&files.minilm, Some(head), threads)?;
-    let judge = Judge::new(model)?;
-    Ok(Cascade::new(vec![(Box::new(consistency), 2.0), (Box::new(cross), 1.0)], Some(Box::new(judge)), cfg))
 }
 
 /// Generates honest answers (and the substitutes the kinds ask for) and builds labelled samples.

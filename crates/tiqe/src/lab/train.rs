@@ -1,11 +1,32 @@
 //! Training the cross-encoder's logistic head: features are standardized, then full-batch
 //! gradient descent with L2 runs for a fixed number of steps from zero weights, so the same data
-//! gives the same head bit for bit on the same machine.
+//! gives the same head bit for bit on the same machine. [`save_head`] writes a head with its sha256
+//! where [`Head::load`] checks it.
+
+use std::path::Path;
 
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
-use crate::cross::{FEATURES, Head};
-use crate::error::{Result, TiqeError};
+use crate::cross::FEATURES;
+use crate::error::{Result, TiqeError, io_err};
+use crate::head::Head;
+
+/// Writes `head` as JSON and records its sha256 in `SHA256SUMS` beside it.
+pub fn save_head(head: &Head, path: &Path) -> Result<()> {
+    let bytes = serde_json::to_vec(head).map_err(|e| TiqeError::Training(e.to_string()))?;
+    std::fs::write(path, &bytes).map_err(io_err(path))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let sums_path = path.with_file_name("SHA256SUMS");
+    let old = std::fs::read_to_string(&sums_path).unwrap_or_default();
+    let mut lines: Vec<String> = old
+        .lines()
+        .filter(|l| l.split_once("  ").is_none_or(|(_, f)| f != name))
+        .map(str::to_string)
+        .collect();
+    lines.push(format!("{}  {name}", hex::encode(Sha256::digest(&bytes))));
+    std::fs::write(&sums_path, lines.join("\n") + "\n").map_err(io_err(&sums_path))
+}
 
 /// Training options.
 #[derive(Debug, Clone, Copy, PartialEq)]

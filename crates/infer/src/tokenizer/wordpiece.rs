@@ -5,16 +5,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::error::{Result, TiqeError, io_err};
+use crate::error::{InferError, Result};
 
 /// Longest word tokenized; longer words become `[UNK]` (as BERT does).
 const WORD_CHARS_MAX: usize = 100;
 /// Largest vocabulary accepted.
 const VOCAB_MAX: usize = 1 << 20;
 
-/// An encoded sentence pair, ready for the encoder.
+/// An encoded sentence (pair), ready for the encoder ([`crate::Bert::forward`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoding {
+pub struct BertInput {
     /// Token ids, `[CLS] a [SEP] b [SEP]`.
     pub ids: Vec<u32>,
     /// 0 for the first segment (with `[CLS]` and its `[SEP]`), 1 for the second.
@@ -34,13 +34,14 @@ pub struct WordPiece {
 impl WordPiece {
     /// Reads `vocab.txt` (one token per line, id = line number).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| InferError::Io { path: path.to_path_buf(), source })?;
         let vocab: HashMap<String, u32> =
             text.lines().take(VOCAB_MAX).zip(0u32..).map(|(t, i)| (t.to_string(), i)).collect();
         let get = |t: &str| {
-            vocab.get(t).copied().ok_or_else(|| TiqeError::BadFile {
-                path: path.display().to_string(),
-                why: format!("no {t} token"),
+            vocab.get(t).copied().ok_or_else(|| InferError::BadFile {
+                path: path.to_path_buf(),
+                reason: format!("no {t} token"),
             })
         };
         let mut continuation = vec![false; vocab.len()];
@@ -70,7 +71,7 @@ impl WordPiece {
     }
 
     /// `[CLS] a [SEP] b [SEP]`, the longer side trimmed first until it fits `len_max` tokens.
-    pub fn encode_pair(&self, a: &str, b: &str, len_max: usize) -> Encoding {
+    pub fn encode_pair(&self, a: &str, b: &str, len_max: usize) -> BertInput {
         let (mut a, mut b) = (self.tokenize(a), self.tokenize(b));
         while a.len() + b.len() + 3 > len_max && !(a.is_empty() && b.is_empty()) {
             if a.len() > b.len() {
@@ -86,17 +87,17 @@ impl WordPiece {
         ids.extend_from_slice(&b);
         ids.push(self.sep);
         let type_ids = (0..ids.len()).map(|i| u32::from(i >= first)).collect();
-        Encoding { ids, type_ids }
+        BertInput { ids, type_ids }
     }
 
     /// `[CLS] a [SEP]`, trimmed to `len_max` tokens.
-    pub fn encode_single(&self, a: &str, len_max: usize) -> Encoding {
+    pub fn encode_single(&self, a: &str, len_max: usize) -> BertInput {
         let mut t = self.tokenize(a);
         t.truncate(len_max.saturating_sub(2));
         let mut ids = vec![self.cls];
         ids.extend_from_slice(&t);
         ids.push(self.sep);
-        Encoding { type_ids: vec![0; ids.len()], ids }
+        BertInput { type_ids: vec![0; ids.len()], ids }
     }
 
     fn word_pieces(&self, word: &str, out: &mut Vec<u32>) {

@@ -1,11 +1,18 @@
-//! The f32 kernels of the encoder: a linear layer split over threads, LayerNorm, GELU and
-//! softmax attention over a whole (unpadded) sequence.
+//! Dense f32 layers for the encoder: `y = x·Wᵀ + b` with the weight repacked in panels, run on
+//! the worker [`Pool`]. The quantized products ([`super::matmul`]) quantize their activations;
+//! this one keeps f32 throughout, as an f32 checkpoint expects.
+
+use std::ops::Range;
+
+use super::SyncPtr;
+use crate::pool::Pool;
 
 /// `y = x·Wᵀ + b` for a checkpoint weight `W` (`out × in`, row-major), kept repacked in panels
 /// of [`PANEL`] outputs: panel `p` holds, for every input `k`, the weights of outputs
 /// `p*PANEL..p*PANEL+PANEL` side by side, so the kernel multiplies one input value into
 /// [`PANEL`] accumulators with one vector load, for [`ROW_BLOCK`] rows at once.
-pub struct Linear {
+#[derive(Debug)]
+pub struct LinearF32 {
     panels: Vec<f32>,
     b: Vec<f32>,
     inp: usize,
@@ -15,8 +22,10 @@ pub struct Linear {
 const PANEL: usize = 16;
 /// Input rows multiplied together against one panel (4 × 2 vector accumulators).
 const ROW_BLOCK: usize = 4;
+/// Pool tasks per thread of one product.
+const TASKS_PER_THREAD: usize = 4;
 
-impl Linear {
+impl LinearF32 {
     /// A layer from its weight (`out × inp`) and bias (`out`).
     pub fn new(w: Vec<f32>, b: Vec<f32>, inp: usize) -> Self {
         assert_eq!(w.len(), b.len() * inp, "weight and bias shapes disagree");
@@ -31,32 +40,37 @@ impl Linear {
         Self { panels, b, inp }
     }
 
-    /// Applies the layer to `x` (`n × inp`), writing `y` (`n × out`), on up to `threads` threads.
-    pub fn forward(&self, x: &[f32], y: &mut Vec<f32>, threads: usize) {
+    /// Output features.
+    pub fn out_len(&self) -> usize {
+        self.b.len()
+    }
+
+    /// Applies the layer to `x` (`n × inp`), writing `y` (`n × out`), groups of panels split
+    /// over `pool` (each weight is read once, the input stays in cache). Many small tasks let the
+    /// calling thread take over the work of a worker the OS has not scheduled yet. Every output
+    /// is summed in the same order whatever the split, so results do not depend on the threads.
+    pub fn forward(&self, pool: &Pool, x: &[f32], y: &mut Vec<f32>) {
         let (inp, out) = (self.inp, self.b.len());
         let n = x.len() / inp;
         y.clear();
         y.resize(n * out, 0.0);
-        let per = n.div_ceil(threads.max(1)).div_ceil(ROW_BLOCK) * ROW_BLOCK;
-        if threads <= 1 || n <= ROW_BLOCK {
-            self.rows(x, y);
-            return;
-        }
-        std::thread::scope(|s| {
-            for (xc, yc) in x.chunks(per * inp).zip(y.chunks_mut(per * out)) {
-                s.spawn(move || self.rows(xc, yc));
-            }
+        let n_panels = out.div_ceil(PANEL);
+        let per = n_panels.div_ceil(pool.n_threads() * TASKS_PER_THREAD).max(1);
+        let dst = SyncPtr(y.as_mut_ptr());
+        pool.run(n_panels.div_ceil(per), &|task| {
+            self.panels_times_rows(task * per..((task + 1) * per).min(n_panels), x, dst);
         });
     }
 
-    /// Every panel against every block of rows; the panel stays in cache across the blocks.
-    fn rows(&self, x: &[f32], y: &mut [f32]) {
+    /// Panels `panels` against every block of rows of `x`, into their columns of `y`.
+    fn panels_times_rows(&self, panels: Range<usize>, x: &[f32], y: SyncPtr) {
         let (inp, out) = (self.inp, self.b.len());
         let mut pad = Vec::new();
-        for (p, panel) in self.panels.chunks_exact(inp * PANEL).enumerate() {
+        for p in panels {
+            let panel = &self.panels[p * inp * PANEL..][..inp * PANEL];
             let o0 = p * PANEL;
             let width = PANEL.min(out - o0);
-            for (xb, yb) in x.chunks(ROW_BLOCK * inp).zip(y.chunks_mut(ROW_BLOCK * out)) {
+            for (b, xb) in x.chunks(ROW_BLOCK * inp).enumerate() {
                 let rows = xb.len() / inp;
                 let xb = if rows == ROW_BLOCK {
                     xb
@@ -68,7 +82,12 @@ impl Linear {
                 };
                 let acc = block(xb, panel, inp);
                 for (r, a) in acc.iter().enumerate().take(rows) {
-                    let dst = &mut yb[r * out + o0..][..width];
+                    // SAFETY: this task alone writes outputs `o0..o0+width` of every row; the row
+                    // `b*ROW_BLOCK + r` is below `n` and `o0 + width <= out`, inside `y` (`n × out`),
+                    // which outlives the pool job.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(y.get().add((b * ROW_BLOCK + r) * out + o0), width)
+                    };
                     for ((d, v), bias) in dst.iter_mut().zip(a).zip(&self.b[o0..]) {
                         *d = v + bias;
                     }
@@ -100,92 +119,32 @@ fn fma(a: f32, b: f32, c: f32) -> f32 {
     if cfg!(target_feature = "fma") { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// In-place LayerNorm of every `gamma.len()`-wide row.
-pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    let d = gamma.len();
-    for row in x.chunks_exact_mut(d) {
-        let mean = row.iter().sum::<f32>() / d as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-            *v = (*v - mean) * inv * g + b;
-        }
-    }
-}
-
-/// GELU with the exact error function (BERT's "gelu").
-pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// erf to about 1e-7 (Abramowitz and Stegun 7.1.26).
-fn erf(x: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let poly =
-        t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * (-x * x).exp();
-    if x < 0.0 { -y } else { y }
-}
-
-/// Full (unmasked) multi-head attention. `qkv` is `n × 3d` (queries, keys, values side by side);
-/// the context goes to `ctx` (`n × d`).
-pub fn attention(qkv: &[f32], n: usize, d: usize, heads: usize, ctx: &mut Vec<f32>) {
-    let hd = d / heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    ctx.clear();
-    ctx.resize(n * d, 0.0);
-    let mut scores = vec![0f32; n];
-    for h in 0..heads {
-        for i in 0..n {
-            let q = &qkv[i * 3 * d + h * hd..][..hd];
-            let mut max = f32::NEG_INFINITY;
-            for (j, s) in scores.iter_mut().enumerate() {
-                let k = &qkv[j * 3 * d + d + h * hd..][..hd];
-                *s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-                max = max.max(*s);
-            }
-            let mut sum = 0.0;
-            scores.iter_mut().for_each(|s| {
-                *s = (*s - max).exp();
-                sum += *s;
-            });
-            let out = &mut ctx[i * d + h * hd..][..hd];
-            for (j, s) in scores.iter().enumerate() {
-                let v = &qkv[j * 3 * d + 2 * d + h * hd..][..hd];
-                let p = s / sum;
-                out.iter_mut().zip(v).for_each(|(o, x)| *o += p * x);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn linear_matches_a_naive_product_on_any_thread_count() {
+    fn matches_a_naive_product_on_any_thread_count() {
         let (inp, out, n) = (19, 7, 11);
         let w: Vec<f32> = (0..inp * out).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
         let b: Vec<f32> = (0..out).map(|i| i as f32 / 3.0).collect();
         let x: Vec<f32> = (0..inp * n).map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0).collect();
-        let lin = Linear::new(w.clone(), b.clone(), inp);
+        let lin = LinearF32::new(w.clone(), b.clone(), inp);
+        let mut first = Vec::new();
         for threads in [1, 2, 3] {
             let mut y = Vec::new();
-            lin.forward(&x, &mut y, threads);
+            lin.forward(&Pool::new(threads), &x, &mut y);
             for r in 0..n {
                 for o in 0..out {
                     let want: f32 = b[o] + (0..inp).map(|i| x[r * inp + i] * w[o * inp + i]).sum::<f32>();
                     assert!((y[r * out + o] - want).abs() < 1e-4, "row {r} out {o} threads {threads}");
                 }
             }
+            if threads == 1 {
+                first = y;
+            } else {
+                assert_eq!(y, first, "{threads} threads changed the bits");
+            }
         }
-    }
-
-    #[test]
-    fn gelu_known_values() {
-        assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-5);
-        assert!((gelu(-1.0) + 0.158_655_3).abs() < 1e-5);
-        assert_eq!(gelu(0.0), 0.0);
     }
 }
