@@ -6,17 +6,14 @@
 //! served only to signed, fresh, committee-member requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod validator_common;
 
-use common::*;
-use polylink_gateway::Transcript;
-use polylink_gateway::transcripts::{
-    HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms, request_message,
-};
 use polylink_ledger::Params;
+use polylink_protocol::{TRANSCRIPTS_PATH, Transcript, TranscriptRequest, now_ms};
 use polylink_types::{SecretKey, TaskId};
 use serde_json::Value;
 use std::str::FromStr;
+use validator_common::*;
 
 async fn get_transcript(
     base: &str,
@@ -26,15 +23,13 @@ async fn get_transcript(
     ts: u64,
 ) -> reqwest::Response {
     let id = TaskId::from_str(task).unwrap();
-    let sig = key.sign(&request_message("polylink-validator-test", &id, ts));
-    reqwest::Client::new()
-        .get(format!("{base}/polylink/v1/transcripts/{task}"))
-        .header(HEADER_KEY, claimed.public_key().to_string())
-        .header(HEADER_TIMESTAMP, ts.to_string())
-        .header(HEADER_SIGNATURE, sig.to_string())
-        .send()
-        .await
-        .unwrap()
+    let signed = TranscriptRequest::sign(key, "polylink-validator-test", &id, ts);
+    let request = TranscriptRequest { key: claimed.public_key(), ..signed };
+    let mut get = reqwest::Client::new().get(format!("{base}{TRANSCRIPTS_PATH}/{task}"));
+    for (name, value) in request.headers() {
+        get = get.header(name, value);
+    }
+    get.send().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
