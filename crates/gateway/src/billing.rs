@@ -6,10 +6,10 @@
 //! those tokens at the task's price and refunds the rest of the escrow. A gateway with no
 //! [`Billing`] serves without charging and says so in its log and headers.
 
-use crate::backend::Placement;
 use crate::error::Result;
 use crate::keys::Account;
 use futures::future::BoxFuture;
+use polylink_protocol::Placement;
 use polylink_types::{Amount, Hash32, PublicKey, TaskId};
 
 /// An opened task: what the response headers announce before the first token.
@@ -36,7 +36,7 @@ pub struct UsageReport {
     pub prompt_tokens: u32,
     /// Completion tokens delivered to the client.
     pub completion_tokens: u32,
-    /// Who did the work, when the backend said (see [`crate::backend::TokenEvent::Work`]);
+    /// Who did the work, when the backend said (see [`polylink_protocol::TokenEvent::Work`]);
     /// otherwise the ticket's shares stand.
     pub work: Option<Vec<(PublicKey, u64)>>,
 }

@@ -8,12 +8,12 @@
 //! ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
 //! account can have several tasks pending in the same block.
 
-use crate::backend::Placement;
 use crate::billing::{Billing, Charge, Ticket, UsageReport};
 use crate::error::{GatewayError, Result};
 use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_chain::rpc::{Client, ErrorCode, Signer};
+use polylink_protocol::Placement;
 use polylink_types::{
     Amount, BoundedVec, Hash32, ModelId, PublicKey, STAGES_MAX, SecretKey, StandIn, SubmitResult, SubmitTask,
     TxKind,

@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use polylink_protocol::ProtocolError;
 use serde_json::json;
 
 /// Result with [`GatewayError`].
@@ -166,5 +167,20 @@ impl GatewayError {
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         (self.status(), axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<ProtocolError> for GatewayError {
+    /// A backend's refusal as the client sees it: an unknown model is a 404, the rest are the
+    /// server's failures.
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::UnknownModel(model) => Self::UnknownModel(model),
+            ProtocolError::Backend(message) => Self::Backend(message),
+            ProtocolError::Setup(message) => Self::Setup(message),
+            e @ (ProtocolError::MissingHeader(_) | ProtocolError::BadHeader { .. }) => {
+                Self::invalid("header", e.to_string())
+            }
+        }
     }
 }

@@ -4,8 +4,9 @@
 use crate::billing::Ticket;
 use crate::error::{GatewayError, Result};
 use crate::respond::{self, Run};
-use crate::server::Gateway;
+use crate::state::Gateway;
 use crate::stop::StopFilter;
+use crate::transcript_store::Draft;
 use crate::validate;
 use crate::wire::{Endpoint, Head};
 use axum::body::Body;
@@ -13,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use polylink_types::Hash32;
+use polylink_protocol::prompt_hash;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -81,9 +82,8 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
         }
         None => None,
     };
-    let transcript = (gw.transcripts.is_some() && ticket.is_some()).then(|| {
-        crate::transcripts::Draft::new(&request.model, &request.prompt, &prompt_ids, request.params)
-    });
+    let transcript = (gw.transcripts.is_some() && ticket.is_some())
+        .then(|| Draft::new(&request.model, &request.prompt, &prompt_ids, request.params));
     let tokens = match gw.backend.generate_on(&request.model, &placement, prompt_ids, request.params) {
         Ok(t) => t,
         Err(e) => {
@@ -92,7 +92,7 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
             if let (Some(billing), Some(ticket)) = (gw.billing.clone(), ticket.clone()) {
                 respond::settle_in_background(billing, gw.metrics.clone(), ticket, prompt_tokens);
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     let head = Head::new(endpoint, &request.model, gw.seq.fetch_add(1, Relaxed));
@@ -108,7 +108,7 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
             prompt_tokens,
             filter: StopFilter::new(request.stop),
             started,
-            permits: (key_permit, global_permit),
+            _permits: (key_permit, global_permit),
             transcript,
         },
         tokens,
@@ -128,11 +128,4 @@ async fn read_body(body: Body, limit_bytes: usize) -> Result<Vec<u8>> {
         out.extend_from_slice(&frame);
     }
     Ok(out)
-}
-
-/// The prompt hash put on chain: sha256 over the prompt token ids (u32 little-endian), which a
-/// validator re-derives from the prompt text with the model's own tokenizer and template.
-pub fn prompt_hash(ids: &[u32]) -> Hash32 {
-    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-    Hash32::digest(&[b"polylink-prompt-v1", &bytes])
 }

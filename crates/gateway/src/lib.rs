@@ -1,52 +1,57 @@
-//! `polylink-gateway`: PolyLink's OpenAI-compatible HTTP API.
+//! `polylink-gateway`: PolyLink's OpenAI-compatible HTTP port.
 //!
 //! It serves `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions` (JSON or
-//! server-sent events), `GET /metrics` (Prometheus text) and `GET /health`, so clients such as
-//! the official `openai` SDKs work unchanged with their `base_url` pointed at it.
+//! server-sent events), `GET /metrics` (Prometheus text), `GET /health` and the validators'
+//! transcript route, so clients such as the official `openai` SDKs work unchanged with their
+//! `base_url` pointed at it. It runs no model: it serves through a
+//! [`polylink_protocol::InferenceBackend`] it is given (the binary wires in the whole-model or
+//! the pipeline-head backend from `polylink-pipeline`).
 //!
 //! Key types:
-//! - [`InferenceBackend`]: the one thing the gateway needs from inference — tokenize a prompt,
-//!   start a generation, get a [`TokenStream`] back; dropping the stream cancels the generation.
-//!   [`LocalBackend`] runs a whole GGUF model on a dedicated engine thread with one KV cache per
-//!   session; the cross-device pipeline head implements the same trait.
+//! - [`Gateway`]: the state every route shares (backend, billing, keys, limits, metrics,
+//!   transcripts); [`Gateway::router`] and [`Gateway::serve`] put it on a socket.
 //! - [`Billing`]: the task lifecycle on chain — open a task with escrow before inference
 //!   ([`Ticket`]), report the result with output hash and token counts after it ([`Charge`]).
 //!   [`ChainBilling`] does it through the chain node's RPC client.
 //! - [`ApiKeys`]: API keys, each bound to an on-chain account key the gateway signs for.
 //! - [`Limits`]: body bytes, prompt tokens, `max_tokens`, concurrent requests per key, timeouts.
+//! - [`Transcripts`]: what was kept of each billed request ([`TranscriptStore`]), served only to
+//!   the task's committee.
 //! - [`GatewayError`]: every failure, rendered in OpenAI's error shape with the right status.
 //!
 //! Data flow of one request: auth (key → account) → body read under a byte limit → JSON checked
-//! field by field ([`validate`]) → prompt rendered with the model's chat template and tokenized →
-//! [`Billing::open`] (escrow `prompt + max_tokens` tokens) → [`InferenceBackend::generate`] →
-//! token deltas pass through the stop-sequence filter ([`stop`]) to the client, as one JSON
-//! answer or as SSE chunks → [`Billing::close`] with the tokens actually delivered (a client that
-//! disconnects mid-stream stops the generation and pays only for what reached it).
+//! field by field (`validate`) → prompt rendered with the model's chat template and tokenized by
+//! the backend → [`Billing::open`] (escrow `prompt + max_tokens` tokens) → the backend generates
+//! → token deltas pass through the stop-sequence filter to the client, as one JSON answer or as
+//! SSE chunks → [`Billing::close`] with the tokens actually delivered (a client that disconnects
+//! mid-stream stops the generation and pays only for what reached it) → the transcript is kept.
+//!
+//! Modules depend one way: `routes` → `handler` → `respond` → `state` → `billing`, `keys`,
+//! `limits`, `metrics`, `transcripts` → `transcript_store`; nothing below imports what is above.
 
-pub mod backend;
-pub mod billing;
-pub mod chain;
-pub mod error;
-pub mod handler;
-pub mod keys;
-pub mod local;
-pub mod metrics;
-pub mod pipeline;
-pub mod respond;
-pub mod server;
-pub mod stop;
-pub mod transcripts;
-pub mod validate;
-pub mod wire;
+mod billing;
+mod chain;
+mod error;
+mod handler;
+mod keys;
+mod limits;
+mod metrics;
+mod respond;
+mod routes;
+mod state;
+mod stop;
+mod transcript_route;
+mod transcript_store;
+mod transcripts;
+mod validate;
+mod wire;
 
-pub use backend::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, TokenEvent, TokenStream,
-};
 pub use billing::{Billing, Charge, Ticket, UsageReport};
 pub use chain::ChainBilling;
 pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
-pub use local::{LocalBackend, LocalOptions};
-pub use pipeline::{Deployment, PipelineBackend};
-pub use server::{Gateway, Limits};
-pub use transcripts::{StoreConfig, Transcript, TranscriptStore, Transcripts};
+pub use limits::Limits;
+pub use metrics::Metrics;
+pub use state::Gateway;
+pub use transcript_store::{StoreConfig, TranscriptStore};
+pub use transcripts::Transcripts;

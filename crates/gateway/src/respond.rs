@@ -2,18 +2,19 @@
 //! with `data: [DONE]`. A [`Run`] counts what reached the client and settles the task exactly
 //! once — at the end, or when it is dropped because the client went away mid-stream.
 
-use crate::backend::{FinishReason, TokenEvent, TokenStream};
 use crate::billing::{Billing, Charge, Ticket, UsageReport, charge_for};
 use crate::error::GatewayError;
 use crate::metrics::{InFlight, Metrics};
-use crate::server::Gateway;
+use crate::state::Gateway;
 use crate::stop::StopFilter;
+use crate::transcript_store::Draft;
+use crate::transcripts::Transcripts;
 use crate::wire::{Head, Usage};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use polylink_types::Hash32;
+use polylink_protocol::{FinishReason, TokenEvent, TokenStream, Transcript, output_hash};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +36,9 @@ pub struct RunParts {
     /// When the request arrived.
     pub started: Instant,
     /// The key's and the gateway's request slots, held until the run ends.
-    pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     /// The request's side of its transcript, when the gateway keeps transcripts.
-    pub transcript: Option<crate::transcripts::Draft>,
+    pub transcript: Option<Draft>,
 }
 
 /// What the next step of a run produced.
@@ -224,12 +225,7 @@ impl Drop for Run {
     }
 }
 
-/// sha256 of the delivered output text (what SubmitResult records).
-pub fn output_hash(text: &str) -> Hash32 {
-    Hash32::digest(&[text.as_bytes()])
-}
-
-type Record = (Arc<crate::transcripts::Transcripts>, crate::transcripts::Transcript);
+type Record = (Arc<Transcripts>, Transcript);
 
 fn spawn_close(
     billing: Arc<dyn Billing>,

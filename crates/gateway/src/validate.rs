@@ -4,10 +4,10 @@
 //! told apart), then each field is read with its type and range. Unknown fields are ignored, as
 //! OpenAI-compatible servers do; known fields this server cannot honour are refused.
 
-use crate::backend::{ChatMessage, GenerationParams, Prompt, Role};
 use crate::error::{GatewayError, Result};
-use crate::server::Limits;
+use crate::limits::Limits;
 use crate::wire::Endpoint;
+use polylink_protocol::{ChatMessage, GenerationParams, Prompt, Role};
 use serde_json::{Map, Value};
 
 /// Most stop sequences per request (OpenAI's limit).

@@ -1,6 +1,6 @@
 //! OpenAI's response shapes: completions, chat completions, their streamed chunks, model lists.
 
-use crate::backend::{FinishReason, ModelCard};
+use polylink_protocol::{FinishReason, ModelCard};
 use serde::Serialize;
 use serde_json::{Value, json};
 

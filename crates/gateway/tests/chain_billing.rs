@@ -7,8 +7,9 @@
 mod common;
 
 use polylink_chain::rpc::{Client, Signer};
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, LocalBackend, LocalOptions};
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits};
 use polylink_ledger::{Genesis, dev_key};
+use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::{
     Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
     ServedRange, TxKind,

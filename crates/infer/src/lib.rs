@@ -13,7 +13,8 @@
 //!   [`LogitsMode::All`] returns every position's logits (teacher-forced re-scoring).
 //! - [`Tokenizer`]: byte-level BPE (gpt2, smollm, llama3, qwen2 pre-tokenizers) and
 //!   SentencePiece-BPE from GGUF metadata, ids equal to llama.cpp's; [`ChatTemplate`] (ChatML,
-//!   Gemma turns, raw) chosen from the metadata.
+//!   Gemma turns, raw) chosen from the metadata, the one renderer of a conversation
+//!   ([`polylink_protocol::Prompt`]) into prompt text, for serving and scoring alike.
 //! - [`generate()`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
 //!   stop sequences, max tokens) and a streaming detokenizer that never splits a character.
 //! - [`Bert`]: a BERT-class encoder (MiniLM) in f32 from a [`safetensors`] checkpoint, fed by the

@@ -17,13 +17,11 @@ use commonware_codec::DecodeExt;
 use commonware_cryptography::ed25519;
 use commonware_runtime::{Spawner, Supervisor, tokio as cw};
 use polylink_chain::rpc::client::Client;
-use polylink_gateway::{
-    Account, ApiKeys, ChainBilling, Deployment, Gateway, Limits, PipelineBackend,
-    transcripts::{StoreConfig, Transcripts},
-};
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_ledger::dev_key;
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::transport::key_from_seed;
+use polylink_pipeline::{Deployment, PipelineBackend};
 use polylink_types::{Amount, BoundedString, Hash32, ModelId, RegisterModel, SecretKey, Transfer, TxKind};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -432,7 +430,8 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
             .push(Deployment::new(format!("pipeline-{stages}"), head).await.with_work_shares(&split.work_us));
         head_accounts.push(SecretKey::from_seed(seeds["worker-stage0"]));
     }
-    let backend = PipelineBackend::new(&gguf, MODEL_ID, deployments).map_err(setup)?;
+    let backend =
+        PipelineBackend::new(context.child("generations"), &gguf, MODEL_ID, deployments).map_err(setup)?;
     let mut keys = ApiKeys::new();
     keys.insert(&config.api_key, Account::new(user.clone()));
     let billing = ChainBilling::connect(

@@ -4,7 +4,7 @@ use crate::NodeError;
 use crate::profile::{self, Measured};
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
-use commonware_runtime::{Listener, Network, Spawner, tokio};
+use commonware_runtime::{Listener, Network, Spawner, Supervisor, tokio};
 use polylink_infer::{Gguf, HParams, Pool, Shard};
 use polylink_pipeline::engine::{EngineHandle, EngineLimits};
 use polylink_pipeline::server::{Admission, serve};
@@ -91,7 +91,7 @@ where
         .local_addr()
         .map_err(|e| NodeError::Listen { addr: config.listen, reason: e.to_string() })?;
     on_ready(Ready { addr, key: config.key.public_key(), layers, measured }).await?;
-    let engine = EngineHandle::start(shard, config.limits);
+    let engine = EngineHandle::start(context.child("engine"), shard, config.limits);
     let server = context.spawn(move |context| {
         serve(context, config.key, listener, engine, WireLimits::default(), Admission::Anyone)
     });

@@ -1,5 +1,7 @@
-//! The stage's engine thread: it owns the loaded [`Shard`] and every session's KV cache, and runs
-//! the forwards (the shard's own worker pool parallelises inside each one).
+//! The stage's engine: a task on a dedicated thread (spawned through the runtime it is given, so
+//! it can run seeded) that owns the loaded [`Shard`] and every session's KV cache, and runs the
+//! forwards (the shard's own worker pool parallelises inside each one). Idle sessions expire by
+//! that runtime's clock.
 //!
 //! Connections hand it [`Job`]s over a channel and await the [`Response`]. Whatever has queued up
 //! while a forward ran is looked at together: one-token decode steps of different sessions are
@@ -12,13 +14,14 @@
 //! changes nothing.
 
 use crate::wire::{ErrorCode, Input, Request, Response, Want};
-use futures::channel::oneshot;
+use commonware_runtime::{Clock, Spawner};
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
 use polylink_infer::{KvCache, LogitsMode, OutputKind, Sampler, SamplingParams, Shard, ShardInput};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 /// Limits a stage enforces on its sessions.
 #[derive(Debug, Clone, Copy)]
@@ -71,28 +74,27 @@ impl Job {
     }
 }
 
-/// A handle to submit jobs; the thread stops when every handle is gone.
+/// A handle to submit jobs; the engine stops when every handle is gone.
 #[derive(Clone)]
 pub struct EngineHandle {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
 impl EngineHandle {
-    /// Starts the engine thread for `shard`.
-    pub fn start(shard: Arc<Shard>, limits: EngineLimits) -> Self {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name(format!("stage-{}-{}", shard.range().start, shard.range().end))
-            .spawn(move || Engine { shard, limits, sessions: HashMap::new(), out: Vec::new() }.run(rx))
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!("cannot start the engine thread: {e}"));
+    /// Starts the engine for `shard` as a task of `context` on a dedicated thread (forwards block
+    /// it for their whole length).
+    pub fn start<E: Spawner + Clock>(context: E, shard: Arc<Shard>, limits: EngineLimits) -> Self {
+        let (jobs, rx) = mpsc::unbounded::<Job>();
+        context.dedicated().spawn(move |clock| {
+            Engine { clock, shard, limits, sessions: HashMap::new(), out: Vec::new() }.run(rx)
+        });
         Self { jobs }
     }
 
     /// Runs a request and returns the answer.
     pub async fn call(&self, owner: [u8; 32], request: Request) -> Response {
         let (reply, answer) = oneshot::channel();
-        if self.jobs.send(Job { owner, request, reply }).is_err() {
+        if self.jobs.unbounded_send(Job { owner, request, reply }).is_err() {
             return engine_error("the engine thread has stopped");
         }
         answer.await.unwrap_or_else(|_| engine_error("the engine thread dropped the request"))
@@ -101,10 +103,11 @@ impl EngineHandle {
 
 struct Session {
     kv: KvCache,
-    last_used: Instant,
+    last_used: SystemTime,
 }
 
-struct Engine {
+struct Engine<C> {
+    clock: C,
     shard: Arc<Shard>,
     limits: EngineLimits,
     sessions: HashMap<SessionKey, Session>,
@@ -123,20 +126,23 @@ fn refuse(code: ErrorCode, message: String) -> Response {
     Response::Error { code, message }
 }
 
-impl Engine {
-    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+impl<C: Clock> Engine<C> {
+    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
         let mut queue = VecDeque::new();
         loop {
             if queue.is_empty() {
-                match jobs.recv() {
-                    Ok(job) => queue.push_back(job),
-                    Err(_) => return,
+                match jobs.next().await {
+                    Some(job) => queue.push_back(job),
+                    None => return,
                 }
             }
-            queue.extend(jobs.try_iter());
-            let now = Instant::now();
+            while let Ok(job) = jobs.try_recv() {
+                queue.push_back(job);
+            }
+            let now = self.clock.current();
             let idle = self.limits.idle_timeout;
-            self.sessions.retain(|_, s| now.duration_since(s.last_used) < idle);
+            // A clock that stepped back counts as no time passed.
+            self.sessions.retain(|_, s| now.duration_since(s.last_used).unwrap_or_default() < idle);
             let batch = self.take_batch(&mut queue);
             if batch.len() > 1 {
                 self.run_batch(batch, now);
@@ -188,7 +194,7 @@ impl Engine {
                 .is_some_and(|s| s.kv.len() == *pos as usize && s.kv.span() == span(layers))
     }
 
-    fn handle(&mut self, owner: [u8; 32], request: Request, now: Instant) -> Response {
+    fn handle(&mut self, owner: [u8; 32], request: Request, now: SystemTime) -> Response {
         match request {
             Request::Close { session } => {
                 self.sessions.retain(|k, _| (k.0, k.1) != (owner, session));
@@ -241,7 +247,7 @@ impl Engine {
         layers: Range<usize>,
         input: Input,
         want: Want,
-        now: Instant,
+        now: SystemTime,
     ) -> Response {
         if let Err(refusal) = self.check(layers.clone(), &input, want) {
             return refusal;
@@ -301,7 +307,7 @@ impl Engine {
     }
 
     /// Runs several sessions' decode steps as one batched forward and answers each.
-    fn run_batch(&mut self, jobs: Vec<Job>, now: Instant) {
+    fn run_batch(&mut self, jobs: Vec<Job>, now: SystemTime) {
         let keys: Vec<SessionKey> = jobs.iter().filter_map(Job::key).collect();
         let mut taken: Vec<Session> = keys.iter().filter_map(|k| self.sessions.remove(k)).collect();
         assert_eq!(taken.len(), keys.len(), "a batch holds only known sessions");

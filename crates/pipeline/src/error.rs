@@ -15,4 +15,7 @@ pub enum PipelineError {
     NoReplacement { stage: usize, layers: std::ops::Range<usize>, cause: String },
     #[error("bad pipeline: {0}")]
     Plan(String),
+    /// Loading a model or starting a backend failed.
+    #[error("{0}")]
+    Setup(String),
 }

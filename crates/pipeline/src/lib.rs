@@ -12,14 +12,25 @@
 //! [`wire::Request`]s that arrive over authenticated, encrypted links ([`transport`]). The
 //! [`head::PipelineHead`] drives sessions through the stages, keeps every input it sent, and
 //! fails over to a standby stage when one dies or stalls, replaying the session there.
+//!
+//! The inference backends a gateway serves through ([`polylink_protocol::InferenceBackend`]) live
+//! here beside the engines they drive: [`PipelineBackend`] spreads requests over
+//! [`Deployment`]s, each a head over its stages, and reports who did the work; [`LocalBackend`]
+//! runs a whole model on this machine on its own engine thread.
 
+mod backend;
+mod deployment;
 pub mod engine;
 mod error;
 pub mod head;
+mod local;
 pub mod plan;
 pub mod profile;
 pub mod server;
 pub mod transport;
 pub mod wire;
 
+pub use backend::PipelineBackend;
+pub use deployment::Deployment;
 pub use error::PipelineError;
+pub use local::{LocalBackend, LocalOptions};

@@ -60,7 +60,7 @@ async fn start_stage(
     layers: Range<usize>,
 ) -> (StageSpec, commonware_runtime::Handle<Result<(), PipelineError>>) {
     let shard = Arc::new(Shard::load(&m.gguf, layers.clone(), Arc::new(Pool::new(1))).unwrap());
-    let engine = EngineHandle::start(shard, EngineLimits::default());
+    let engine = EngineHandle::start(context.child("engine"), shard, EngineLimits::default());
     let listener = context.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = context.child("stage").spawn(move |context| {

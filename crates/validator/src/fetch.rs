@@ -1,10 +1,8 @@
 //! Fetching a transcript from the gateway that served the task, signed with the validator's key
-//! (headers and message as `polylink_gateway::transcripts` defines them), with a bounded body.
+//! (a `polylink_protocol::TranscriptRequest`), with a bounded body.
 
 use crate::verify::TRANSCRIPT_BYTES_MAX;
-use polylink_gateway::transcripts::{
-    HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms, request_message,
-};
+use polylink_protocol::{TRANSCRIPTS_PATH, TranscriptRequest, now_ms};
 use polylink_types::{SecretKey, TaskId};
 use std::time::Duration;
 
@@ -27,17 +25,13 @@ pub async fn fetch(
     key: &SecretKey,
     task: &TaskId,
 ) -> Fetched {
-    let timestamp_ms = now_ms();
-    let signature = key.sign(&request_message(chain_id, task, timestamp_ms));
-    let url = format!("{}/polylink/v1/transcripts/{task}", base.trim_end_matches('/'));
-    let sent = http
-        .get(&url)
-        .header(HEADER_KEY, key.public_key().to_string())
-        .header(HEADER_TIMESTAMP, timestamp_ms.to_string())
-        .header(HEADER_SIGNATURE, signature.to_string())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
+    let request = TranscriptRequest::sign(key, chain_id, task, now_ms());
+    let url = format!("{}{TRANSCRIPTS_PATH}/{task}", base.trim_end_matches('/'));
+    let mut get = http.get(&url).timeout(Duration::from_secs(10));
+    for (name, value) in request.headers() {
+        get = get.header(name, value);
+    }
+    let sent = get.send().await;
     let mut response = match sent {
         Ok(r) => r,
         Err(e) => return Fetched::Unreachable(format!("GET {url}: {e}")),

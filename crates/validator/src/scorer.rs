@@ -4,7 +4,6 @@
 
 use crate::error::{Result, ValidatorError};
 use crate::verify::{Checked, Ending};
-use polylink_gateway::local::chat;
 use polylink_models::{CATALOGUE, MINILM_L6_V2};
 use polylink_tiqe::{
     CascadeConfig, Files, Finish, Generation, Head, Limits, MiniLmFiles, Submission, open_cascade,
@@ -117,7 +116,7 @@ impl Scorer {
                 while let Ok(job) = queue.recv() {
                     let c = job.checked;
                     let tok = &model.tokenizer;
-                    let rendered = c.prompt.to_prompt().map(|p| chat::encode(tok, &model.template, &p));
+                    let rendered = c.prompt.to_prompt().map(|p| model.template.encode(tok, &p));
                     if rendered.as_ref() != Some(&c.prompt_ids) {
                         let why = "the prompt does not render to the hashed prompt ids";
                         let _ = job

@@ -5,10 +5,8 @@
 //! that it encodes to the hashed prompt ids, and teacher-forces the answer after those ids).
 
 use crate::error::{Result, ValidatorError};
-use polylink_gateway::handler::prompt_hash;
-use polylink_gateway::respond::output_hash;
-use polylink_gateway::transcripts::{PromptRecord, Transcript};
 use polylink_ledger::Task;
+use polylink_protocol::{PromptRecord, Transcript, output_hash, prompt_hash};
 use polylink_types::{Hash32, ModelId, TaskId};
 
 /// Largest transcript body read, bytes; a larger one scores 0.
@@ -146,7 +144,6 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polylink_gateway::transcripts::PromptRecord;
 
     fn transcript() -> Transcript {
         Transcript {

@@ -2,7 +2,8 @@
 //! client that reads server-sent events.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use polylink_gateway::{Account, ApiKeys, Gateway, Limits, LocalBackend, LocalOptions};
+use polylink_gateway::{Account, ApiKeys, Gateway, Limits};
+use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::SecretKey;
 use serde_json::Value;
 use std::net::SocketAddr;

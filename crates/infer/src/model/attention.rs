@@ -4,15 +4,13 @@
 //! short prompts) use an f16 query and an f16 running output with online softmax; longer
 //! prompts use f32 throughout, like ggml's tiled kernel.
 
-use super::config::HParams;
+use super::config::{HEAD_DIM_MAX, HParams};
 use crate::kv::LayerKv;
 use crate::pool::Pool;
 use crate::quant::SyncPtr;
 use crate::quant::half::{f16_to_f32, f32_to_f16};
 use crate::quant::simd_f16;
 
-/// Longest head this kernel handles (stack buffers).
-pub const HEAD_DIM_MAX: usize = 1024;
 /// Query batches at least this long take the f32 path (ggml's flash-attention tile height).
 const TILED_QUERIES_MIN: usize = 64;
 

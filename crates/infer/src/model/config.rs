@@ -79,6 +79,8 @@ const LAYERS_MAX: usize = 1024;
 const DIM_MAX: usize = 1 << 16;
 const HEADS_MAX: usize = 1024;
 const CONTEXT_MAX: usize = 1 << 20;
+/// Longest attention head a model may have (the attention kernel's stack buffers hold one).
+pub const HEAD_DIM_MAX: usize = 1024;
 
 impl HParams {
     /// Reads and checks the hyper-parameters of the file's architecture.
@@ -108,7 +110,7 @@ impl HParams {
             ));
         }
         let head_dim = g.opt_usize(&key("attention.key_length"))?.unwrap_or(dim / n_heads);
-        let head_dim = bounded("attention.key_length", head_dim, super::attention::HEAD_DIM_MAX)?;
+        let head_dim = bounded("attention.key_length", head_dim, HEAD_DIM_MAX)?;
         if let Some(vl) = g.opt_usize(&key("attention.value_length"))?
             && vl != head_dim
         {

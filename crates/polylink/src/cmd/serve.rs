@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use clap::Args;
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, LocalBackend, LocalOptions};
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits};
+use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::SecretKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use polylink_chain::rpc::{Client, Signer};
-use polylink_gateway::{
-    Account, ApiKeys, ChainBilling, Gateway, InferenceBackend, Limits, LocalBackend, LocalOptions,
-    StoreConfig, Transcripts,
-};
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_ledger::{Genesis, Task, TaskStatus, dev_key};
+use polylink_pipeline::{LocalBackend, LocalOptions};
+use polylink_protocol::InferenceBackend;
 use polylink_types::{
     Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
     ServedRange, TxKind,

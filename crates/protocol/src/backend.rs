@@ -1,13 +1,16 @@
-//! The inference backend: what the gateway needs from whatever runs the model.
+//! The inference port: what a front end needs from whatever runs the model.
 //!
-//! A backend lists its models, turns a prompt (raw text or chat messages, rendered with the
+//! A backend lists its models, turns a [`Prompt`] (raw text or chat messages, rendered with the
 //! model's own chat template) into token ids, and starts generations. A generation is a
 //! [`TokenStream`] of [`TokenEvent`]s, one per generated token; dropping the stream cancels the
 //! generation at the backend's next step. Stop sequences, limits, billing and the HTTP shapes
 //! live in the gateway, so a backend only turns tokens into tokens.
 
 use crate::error::Result;
-use tokio::sync::mpsc::UnboundedReceiver;
+use crate::prompt::Prompt;
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use polylink_types::PublicKey;
 
 /// A model a backend serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,35 +21,6 @@ pub struct ModelCard {
     pub owned_by: String,
     /// Most positions (prompt plus completion) one session may hold.
     pub context_tokens: usize,
-}
-
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: Role,
-    /// The text.
-    pub content: String,
-}
-
-/// Who wrote a chat message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Instructions (OpenAI's `system` and `developer`).
-    System,
-    /// The user.
-    User,
-    /// The model's earlier answers.
-    Assistant,
-}
-
-/// What the model is asked to continue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prompt {
-    /// `/v1/completions`: raw text, no template.
-    Text(String),
-    /// `/v1/chat/completions`: messages rendered with the model's chat template.
-    Chat(Vec<ChatMessage>),
 }
 
 /// Sampling options of one generation.
@@ -96,8 +70,11 @@ pub enum TokenEvent {
     /// Who did the work, sent just before the generation's last event by backends that spread
     /// it over workers: each worker's part of the work, in any one unit. It differs from the
     /// placement's shares when a failed stage moved to a stand-in mid-answer.
-    Work(Vec<(polylink_types::PublicKey, u64)>),
+    Work(Vec<(PublicKey, u64)>),
 }
+
+/// The backend's end of a generation: closed once the [`TokenStream`] is dropped.
+pub type TokenSender = UnboundedSender<TokenEvent>;
 
 /// A running generation; dropping it cancels the generation.
 #[derive(Debug)]
@@ -106,14 +83,15 @@ pub struct TokenStream {
 }
 
 impl TokenStream {
-    /// Wraps the receiving end a backend feeds.
-    pub fn new(rx: UnboundedReceiver<TokenEvent>) -> Self {
-        Self { rx }
+    /// A new generation's two ends: the backend sends on the first, the front end reads the second.
+    pub fn channel() -> (TokenSender, TokenStream) {
+        let (tx, rx) = unbounded();
+        (tx, Self { rx })
     }
 
     /// The next event; `None` if the backend went away without a `Done`.
     pub async fn next(&mut self) -> Option<TokenEvent> {
-        self.rx.recv().await
+        self.rx.next().await
     }
 }
 
@@ -124,15 +102,15 @@ impl TokenStream {
 pub struct Placement {
     /// The serving workers' on-chain keys; empty when the backend runs the model itself (the
     /// gateway's own worker key then stands for it).
-    pub workers: Vec<polylink_types::PublicKey>,
+    pub workers: Vec<PublicKey>,
     /// Each worker's share of the work, basis points summing to 10,000 (empty with `workers`).
     pub shares_bps: Vec<u16>,
     /// Which of the backend's deployments runs it.
     pub slot: usize,
 }
 
-/// Runs models for the gateway. Implementations must be cheap to call from async code: the heavy
-/// work belongs on their own threads, reached through the stream.
+/// Runs models for a front end. Implementations must be cheap to call from async code: the heavy
+/// work belongs on their own threads or tasks, reached through the stream.
 pub trait InferenceBackend: Send + Sync + 'static {
     /// The models served.
     fn models(&self) -> Vec<ModelCard>;

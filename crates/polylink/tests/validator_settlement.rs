@@ -6,16 +6,13 @@
 //! served only to signed, fresh, committee-member requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod validator_common;
 
-use common::*;
-use polylink_gateway::Transcript;
-use polylink_gateway::transcripts::{
-    HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms, request_message,
-};
 use polylink_ledger::{Params, TaskStatus};
+use polylink_protocol::{TRANSCRIPTS_PATH, Transcript, TranscriptRequest, now_ms};
 use polylink_types::{SecretKey, SettleOutcome, TaskId};
 use std::str::FromStr;
+use validator_common::*;
 
 async fn get_transcript(
     base: &str,
@@ -25,15 +22,13 @@ async fn get_transcript(
     ts: u64,
 ) -> reqwest::Response {
     let id = TaskId::from_str(task).unwrap();
-    let sig = key.sign(&request_message("polylink-validator-test", &id, ts));
-    reqwest::Client::new()
-        .get(format!("{base}/polylink/v1/transcripts/{task}"))
-        .header(HEADER_KEY, claimed.public_key().to_string())
-        .header(HEADER_TIMESTAMP, ts.to_string())
-        .header(HEADER_SIGNATURE, sig.to_string())
-        .send()
-        .await
-        .unwrap()
+    let signed = TranscriptRequest::sign(key, "polylink-validator-test", &id, ts);
+    let request = TranscriptRequest { key: claimed.public_key(), ..signed };
+    let mut get = reqwest::Client::new().get(format!("{base}{TRANSCRIPTS_PATH}/{task}"));
+    for (name, value) in request.headers() {
+        get = get.header(name, value);
+    }
+    get.send().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +92,7 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     // (A validator that is down while a committee is drawn misses that seat; so both seats first.)
     for t in [&task, &task2] {
         wait_for("validator 2's commitment", async || {
-            let record = common::task(&net, t).await?;
+            let record = validator_common::task(&net, t).await?;
             record.committee.iter().find(|m| m.validator == v2 && m.commitment.is_some()).cloned()
         })
         .await;

@@ -5,14 +5,13 @@
 //! session whose client dropped its stream is removed before its next step. Extra sessions wait
 //! in arrival order until a slot frees.
 
-use crate::backend::{FinishReason, GenerationParams, TokenEvent};
 use polylink_infer::generate::detok::StreamDecoder;
 use polylink_infer::{KvCache, LogitsMode, Model, OutputKind, Sampler, SamplingParams, ShardInput};
+use polylink_protocol::{FinishReason, GenerationParams, TokenEvent, TokenSender};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// One generation asked of the engine.
 #[derive(Debug)]
@@ -22,7 +21,7 @@ pub struct Job {
     /// Sampling and length.
     pub params: GenerationParams,
     /// Where tokens go; closed when the client is gone.
-    pub events: UnboundedSender<TokenEvent>,
+    pub events: TokenSender,
 }
 
 struct Session {
@@ -34,7 +33,7 @@ struct Session {
     logits: Vec<f32>,
     generated: usize,
     max_tokens: usize,
-    events: UnboundedSender<TokenEvent>,
+    events: TokenSender,
 }
 
 /// How the engine thread runs.
@@ -111,9 +110,9 @@ impl Session {
         if tok.is_eog(id) {
             let tail = self.decoder.finish();
             if !tail.is_empty() {
-                let _ = self.events.send(TokenEvent::Token { text: tail });
+                let _ = self.events.unbounded_send(TokenEvent::Token { text: tail });
             }
-            let _ = self.events.send(TokenEvent::Done(FinishReason::Stop));
+            let _ = self.events.unbounded_send(TokenEvent::Done(FinishReason::Stop));
             return false;
         }
         self.generated += 1;
@@ -122,11 +121,11 @@ impl Session {
         if last {
             text.push_str(&self.decoder.finish());
         }
-        if self.events.send(TokenEvent::Token { text }).is_err() {
+        if self.events.unbounded_send(TokenEvent::Token { text }).is_err() {
             return false;
         }
         if last {
-            let _ = self.events.send(TokenEvent::Done(FinishReason::Length));
+            let _ = self.events.unbounded_send(TokenEvent::Done(FinishReason::Length));
             return false;
         }
         self.forward(model, &[id])
@@ -136,13 +135,13 @@ impl Session {
         match model.shard.forward(&mut self.kv, ShardInput::Tokens(ids), LogitsMode::Last, &mut self.logits) {
             Ok(OutputKind::Logits { .. }) => true,
             Ok(OutputKind::Hidden { .. }) => {
-                let _ = self
-                    .events
-                    .send(TokenEvent::Failed("the model returned hidden states, not logits".into()));
+                let _ = self.events.unbounded_send(TokenEvent::Failed(
+                    "the model returned hidden states, not logits".into(),
+                ));
                 false
             }
             Err(e) => {
-                let _ = self.events.send(TokenEvent::Failed(e.to_string()));
+                let _ = self.events.unbounded_send(TokenEvent::Failed(e.to_string()));
                 false
             }
         }

@@ -8,18 +8,21 @@
 //! - the negative control: a colluding majority does move the median — the limit of the scheme.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod validator_common;
 
-use common::*;
 use polylink_chain::rpc::ErrorCode;
-use polylink_gateway::backend::{GenerationParams, ModelCard, Prompt, TokenEvent, TokenStream};
-use polylink_gateway::{InferenceBackend, LocalBackend};
 use polylink_ledger::{Params, Task, TaskStatus};
+use polylink_pipeline::LocalBackend;
+use polylink_protocol::{
+    FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, TokenEvent,
+    TokenStream,
+};
 use polylink_types::{
     Bond, CommitScore, Hash32, RevealScore, SettleOutcome, TaskId, TxKind, score_commitment,
 };
 use std::str::FromStr;
 use std::sync::Arc;
+use validator_common::*;
 
 /// A worker that runs the real model but stops after `keep` tokens and claims it was done.
 struct Truncating {
@@ -32,7 +35,7 @@ impl InferenceBackend for Truncating {
         self.inner.models()
     }
 
-    fn tokenize(&self, model: &str, prompt: &Prompt) -> polylink_gateway::Result<Vec<u32>> {
+    fn tokenize(&self, model: &str, prompt: &Prompt) -> Result<Vec<u32>, ProtocolError> {
         self.inner.tokenize(model, prompt)
     }
 
@@ -41,25 +44,25 @@ impl InferenceBackend for Truncating {
         model: &str,
         ids: Vec<u32>,
         params: GenerationParams,
-    ) -> polylink_gateway::Result<TokenStream> {
+    ) -> Result<TokenStream, ProtocolError> {
         let mut inner = self.inner.generate(model, ids, params)?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, stream) = TokenStream::channel();
         let keep = self.keep;
         tokio::spawn(async move {
             let mut sent = 0;
             while let Some(event) = inner.next().await {
                 let last = matches!(event, TokenEvent::Done(_) | TokenEvent::Failed(_));
-                if tx.send(event).is_err() || last {
+                if tx.unbounded_send(event).is_err() || last {
                     return;
                 }
                 sent += 1;
                 if sent == keep {
-                    let _ = tx.send(TokenEvent::Done(polylink_gateway::FinishReason::Stop));
+                    let _ = tx.unbounded_send(TokenEvent::Done(FinishReason::Stop));
                     return;
                 }
             }
         });
-        Ok(TokenStream::new(rx))
+        Ok(stream)
     }
 }
 
@@ -162,7 +165,7 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
     // Once an honest score is revealed it copies it; its commitment cannot be opened with it.
     let honest_key = validator(0).public_key();
     let copied = wait_for("an honest reveal", async || {
-        let record = common::task(&net, &task).await?;
+        let record = validator_common::task(&net, &task).await?;
         record.committee.iter().find(|m| m.validator == honest_key)?.score
     })
     .await;

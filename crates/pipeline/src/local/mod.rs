@@ -1,11 +1,12 @@
 //! The local backend: a whole GGUF model on this machine, run by a dedicated engine thread.
 
-pub mod chat;
-pub mod engine;
+mod engine;
 
-use crate::backend::{GenerationParams, InferenceBackend, ModelCard, Prompt, TokenStream};
-use crate::error::{GatewayError, Result};
+use crate::PipelineError;
 use polylink_infer::Model;
+use polylink_protocol::{
+    GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, Result, TokenStream,
+};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Sender;
@@ -41,9 +42,9 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Loads the GGUF at `path` whole and starts its engine thread.
-    pub fn load(path: &Path, options: &LocalOptions) -> Result<Self> {
+    pub fn load(path: &Path, options: &LocalOptions) -> Result<Self, PipelineError> {
         let model = Model::open(path, None, options.threads.max(1))
-            .map_err(|e| GatewayError::Setup(format!("cannot load {}: {e}", path.display())))?;
+            .map_err(|e| PipelineError::Setup(format!("cannot load {}: {e}", path.display())))?;
         let id = match &options.model_id {
             Some(id) => id.clone(),
             None => {
@@ -64,7 +65,7 @@ impl LocalBackend {
         std::thread::Builder::new()
             .name("polylink-engine".into())
             .spawn(move || engine::run(engine_model, rx, config))
-            .map_err(|e| GatewayError::Setup(format!("cannot start the engine thread: {e}")))?;
+            .map_err(|e| PipelineError::Setup(format!("cannot start the engine thread: {e}")))?;
         Ok(Self { card, model, jobs: Mutex::new(tx), sampled })
     }
 
@@ -74,7 +75,7 @@ impl LocalBackend {
     }
 
     fn check_model(&self, model: &str) -> Result<()> {
-        if model == self.card.id { Ok(()) } else { Err(GatewayError::UnknownModel(model.to_string())) }
+        if model == self.card.id { Ok(()) } else { Err(ProtocolError::UnknownModel(model.to_string())) }
     }
 }
 
@@ -85,15 +86,15 @@ impl InferenceBackend for LocalBackend {
 
     fn tokenize(&self, model: &str, prompt: &Prompt) -> Result<Vec<u32>> {
         self.check_model(model)?;
-        Ok(chat::encode(&self.model.tokenizer, &self.model.template, prompt))
+        Ok(self.model.template.encode(&self.model.tokenizer, prompt))
     }
 
     fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream> {
         self.check_model(model)?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, stream) = TokenStream::channel();
         let job = engine::Job { prompt: prompt_ids, params, events: tx };
-        let jobs = self.jobs.lock().map_err(|_| GatewayError::Backend("engine queue poisoned".into()))?;
-        jobs.send(job).map_err(|_| GatewayError::Backend("the engine thread has stopped".into()))?;
-        Ok(TokenStream::new(rx))
+        let jobs = self.jobs.lock().map_err(|_| ProtocolError::Backend("engine queue poisoned".into()))?;
+        jobs.send(job).map_err(|_| ProtocolError::Backend("the engine thread has stopped".into()))?;
+        Ok(stream)
     }
 }

@@ -1,0 +1,73 @@
+//! The state every route shares: the backend, billing, keys, limits, metrics and transcripts.
+//! The routes themselves live in `routes`, so nothing here depends on a handler.
+
+use crate::billing::Billing;
+use crate::keys::ApiKeys;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::transcripts::Transcripts;
+use polylink_protocol::{InferenceBackend, ModelCard};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tokio::sync::Semaphore;
+
+/// Everything the handlers share.
+pub struct Gateway {
+    pub(crate) backend: Arc<dyn InferenceBackend>,
+    pub(crate) billing: Option<Arc<dyn Billing>>,
+    pub(crate) keys: ApiKeys,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) seq: AtomicU64,
+    pub(crate) started_s: u64,
+    pub(crate) transcripts: Option<Arc<Transcripts>>,
+}
+
+impl Gateway {
+    /// A gateway over `backend` accepting `keys`; no billing until [`Gateway::with_billing`].
+    pub fn new(backend: Arc<dyn InferenceBackend>, keys: ApiKeys, limits: Limits) -> Self {
+        let started_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        Self {
+            backend,
+            billing: None,
+            keys: keys.limit_per_key(limits.requests_per_key_max),
+            in_flight: Arc::new(Semaphore::new(limits.requests_max.max(1))),
+            limits,
+            metrics: Arc::new(Metrics::default()),
+            seq: AtomicU64::new(0),
+            started_s,
+            transcripts: None,
+        }
+    }
+
+    /// Opens and settles a task on chain for every request.
+    pub fn with_billing(mut self, billing: Arc<dyn Billing>) -> Self {
+        self.billing = Some(billing);
+        self
+    }
+
+    /// Keeps a transcript of every billed request and serves it to the task's committee.
+    pub fn with_transcripts(mut self, transcripts: Arc<Transcripts>) -> Self {
+        self.transcripts = Some(transcripts);
+        self
+    }
+
+    /// Whether requests are billed.
+    pub fn billed(&self) -> bool {
+        self.billing.is_some()
+    }
+
+    /// The models the backend serves.
+    pub fn models(&self) -> Vec<ModelCard> {
+        self.backend.models()
+    }
+
+    /// The metrics (what `/metrics` renders).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}

@@ -1,0 +1,52 @@
+//! What a model is asked to continue: raw text, or chat messages that the model's own chat
+//! template renders (see `polylink_infer::ChatTemplate`).
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: Role,
+    /// The text.
+    pub content: String,
+}
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Instructions (OpenAI's `system` and `developer`).
+    System,
+    /// The user.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+}
+
+impl Role {
+    /// The role's name in transcripts (`system`, `user`, `assistant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+
+    /// The role named `name` (as [`Role::as_str`] spells it), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "system" => Some(Self::System),
+            "user" => Some(Self::User),
+            "assistant" => Some(Self::Assistant),
+            _ => None,
+        }
+    }
+}
+
+/// What the model is asked to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// `/v1/completions`: raw text, no template.
+    Text(String),
+    /// `/v1/chat/completions`: messages rendered with the model's chat template.
+    Chat(Vec<ChatMessage>),
+}

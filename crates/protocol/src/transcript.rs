@@ -1,0 +1,130 @@
+//! The transcript record: what a gateway keeps of one billed request, and what a validator on
+//! the task's committee fetches (as JSON) to score it.
+
+use crate::backend::GenerationParams;
+use crate::prompt::{ChatMessage, Prompt, Role};
+use polylink_types::TaskId;
+use serde::{Deserialize, Serialize};
+
+/// The prompt as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PromptRecord {
+    /// `/v1/completions`: raw text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// `/v1/chat/completions`: the messages, rendered with the model's chat template.
+    Chat {
+        /// `(role, content)` in order; role is `system`, `user` or `assistant`.
+        messages: Vec<(String, String)>,
+    },
+}
+
+impl PromptRecord {
+    /// The record of `prompt`.
+    pub fn of(prompt: &Prompt) -> Self {
+        match prompt {
+            Prompt::Text(text) => Self::Text { text: text.clone() },
+            Prompt::Chat(messages) => Self::Chat {
+                messages: messages.iter().map(|m| (m.role.as_str().to_string(), m.content.clone())).collect(),
+            },
+        }
+    }
+
+    /// The prompt this record was made from; `None` if a role is unknown (a record the gateway
+    /// never wrote).
+    pub fn to_prompt(&self) -> Option<Prompt> {
+        match self {
+            Self::Text { text } => Some(Prompt::Text(text.clone())),
+            Self::Chat { messages } => {
+                let message = |(role, content): &(String, String)| {
+                    Some(ChatMessage { role: Role::from_name(role)?, content: content.clone() })
+                };
+                messages.iter().map(message).collect::<Option<Vec<_>>>().map(Prompt::Chat)
+            }
+        }
+    }
+
+    /// The question the text evaluators read: the last user message of a chat (the one being
+    /// answered), or a completion's text.
+    pub fn question(&self) -> String {
+        match self {
+            Self::Text { text } => text.clone(),
+            Self::Chat { messages } => {
+                let last_user = messages.iter().rev().find(|(role, _)| role == "user");
+                last_user.or(messages.last()).map(|(_, content)| content.clone()).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// What the gateway keeps of one billed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// The task on chain.
+    pub task: TaskId,
+    /// The gateway's model id.
+    pub model: String,
+    /// Prompt token ids (their hash is the task's `prompt_hash`).
+    pub prompt_ids: Vec<u32>,
+    /// The prompt as sent.
+    pub prompt: PromptRecord,
+    /// Completion tokens asked for.
+    pub max_tokens: u32,
+    /// Sampling temperature (0 = greedy).
+    pub temperature: f32,
+    /// Nucleus mass.
+    pub top_p: f32,
+    /// `stop` or `length`, as the answer ended.
+    pub finish: String,
+    /// The output text delivered (its sha256 is the result's `output_hash`).
+    pub output: String,
+}
+
+impl Transcript {
+    /// The transcript of a request on `task` for `model`, once its output and ending are known.
+    pub fn new(
+        task: TaskId,
+        model: &str,
+        prompt: &Prompt,
+        prompt_ids: &[u32],
+        params: GenerationParams,
+        output: String,
+        finish: &str,
+    ) -> Self {
+        Self {
+            task,
+            model: model.to_string(),
+            prompt_ids: prompt_ids.to_vec(),
+            prompt: PromptRecord::of(prompt),
+            max_tokens: u32::try_from(params.max_tokens).unwrap_or(u32::MAX),
+            temperature: params.temperature,
+            top_p: params.top_p,
+            finish: finish.to_string(),
+            output,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_record_gives_back_its_prompt_and_question() {
+        let chat = Prompt::Chat(vec![
+            ChatMessage { role: Role::System, content: "Be brief".into() },
+            ChatMessage { role: Role::User, content: "2+2?".into() },
+            ChatMessage { role: Role::Assistant, content: "4".into() },
+        ]);
+        let record = PromptRecord::of(&chat);
+        assert_eq!(record.to_prompt(), Some(chat));
+        assert_eq!(record.question(), "2+2?");
+        let odd = PromptRecord::Chat { messages: vec![("tool".into(), "x".into())] };
+        assert_eq!(odd.to_prompt(), None);
+        let json = serde_json::to_string(&PromptRecord::Text { text: "Once".into() }).unwrap_or_default();
+        assert_eq!(json, r#"{"kind":"text","text":"Once"}"#);
+    }
+}
