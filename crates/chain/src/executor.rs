@@ -148,7 +148,7 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
         if height != executed + 1 {
             return Err(Error::Storage(format!("finalized block {height} delivered after {executed}")));
         }
-        let ctx = BlockContext { height, seed: block.ledger_seed() };
+        let ctx = BlockContext { height, seed: block.ledger_seed(), time_ms: block.timestamp_ms };
         let (finalized, snapshot, included) = {
             let mut state =
                 self.shared.state.write().map_err(|_| Error::Storage("state lock poisoned".into()))?;

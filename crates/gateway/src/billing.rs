@@ -51,8 +51,8 @@ pub struct Charge {
 /// Opens and settles tasks on chain.
 pub trait Billing: Send + Sync + 'static {
     /// Escrows `tokens_max` tokens of `model` for `account`, naming the workers of `placement`
-    /// (the billing's own worker when it names none); fails with
-    /// [`crate::GatewayError::InsufficientBalance`] when the account cannot pay.
+    /// (the billing's own worker when it names none) and fixing the sampling `seed` on chain;
+    /// fails with [`crate::GatewayError::InsufficientBalance`] when the account cannot pay.
     fn open<'a>(
         &'a self,
         account: &'a Account,
@@ -60,6 +60,7 @@ pub trait Billing: Send + Sync + 'static {
         tokens_max: u32,
         prompt_hash: Hash32,
         placement: &'a Placement,
+        seed: u64,
     ) -> BoxFuture<'a, Result<Ticket>>;
 
     /// Reports the result of `ticket`'s task; returns what the account is charged.

@@ -87,6 +87,7 @@ impl ChainBilling {
         tokens_max: u32,
         prompt_hash: Hash32,
         placement: &Placement,
+        seed: u64,
     ) -> Result<Ticket> {
         let model_id = *self
             .models
@@ -119,6 +120,7 @@ impl ChainBilling {
             prompt_hash,
             max_price: price,
             workers: on_chain,
+            seed,
         });
         let task = self.send(&account.key, kind).await?;
         Ok(Ticket { task, price_per_token: price, escrow, workers, shares_bps })
@@ -200,8 +202,9 @@ impl Billing for ChainBilling {
         tokens_max: u32,
         prompt_hash: Hash32,
         placement: &'a Placement,
+        seed: u64,
     ) -> BoxFuture<'a, Result<Ticket>> {
-        Box::pin(self.open_task(account, model, tokens_max, prompt_hash, placement))
+        Box::pin(self.open_task(account, model, tokens_max, prompt_hash, placement, seed))
     }
 
     fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>> {

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use polylink_protocol::prompt_hash;
+use polylink_protocol::{Ending, prompt_hash};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -78,7 +78,8 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
         Some(billing) => {
             let tokens_max = u32::try_from(prompt_ids.len() + max_tokens).unwrap_or(u32::MAX);
             let hash = prompt_hash(&prompt_ids);
-            Some(billing.open(&account, &request.model, tokens_max, hash, &placement).await?)
+            let seed = request.params.seed;
+            Some(billing.open(&account, &request.model, tokens_max, hash, &placement, seed).await?)
         }
         None => None,
     };
@@ -90,7 +91,10 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
             // The task is open but nothing ran: report zero completion tokens so the escrow
             // beyond the prompt goes back at once.
             if let (Some(billing), Some(ticket)) = (gw.billing.clone(), ticket.clone()) {
-                respond::settle_in_background(billing, gw.metrics.clone(), ticket, prompt_tokens);
+                let record = (gw.transcripts.clone())
+                    .zip(transcript)
+                    .map(|(store, draft)| (store, draft.finish(ticket.task, String::new(), Ending::Failed)));
+                respond::settle_in_background(billing, gw.metrics.clone(), ticket, prompt_tokens, record);
             }
             return Err(e.into());
         }

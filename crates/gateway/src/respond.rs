@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use polylink_protocol::{FinishReason, TokenEvent, TokenStream, Transcript, output_hash};
+use polylink_protocol::{Ending, FinishReason, TokenEvent, TokenStream, Transcript, output_hash};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ pub struct Run {
     delivered: u32,
     text: String,
     settled: bool,
-    finish: Option<&'static str>,
+    ending: Option<Ending>,
     work: Option<Vec<(polylink_types::PublicKey, u64)>>,
     _in_flight: InFlight,
 }
@@ -82,7 +82,7 @@ impl Run {
             delivered: 0,
             text: String::new(),
             settled: false,
-            finish: None,
+            ending: None,
             work: None,
             _in_flight: in_flight,
         }
@@ -98,8 +98,13 @@ impl Run {
             let event = match tokio::time::timeout_at(self.deadline, tokens.next()).await {
                 Ok(event) => event,
                 Err(_) => {
+                    // The client sees `length` (OpenAI has no other word for it); the record
+                    // says the gateway's clock cut it, so the worker is not judged a truncator.
                     warn!(id = %self.parts.head.id, "generation hit the request timeout");
-                    Some(TokenEvent::Done(FinishReason::Length))
+                    let tail = self.parts.filter.finish();
+                    let step = self.end(tail, FinishReason::Length);
+                    self.ending = Some(Ending::TimedOut);
+                    return step;
                 }
             };
             match event {
@@ -111,7 +116,7 @@ impl Run {
                     let released = self.parts.filter.push(&text);
                     if released.stopped {
                         let step = self.end(released.text, FinishReason::Stop);
-                        self.finish = Some("stop_sequence");
+                        self.ending = Some(Ending::StopSequence);
                         return step;
                     }
                     if !released.text.is_empty() {
@@ -124,11 +129,13 @@ impl Run {
                 }
                 Some(TokenEvent::Failed(message)) => {
                     self.tokens = None;
+                    self.ending = Some(Ending::Failed);
                     return Step::Failed(message);
                 }
                 Some(TokenEvent::Work(work)) => self.work = Some(work),
                 None => {
                     self.tokens = None;
+                    self.ending = Some(Ending::Failed);
                     return Step::Failed("the inference backend stopped without finishing".into());
                 }
             }
@@ -138,7 +145,10 @@ impl Run {
     /// Ends the generation (dropping the stream cancels it) after releasing `tail`.
     fn end(&mut self, tail: String, finish: FinishReason) -> Step {
         self.tokens = None;
-        self.finish = Some(finish.as_str());
+        self.ending = Some(match finish {
+            FinishReason::Stop => Ending::Stop,
+            FinishReason::Length => Ending::Length,
+        });
         if tail.is_empty() {
             Step::Finish(finish)
         } else {
@@ -185,8 +195,8 @@ impl Run {
             work: self.work.take(),
         };
         let charge = charge_for(&ticket, &usage);
-        // A run cut short (client gone, backend failed) has no ending of its own: `length`.
-        let finish = self.finish.unwrap_or("length");
+        // A run that never reached an ending was cut short by its client going away.
+        let finish = self.ending.unwrap_or(Ending::Cancelled);
         let transcript = (gw.transcripts.clone())
             .zip(self.parts.transcript.take())
             .map(|(store, draft)| (store, draft.finish(ticket.task, self.text.clone(), finish)));
@@ -225,7 +235,8 @@ impl Drop for Run {
     }
 }
 
-type Record = (Arc<Transcripts>, Transcript);
+/// A transcript and the store it goes to once the result is on chain.
+pub type Record = (Arc<Transcripts>, Transcript);
 
 fn spawn_close(
     billing: Arc<dyn Billing>,
@@ -252,15 +263,17 @@ fn spawn_close(
     });
 }
 
-/// Reports a task whose generation never started (nothing delivered).
+/// Reports a task whose generation never started (nothing delivered), with its transcript (an
+/// empty output that ended [`Ending::Failed`]) when the gateway keeps them.
 pub fn settle_in_background(
     billing: Arc<dyn Billing>,
     metrics: Arc<Metrics>,
     ticket: Ticket,
     prompt_tokens: u32,
+    transcript: Option<Record>,
 ) {
     let usage = UsageReport { output_hash: output_hash(""), prompt_tokens, completion_tokens: 0, work: None };
-    spawn_close(billing, metrics, ticket, usage, None);
+    spawn_close(billing, metrics, ticket, usage, transcript);
 }
 
 fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {

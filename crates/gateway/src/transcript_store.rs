@@ -2,7 +2,7 @@
 //! survives restarts), and the [`Draft`] a request starts before its output is known. The record
 //! format itself is `polylink_protocol::Transcript`.
 
-use polylink_protocol::{GenerationParams, Prompt, Transcript};
+use polylink_protocol::{Ending, GenerationParams, Prompt, Transcript};
 use polylink_types::TaskId;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ impl Draft {
     }
 
     /// The whole transcript once the output is known.
-    pub fn finish(self, task: TaskId, output: String, finish: &str) -> Transcript {
+    pub fn finish(self, task: TaskId, output: String, finish: Ending) -> Transcript {
         Transcript::new(task, &self.model, &self.prompt, &self.prompt_ids, self.params, output, finish)
     }
 }
@@ -140,7 +140,7 @@ mod tests {
         Draft::new("m", &Prompt::Text(format!("p{i}")), &[1, 2, u32::from(i)], params).finish(
             TaskId::digest(&[&[i]]),
             format!("out {i}"),
-            "stop",
+            Ending::Stop,
         )
     }
 

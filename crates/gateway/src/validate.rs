@@ -84,7 +84,9 @@ pub fn parse(endpoint: Endpoint, body: &[u8], limits: &Limits) -> Result<ValidRe
     let seed = match number(&obj, "seed")? {
         Some(s) if s.fract() == 0.0 && s.abs() < 9.0e18 => s as i64 as u64,
         Some(s) => return Err(GatewayError::invalid("seed", format!("seed must be an integer, got {s}"))),
-        None => 0,
+        // No seed asked for: a fresh one. Either way it goes on chain with the task, so the
+        // committee can reproduce the sampled answer token for token.
+        None => rand::random(),
     };
     let stream = boolean(&obj, "stream")?.unwrap_or(false);
     let include_usage = match obj.get("stream_options") {

@@ -40,7 +40,8 @@ impl Bench {
 
     fn block(&mut self, txs: &[SignedTx]) {
         let height = self.ledger.height() + 1;
-        let ctx = BlockContext { height, seed: Hash32::digest(&[&height.to_be_bytes()]) };
+        let ctx =
+            BlockContext { height, seed: Hash32::digest(&[&height.to_be_bytes()]), time_ms: height * 500 };
         let start = Instant::now();
         let out = self.ledger.apply_block(&ctx, txs).unwrap();
         self.applied += start.elapsed();
@@ -122,6 +123,7 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                         prompt_hash: Hash32::ZERO,
                         max_price: 1_000,
                         workers: BoundedVec::new(vec![wpk]).unwrap(),
+                        seed: 0,
                     }),
                 )
             })

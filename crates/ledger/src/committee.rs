@@ -33,7 +33,8 @@ pub fn elect(candidates: &[(PublicKey, Amount)], k: usize, seed: &Hash32, task: 
 }
 
 /// Draws the committee of a task whose result was included in an earlier block, and opens its
-/// commit window (`height+1 ..= commit_end`) and reveal window (`commit_end+1 ..= reveal_end`).
+/// commit window and then its reveal window, each open until both its blocks and its
+/// milliseconds have passed (see [`crate::Task::commit_open`]).
 /// Eligible: registered validators with the minimum bonded, except the task's own workers and
 /// the model's developer; weight = bonded stake. With nobody eligible the task settles at once
 /// with no quorum (user refunded).
@@ -59,6 +60,11 @@ pub(crate) fn draw(v: &mut View, id: &TaskId, seed: &Hash32) -> Result<()> {
     }
     let commit_end_height = v.height.saturating_add(params.commit_window_blocks);
     let reveal_end_height = commit_end_height.saturating_add(params.reveal_window_blocks);
+    let commit_end_ms = v.time_ms.saturating_add(params.commit_window_ms);
+    let reveal_end_ms = commit_end_ms.saturating_add(params.reveal_window_ms);
+    for m in &members {
+        v.hold(m)?;
+    }
     task.committee = members
         .iter()
         .map(|m| Member { validator: *m, commitment: None, score: None })
@@ -66,10 +72,19 @@ pub(crate) fn draw(v: &mut View, id: &TaskId, seed: &Hash32) -> Result<()> {
         .try_into()
         .map_err(|_| LedgerError::Overflow("committee"))?;
     task.commit_end_height = commit_end_height;
+    task.commit_end_ms = commit_end_ms;
     task.reveal_end_height = reveal_end_height;
+    task.reveal_end_ms = reveal_end_ms;
     task.status = TaskStatus::Scoring;
     v.tasks.put(*id, task);
-    v.events.push(Event::CommitteeElected { task: *id, members, commit_end_height, reveal_end_height });
+    v.events.push(Event::CommitteeElected {
+        task: *id,
+        members,
+        commit_end_height,
+        commit_end_ms,
+        reveal_end_height,
+        reveal_end_ms,
+    });
     Ok(())
 }
 

@@ -132,19 +132,23 @@ pub enum LedgerError {
         /// Action attempted.
         action: &'static str,
     },
-    /// The action's height window is closed (or not open yet).
-    #[error("{action} for task {task} is allowed at heights {opens}..={closes}, now {height}")]
+    /// The action's window is closed (or not open yet).
+    #[error("{action} for task {task} is not allowed now: {window}")]
     OutsideWindow {
         /// Task.
         task: TaskId,
         /// Action attempted.
         action: &'static str,
-        /// First height allowed.
-        opens: u64,
-        /// Last height allowed.
-        closes: u64,
-        /// Current height.
-        height: u64,
+        /// The window and where the block is, with the values.
+        window: String,
+    },
+    /// The account's stake still answers for unsettled tasks.
+    #[error("{account} still answers for {tasks} unsettled task(s); withdraw once they settle")]
+    StakeAtRisk {
+        /// Staker.
+        account: PublicKey,
+        /// Unsettled tasks that can still slash it.
+        tasks: u32,
     },
     /// A score commitment or reveal was already recorded.
     #[error("{validator} already did {action} for task {task}")]

@@ -76,6 +76,7 @@ impl Genesis {
             chain_id,
             params: self.params.clone(),
             height: 0,
+            time_ms: 0,
             totals: Totals { supply, treasury: 0, slashed: 0, next_model_id: 1 },
             accounts,
             stakes: BTreeMap::new(),
@@ -85,6 +86,7 @@ impl Genesis {
             tasks: BTreeMap::new(),
             draw_queue: BTreeSet::new(),
             settle_queue: BTreeSet::new(),
+            expiry_queue: BTreeSet::new(),
         })
     }
 }

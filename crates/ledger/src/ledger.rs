@@ -3,7 +3,7 @@
 use crate::records::{Account, Model, SettleKey, Stake, Task, TaskStatus, Totals, Validator, Worker};
 use crate::state::State;
 use crate::view::View;
-use crate::{Genesis, LedgerError, Params, Result, committee, exec, pricing, settle};
+use crate::{Genesis, LedgerError, Params, Result, committee, exec, pricing, settle, tasks};
 use polylink_types::codec::{Copying, Decode, Encode};
 use polylink_types::{BlockContext, Event, Hash32, ModelId, PublicKey, SignedTx, TaskId, TxId};
 
@@ -44,14 +44,14 @@ impl Ledger {
 
     /// Mempool admission: would `tx` apply in the next block on the latest state?
     pub fn check_tx(&self, tx: &SignedTx) -> Result<()> {
-        let mut v = View::new(&self.state, self.state.height + 1);
+        let mut v = View::new(&self.state, self.state.height + 1, self.state.time_ms);
         exec::execute(&mut v, tx, tx.id())
     }
 
     /// Checks a sequence as if applied in order in the next block (e.g. pending txs of one sender
     /// with consecutive nonces, then a new one). Costs O(n x writes) for n txs.
     pub fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<()>> {
-        let mut v = View::new(&self.state, self.state.height + 1);
+        let mut v = View::new(&self.state, self.state.height + 1, self.state.time_ms);
         txs.iter()
             .map(|tx| {
                 let cp = v.checkpoint();
@@ -65,12 +65,16 @@ impl Ledger {
     }
 
     /// Applies a block: begin hook (committee draws), every tx (a refused one changes nothing),
-    /// end hook (settlements, epoch pricing). Fails only if `ctx.height` is not the next height.
+    /// end hook (settlements whose blocks and time have both passed, escrow of tasks past their
+    /// deadline, epoch pricing). Fails only if `ctx.height` is not the next height. A timestamp
+    /// below the last block's counts as the last block's (consensus never lets one through).
     pub fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<BlockOutcome> {
         if Some(ctx.height) != self.state.height.checked_add(1) {
             return Err(LedgerError::WrongHeight { expected_parent: self.state.height, got: ctx.height });
         }
         self.state.height = ctx.height;
+        self.state.time_ms = ctx.time_ms.max(self.state.time_ms);
+        let now_ms = self.state.time_ms;
         let mut events = Vec::new();
         let mut hook_failures = Vec::new();
         let draws = std::mem::take(&mut self.state.draw_queue);
@@ -85,7 +89,18 @@ impl Ledger {
             self.state.settle_queue.split_off(&SettleKey { height: ctx.height + 1, task: Hash32::ZERO });
         let due = std::mem::replace(&mut self.state.settle_queue, later);
         for key in due {
+            let reveal_end_ms = self.state.tasks.get(&key.task).map_or(0, |t| t.reveal_end_ms);
+            if now_ms <= reveal_end_ms {
+                // Its blocks have passed but not its time: look again at the next block.
+                self.state.settle_queue.insert(SettleKey { height: ctx.height + 1, task: key.task });
+                continue;
+            }
             self.hook_step(&key.task, &mut events, &mut hook_failures, |v| settle::settle(v, &key.task));
+        }
+        let later = self.state.expiry_queue.split_off(&SettleKey { height: now_ms, task: Hash32::ZERO });
+        let expired = std::mem::replace(&mut self.state.expiry_queue, later);
+        for key in expired {
+            self.hook_step(&key.task, &mut events, &mut hook_failures, |v| tasks::expire(v, &key.task));
         }
         if ctx.height.is_multiple_of(self.state.params.epoch_length_blocks) {
             events.extend(pricing::epoch_update(&mut self.state));
@@ -95,7 +110,7 @@ impl Ledger {
 
     fn apply_tx(&mut self, tx: &SignedTx) -> Receipt {
         let tx_id = tx.id();
-        let mut v = View::new(&self.state, self.state.height);
+        let mut v = View::new(&self.state, self.state.height, self.state.time_ms);
         let result = exec::execute(&mut v, tx, tx_id).map(|()| v.into_changes());
         Receipt { tx_id, result: result.map(|changes| self.state.commit(changes)) }
     }
@@ -107,7 +122,7 @@ impl Ledger {
         failures: &mut Vec<(TaskId, LedgerError)>,
         step: impl FnOnce(&mut View) -> Result<()>,
     ) {
-        let mut v = View::new(&self.state, self.state.height);
+        let mut v = View::new(&self.state, self.state.height, self.state.time_ms);
         match step(&mut v) {
             Ok(()) => {
                 let changes = v.into_changes();
@@ -130,6 +145,11 @@ impl Ledger {
     /// Height of the last applied block.
     pub fn height(&self) -> u64 {
         self.state.height
+    }
+
+    /// Timestamp of the last applied block, ms since the Unix epoch (0 at genesis).
+    pub fn time_ms(&self) -> u64 {
+        self.state.time_ms
     }
 
     /// The chain id.

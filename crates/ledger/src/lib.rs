@@ -47,15 +47,18 @@ pub use committee::elect;
 pub use error::{LedgerError, Result};
 pub use genesis::{DEV_BALANCE, Genesis, GenesisAccount, dev_key};
 pub use ledger::{BlockOutcome, Ledger, Receipt};
-pub use params::{BPS_ONE, COMMITTEE_MAX, PPM_ONE, Params, SCORE_MAX, UNBONDING_ENTRIES_MAX};
+pub use params::{
+    BPS_ONE, COMMITTEE_MAX, DEADLINE_SPEED_MARGIN, PPM_ONE, Params, SCORE_MAX, UNBONDING_ENTRIES_MAX,
+};
 pub use pricing::{next_price, utilization_ppm};
 pub use records::{
     Account, Member, Model, SettleKey, Stake, Task, TaskResult, TaskStatus, Totals, Unbonding, Validator,
     Worker,
 };
 pub use registry::LAYERS_MAX;
-pub use settle::median;
+pub use settle::{ABSTAIN, median};
 pub use state::State;
+pub use tasks::deadline_after_ms;
 
 use polylink_types::PublicKey;
 

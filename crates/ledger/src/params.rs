@@ -14,6 +14,8 @@ pub const SCORE_MAX: u16 = 1000;
 pub const BPS_ONE: u16 = 10_000;
 /// Parts per million in one whole.
 pub const PPM_ONE: u64 = 1_000_000;
+/// A task's deadline allows this many times its workers' registered time per token.
+pub const DEADLINE_SPEED_MARGIN: u64 = 4;
 
 /// Genesis parameters. Windows and periods are in blocks, ratios in basis points or ppm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,16 +30,28 @@ pub struct Params {
     pub validator_stake_min: Amount,
     /// Largest `max_tokens` a task may ask for.
     pub task_tokens_max: u32,
-    /// Blocks after SubmitTask within which the result must be included; after that the user
-    /// may reclaim the escrow.
-    pub task_deadline_blocks: u64,
+    /// A task's result must be included by `submitted + base + max_tokens x per-token time`
+    /// (block time, ms); at the first block past that the chain returns the escrow by itself.
+    /// The per-token time is the larger of `task_ms_per_token_min` and
+    /// `DEADLINE_SPEED_MARGIN` times the named workers' registered time per token.
+    pub task_deadline_base_ms: u64,
+    /// See `task_deadline_base_ms`.
+    pub task_ms_per_token_min: u64,
+    /// Longest deadline a task can get, however slow its workers say they are.
+    pub task_deadline_max_ms: u64,
     /// Committee size k (fewer when fewer validators are eligible).
     pub committee_size: u32,
-    /// Blocks after the committee draw during which members may commit.
+    /// Blocks after the committee draw during which members may commit …
     pub commit_window_blocks: u64,
-    /// Blocks after the commit window during which members may reveal.
+    /// … and block-time milliseconds: the window closes once both have passed, so it holds
+    /// whether blocks come fast (under load) or slow (a stalled leader).
+    pub commit_window_ms: u64,
+    /// Blocks after the commit window during which members may reveal …
     pub reveal_window_blocks: u64,
-    /// Fewest reveals for a quality verdict; fewer means no quorum (refund, nobody paid).
+    /// … and milliseconds, as for the commit window.
+    pub reveal_window_ms: u64,
+    /// Fewest reveals for a quality verdict; fewer means no quorum (refund, nobody paid). At
+    /// least 2 when committees have 2 or more seats: no single validator decides a task.
     pub reveals_min: u32,
     /// Delta: a revealed score farther than this from the median is slashed.
     pub score_delta: u16,
@@ -47,8 +61,15 @@ pub struct Params {
     pub outlier_slash_bps: u16,
     /// Slice slashed from a validator that committed and did not reveal, bps.
     pub no_reveal_slash_bps: u16,
-    /// Slice slashed from each worker of a task under q_min, bps.
+    /// Slice slashed from an elected validator that committed nothing, bps.
+    pub no_commit_slash_bps: u16,
+    /// Slice slashed from a worker at its `strikes_to_slash`-th strike, bps.
     pub worker_slash_bps: u16,
+    /// Strikes (tasks settled under q_min) that cost a worker a slash: one false positive of
+    /// the evaluators never costs an honest worker stake.
+    pub strikes_to_slash: u8,
+    /// Paid tasks that wear one strike off.
+    pub strike_decay_tasks: u32,
     /// Validators' share of a paid fee, bps (split equally among honest revealers).
     pub validator_share_bps: u16,
     /// Treasury's share of a paid fee, bps.
@@ -71,16 +92,23 @@ codec_fields!(Params {
     worker_stake_min,
     validator_stake_min,
     task_tokens_max,
-    task_deadline_blocks,
+    task_deadline_base_ms,
+    task_ms_per_token_min,
+    task_deadline_max_ms,
     committee_size,
     commit_window_blocks,
+    commit_window_ms,
     reveal_window_blocks,
+    reveal_window_ms,
     reveals_min,
     score_delta,
     quality_min,
     outlier_slash_bps,
     no_reveal_slash_bps,
+    no_commit_slash_bps,
     worker_slash_bps,
+    strikes_to_slash,
+    strike_decay_tasks,
     validator_share_bps,
     treasury_share_bps,
     royalty_bps_max,
@@ -98,16 +126,23 @@ impl Default for Params {
             worker_stake_min: 1_000,
             validator_stake_min: 1_000,
             task_tokens_max: 32_768,
-            task_deadline_blocks: 60,
+            task_deadline_base_ms: 60_000,
+            task_ms_per_token_min: 200,
+            task_deadline_max_ms: 3_600_000,
             committee_size: 3,
             commit_window_blocks: 10,
+            commit_window_ms: 20_000,
             reveal_window_blocks: 10,
-            reveals_min: 1,
+            reveal_window_ms: 20_000,
+            reveals_min: 2,
             score_delta: 150,
             quality_min: 500,
             outlier_slash_bps: 100,
             no_reveal_slash_bps: 200,
+            no_commit_slash_bps: 20,
             worker_slash_bps: 500,
+            strikes_to_slash: 3,
+            strike_decay_tasks: 20,
             validator_share_bps: 1_000,
             treasury_share_bps: 500,
             royalty_bps_max: 2_000,
@@ -130,13 +165,25 @@ impl Params {
         let p = self;
         check(p.unbonding_period_blocks >= 1, || "unbonding_period_blocks must be >= 1".into())?;
         check(p.task_tokens_max >= 1, || "task_tokens_max must be >= 1".into())?;
-        check(p.task_deadline_blocks >= 1, || "task_deadline_blocks must be >= 1".into())?;
+        check(p.task_deadline_base_ms >= 1 && p.task_deadline_max_ms >= p.task_deadline_base_ms, || {
+            format!(
+                "task_deadline_base_ms {} must be >= 1 and <= task_deadline_max_ms {}",
+                p.task_deadline_base_ms, p.task_deadline_max_ms
+            )
+        })?;
         let k = p.committee_size as usize;
         check((1..=COMMITTEE_MAX).contains(&k), || {
             format!("committee_size {k} outside 1..={COMMITTEE_MAX}")
         })?;
-        check(p.reveals_min >= 1 && p.reveals_min <= p.committee_size, || {
-            format!("reveals_min {} outside 1..=committee_size {}", p.reveals_min, p.committee_size)
+        let least = p.committee_size.min(2);
+        check(p.reveals_min >= least && p.reveals_min <= p.committee_size, || {
+            format!(
+                "reveals_min {} outside {least}..=committee_size {} (no single validator may decide a task)",
+                p.reveals_min, p.committee_size
+            )
+        })?;
+        check(p.strikes_to_slash >= 1 && p.strike_decay_tasks >= 1, || {
+            "strikes_to_slash and strike_decay_tasks must be >= 1".into()
         })?;
         check(p.commit_window_blocks >= 1 && p.reveal_window_blocks >= 1, || {
             "commit and reveal windows must be >= 1 block".into()
@@ -147,6 +194,7 @@ impl Params {
         for (name, bps) in [
             ("outlier_slash_bps", p.outlier_slash_bps),
             ("no_reveal_slash_bps", p.no_reveal_slash_bps),
+            ("no_commit_slash_bps", p.no_commit_slash_bps),
             ("worker_slash_bps", p.worker_slash_bps),
         ] {
             check(bps <= BPS_ONE, || format!("{name} {bps} above {BPS_ONE}"))?;
@@ -183,5 +231,10 @@ mod tests {
         assert!(bad.validate().is_err());
         let bad = Params { reveals_min: 4, ..Params::default() };
         assert!(bad.validate().is_err());
+        let lone_judge = Params { reveals_min: 1, ..Params::default() };
+        let err = lone_judge.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("no single validator"), "{err}");
+        let alone = Params { committee_size: 1, reveals_min: 1, ..Params::default() };
+        assert_eq!(alone.validate(), Ok(()));
     }
 }

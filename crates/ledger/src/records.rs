@@ -39,8 +39,29 @@ pub struct Stake {
     pub bonded: Amount,
     /// Unbonding entries, oldest first.
     pub unbonding: BoundedVec<Unbonding, UNBONDING_ENTRIES_MAX>,
+    /// Unsettled tasks that can still slash this account (as a named worker, a stand-in or a
+    /// committee member): Withdraw waits until there are none, so a slash always lands before
+    /// the stake can leave, however long a task takes.
+    pub at_risk_tasks: u32,
+    /// Strikes: tasks this account served that settled under q_min, not yet worn off.
+    pub strikes: u8,
+    /// Paid tasks served since the last strike was added or worn off.
+    pub clean_tasks: u32,
 }
-codec_fields!(Stake { bonded, unbonding });
+codec_fields!(Stake { bonded, unbonding, at_risk_tasks, strikes, clean_tasks });
+
+impl Task {
+    /// Whether the commit window is open in a block at `height` and `time_ms`.
+    pub fn commit_open(&self, height: u64, time_ms: u64) -> bool {
+        height <= self.commit_end_height || time_ms <= self.commit_end_ms
+    }
+
+    /// Whether the reveal window is open in a block at `height` and `time_ms`.
+    pub fn reveal_open(&self, height: u64, time_ms: u64) -> bool {
+        !self.commit_open(height, time_ms)
+            && (height <= self.reveal_end_height || time_ms <= self.reveal_end_ms)
+    }
+}
 
 impl Stake {
     /// Bonded plus unbonding: what a slash can reach.
@@ -235,18 +256,29 @@ pub struct Task {
     pub workers: BoundedVec<PublicKey, STAGES_MAX>,
     /// Height of SubmitTask.
     pub submitted_height: u64,
-    /// Last height at which a result is accepted.
-    pub deadline_height: u64,
+    /// Block time of SubmitTask, ms.
+    pub submitted_ms: u64,
+    /// Last block time (ms) at which a result is accepted; the escrow goes back at the first
+    /// block past it.
+    pub deadline_ms: u64,
+    /// The sampling seed the SubmitTask fixed.
+    pub seed: u64,
     /// Status.
     pub status: TaskStatus,
     /// The reported result.
     pub result: Option<TaskResult>,
     /// Scoring committee, in draw order.
     pub committee: BoundedVec<Member, COMMITTEE_MAX>,
-    /// Last height for commits (0 until drawn).
+    /// Commits are accepted until both this height and `commit_end_ms` have passed (0 until
+    /// drawn).
     pub commit_end_height: u64,
-    /// Last height for reveals; settlement runs at the end of this block (0 until drawn).
+    /// See `commit_end_height`.
+    pub commit_end_ms: u64,
+    /// Reveals are accepted after the commit window until both this height and `reveal_end_ms`
+    /// have passed; settlement runs at the end of the first block past both (0 until drawn).
     pub reveal_end_height: u64,
+    /// See `reveal_end_height`.
+    pub reveal_end_ms: u64,
     /// Median of revealed scores, once settled with enough reveals.
     pub median_score: Option<u16>,
 }
@@ -259,12 +291,16 @@ codec_fields!(Task {
     escrow,
     workers,
     submitted_height,
-    deadline_height,
+    submitted_ms,
+    deadline_ms,
+    seed,
     status,
     result,
     committee,
     commit_end_height,
+    commit_end_ms,
     reveal_end_height,
+    reveal_end_ms,
     median_score
 });
 
@@ -285,10 +321,11 @@ pub struct Totals {
 }
 codec_fields!(Totals { supply, treasury, slashed, next_model_id });
 
-/// A task due for settlement at the end of block `height`.
+/// A task due at the end of the first block at or past `height` (settlement), or past the
+/// block time `height` ms (a deadline).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SettleKey {
-    /// The task's reveal_end_height.
+    /// The height (or time, ms) it is due at.
     pub height: u64,
     /// The task.
     pub task: TaskId,

@@ -122,12 +122,13 @@ pub(crate) fn check_stand_in(v: &View, model_id: ModelId, who: &PublicKey) -> Re
     Ok(())
 }
 
-pub(crate) fn check_pipeline(v: &View, model_id: ModelId, workers: &[PublicKey]) -> Result<()> {
+/// Returns the pipeline's registered time per token, µs (each range's layers x its layer time).
+pub(crate) fn check_pipeline(v: &View, model_id: ModelId, workers: &[PublicKey]) -> Result<u64> {
     let model = v.models.get(&model_id).ok_or(LedgerError::UnknownModel(model_id))?;
     if workers.is_empty() {
         return Err(invalid("task", "no worker".into()));
     }
-    let mut next_layer = 0u32;
+    let (mut next_layer, mut token_us) = (0u32, 0u64);
     for (i, who) in workers.iter().enumerate() {
         if workers[..i].contains(who) {
             return Err(invalid("task", format!("worker {who} listed twice")));
@@ -146,6 +147,8 @@ pub(crate) fn check_pipeline(v: &View, model_id: ModelId, workers: &[PublicKey])
                 },
             )?;
         next_layer = range.layer_end;
+        let layers = u64::from(range.layer_end.saturating_sub(range.layer_start));
+        token_us = token_us.saturating_add(layers.saturating_mul(u64::from(range.layer_time_us)));
     }
     if next_layer != model.layer_count {
         return Err(invalid(
@@ -153,5 +156,5 @@ pub(crate) fn check_pipeline(v: &View, model_id: ModelId, workers: &[PublicKey])
             format!("pipeline ends at layer {next_layer}, model {model_id} has {}", model.layer_count),
         ));
     }
-    Ok(())
+    Ok(token_us)
 }

@@ -1,7 +1,8 @@
-//! Commit and reveal of committee scores, each within its window of block heights.
+//! Commit and reveal of committee scores, each within its window (blocks and block time).
 
 use crate::params::SCORE_MAX;
 use crate::records::{Task, TaskStatus};
+use crate::settle::ABSTAIN;
 use crate::view::View;
 use crate::{LedgerError, Result};
 use polylink_types::{CommitScore, Event, PublicKey, RevealScore, TaskId, score_commitment};
@@ -20,18 +21,23 @@ fn seat(v: &View, task_id: &TaskId, who: &PublicKey, action: &'static str) -> Re
     Ok((task, index))
 }
 
-fn window(task_id: &TaskId, action: &'static str, opens: u64, closes: u64, height: u64) -> Result<()> {
-    if height < opens || height > closes {
-        return Err(LedgerError::OutsideWindow { task: *task_id, action, opens, closes, height });
+fn closed(task_id: &TaskId, action: &'static str, end_height: u64, end_ms: u64, v: &View) -> LedgerError {
+    LedgerError::OutsideWindow {
+        task: *task_id,
+        action,
+        window: format!(
+            "open until both height {end_height} and time {end_ms} ms have passed (after the commit window, for reveals); the block is at height {} and {} ms",
+            v.height, v.time_ms
+        ),
     }
-    Ok(())
 }
 
 /// Records a member's commitment while the commit window is open.
 pub(crate) fn commit(v: &mut View, who: &PublicKey, c: &CommitScore) -> Result<()> {
     let (mut task, i) = seat(v, &c.task, who, "commit a score")?;
-    let opens = task.commit_end_height.saturating_sub(v.base.params.commit_window_blocks) + 1;
-    window(&c.task, "commit a score", opens, task.commit_end_height, v.height)?;
+    if !task.commit_open(v.height, v.time_ms) {
+        return Err(closed(&c.task, "commit a score", task.commit_end_height, task.commit_end_ms, v));
+    }
     let mut members = task.committee.as_slice().to_vec();
     if members[i].commitment.is_some() {
         return Err(LedgerError::Duplicate { task: c.task, validator: *who, action: "commit" });
@@ -46,8 +52,10 @@ pub(crate) fn commit(v: &mut View, who: &PublicKey, c: &CommitScore) -> Result<(
 /// Opens a member's commitment while the reveal window is open.
 pub(crate) fn reveal(v: &mut View, who: &PublicKey, r: &RevealScore) -> Result<()> {
     let (mut task, i) = seat(v, &r.task, who, "reveal a score")?;
-    window(&r.task, "reveal a score", task.commit_end_height + 1, task.reveal_end_height, v.height)?;
-    if r.score > SCORE_MAX {
+    if !task.reveal_open(v.height, v.time_ms) {
+        return Err(closed(&r.task, "reveal a score", task.reveal_end_height, task.reveal_end_ms, v));
+    }
+    if r.score > SCORE_MAX && r.score != ABSTAIN {
         return Err(LedgerError::Invalid { what: "score", reason: format!("{} above {SCORE_MAX}", r.score) });
     }
     let mut members = task.committee.as_slice().to_vec();

@@ -1,5 +1,5 @@
-//! TIQE settlement: median of revealed scores, slashing of outliers and silent committers,
-//! failing a worker under q_min, or splitting the fee.
+//! TIQE settlement: median of revealed scores, slashing of outliers and silent members,
+//! striking the workers of a task under q_min, or splitting the fee.
 
 use crate::TREASURY;
 use crate::error::{add, bps_of, mul};
@@ -12,60 +12,159 @@ use polylink_types::{Amount, Event, PayeeRole, PublicKey, SettleOutcome, SlashRe
 /// Median of `scores`; with an even count, the floor of the mean of the two middle scores.
 /// `None` when there are no scores.
 pub fn median(scores: &[u16]) -> Option<u16> {
+    let (lo, hi) = middle(scores)?;
+    Some(((u32::from(lo) + u32::from(hi)) / 2) as u16)
+}
+
+/// The middle score, or the two middle scores of an even count (the same twice for an odd one).
+fn middle(scores: &[u16]) -> Option<(u16, u16)> {
     let mut s = scores.to_vec();
     s.sort_unstable();
     let n = s.len();
     match n {
         0 => None,
-        _ if n % 2 == 1 => Some(s[n / 2]),
-        _ => Some(((u32::from(s[n / 2 - 1]) + u32::from(s[n / 2])) / 2) as u16),
+        _ if n % 2 == 1 => Some((s[n / 2], s[n / 2])),
+        _ => Some((s[n / 2 - 1], s[n / 2])),
     }
 }
 
-/// Settles a task at the end of its reveal window (or at once when no committee could be drawn).
+/// A revealed score that abstains: the validator could not judge the task (it is excluded from
+/// the median, neither paid nor slashed).
+pub const ABSTAIN: u16 = u16::MAX;
+
+/// Whether `score` is an outlier: farther than `delta` from every score that could be called the
+/// median (both middle scores of an even count), so an honest middle score never is one.
+fn outlier(score: u16, (lo, hi): (u16, u16), delta: u16) -> bool {
+    score.abs_diff(lo) > delta && score.abs_diff(hi) > delta
+}
+
+/// Settles a task once its reveal window has closed (or at once when no committee could be
+/// drawn): slashes members that committed nothing or never revealed, takes the median of the
+/// revealed scores, and pays (fee split) or, under q_min, refunds the user and strikes the
+/// workers. Validators that revealed within delta of the median are paid either way: from the
+/// fee when the workers pass, from the treasury when they fail.
 pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     let mut task = v.task(id)?;
     let base = v.base;
     let params = &base.params;
-    for m in task.committee.iter().filter(|m| m.commitment.is_some() && m.score.is_none()) {
-        v.slash(&m.validator, params.no_reveal_slash_bps, SlashReason::NoReveal, id)?;
+    for m in task.committee.iter() {
+        match (m.commitment, m.score) {
+            (None, _) => {
+                v.slash(&m.validator, params.no_commit_slash_bps, SlashReason::NoCommit, id)?;
+            }
+            (Some(_), None) => {
+                v.slash(&m.validator, params.no_reveal_slash_bps, SlashReason::NoReveal, id)?;
+            }
+            _ => {}
+        }
+        v.release(&m.validator)?;
     }
-    let scores: Vec<u16> = task.committee.iter().filter_map(|m| m.score).collect();
+    let scores: Vec<u16> = task.committee.iter().filter_map(|m| m.score).filter(|s| *s != ABSTAIN).collect();
     let fee = task.escrow;
     let quorum = scores.len() >= params.reveals_min as usize;
-    let mid = median(&scores).filter(|_| quorum);
+    let mids = middle(&scores).filter(|_| quorum);
+    let mid = mids.map(|(lo, hi)| ((u32::from(lo) + u32::from(hi)) / 2) as u16);
     let outcome = match mid {
         None => SettleOutcome::NoQuorum,
         Some(m) if m < params.quality_min => SettleOutcome::LowQuality,
         Some(_) => SettleOutcome::Paid,
     };
     let mut honest: Vec<PublicKey> = Vec::new();
-    if let Some(m) = mid {
+    if let Some(middles) = mids {
         for member in task.committee.iter() {
-            let Some(score) = member.score else { continue };
-            if score.abs_diff(m) > params.score_delta {
+            let Some(score) = member.score.filter(|s| *s != ABSTAIN) else { continue };
+            if outlier(score, middles, params.score_delta) {
                 v.slash(&member.validator, params.outlier_slash_bps, SlashReason::ScoreOutlier, id)?;
             } else {
                 honest.push(member.validator);
             }
         }
     }
+    let stand_ins: Vec<PublicKey> =
+        task.result.iter().flat_map(|r| r.stand_ins.iter().map(|s| s.worker)).collect();
+    let served: Vec<PublicKey> = task.workers.iter().copied().chain(stand_ins.iter().copied()).collect();
     match (outcome, mid) {
-        (SettleOutcome::Paid, Some(m)) => split_fee(v, id, fee, m, &honest)?,
+        (SettleOutcome::Paid, Some(m)) => {
+            split_fee(v, id, fee, m, &honest)?;
+            for w in &served {
+                wear_off(v, w)?;
+            }
+        }
         (SettleOutcome::LowQuality, _) => {
-            let stand_ins = task.result.iter().flat_map(|r| r.stand_ins.iter().map(|s| s.worker));
-            for w in task.workers.iter().copied().chain(stand_ins) {
-                v.slash(&w, params.worker_slash_bps, SlashReason::LowQuality, id)?;
+            for w in &served {
+                strike(v, w, id)?;
             }
             v.pay(id, &task.user, PayeeRole::User, fee)?;
+            pay_checkers_from_treasury(v, id, fee, &honest)?;
         }
         _ => v.pay(id, &task.user, PayeeRole::User, fee)?,
+    }
+    for w in task.workers.iter() {
+        v.release(w)?;
+    }
+    for w in &stand_ins {
+        v.release(w)?;
     }
     task.escrow = 0;
     task.status = TaskStatus::Settled(outcome);
     task.median_score = mid;
     v.tasks.put(*id, task);
     v.events.push(Event::TaskSettled { task: *id, outcome, median_score: mid });
+    Ok(())
+}
+
+/// One strike for a worker of a task under q_min; the `strikes_to_slash`-th costs a slash and
+/// starts the count again. A single false positive of the evaluators costs an honest worker
+/// one task's pay, never stake.
+fn strike(v: &mut View, who: &PublicKey, id: &TaskId) -> Result<()> {
+    let params = &v.base.params;
+    let (to_slash, bps) = (params.strikes_to_slash, params.worker_slash_bps);
+    let mut stake = v.stake(who);
+    stake.strikes = stake.strikes.saturating_add(1);
+    stake.clean_tasks = 0;
+    let strikes = stake.strikes;
+    if strikes >= to_slash {
+        stake.strikes = 0;
+    }
+    v.stakes.put(*who, stake);
+    v.events.push(Event::Struck { account: *who, task: *id, strikes });
+    if strikes >= to_slash {
+        v.slash(who, bps, SlashReason::LowQuality, id)?;
+    }
+    Ok(())
+}
+
+/// A paid task: every `strike_decay_tasks` of them wear one strike off.
+fn wear_off(v: &mut View, who: &PublicKey) -> Result<()> {
+    let decay = v.base.params.strike_decay_tasks;
+    let mut stake = v.stake(who);
+    if stake.strikes == 0 {
+        return Ok(());
+    }
+    stake.clean_tasks = stake.clean_tasks.saturating_add(1);
+    if stake.clean_tasks >= decay {
+        stake.strikes -= 1;
+        stake.clean_tasks = 0;
+    }
+    v.stakes.put(*who, stake);
+    Ok(())
+}
+
+/// The validators' share of a failed task's fee, paid from the treasury (as far as it holds):
+/// checking is work whatever the verdict, and the user who got a bad answer pays nothing.
+fn pay_checkers_from_treasury(v: &mut View, id: &TaskId, fee: Amount, honest: &[PublicKey]) -> Result<()> {
+    if honest.is_empty() {
+        return Ok(());
+    }
+    let share = bps_of(fee, v.base.params.validator_share_bps)?.min(v.totals.treasury);
+    let each = share / honest.len() as Amount;
+    for who in honest {
+        if each == 0 {
+            break;
+        }
+        v.totals.treasury -= each;
+        v.pay(id, who, PayeeRole::Validator, each)?;
+    }
     Ok(())
 }
 
@@ -130,5 +229,16 @@ mod tests {
         assert_eq!(median(&[100, 901]), Some(500));
         assert_eq!(median(&[600, 600, 600, 100]), Some(600));
         assert_eq!(median(&[0, 1000, 1000, 0]), Some(500));
+    }
+
+    #[test]
+    fn an_honest_middle_score_is_never_an_outlier() {
+        // Two reveals 400 apart: their mean is 200 from each, beyond a delta of 150, yet each
+        // is a middle score, so neither is slashed.
+        let middles = super::middle(&[300, 700]).unwrap_or_default();
+        assert!(!super::outlier(300, middles, 150) && !super::outlier(700, middles, 150));
+        let middles = super::middle(&[0, 690, 700, 1000]).unwrap_or_default();
+        assert!(super::outlier(0, middles, 150) && super::outlier(1000, middles, 150));
+        assert!(!super::outlier(690, middles, 150) && !super::outlier(800, middles, 150));
     }
 }

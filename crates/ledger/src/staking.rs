@@ -66,9 +66,13 @@ pub(crate) fn unbond(v: &mut View, who: &PublicKey, amount: Amount) -> Result<()
     Ok(())
 }
 
-/// Releases every matured unbonding entry to the balance.
+/// Releases every matured unbonding entry to the balance, once the stake answers for no
+/// unsettled task (a slash always lands before the stake can leave).
 pub(crate) fn withdraw(v: &mut View, who: &PublicKey) -> Result<()> {
     let mut stake = v.stake(who);
+    if stake.at_risk_tasks > 0 {
+        return Err(LedgerError::StakeAtRisk { account: *who, tasks: stake.at_risk_tasks });
+    }
     let height = v.height;
     let (matured, pending): (Vec<_>, Vec<_>) =
         stake.unbonding.iter().cloned().partition(|u| u.release_height <= height);

@@ -15,6 +15,8 @@ pub struct State {
     pub params: Params,
     /// Height of the last applied block (0 = genesis).
     pub height: u64,
+    /// Timestamp of the last applied block, ms (0 = genesis).
+    pub time_ms: u64,
     /// Supply, treasury, slashed, next ids.
     pub totals: Totals,
     /// Balances and nonces.
@@ -31,8 +33,10 @@ pub struct State {
     pub tasks: BTreeMap<TaskId, Task>,
     /// Tasks whose committee is drawn at the next block.
     pub draw_queue: BTreeSet<TaskId>,
-    /// Tasks in scoring, by the height at whose end they settle.
+    /// Tasks in scoring, by the height from which they settle (once their time has passed too).
     pub settle_queue: BTreeSet<SettleKey>,
+    /// Open tasks by their deadline (ms): the escrow of one still open past it goes back.
+    pub expiry_queue: BTreeSet<SettleKey>,
 }
 
 impl State {
@@ -53,6 +57,7 @@ impl Write for State {
         self.chain_id.write(buf);
         self.params.write(buf);
         self.height.write(buf);
+        self.time_ms.write(buf);
         self.totals.write(buf);
         self.accounts.write(buf);
         self.stakes.write(buf);
@@ -62,6 +67,7 @@ impl Write for State {
         self.tasks.write(buf);
         self.draw_queue.write(buf);
         self.settle_queue.write(buf);
+        self.expiry_queue.write(buf);
     }
 }
 
@@ -70,6 +76,7 @@ impl EncodeSize for State {
         self.chain_id.encode_size()
             + self.params.encode_size()
             + self.height.encode_size()
+            + self.time_ms.encode_size()
             + self.totals.encode_size()
             + self.accounts.encode_size()
             + self.stakes.encode_size()
@@ -79,6 +86,7 @@ impl EncodeSize for State {
             + self.tasks.encode_size()
             + self.draw_queue.encode_size()
             + self.settle_queue.encode_size()
+            + self.expiry_queue.encode_size()
     }
 }
 
@@ -93,6 +101,7 @@ impl Read for State {
             chain_id: ReadExt::read(buf)?,
             params: ReadExt::read(buf)?,
             height: ReadExt::read(buf)?,
+            time_ms: ReadExt::read(buf)?,
             totals: ReadExt::read(buf)?,
             accounts: Read::read_cfg(buf, &map)?,
             stakes: Read::read_cfg(buf, &map)?,
@@ -102,6 +111,7 @@ impl Read for State {
             tasks: Read::read_cfg(buf, &map)?,
             draw_queue: Read::read_cfg(buf, &set)?,
             settle_queue: Read::read_cfg(buf, &set)?,
+            expiry_queue: Read::read_cfg(buf, &set)?,
         })
     }
 }

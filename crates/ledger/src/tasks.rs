@@ -5,8 +5,8 @@
 //! report, so a result can neither be forged nor raced in by a third party.
 
 use crate::error::mul;
-use crate::params::BPS_ONE;
-use crate::records::{Task, TaskResult, TaskStatus};
+use crate::params::{BPS_ONE, DEADLINE_SPEED_MARGIN, Params};
+use crate::records::{SettleKey, Task, TaskResult, TaskStatus};
 use crate::registry::check_pipeline;
 use crate::view::View;
 use crate::{LedgerError, Result};
@@ -30,14 +30,13 @@ pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &Submit
     if price > s.max_price {
         return Err(LedgerError::PriceAboveMax { model: s.model, price, max_price: s.max_price });
     }
-    check_pipeline(v, s.model, s.workers.as_slice())?;
+    let token_us = check_pipeline(v, s.model, s.workers.as_slice())?;
     if v.tasks.get(&id).is_some() {
         return Err(LedgerError::Invalid { what: "task", reason: format!("task {id} already exists") });
     }
     let escrow = mul(Amount::from(s.max_tokens), price, "escrow")?;
     v.debit(user, escrow)?;
-    let deadline_height =
-        v.height.checked_add(v.base.params.task_deadline_blocks).ok_or(LedgerError::Overflow("deadline"))?;
+    let deadline_ms = v.time_ms.saturating_add(deadline_after_ms(&v.base.params, s.max_tokens, token_us));
     v.tasks.put(
         id,
         Task {
@@ -49,17 +48,34 @@ pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &Submit
             escrow,
             workers: s.workers.clone(),
             submitted_height: v.height,
-            deadline_height,
+            submitted_ms: v.time_ms,
+            deadline_ms,
+            seed: s.seed,
             status: TaskStatus::Open,
             result: None,
             committee: BoundedVec::default(),
             commit_end_height: 0,
+            commit_end_ms: 0,
             reveal_end_height: 0,
+            reveal_end_ms: 0,
             median_score: None,
         },
     );
+    for w in s.workers.iter() {
+        v.hold(w)?;
+    }
+    v.expiries.push(SettleKey { height: deadline_ms, task: id });
     v.events.push(Event::TaskSubmitted { task: id, user: *user, model: s.model, price, escrow });
     Ok(())
+}
+
+/// How long after submission a task's result is accepted: the base allowance plus every token
+/// at the larger of the floor and the workers' registered speed with margin, at most the cap.
+pub fn deadline_after_ms(p: &Params, max_tokens: u32, registered_token_us: u64) -> u64 {
+    let registered_ms = registered_token_us.saturating_mul(DEADLINE_SPEED_MARGIN).div_ceil(1000);
+    let per_token_ms = registered_ms.max(p.task_ms_per_token_min);
+    let total = p.task_deadline_base_ms.saturating_add(u64::from(max_tokens).saturating_mul(per_token_ms));
+    total.min(p.task_deadline_max_ms)
 }
 
 /// Records the head worker's result: the fee stays escrowed, the unused escrow goes back to the
@@ -76,13 +92,11 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
             reason: "only the task's head worker (its first listed worker) may",
         });
     }
-    if v.height > task.deadline_height {
+    if v.time_ms > task.deadline_ms {
         return Err(LedgerError::OutsideWindow {
             task: r.task,
             action: "submit a result",
-            opens: task.submitted_height,
-            closes: task.deadline_height,
-            height: v.height,
+            window: format!("the deadline was {} ms, the block is at {} ms", task.deadline_ms, v.time_ms),
         });
     }
     let shares = r.stage_shares_bps.as_slice();
@@ -110,6 +124,7 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
             });
         }
         crate::registry::check_stand_in(v, task.model, &stand_in.worker)?;
+        v.hold(&stand_in.worker)?;
     }
     let billed_tokens = u64::from(r.prompt_tokens) + u64::from(r.completion_tokens);
     if billed_tokens > u64::from(task.max_tokens) {
@@ -155,20 +170,37 @@ pub(crate) fn reclaim(v: &mut View, signer: &PublicKey, r: &ReclaimTask) -> Resu
     if task.status != TaskStatus::Open {
         return Err(wrong_status(&r.task, &task, "reclaim"));
     }
-    if v.height <= task.deadline_height {
+    if v.time_ms <= task.deadline_ms {
         return Err(LedgerError::OutsideWindow {
             task: r.task,
             action: "reclaim",
-            opens: task.deadline_height.saturating_add(1),
-            closes: u64::MAX,
-            height: v.height,
+            window: format!("the deadline is {} ms, the block is at {} ms", task.deadline_ms, v.time_ms),
         });
     }
+    give_back(v, &r.task, &mut task)
+}
+
+/// Returns the escrow of a task still open past its deadline (the chain's own reclaim at the
+/// first block past it); any other task is left as it is.
+pub(crate) fn expire(v: &mut View, id: &TaskId) -> Result<()> {
+    let mut task = v.task(id)?;
+    if task.status != TaskStatus::Open || v.time_ms <= task.deadline_ms {
+        return Ok(());
+    }
+    give_back(v, id, &mut task)
+}
+
+/// The whole escrow back to the user; the workers' stakes no longer answer for the task (nobody
+/// is slashed for a result that never came: a crash is not evidence of cheating).
+fn give_back(v: &mut View, id: &TaskId, task: &mut Task) -> Result<()> {
     let amount = task.escrow;
     v.credit(&task.user, amount)?;
+    for w in task.workers.iter() {
+        v.release(w)?;
+    }
     task.escrow = 0;
     task.status = TaskStatus::Reclaimed;
-    v.tasks.put(r.task, task);
-    v.events.push(Event::TaskReclaimed { task: r.task, amount });
+    v.tasks.put(*id, task.clone());
+    v.events.push(Event::TaskReclaimed { task: *id, amount });
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! a refused transaction change nothing, and what lets `check_tx` run the real rules on `&self`.
 
 use crate::error::{add, bps_of};
-use crate::records::{Account, Model, Stake, Task, Totals, Validator, Worker};
+use crate::records::{Account, Model, SettleKey, Stake, Task, Totals, Validator, Worker};
 use crate::state::State;
 use crate::{LedgerError, Result};
 use polylink_types::{Amount, Event, ModelId, PayeeRole, PublicKey, SlashReason, TaskId};
@@ -47,6 +47,7 @@ pub(crate) struct Checkpoint {
     writes: Writes,
     totals: Totals,
     draws: usize,
+    expiries: usize,
     events: usize,
 }
 
@@ -55,6 +56,7 @@ pub(crate) struct Changes {
     writes: Writes,
     totals: Totals,
     draws: Vec<TaskId>,
+    expiries: Vec<SettleKey>,
     pub(crate) events: Vec<Event>,
 }
 
@@ -64,6 +66,8 @@ pub(crate) struct View<'a> {
     pub(crate) base: &'a State,
     /// Height of the block being applied.
     pub(crate) height: u64,
+    /// Its timestamp, ms.
+    pub(crate) time_ms: u64,
     pub(crate) accounts: Overlay<'a, PublicKey, Account>,
     pub(crate) stakes: Overlay<'a, PublicKey, Stake>,
     pub(crate) models: Overlay<'a, ModelId, Model>,
@@ -73,15 +77,18 @@ pub(crate) struct View<'a> {
     pub(crate) totals: Totals,
     /// Tasks to enqueue for a committee draw at the next block.
     pub(crate) draws: Vec<TaskId>,
+    /// Open tasks to watch for their deadline.
+    pub(crate) expiries: Vec<SettleKey>,
     pub(crate) events: Vec<Event>,
 }
 
 impl<'a> View<'a> {
-    /// A fresh view for a step at `height`.
-    pub(crate) fn new(base: &'a State, height: u64) -> Self {
+    /// A fresh view for a step in a block at `height` and `time_ms`.
+    pub(crate) fn new(base: &'a State, height: u64, time_ms: u64) -> Self {
         Self {
             base,
             height,
+            time_ms,
             accounts: Overlay::new(&base.accounts),
             stakes: Overlay::new(&base.stakes),
             models: Overlay::new(&base.models),
@@ -90,6 +97,7 @@ impl<'a> View<'a> {
             tasks: Overlay::new(&base.tasks),
             totals: base.totals.clone(),
             draws: Vec::new(),
+            expiries: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -118,14 +126,26 @@ impl<'a> View<'a> {
 
     /// Ends the step, keeping its writes.
     pub(crate) fn into_changes(mut self) -> Changes {
-        Changes { writes: self.take_writes(), totals: self.totals, draws: self.draws, events: self.events }
+        Changes {
+            writes: self.take_writes(),
+            totals: self.totals,
+            draws: self.draws,
+            expiries: self.expiries,
+            events: self.events,
+        }
     }
 
     /// Copies the staged writes (O(writes so far)).
     pub(crate) fn checkpoint(&mut self) -> Checkpoint {
         let writes = self.take_writes();
         self.put_writes(writes.clone());
-        Checkpoint { writes, totals: self.totals.clone(), draws: self.draws.len(), events: self.events.len() }
+        Checkpoint {
+            writes,
+            totals: self.totals.clone(),
+            draws: self.draws.len(),
+            expiries: self.expiries.len(),
+            events: self.events.len(),
+        }
     }
 
     /// Returns to a checkpoint taken from this view.
@@ -133,6 +153,7 @@ impl<'a> View<'a> {
         self.put_writes(c.writes);
         self.totals = c.totals;
         self.draws.truncate(c.draws);
+        self.expiries.truncate(c.expiries);
         self.events.truncate(c.events);
     }
 
@@ -223,6 +244,26 @@ impl<'a> View<'a> {
         self.events.push(Event::Slashed { account: *who, amount, reason, task: *task });
         Ok(amount)
     }
+
+    /// Marks `who`'s stake as answering for one more unsettled task (Withdraw waits for none).
+    pub(crate) fn hold(&mut self, who: &PublicKey) -> Result<()> {
+        let mut stake = self.stake(who);
+        stake.at_risk_tasks =
+            stake.at_risk_tasks.checked_add(1).ok_or(LedgerError::Overflow("tasks at risk"))?;
+        self.stakes.put(*who, stake);
+        Ok(())
+    }
+
+    /// Releases one [`View::hold`] once its task has settled or expired.
+    pub(crate) fn release(&mut self, who: &PublicKey) -> Result<()> {
+        let mut stake = self.stake(who);
+        stake.at_risk_tasks = stake
+            .at_risk_tasks
+            .checked_sub(1)
+            .ok_or(LedgerError::Overflow("tasks at risk released twice"))?;
+        self.stakes.put(*who, stake);
+        Ok(())
+    }
 }
 
 impl State {
@@ -237,6 +278,7 @@ impl State {
         self.tasks.extend(w.tasks);
         self.totals = changes.totals;
         self.draw_queue.extend(changes.draws);
+        self.expiry_queue.extend(changes.expiries);
         changes.events
     }
 }

@@ -119,7 +119,7 @@ fn check_txs_accepts_consecutive_nonces_from_one_sender() {
 #[test]
 fn wrong_block_height_is_refused() {
     let mut net = Net::new(test_params());
-    let ctx = BlockContext { height: 5, seed: Hash32::ZERO };
+    let ctx = BlockContext { height: 5, seed: Hash32::ZERO, time_ms: 5_000 };
     assert_eq!(
         net.ledger.apply_block(&ctx, &[]),
         Err(LedgerError::WrongHeight { expected_parent: 0, got: 5 })

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use polylink_ledger::{DEV_BALANCE, LedgerError, Params, TREASURY, TaskStatus};
+use polylink_ledger::{ABSTAIN, DEV_BALANCE, LedgerError, Params, TREASURY, TaskStatus};
 use polylink_types::*;
 
 /// A market with a task whose result (20 + 30 tokens, fee 500) is in and whose committee is drawn.
@@ -52,7 +52,6 @@ fn committee_is_drawn_at_the_next_block_and_is_reproducible() {
 fn a_worker_who_is_also_a_validator_never_scores_its_own_task() {
     let mut params = test_params();
     params.committee_size = 7;
-    params.reveals_min = 1;
     let mut net = Net::market(params);
     net.ok(WORKER, TxKind::RegisterValidator);
     net.ok(DEV, TxKind::Bond(Bond { amount: 5_000 }));
@@ -118,24 +117,116 @@ fn empty_reveals_refund_the_user_and_slash_silent_committers() {
     let events = net.score(task, &[(c[0], Some(900), false), (c[1], Some(900), false), (c[2], None, false)]);
     assert_eq!(settled(&events), (SettleOutcome::NoQuorum, None));
     assert_eq!(slashed(&events, SlashReason::NoReveal), vec![net.pk(c[0]), net.pk(c[1])]);
+    assert_eq!(slashed(&events, SlashReason::NoCommit), vec![net.pk(c[2])], "an empty seat costs too");
     assert_eq!(net.balance(USER) - user0, 500, "the whole fee goes back");
     assert_eq!(net.balance(WORKER), w0);
     assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, worker_stake, "no quality verdict, no worker slash");
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
 
+/// Scores one more task of `WORKER` (fee 500) with every member revealing `score`.
+fn one_task(net: &mut Net, score: u16) -> Vec<Event> {
+    let task = net.submit_task(100, &[WORKER]);
+    net.submit_result(WORKER, task, (20, 30), &[10_000]).unwrap();
+    let c = net.committee(&task);
+    net.score(task, &c.iter().map(|&v| (v, Some(score), true)).collect::<Vec<_>>())
+}
+
+fn strikes(events: &[Event]) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| if let Event::Struck { strikes, .. } = e { Some(*strikes) } else { None })
+        .collect()
+}
+
 #[test]
-fn low_median_slashes_the_worker_and_refunds_the_user() {
+fn low_median_strikes_the_worker_refunds_the_user_and_pays_the_checkers() {
     let (mut net, task, c) = scored_task(test_params());
-    let (user0, dev0) = (net.balance(USER), net.balance(DEV));
+    net.score(task, &c.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
+    let treasury = net.ledger.totals().treasury;
+    assert!(treasury > 0, "one paid task filled the treasury a little");
+    let task = net.submit_task(100, &[WORKER]);
+    net.submit_result(WORKER, task, (20, 30), &[10_000]).unwrap();
+    let c = net.committee(&task);
+    let (user0, dev0, w0) = (net.balance(USER), net.balance(DEV), net.balance(WORKER));
+    let v0: Vec<_> = c.iter().map(|v| net.balance(*v)).collect();
     let events =
         net.score(task, &[(c[0], Some(100), true), (c[1], Some(200), true), (c[2], Some(900), true)]);
     assert_eq!(settled(&events), (SettleOutcome::LowQuality, Some(200)));
-    assert_eq!(slashed(&events, SlashReason::LowQuality), vec![net.pk(WORKER)]);
+    assert_eq!(strikes(&events), vec![1]);
+    assert!(slashed(&events, SlashReason::LowQuality).is_empty(), "one strike is not evidence enough");
     assert_eq!(slashed(&events, SlashReason::ScoreOutlier), vec![net.pk(c[2])]);
-    assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, 10_000 - 500);
-    assert_eq!(net.balance(USER) - user0, 500);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, 10_000);
+    assert_eq!(net.balance(WORKER), w0, "no pay for a failed answer");
+    assert_eq!(net.balance(USER) - user0, 500, "the user pays nothing for it");
     assert_eq!(net.balance(DEV), dev0, "no royalty on a failed task");
+    // The two honest checkers share the validators' 10% of the fee (50), from the treasury as
+    // far as it holds.
+    let each = 50.min(treasury) / 2;
+    assert_eq!([net.balance(c[0]) - v0[0], net.balance(c[1]) - v0[1]], [each, each]);
+    assert_eq!(net.ledger.totals().treasury, treasury - 2 * each);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn a_worker_is_slashed_only_at_its_third_strike_and_paid_work_wears_strikes_off() {
+    let mut params = test_params();
+    params.strike_decay_tasks = 2;
+    let mut net = Net::market(params);
+    assert_eq!(strikes(&one_task(&mut net, 100)), vec![1]);
+    assert_eq!(strikes(&one_task(&mut net, 100)), vec![2]);
+    for _ in 0..2 {
+        one_task(&mut net, 1_000);
+    }
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).strikes, 1, "two paid tasks wore one strike off");
+    assert_eq!(strikes(&one_task(&mut net, 100)), vec![2]);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, 10_000, "still whole");
+    let events = one_task(&mut net, 100);
+    assert_eq!(strikes(&events), vec![3]);
+    assert_eq!(slashed(&events, SlashReason::LowQuality), vec![net.pk(WORKER)]);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).bonded, 10_000 - 500);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).strikes, 0, "the count starts again");
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn an_abstaining_member_is_neither_paid_nor_slashed_and_stake_waits_for_settlement() {
+    let mut params = test_params();
+    params.commit_window_blocks = 10;
+    let (mut net, task, c) = scored_task(params);
+    let at_risk = |net: &Net, i: usize| net.ledger.stake(&net.pk(i)).at_risk_tasks;
+    assert_eq!((at_risk(&net, WORKER), at_risk(&net, c[0])), (1, 1));
+    // The worker unbonds everything while its task is scored: the stake cannot leave yet.
+    net.ok(WORKER, TxKind::Unbond(Unbond { amount: 10_000 }));
+    net.advance_to(net.ledger.height() + 6);
+    assert!(matches!(net.run(WORKER, TxKind::Withdraw), Err(LedgerError::StakeAtRisk { tasks: 1, .. })));
+    let v2 = net.balance(c[2]);
+    let events =
+        net.score(task, &[(c[0], Some(900), true), (c[1], Some(950), true), (c[2], Some(ABSTAIN), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(925)));
+    assert!(
+        slashed(&events, SlashReason::ScoreOutlier).is_empty()
+            && slashed(&events, SlashReason::NoCommit).is_empty()
+    );
+    assert_eq!(net.balance(c[2]), v2);
+    assert_eq!((at_risk(&net, WORKER), at_risk(&net, c[0])), (0, 0));
+    net.ok(WORKER, TxKind::Withdraw);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn windows_hold_when_blocks_come_fast_and_settle_when_they_come_slowly() {
+    let mut params = test_params();
+    params.commit_window_ms = 20_000;
+    params.reveal_window_ms = 20_000;
+    let (mut net, task, c) = scored_task(params);
+    let t = net.ledger.task(&task).unwrap().clone();
+    // Under load: 30 blocks in far less than the window's time; a commit is still on time.
+    net.advance_to(t.commit_end_height + 30);
+    assert!(net.ledger.time_ms() < t.commit_end_ms);
+    let events = net.score(task, &c.iter().map(|&v| (v, Some(800), true)).collect::<Vec<_>>());
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(800)));
+    assert!(net.ledger.height() > t.reveal_end_height + 30, "the time, not the height, closed the windows");
 }
 
 #[test]
@@ -189,7 +280,12 @@ fn commit_and_reveal_windows_roles_and_openings_are_enforced() {
         net.run(c[2], reveal(700)),
         Err(LedgerError::WrongTaskStatus { status: "settled", .. })
     ));
-    assert_eq!(net.ledger.task(&task).unwrap().median_score, Some(700));
+    let t = net.ledger.task(&task).unwrap();
+    assert_eq!(
+        (t.status, t.median_score),
+        (TaskStatus::Settled(SettleOutcome::NoQuorum), None),
+        "one reveal is no quorum: no single validator decides a task"
+    );
 }
 
 #[test]

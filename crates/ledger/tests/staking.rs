@@ -44,10 +44,11 @@ fn unbonding_more_than_bonded_or_too_many_entries_is_refused() {
 
 #[test]
 fn slashing_reaches_unbonding_stake() {
-    // A worker under q_min is slashed worker_slash_bps of bonded + unbonding stake; with all of
-    // it unbonding, the slash comes out of the unbonding entries.
+    // A worker at its last strike is slashed worker_slash_bps of bonded + unbonding stake; with
+    // all of it unbonding, the slash comes out of the unbonding entries.
     let mut params = test_params();
     params.worker_slash_bps = 5_000;
+    params.strikes_to_slash = 1;
     let mut net = Net::market(params);
     let task = net.submit_task(100, &[WORKER]);
     net.submit_result(WORKER, task, (10, 10), &[10_000]).unwrap();

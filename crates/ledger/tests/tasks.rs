@@ -57,6 +57,7 @@ fn price_above_max_unknown_model_and_bad_pipelines_are_refused() {
             prompt_hash: Hash32::ZERO,
             max_price,
             workers: BoundedVec::new(workers.iter().map(|w| net.pk(*w)).collect()).unwrap(),
+            seed: 0,
         })
     };
     let k = mk(&net, 1, PRICE_FLOOR - 1, &[WORKER]);
@@ -83,6 +84,7 @@ fn pipeline_needs_contiguous_ranges_and_pays_stages_by_share() {
         prompt_hash: Hash32::ZERO,
         max_price: PRICE_FLOOR,
         workers: BoundedVec::new(vec![net.pk(WORKER2), net.pk(WORKER)]).unwrap(),
+        seed: 0,
     });
     assert!(matches!(net.run(USER, wrong_order), Err(LedgerError::Invalid { what: "task", .. })));
     let task = net.submit_task(1_000, &[WORKER, WORKER2]);
@@ -131,24 +133,52 @@ fn a_stand_in_that_took_over_a_failed_stage_is_paid_its_share_and_bad_ones_are_r
 }
 
 #[test]
-fn reclaim_only_by_the_user_after_the_deadline_without_result() {
+fn an_open_task_past_its_deadline_gives_the_escrow_back_without_anyone_acting() {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);
-    let deadline = net.ledger.task(&task).unwrap().deadline_height;
+    let t = net.ledger.task(&task).unwrap().clone();
+    // 5 s base plus 100 tokens at 4 x the worker's registered 30 layers x 200 us.
+    assert_eq!(t.deadline_ms - t.submitted_ms, 5_000 + 100 * 24);
     let reclaim = TxKind::ReclaimTask(ReclaimTask { task });
     assert!(matches!(
         net.run(USER, reclaim.clone()),
         Err(LedgerError::OutsideWindow { action: "reclaim", .. })
     ));
-    net.advance_to(deadline);
+    assert!(matches!(net.run(WORKER, reclaim.clone()), Err(LedgerError::WrongRole { .. })));
+    while net.next_ms <= t.deadline_ms {
+        net.block(&[]);
+    }
+    // The first block past the deadline refuses the result and returns the escrow at its end.
     assert!(matches!(
         net.submit_result(WORKER, task, (1, 1), &[10_000]),
         Err(LedgerError::OutsideWindow { .. })
     ));
-    assert!(matches!(net.run(WORKER, reclaim.clone()), Err(LedgerError::WrongRole { .. })));
-    assert_eq!(net.ok(USER, reclaim.clone()), vec![Event::TaskReclaimed { task, amount: 1_000 }]);
+    assert_eq!(net.ledger.task(&task).unwrap().status, TaskStatus::Reclaimed);
     assert_eq!(net.balance(USER), DEV_BALANCE);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).at_risk_tasks, 0, "the worker's stake is free again");
     assert!(matches!(net.run(USER, reclaim), Err(LedgerError::WrongTaskStatus { .. })));
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn a_long_answer_gets_a_deadline_to_match_and_the_user_may_still_reclaim_by_hand() {
+    let mut net = Net::market(test_params());
+    let short = net.submit_task(100, &[WORKER]);
+    let long = net.submit_task(2_000, &[WORKER]);
+    let span = |net: &Net, id| {
+        let t = net.ledger.task(id).unwrap();
+        t.deadline_ms - t.submitted_ms
+    };
+    assert_eq!(span(&net, &long) - span(&net, &short), 1_900 * 24, "every token at the registered speed x4");
+    // A reclaim in the first block past the deadline runs before the chain's own.
+    let deadline = net.ledger.task(&short).unwrap().deadline_ms;
+    while net.next_ms + BLOCK_MS <= deadline {
+        net.block(&[]);
+    }
+    net.block(&[]);
+    let events = net.ok(USER, TxKind::ReclaimTask(ReclaimTask { task: short }));
+    assert_eq!(events, vec![Event::TaskReclaimed { task: short, amount: 1_000 }]);
+    assert_eq!(net.ledger.task(&long).unwrap().status, TaskStatus::Open, "the long one still runs");
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
 
@@ -156,8 +186,10 @@ fn reclaim_only_by_the_user_after_the_deadline_without_result() {
 fn result_at_the_deadline_is_accepted_and_blocks_reclaim() {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);
-    let deadline = net.ledger.task(&task).unwrap().deadline_height;
-    net.advance_to(deadline - 1);
+    let deadline = net.ledger.task(&task).unwrap().deadline_ms;
+    while net.next_ms + BLOCK_MS <= deadline {
+        net.block(&[]);
+    }
     net.submit_result(WORKER, task, (1, 1), &[10_000]).unwrap();
     assert!(matches!(
         net.run(USER, TxKind::ReclaimTask(ReclaimTask { task })),
@@ -175,6 +207,7 @@ fn inactive_worker_cannot_take_tasks() {
         prompt_hash: Hash32::ZERO,
         max_price: PRICE_FLOOR,
         workers: BoundedVec::new(vec![net.pk(WORKER)]).unwrap(),
+        seed: 0,
     });
     assert!(matches!(net.run(USER, k), Err(LedgerError::StakeBelowMinimum { role: "worker", .. })));
 }

@@ -81,7 +81,7 @@ impl Default for UpConfig {
 }
 
 /// What a running network tells its user (and tests): printed as one JSON line.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// The OpenAI-compatible base URL.
     pub base_url: String,

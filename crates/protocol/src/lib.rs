@@ -32,7 +32,7 @@ pub use backend::{
 pub use error::{ProtocolError, Result};
 pub use hash::{output_hash, prompt_hash};
 pub use prompt::{ChatMessage, Prompt, Role};
-pub use transcript::{PromptRecord, Transcript};
+pub use transcript::{Ending, PromptRecord, Transcript};
 pub use transcript_request::{
     HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, SKEW_MS_MAX, TRANSCRIPTS_PATH, TranscriptRequest, now_ms,
     request_message,

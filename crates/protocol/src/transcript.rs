@@ -60,6 +60,35 @@ impl PromptRecord {
     }
 }
 
+/// How an answer ended, as the gateway that served it saw it.
+///
+/// The first three are the model's own endings and are checked as such; the last three are cuts
+/// made by someone else (the client, the backend, the gateway's clock): the answer is judged on
+/// the tokens delivered, with no claim about how it would have ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// The model's end-of-generation token.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// One of the client's stop sequences (the text ends where it began).
+    StopSequence,
+    /// The client went away before the answer ended.
+    Cancelled,
+    /// The backend failed mid-answer.
+    Failed,
+    /// The gateway's request timeout ended it.
+    TimedOut,
+}
+
+impl Ending {
+    /// Whether the answer was cut short by someone other than the model.
+    pub fn cut_short(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Failed | Self::TimedOut)
+    }
+}
+
 /// What the gateway keeps of one billed request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
@@ -77,8 +106,8 @@ pub struct Transcript {
     pub temperature: f32,
     /// Nucleus mass.
     pub top_p: f32,
-    /// `stop` or `length`, as the answer ended.
-    pub finish: String,
+    /// How the answer ended.
+    pub finish: Ending,
     /// The output text delivered (its sha256 is the result's `output_hash`).
     pub output: String,
 }
@@ -92,7 +121,7 @@ impl Transcript {
         prompt_ids: &[u32],
         params: GenerationParams,
         output: String,
-        finish: &str,
+        finish: Ending,
     ) -> Self {
         Self {
             task,
@@ -102,7 +131,7 @@ impl Transcript {
             max_tokens: u32::try_from(params.max_tokens).unwrap_or(u32::MAX),
             temperature: params.temperature,
             top_p: params.top_p,
-            finish: finish.to_string(),
+            finish,
             output,
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::task::{Evaluator, Limits, SCORE_MAX, Submission, Task, Verdict, to_score};
+use crate::task::{Evaluator, Finish, Limits, SCORE_MAX, Submission, Task, Verdict, to_score};
 
 /// Thresholds and weights of the cascade.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -95,8 +95,14 @@ impl Cascade {
         }
     }
 
-    /// Scores a checked task.
+    /// Scores a checked task. A cut-short answer ([`Finish::CutShort`]) is judged by the first
+    /// stage alone: the text evaluators and the judge would grade half an answer as a bad one.
     pub fn score(&self, task: &Task) -> Result<Report> {
+        if task.generation.finish == Finish::CutShort
+            && let Some((first, _)) = self.cheap.first()
+        {
+            return self.score_delivered(first.as_ref(), task);
+        }
         let t0 = Instant::now();
         let mut stages = Map::new();
         let (mut log_sum, mut weight_sum, mut unsure) = (0.0, 0.0, false);
@@ -156,6 +162,26 @@ impl Cascade {
             cheap_ms,
             judge_ms,
             stage_ms,
+        })
+    }
+
+    /// The first stage's verdict on the tokens a cut-short answer delivered.
+    fn score_delivered(&self, first: &dyn Evaluator, task: &Task) -> Result<Report> {
+        let t0 = Instant::now();
+        let v = first.evaluate(task)?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let mut stages = Map::new();
+        stages.insert(first.name().into(), serde_json::to_value(&v).unwrap_or(Value::Null));
+        Ok(Report {
+            verdict: Verdict {
+                score: v.score,
+                uncertain: false,
+                evidence: json!({ "stages": stages, "judge": "cut short: the delivered tokens only", "judge_called": false }),
+            },
+            judge_called: false,
+            cheap_ms: ms,
+            judge_ms: 0.0,
+            stage_ms: BTreeMap::from([(first.name(), ms)]),
         })
     }
 

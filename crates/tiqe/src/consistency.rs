@@ -215,6 +215,7 @@ impl Evaluator for ModelConsistency {
                 let slack = if retokenized { self.cfg.length_slack } else { 0 };
                 out_ids.len() + slack >= g.max_tokens && out_ids.len() <= g.max_tokens + slack
             }
+            Finish::CutShort => out_ids.len() <= g.max_tokens + self.cfg.length_slack,
         };
         let c = &self.cfg;
         let n = st.tokens.max(1) as f64;
@@ -222,8 +223,10 @@ impl Evaluator for ModelConsistency {
         let topk_rate = st.in_topk as f64 / n;
         let mean_logprob = st.logprob_sum / n;
         let likelihood_z = gap / variance.max(1e-6).sqrt();
+        // Nothing delivered: a cut-short answer holds no evidence either way (it is paid only
+        // for its prompt); any other empty answer is unsure.
         let token_score = if st.tokens == 0 {
-            0.5
+            if g.finish == Finish::CutShort { 1.0 } else { 0.5 }
         } else if g.temperature <= 0.0 {
             ramp(agree_rate, c.agree_floor, c.agree_full)
         } else {
@@ -235,7 +238,8 @@ impl Evaluator for ModelConsistency {
         let x = token_score * if end_ok { 1.0 } else { c.end_factor };
         Ok(Verdict {
             score: to_score(x),
-            uncertain: st.tokens == 0 || (x > c.uncertain_low && x < c.uncertain_high),
+            uncertain: (st.tokens == 0 && g.finish != Finish::CutShort)
+                || (x > c.uncertain_low && x < c.uncertain_high),
             evidence: json!({
                 "prompt_tokens": prompt_ids.len(),
                 "prefix_tokens_cached": cached,

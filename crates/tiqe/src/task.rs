@@ -15,6 +15,10 @@ pub enum Finish {
     Eos,
     /// The task's `max_tokens` was reached.
     Length,
+    /// Someone other than the model cut the answer short (the client left, the backend failed,
+    /// a timeout): no claim about the end, and only the delivered tokens are judged.
+    #[serde(rename = "cut_short")]
+    CutShort,
 }
 
 /// The generation settings of the task (from the chain) and the worker's claim of how it ended.

@@ -22,6 +22,9 @@ pub struct BlockContext {
     pub height: u64,
     /// Unbiasable randomness for committee election (sha256 of the seed signature).
     pub seed: Hash32,
+    /// The block's timestamp, milliseconds since the Unix epoch: never below its parent's, and
+    /// never far ahead of the validators' clocks (consensus checks both).
+    pub time_ms: u64,
 }
 
 /// Decoding limits for a block.

@@ -27,8 +27,10 @@ pub enum SlashReason {
     ScoreOutlier,
     /// Committed a score and never revealed it.
     NoReveal,
-    /// Served work whose median score fell under q_min.
+    /// Served work whose median score fell under q_min, the last of `strikes_to_slash` strikes.
     LowQuality,
+    /// Was elected to a committee and committed nothing.
+    NoCommit,
 }
 
 /// How a task ended.
@@ -37,7 +39,7 @@ pub enum SlashReason {
 pub enum SettleOutcome {
     /// Median at or above q_min: fee split between workers, validators, developer, treasury.
     Paid,
-    /// Median under q_min: workers slashed and unpaid, user refunded.
+    /// Median under q_min: workers unpaid and struck (slashed at the last strike), user refunded.
     LowQuality,
     /// Too few reveals (or no eligible validator): nobody paid, user refunded, no worker slash.
     NoQuorum,
@@ -98,8 +100,16 @@ pub enum Event {
         #[serde(with = "crate::amount_serde")]
         refund: Amount,
     },
-    /// The scoring committee was drawn.
-    CommitteeElected { task: TaskId, members: Vec<PublicKey>, commit_end_height: u64, reveal_end_height: u64 },
+    /// The scoring committee was drawn. Each window stays open until both its last height and
+    /// its last time (block timestamp, ms) have passed.
+    CommitteeElected {
+        task: TaskId,
+        members: Vec<PublicKey>,
+        commit_end_height: u64,
+        commit_end_ms: u64,
+        reveal_end_height: u64,
+        reveal_end_ms: u64,
+    },
     /// A committee member committed a score.
     ScoreCommitted { task: TaskId, validator: PublicKey },
     /// A committee member revealed a score.
@@ -122,7 +132,11 @@ pub enum Event {
         reason: SlashReason,
         task: TaskId,
     },
-    /// The user took back a task's escrow after its deadline.
+    /// A worker of a task that settled under q_min earned a strike; `strikes` is its count now
+    /// (a slash at `strikes_to_slash` resets it; paid tasks wear strikes off).
+    Struck { account: PublicKey, task: TaskId, strikes: u8 },
+    /// A task's escrow went back to its user: reclaimed, or returned by the chain at the first
+    /// block past the deadline.
     TaskReclaimed {
         task: TaskId,
         #[serde(with = "crate::amount_serde")]

@@ -113,8 +113,11 @@ pub struct SubmitTask {
     pub max_price: Amount,
     /// The worker(s) serving it, in pipeline order; the first (the head) reports the result.
     pub workers: BoundedVec<PublicKey, STAGES_MAX>,
+    /// The sampling seed, fixed before inference starts: token i of the answer is drawn with
+    /// randomness keyed by (seed, i), so a validator can reproduce an honest sample.
+    pub seed: u64,
 }
-codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers });
+codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, seed });
 
 /// The head worker reports the work done for a task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

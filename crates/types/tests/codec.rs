@@ -56,14 +56,23 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                 )
                 .unwrap(),
             })),
-        (any::<u64>(), any::<u32>(), any::<u128>(), proptest::collection::vec(pk.clone(), 0..=STAGES_MAX))
-            .prop_map(|(model, max_tokens, max_price, workers)| TxKind::SubmitTask(SubmitTask {
-                model,
-                max_tokens,
-                prompt_hash: hash(2),
-                max_price,
-                workers: BoundedVec::new(workers).unwrap(),
-            })),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<u128>(),
+            proptest::collection::vec(pk.clone(), 0..=STAGES_MAX),
+            any::<u64>()
+        )
+            .prop_map(|(model, max_tokens, max_price, workers, seed)| TxKind::SubmitTask(
+                SubmitTask {
+                    model,
+                    max_tokens,
+                    prompt_hash: hash(2),
+                    max_price,
+                    workers: BoundedVec::new(workers).unwrap(),
+                    seed,
+                }
+            )),
         (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u16>(), 0..=STAGES_MAX)).prop_map(
             |(p, c, shares)| TxKind::SubmitResult(SubmitResult {
                 task: hash(3),

@@ -113,8 +113,11 @@ mod tests {
         let seat = Seat {
             task: TaskId::digest(&[b"t"]),
             elected_height: 1,
+            elected_ms: 10,
             commit_end_height: 5,
+            commit_end_ms: 50,
             reveal_end_height: 9,
+            reveal_end_ms: 90,
         };
         let p = Pending::new(seat, 812);
         let journal = Journal::open(Some(dir.path())).unwrap_or_else(|e| panic!("{e}"));

@@ -5,11 +5,12 @@ use crate::chain::Chain;
 use crate::error::{Result, ValidatorError};
 use crate::fetch::{Fetched, fetch};
 use crate::journal::{Journal, Pending};
-use crate::schedule::{Phase, Seat, seats};
+use crate::schedule::{Phase, Seat, Tip, seats};
 use crate::scorer::{Scorer, ScorerConfig};
 use crate::verify::{self, OnChain, Verdict};
 use futures::StreamExt;
 use polylink_chain::rpc::FinalizedBlock;
+use polylink_ledger::ABSTAIN;
 use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TxKind};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -65,7 +66,7 @@ struct Shared {
     http: reqwest::Client,
     cfg: Config,
     journal: Journal,
-    height: watch::Receiver<u64>,
+    tip: watch::Receiver<Tip>,
     scorers: Mutex<HashMap<Hash32, Arc<Scorer>>>,
 }
 
@@ -93,8 +94,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| ValidatorError::Config(format!("http client: {e}")))?;
-    let height_now = chain.client().status().await.map_err(|e| ValidatorError::Chain(e.to_string()))?.height;
-    let (height_tx, height) = watch::channel(height_now);
+    let status = chain.client().status().await.map_err(|e| ValidatorError::Chain(e.to_string()))?;
+    let (tip_tx, tip) = watch::channel(Tip { height: status.height, time_ms: status.time_ms });
     let ready = Ready {
         event: "ready",
         key: chain.public_key(),
@@ -103,7 +104,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         chain_id: chain.chain_id().to_string(),
         resumed: 0,
     };
-    let shared = Arc::new(Shared { chain, http, cfg, journal, height, scorers: Mutex::new(HashMap::new()) });
+    let shared = Arc::new(Shared { chain, http, cfg, journal, tip, scorers: Mutex::new(HashMap::new()) });
     if shared.cfg.score_override.is_none() {
         preload(&shared).await;
     }
@@ -115,8 +116,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         info!(task = %p.seat.task, "resuming a pending commitment");
         tasks.spawn(reveal(shared.clone(), p));
     }
-    tasks.spawn(poll_height(shared.clone(), height_tx.clone()));
-    tasks.spawn(follow(shared, height_tx, events));
+    tasks.spawn(poll_tip(shared.clone(), tip_tx.clone()));
+    tasks.spawn(follow(shared, tip_tx, events));
     Ok(Running { tasks, ready })
 }
 
@@ -132,18 +133,28 @@ async fn preload(sh: &Arc<Shared>) {
     }
 }
 
-/// The block stream: heights, and a duty for every new seat. Reconnects when the stream ends.
+/// Moves the tip forward (never back).
+fn advance(tip: &watch::Sender<Tip>, seen: Tip) {
+    tip.send_if_modified(|old| {
+        let newer = seen.height > old.height;
+        if newer {
+            *old = seen;
+        }
+        newer
+    });
+}
+
+/// The block stream: the tip, and a duty for every new seat. Reconnects when the stream ends.
 async fn follow(
     sh: Arc<Shared>,
-    height: watch::Sender<u64>,
+    tip: watch::Sender<Tip>,
     mut events: futures::stream::BoxStream<'static, FinalizedBlock>,
 ) {
     let me = sh.chain.public_key();
     let mut duties = JoinSet::new();
     loop {
         while let Some(block) = events.next().await {
-            let h = block.executed.height;
-            height.send_if_modified(|old| std::mem::replace(old, h.max(*old)) < h);
+            advance(&tip, Tip { height: block.executed.height, time_ms: block.timestamp_ms });
             for seat in seats(&block, &me) {
                 info!(task = %seat.task, commit_end = seat.commit_end_height, reveal_end = seat.reveal_end_height, "elected to a committee");
                 duties.spawn(duty(sh.clone(), seat));
@@ -164,23 +175,23 @@ async fn follow(
     }
 }
 
-/// Keeps the height moving when the stream stalls (reveals depend on it).
-async fn poll_height(sh: Arc<Shared>, height: watch::Sender<u64>) {
+/// Keeps the tip moving when the stream stalls (reveals depend on it).
+async fn poll_tip(sh: Arc<Shared>, tip: watch::Sender<Tip>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if let Ok(s) = sh.chain.client().status().await {
-            height.send_if_modified(|old| std::mem::replace(old, s.height.max(*old)) < s.height);
+            advance(&tip, Tip { height: s.height, time_ms: s.time_ms });
         }
     }
 }
 
-fn now(sh: &Shared) -> u64 {
-    *sh.height.borrow()
+fn now(sh: &Shared) -> Tip {
+    *sh.tip.borrow()
 }
 
-async fn wait_height(sh: &Shared, target: u64) {
-    let mut rx = sh.height.clone();
-    let _ = rx.wait_for(|h| *h >= target).await;
+async fn wait_until(sh: &Shared, mut done: impl FnMut(Tip) -> bool) {
+    let mut rx = sh.tip.clone();
+    let _ = rx.wait_for(|tip| done(*tip)).await;
 }
 
 /// The evaluators of the model with `artifact`, loaded once.
@@ -197,16 +208,19 @@ async fn scorer(sh: &Shared, artifact: Hash32) -> Result<Arc<Scorer>> {
 /// One seat, start to end.
 async fn duty(sh: Arc<Shared>, seat: Seat) {
     let task = seat.task;
+    // A seat left empty is slashed: one this validator cannot judge is committed as an
+    // abstention (excluded from the median, neither paid nor slashed).
     let score = match evaluate(&sh, &seat).await {
         Ok(Some(score)) => score,
-        Ok(None) => return,
+        Ok(None) => ABSTAIN,
         Err(e) => {
             warn!(%task, error = %e, "cannot score; abstaining");
-            return;
+            ABSTAIN
         }
     };
     if seat.phase(now(&sh)) != Phase::Commit {
-        warn!(%task, height = now(&sh), commit_end = seat.commit_end_height, "scored too late to commit");
+        let tip = now(&sh);
+        warn!(%task, height = tip.height, time_ms = tip.time_ms, commit_end = seat.commit_end_height, "scored too late to commit");
         return;
     }
     let pending = Pending::new(seat, score);
@@ -230,15 +244,15 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
 /// Reveals a committed score once the reveal window opens; resends while the chain lacks it.
 async fn reveal(sh: Arc<Shared>, p: Pending) {
     let (task, seat) = (p.seat.task, p.seat);
-    wait_height(&sh, seat.commit_end_height).await;
+    wait_until(&sh, |tip| matches!(seat.phase(tip), Phase::Reveal | Phase::Over)).await;
     let me = sh.chain.public_key();
     while seat.phase(now(&sh)) == Phase::Reveal {
-        let sent = now(&sh);
+        let sent = now(&sh).height;
         match sh.chain.send(TxKind::RevealScore(RevealScore { task, score: p.score, salt: p.salt })).await {
             Ok(_) => info!(%task, score = p.score, "score revealed"),
             Err(e) => warn!(%task, error = %e, "reveal refused"),
         }
-        wait_height(&sh, (sent + 3).min(seat.reveal_end_height)).await;
+        wait_until(&sh, |tip| tip.height >= sent + 3 || seat.phase(tip) == Phase::Over).await;
         let revealed = sh
             .chain
             .task(&task)
@@ -290,7 +304,7 @@ async fn transcript(sh: &Shared, seat: &Seat) -> Option<Vec<u8>> {
                 }
             }
         }
-        if now(sh) >= seat.fetch_deadline() {
+        if seat.fetch_over(now(sh)) {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(FETCH_RETRY_MS)).await;

@@ -1,33 +1,57 @@
 //! When to do what: the pure part of the validator. Seats are read from a finalized block's
-//! events; each seat's phase follows from the latest executed height alone.
+//! events; each seat's phase follows from the latest executed block (its height and time).
 //!
-//! Heights (ledger rules): the committee is drawn at the start of block `E`; a commit must be
-//! included in `E+1 ..= commit_end`, a reveal in `commit_end+1 ..= reveal_end`, and the task settles
-//! at the end of block `reveal_end`. A transaction submitted when the latest executed height is
-//! `h` is included at `h+1` at the earliest.
+//! Ledger rules: the committee is drawn at the start of block `E`. The commit window is open in
+//! a block at height `h` and time `t` while `h <= commit_end_height` or `t <= commit_end_ms`;
+//! the reveal window opens when the commit window has closed and stays open while
+//! `h <= reveal_end_height` or `t <= reveal_end_ms`; the task settles at the end of the first
+//! block past both. A transaction submitted when the latest executed block is `(h, t)` is
+//! included at `h+1` at the earliest, at a time of at least `t` and, in practice, within
+//! [`INCLUSION_MS`].
 
 use polylink_chain::rpc::FinalizedBlock;
 use polylink_types::{Event, PublicKey, TaskId};
 use serde::{Deserialize, Serialize};
+
+/// Block time a transaction is assumed to need to be included, ms: a commit is only sent while
+/// the window stays open at least this long by time (or for another block by height).
+pub const INCLUSION_MS: u64 = 3_000;
+
+/// The latest executed block as the validator saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tip {
+    /// Its height.
+    pub height: u64,
+    /// Its timestamp, ms.
+    pub time_ms: u64,
+}
 
 /// A committee seat this validator holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seat {
     /// The task.
     pub task: TaskId,
-    /// Height of the block that drew the committee.
+    /// Height of the block that drew the committee …
     pub elected_height: u64,
-    /// Last height at which a commit is included.
+    /// … and its time, ms.
+    pub elected_ms: u64,
+    /// Commit window end: height …
     pub commit_end_height: u64,
-    /// Last height at which a reveal is included.
+    /// … and time, ms.
+    pub commit_end_ms: u64,
+    /// Reveal window end: height …
     pub reveal_end_height: u64,
+    /// … and time, ms.
+    pub reveal_end_ms: u64,
 }
 
-/// Where a seat stands at the latest executed height.
+/// Where a seat stands at the latest executed block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// A commit submitted now can still be included.
     Commit,
+    /// Too late to commit, too early to reveal (the commit window may still be open).
+    Between,
     /// A reveal submitted now can be included.
     Reveal,
     /// The reveal window is over (the task is settled).
@@ -35,23 +59,29 @@ pub enum Phase {
 }
 
 impl Seat {
-    /// The phase when the latest executed height is `height`.
-    pub fn phase(&self, height: u64) -> Phase {
-        if height < self.commit_end_height {
+    /// The phase when the latest executed block is `tip`.
+    pub fn phase(&self, tip: Tip) -> Phase {
+        let next = tip.height + 1;
+        if next <= self.commit_end_height || tip.time_ms + INCLUSION_MS <= self.commit_end_ms {
             Phase::Commit
-        } else if height < self.reveal_end_height {
+        } else if next <= self.commit_end_height || tip.time_ms <= self.commit_end_ms {
+            Phase::Between
+        } else if next <= self.reveal_end_height || tip.time_ms + INCLUSION_MS <= self.reveal_end_ms {
             Phase::Reveal
         } else {
             Phase::Over
         }
     }
 
-    /// The height from which fetching stops and a withheld transcript scores 0: a quarter of the
-    /// commit window (2 to 20 blocks) is left to evaluate and commit.
-    pub fn fetch_deadline(&self) -> u64 {
+    /// Whether fetching should stop (a withheld transcript then scores 0): a quarter of the
+    /// commit window (2 to 20 blocks, and a quarter of its time) is left to evaluate and commit.
+    pub fn fetch_over(&self, tip: Tip) -> bool {
         let window = self.commit_end_height.saturating_sub(self.elected_height);
         let margin = (window / 4).clamp(2, 20).min(window.saturating_sub(1));
-        self.commit_end_height - margin
+        let by_height = tip.height >= self.commit_end_height - margin;
+        let window_ms = self.commit_end_ms.saturating_sub(self.elected_ms);
+        let by_time = tip.time_ms + (window_ms / 4).max(INCLUSION_MS) >= self.commit_end_ms;
+        by_height && by_time
     }
 }
 
@@ -62,16 +92,22 @@ pub fn seats(block: &FinalizedBlock, me: &PublicKey) -> Vec<Seat> {
         .events
         .iter()
         .filter_map(|event| match event {
-            Event::CommitteeElected { task, members, commit_end_height, reveal_end_height }
-                if members.contains(me) =>
-            {
-                Some(Seat {
-                    task: *task,
-                    elected_height: block.executed.height,
-                    commit_end_height: *commit_end_height,
-                    reveal_end_height: *reveal_end_height,
-                })
-            }
+            Event::CommitteeElected {
+                task,
+                members,
+                commit_end_height,
+                commit_end_ms,
+                reveal_end_height,
+                reveal_end_ms,
+            } if members.contains(me) => Some(Seat {
+                task: *task,
+                elected_height: block.executed.height,
+                elected_ms: block.timestamp_ms,
+                commit_end_height: *commit_end_height,
+                commit_end_ms: *commit_end_ms,
+                reveal_end_height: *reveal_end_height,
+                reveal_end_ms: *reveal_end_ms,
+            }),
             _ => None,
         })
         .collect()
@@ -86,27 +122,42 @@ mod tests {
         Seat {
             task: TaskId::digest(&[b"t"]),
             elected_height: elected,
+            elected_ms: 80_000,
             commit_end_height: commit_end,
+            commit_end_ms: 100_000,
             reveal_end_height: reveal_end,
+            reveal_end_ms: 200_000,
         }
     }
 
-    #[test]
-    fn phases_follow_the_ledger_windows() {
-        let s = seat(10, 20, 30);
-        assert_eq!(s.phase(10), Phase::Commit);
-        assert_eq!(s.phase(19), Phase::Commit, "submitted at 19, included at 20 = commit_end");
-        assert_eq!(s.phase(20), Phase::Reveal, "included at 21 = first reveal height");
-        assert_eq!(s.phase(29), Phase::Reveal);
-        assert_eq!(s.phase(30), Phase::Over);
+    fn at(height: u64, time_ms: u64) -> Tip {
+        Tip { height, time_ms }
     }
 
     #[test]
-    fn fetch_deadline_leaves_blocks_to_commit() {
-        assert_eq!(seat(10, 20, 30).fetch_deadline(), 18);
-        assert_eq!(seat(0, 100, 120).fetch_deadline(), 80);
-        assert_eq!(seat(0, 1000, 1100).fetch_deadline(), 980);
-        assert_eq!(seat(5, 6, 7).fetch_deadline(), 6, "a one-block window leaves nothing to spare");
+    fn phases_follow_the_ledger_windows_in_blocks_and_time() {
+        let s = seat(10, 20, 30);
+        // Slow blocks: the height decides once the time has passed.
+        assert_eq!(s.phase(at(10, 150_000)), Phase::Commit);
+        assert_eq!(s.phase(at(19, 150_000)), Phase::Commit, "submitted at 19, included at 20 = commit_end");
+        assert_eq!(s.phase(at(20, 150_000)), Phase::Reveal, "included at 21, past both ends");
+        assert_eq!(s.phase(at(29, 250_000)), Phase::Reveal);
+        assert_eq!(s.phase(at(30, 250_000)), Phase::Over);
+        // Fast blocks (load): the time keeps the windows open past their heights.
+        assert_eq!(s.phase(at(25, 90_000)), Phase::Commit);
+        assert_eq!(s.phase(at(25, 99_000)), Phase::Between, "the commit window may still be open");
+        assert_eq!(s.phase(at(25, 100_001)), Phase::Reveal);
+        assert_eq!(s.phase(at(60, 190_000)), Phase::Reveal);
+        assert_eq!(s.phase(at(60, 199_000)), Phase::Over);
+    }
+
+    #[test]
+    fn fetching_stops_with_a_quarter_of_the_commit_window_left() {
+        let s = seat(10, 20, 30);
+        assert!(!s.fetch_over(at(17, 150_000)));
+        assert!(s.fetch_over(at(18, 150_000)));
+        assert!(!s.fetch_over(at(18, 90_000)), "time is left");
+        assert!(s.fetch_over(at(18, 95_000)));
     }
 
     #[test]
@@ -118,7 +169,9 @@ mod tests {
             task,
             members,
             commit_end_height: 17,
+            commit_end_ms: 5,
             reveal_end_height: 27,
+            reveal_end_ms: 6,
         };
         let events = vec![
             elected(task, vec![other, me]),
@@ -139,10 +192,16 @@ mod tests {
                 events,
             },
         };
-        assert_eq!(
-            seats(&block(events), &me),
-            vec![Seat { task, elected_height: 7, commit_end_height: 17, reveal_end_height: 27 }]
-        );
+        let want = Seat {
+            task,
+            elected_height: 7,
+            elected_ms: 0,
+            commit_end_height: 17,
+            commit_end_ms: 5,
+            reveal_end_height: 27,
+            reveal_end_ms: 6,
+        };
+        assert_eq!(seats(&block(events), &me), vec![want]);
         assert!(seats(&block(Vec::new()), &me).is_empty());
     }
 }

@@ -3,8 +3,9 @@
 //! lives on that thread; duties send it checked transcripts and await the score.
 
 use crate::error::{Result, ValidatorError};
-use crate::verify::{Checked, Ending};
+use crate::verify::Checked;
 use polylink_models::{CATALOGUE, MINILM_L6_V2};
+use polylink_protocol::Ending;
 use polylink_tiqe::{
     CascadeConfig, Files, Finish, Generation, Head, Limits, MiniLmFiles, Submission, open_cascade,
     open_registered,
@@ -130,6 +131,11 @@ impl Scorer {
                         // A stop sequence cut the text: its length is what it is.
                         Ending::StopSequence => {
                             (Finish::Length, tok.encode_with(&c.output, false).len().max(1))
+                        }
+                        // Cut short by the client, the backend or the clock: judged on what
+                        // was delivered, never as a truncation.
+                        Ending::Cancelled | Ending::Failed | Ending::TimedOut => {
+                            (Finish::CutShort, c.max_tokens as usize)
                         }
                     };
                     let sub = Submission {

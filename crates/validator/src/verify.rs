@@ -6,7 +6,7 @@
 
 use crate::error::{Result, ValidatorError};
 use polylink_ledger::Task;
-use polylink_protocol::{PromptRecord, Transcript, output_hash, prompt_hash};
+use polylink_protocol::{Ending, PromptRecord, Transcript, output_hash, prompt_hash};
 use polylink_types::{Hash32, ModelId, TaskId};
 
 /// Largest transcript body read, bytes; a larger one scores 0.
@@ -27,6 +27,8 @@ pub struct OnChain {
     pub output_hash: Hash32,
     /// Prompt tokens billed.
     pub prompt_tokens: u32,
+    /// The sampling seed the task fixed.
+    pub seed: u64,
 }
 
 impl OnChain {
@@ -43,19 +45,9 @@ impl OnChain {
             prompt_hash: record.prompt_hash,
             output_hash: result.output_hash,
             prompt_tokens: result.prompt_tokens,
+            seed: record.seed,
         })
     }
-}
-
-/// How the answer ended, as the transcript claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    /// The model's end-of-generation token.
-    Stop,
-    /// `max_tokens` reached.
-    Length,
-    /// One of the client's stop sequences (the text ends where it began).
-    StopSequence,
 }
 
 /// A transcript consistent with the chain, ready for the evaluators.
@@ -71,6 +63,10 @@ pub struct Checked {
     pub max_tokens: u32,
     /// Sampling temperature.
     pub temperature: f32,
+    /// Nucleus mass.
+    pub top_p: f32,
+    /// The sampling seed, from the chain.
+    pub seed: u64,
     /// The claimed ending.
     pub ending: Ending,
 }
@@ -116,12 +112,7 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
             t.max_tokens, chain.prompt_tokens, chain.max_tokens
         ));
     }
-    let ending = match t.finish.as_str() {
-        "stop" => Ending::Stop,
-        "length" => Ending::Length,
-        "stop_sequence" => Ending::StopSequence,
-        other => return Verdict::Zero(format!("unknown finish reason {other:?}")),
-    };
+    let ending = t.finish;
     if !(0.0..=2.0).contains(&t.temperature) || t.max_tokens == 0 {
         return Verdict::Zero(format!(
             "temperature {} or max_tokens {} out of range",
@@ -137,6 +128,8 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
         output: t.output,
         max_tokens: t.max_tokens,
         temperature: t.temperature,
+        top_p: t.top_p,
+        seed: chain.seed,
         ending,
     })
 }
@@ -154,7 +147,7 @@ mod tests {
             max_tokens: 5,
             temperature: 0.0,
             top_p: 1.0,
-            finish: "stop".into(),
+            finish: Ending::Stop,
             output: "Blue.".into(),
         }
     }
@@ -167,6 +160,7 @@ mod tests {
             prompt_hash: prompt_hash(&t.prompt_ids),
             output_hash: output_hash(&t.output),
             prompt_tokens: 3,
+            seed: 7,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TooManyUnbonding,
     /// No unbonding entry has matured.
     NothingToWithdraw,
+    /// Withdraw while the stake still answers for unsettled tasks.
+    StakeAtRisk,
     /// A role's bonded stake is under its minimum.
     StakeBelowMinimum,
     /// The account already holds the role.
@@ -77,6 +79,7 @@ impl From<&LedgerError> for ErrorCode {
             LedgerError::ZeroAmount => Self::ZeroAmount,
             LedgerError::TooManyUnbonding { .. } => Self::TooManyUnbonding,
             LedgerError::NothingToWithdraw { .. } => Self::NothingToWithdraw,
+            LedgerError::StakeAtRisk { .. } => Self::StakeAtRisk,
             LedgerError::StakeBelowMinimum { .. } => Self::StakeBelowMinimum,
             LedgerError::AlreadyRegistered { .. } => Self::AlreadyRegistered,
             LedgerError::UnknownModel(_) => Self::UnknownModel,
@@ -143,6 +146,8 @@ pub struct Status {
     pub chain_id: String,
     /// Height of the latest executed block.
     pub height: u64,
+    /// Its timestamp, ms since the Unix epoch (0 before the first block).
+    pub time_ms: u64,
     /// State root after it.
     pub state_root: Hash32,
     /// Pending transactions in this node's mempool.

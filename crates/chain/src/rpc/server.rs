@@ -113,6 +113,7 @@ async fn status<M: Queryable, S>(State(state): Ctx<M, S>) -> Result<Json<Status>
     Ok(Json(Status {
         chain_id: state.chain_id.clone(),
         height: guard.height,
+        time_ms: guard.last_block.as_ref().map_or(0, |b| b.timestamp_ms),
         state_root: guard.machine.state_root(),
         mempool: state.submitter.pending(),
         validators: state.validators,

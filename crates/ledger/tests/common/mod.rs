@@ -16,18 +16,29 @@ pub const ACCOUNTS: u32 = 10;
 pub const PRICE_FLOOR: Amount = 10;
 pub const LAYERS: u32 = 30;
 
+/// Block time of the test chain: one block every `BLOCK_MS` unless a test jumps the clock.
+pub const BLOCK_MS: u64 = 500;
+/// Time of the first block.
+pub const START_MS: u64 = 1_700_000_000_000;
+
 pub struct Net {
     pub ledger: Ledger,
     pub keys: Vec<SecretKey>,
+    /// Timestamp the next block gets.
+    pub next_ms: u64,
 }
 
-/// Params with short windows so tests stay quick to read.
+/// Params with short windows so tests stay quick to read: at `BLOCK_MS` a block, the windows'
+/// blocks outlast their milliseconds, so heights decide unless a test moves the clock.
 pub fn test_params() -> Params {
     Params {
         unbonding_period_blocks: 5,
-        task_deadline_blocks: 10,
+        task_deadline_base_ms: 5_000,
+        task_ms_per_token_min: 0,
         commit_window_blocks: 3,
+        commit_window_ms: 1_000,
         reveal_window_blocks: 3,
+        reveal_window_ms: 1_000,
         epoch_length_blocks: 1_000,
         ..Params::default()
     }
@@ -37,7 +48,7 @@ impl Net {
     pub fn new(params: Params) -> Net {
         let (mut genesis, keys) = Genesis::dev(CHAIN, ACCOUNTS);
         genesis.params = params;
-        Net { ledger: Ledger::genesis(&genesis).unwrap(), keys }
+        Net { ledger: Ledger::genesis(&genesis).unwrap(), keys, next_ms: START_MS }
     }
 
     pub fn pk(&self, i: usize) -> PublicKey {
@@ -56,7 +67,9 @@ impl Net {
 
     pub fn block(&mut self, txs: &[SignedTx]) -> BlockOutcome {
         let height = self.ledger.height() + 1;
-        let ctx = BlockContext { height, seed: Hash32::digest(&[b"seed", &height.to_be_bytes()]) };
+        let seed = Hash32::digest(&[b"seed", &height.to_be_bytes()]);
+        let ctx = BlockContext { height, seed, time_ms: self.next_ms };
+        self.next_ms += BLOCK_MS;
         self.ledger.apply_block(&ctx, txs).unwrap()
     }
 
@@ -75,6 +88,15 @@ impl Net {
     pub fn advance_to(&mut self, height: u64) -> Vec<Event> {
         let mut events = Vec::new();
         while self.ledger.height() < height {
+            events.extend(self.block(&[]).events);
+        }
+        events
+    }
+
+    /// Empty blocks until both `height` and the block time `time_ms` have passed.
+    pub fn advance_past(&mut self, height: u64, time_ms: u64) -> Vec<Event> {
+        let mut events = self.advance_to(height);
+        while self.ledger.time_ms() <= time_ms || self.ledger.height() <= height {
             events.extend(self.block(&[]).events);
         }
         events
@@ -116,6 +138,7 @@ impl Net {
             prompt_hash: Hash32::digest(&[b"prompt"]),
             max_price: PRICE_FLOOR,
             workers: BoundedVec::new(workers.iter().map(|w| self.pk(*w)).collect()).unwrap(),
+            seed: 7,
         });
         let tx = self.tx(USER, kind);
         let id = tx.id();
@@ -178,9 +201,13 @@ impl Net {
             .collect();
         let out = self.block(&commits);
         assert!(out.receipts.iter().all(|r| r.result.is_ok()), "{:?}", out.receipts);
-        let commit_end = self.ledger.task(&task).unwrap().commit_end_height;
+        let t = self.ledger.task(&task).unwrap();
+        let (commit_end, commit_end_ms) = (t.commit_end_height, t.commit_end_ms);
         let mut events = out.events;
         events.extend(self.advance_to(commit_end));
+        while self.ledger.time_ms() + BLOCK_MS <= commit_end_ms {
+            events.extend(self.block(&[]).events);
+        }
         let reveals: Vec<SignedTx> = scores
             .iter()
             .filter(|s| s.2)
@@ -191,8 +218,13 @@ impl Net {
         let out = self.block(&reveals);
         assert!(out.receipts.iter().all(|r| r.result.is_ok()), "{:?}", out.receipts);
         events.extend(out.events);
-        let reveal_end = self.ledger.task(&task).unwrap().reveal_end_height;
+        let t = self.ledger.task(&task).unwrap();
+        let (reveal_end, reveal_end_ms) = (t.reveal_end_height, t.reveal_end_ms);
         events.extend(self.advance_to(reveal_end));
+        while self.ledger.task(&task).unwrap().status == polylink_ledger::TaskStatus::Scoring {
+            assert!(self.ledger.time_ms() <= reveal_end_ms + BLOCK_MS, "settled late");
+            events.extend(self.block(&[]).events);
+        }
         events
     }
 }

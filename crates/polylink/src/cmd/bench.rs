@@ -60,6 +60,9 @@ enum BenchWhat {
     /// TIQE on honest and degraded answers: AUC, catch rate at 1% false positives per attack,
     /// judge-call rate, latency per evaluation by stage.
     Tiqe(super::tiqe::BenchArgs),
+    /// Honest traffic through a whole local network (`polylink up`) with the `openai` client:
+    /// every task settles, no honest party loses stake, every charge is exact.
+    Traffic(super::traffic::TrafficArgs),
 }
 
 /// One engine's figures.
@@ -77,8 +80,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 impl BenchCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        if let Some(BenchWhat::Tiqe(args)) = self.what {
-            return args.run();
+        match self.what {
+            Some(BenchWhat::Tiqe(args)) => return args.run(),
+            Some(BenchWhat::Traffic(args)) => return args.run(),
+            None => {}
         }
         let runs = self.runs.max(1);
         let prompt = match &self.prompt_file {

@@ -60,6 +60,9 @@ pub async fn start(committee_size: u32) -> Net {
     genesis.params.committee_size = committee_size;
     genesis.params.commit_window_blocks = COMMIT_WINDOW;
     genesis.params.reveal_window_blocks = REVEAL_WINDOW;
+    // The blocks decide (at 100 ms a block the windows' time passes first).
+    genesis.params.commit_window_ms = 2_000;
+    genesis.params.reveal_window_ms = 2_000;
     genesis.params.epoch_length_blocks = 1_000_000;
     let url = polylink_chain::dev::spawn_dev(&genesis, &dir.path().join("chain"), 100).unwrap();
     let client = Client::new(&url).unwrap();
@@ -195,6 +198,40 @@ pub async fn ask_chat(base: &str, messages: Value, max_tokens: u32) -> (String, 
     let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
     let answer: Value = resp.json().await.unwrap();
     (task, answer["choices"][0]["message"]["content"].as_str().unwrap().to_string())
+}
+
+/// Streams a greedy answer to `question` and hangs up after reading `events` SSE events;
+/// returns the task id and the text the client read.
+pub async fn hang_up(base: &str, question: &str, max_tokens: u32, events: usize) -> (String, String) {
+    use futures::StreamExt;
+    let body = json!({
+        "model": MODEL, "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens, "temperature": 0, "stream": true,
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
+    let (mut stream, mut buf, mut text) = (resp.bytes_stream(), String::new(), String::new());
+    let mut seen = 0;
+    while seen < events {
+        let Some(Ok(bytes)) = stream.next().await else { break };
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let line = buf[..end].trim_start_matches("data: ").to_string();
+            buf.drain(..end + 2);
+            seen += 1;
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                text.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    (task, text)
 }
 
 /// The task's record.
