@@ -41,6 +41,14 @@ pub struct StageSpec {
     pub layers: Range<usize>,
 }
 
+impl StageSpec {
+    /// The stage a worker announced in its ready line, serving every layer it holds.
+    pub fn of_ready(ready: &polylink_protocol::WorkerReady) -> Result<Self, PipelineError> {
+        let peer = crate::transport::peer_from_bytes(ready.key.as_bytes())?;
+        Ok(Self { peer, addr: ready.addr, layers: ready.layers.clone() })
+    }
+}
+
 /// Finds a replacement for a failed stage.
 pub trait Standby: Send + Sync + 'static {
     /// A worker, other than the `failed` ones, to run `layers` from now on, if one is available.
