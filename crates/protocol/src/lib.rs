@@ -19,6 +19,7 @@
 //! turns it into token ids and tokens, the gateway hashes prompt ids and output onto the chain
 //! and keeps a [`Transcript`]; a validator fetches it with a [`TranscriptRequest`], re-hashes
 //! and re-renders it, and scores it.
+#![warn(missing_docs, unreachable_pub)]
 
 mod backend;
 mod error;
