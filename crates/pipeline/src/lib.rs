@@ -19,6 +19,7 @@
 //! [`Deployment`]s, each a head over its stages, and reports who did the work; [`LocalBackend`]
 //! runs a whole model on this machine with the same engine. Both drive each generation with the
 //! one decode loop (`decode`).
+#![warn(missing_docs, unreachable_pub)]
 
 mod backend;
 mod decode;
