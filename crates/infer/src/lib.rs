@@ -56,4 +56,4 @@ pub use model::config::{Arch, HParams};
 pub use model::info::ModelInfo;
 pub use model::shard::{LogitsMode, OutputKind, Shard, ShardInput};
 pub use pool::Pool;
-pub use tokenizer::{BertInput, Tokenizer, WordPiece};
+pub use tokenizer::{BertInput, Segment, Tokenizer, WordPiece};

@@ -11,6 +11,7 @@
 //! [`locate`] is what the rest of the project calls to find a model file, in [`default_dir`];
 //! [`find_installed`] finds other installed data (beside the binary, or in a checkout) at run
 //! time, so a binary built on one machine runs on another.
+#![warn(missing_docs, unreachable_pub)]
 
 mod catalogue;
 mod error;

@@ -2,9 +2,8 @@
 //! the pipeline benchmark and the process-level tests use. A stage may run inside a network
 //! namespace (an emulated device behind an emulated link, see [`crate::netem`]).
 
-use commonware_codec::DecodeExt;
-use commonware_cryptography::ed25519::PublicKey;
 use polylink_pipeline::head::StageSpec;
+use polylink_protocol::WorkerReady;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -96,13 +95,7 @@ impl Drop for StageProcess {
 }
 
 fn parse_ready(line: &str) -> Result<(StageSpec, u64), String> {
-    let ready: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let key_hex = ready["key"].as_str().ok_or("no key")?;
-    let key_bytes = hex::decode(key_hex).map_err(|e| e.to_string())?;
-    let peer = PublicKey::decode(key_bytes).map_err(|e| e.to_string())?;
-    let addr = ready["addr"].as_str().ok_or("no addr")?.parse().map_err(|e| format!("addr: {e}"))?;
-    let layers = ready["layers"].as_array().ok_or("no layers")?;
-    let bound = |i: usize| layers.get(i).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or("bad layers");
-    let spec = StageSpec { peer, addr, layers: bound(0)?..bound(1)? };
-    Ok((spec, ready["layer_time_us"].as_u64().unwrap_or(0)))
+    let ready = WorkerReady::from_line(line).ok_or("not a worker's ready line")?;
+    let spec = StageSpec::of_ready(&ready).map_err(|e| e.to_string())?;
+    Ok((spec, ready.layer_time_us))
 }

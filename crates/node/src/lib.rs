@@ -9,6 +9,7 @@
 //! registers its real latency, bandwidth and endpoint; [`registry::plan_inputs`] turns the chain's
 //! registry back into the planner's devices and links. [`launch::StageProcess`] starts `polylink stage`
 //! processes and reads where they listen; [`netem::EmulatedLan`] puts them behind emulated links.
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod launch;
 pub mod netem;
@@ -25,22 +26,51 @@ pub mod worker;
 /// Everything a role can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// Loading or running the model failed.
     #[error("model: {0}")]
     Model(#[from] polylink_infer::InferError),
+    /// A pipeline link, stage or head failed.
     #[error("pipeline: {0}")]
     Pipeline(#[from] polylink_pipeline::PipelineError),
+    /// No layer split could be planned.
     #[error("plan: {0}")]
     Plan(#[from] polylink_pipeline::plan::PlanError),
+    /// A layer range did not parse or fit.
     #[error("bad layer range {range}: {reason}")]
-    Layers { range: String, reason: String },
+    Layers {
+        /// The range as given.
+        range: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: std::net::SocketAddr, reason: String },
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The chain refused or could not be reached.
     #[error("chain: {0}")]
     Chain(String),
+    /// A child process failed to start or announce itself.
     #[error("{name}: {reason}")]
-    Child { name: String, reason: String },
+    Child {
+        /// The child's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A peer's link could not be measured.
     #[error("measuring peer {peer}: {reason}")]
-    Probe { peer: String, reason: String },
+    Probe {
+        /// The peer and its endpoint.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The chain's worker registry could not be read.
     #[error("chain registry: {0}")]
     Registry(String),
 }

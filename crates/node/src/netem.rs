@@ -11,10 +11,24 @@ use std::process::Command;
 /// Why an emulated LAN could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum NetemError {
+    /// A command could not be started.
     #[error("`{command}` cannot run: {reason} (network emulation needs iproute2's `ip` and `tc`)")]
-    Missing { command: String, reason: String },
+    Missing {
+        /// The command line.
+        command: String,
+        /// Why it did not start.
+        reason: String,
+    },
+    /// A command ran and failed.
     #[error("`{command}` failed: {stderr}{hint}")]
-    Failed { command: String, stderr: String, hint: &'static str },
+    Failed {
+        /// The command line.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+        /// What to do about it, if known.
+        hint: &'static str,
+    },
 }
 
 /// One emulated device's end of the LAN.

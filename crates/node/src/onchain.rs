@@ -84,13 +84,18 @@ pub struct WorkerRegistration {
     pub endpoint: SocketAddr,
 }
 
-/// Bonds the worker minimum if needed and registers (or updates) `key` as a worker.
+/// How many times its role's minimum a node bonds by default: a slash (at a worker's last strike,
+/// or a validator's outlier score) then leaves it above the minimum and in the network.
+pub const STAKE_BUFFER: Amount = 2;
+
+/// Bonds [`STAKE_BUFFER`] times the worker minimum if needed and registers (or updates) `key` as
+/// a worker.
 pub async fn register_worker(
     client: &Client,
     key: &SecretKey,
     registration: &WorkerRegistration,
 ) -> Result<PublicKey, NodeError> {
-    ensure_bonded(client, key, stake_min(client, Role::Worker).await?).await?;
+    ensure_bonded(client, key, stake_min(client, Role::Worker).await?.saturating_mul(STAKE_BUFFER)).await?;
     let served = ServedRange {
         model: registration.model,
         layer_start: registration.layers.start as u32,

@@ -9,6 +9,7 @@ use commonware_cryptography::ed25519;
 use commonware_runtime::{Clock, Network, Supervisor};
 use polylink_pipeline::transport;
 use polylink_pipeline::wire::{Request, Response, WireLimits};
+pub use polylink_protocol::{LinkMeasure, LinkSummary, PeerReport};
 use rand_core::CryptoRng;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -50,41 +51,6 @@ pub struct Peer {
     pub account: polylink_types::PublicKey,
     /// Its pipeline endpoint.
     pub endpoint: SocketAddr,
-}
-
-/// What one peer's link measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct LinkMeasure {
-    /// Median round trip of a small echo, microseconds.
-    pub rtt_us: u64,
-    /// Half the round trip (at least 1, since 0 means "not measured" on chain), microseconds.
-    pub latency_us: u64,
-    /// Bytes sent and received by the large echoes over their total time, kbit/s.
-    pub bandwidth_kbps: u64,
-}
-
-/// A peer and what measuring it gave: figures, or why it could not be measured.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PeerReport {
-    /// The peer's account.
-    pub account: String,
-    /// Where it was dialed.
-    pub endpoint: String,
-    /// The figures, when it answered.
-    #[serde(flatten)]
-    pub measure: Option<LinkMeasure>,
-    /// Why it was skipped, when it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The medians over every measured peer: what a worker registers on chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkSummary {
-    /// Median one-way latency, microseconds (at least 1).
-    pub latency_us: u64,
-    /// Median bandwidth, kbit/s.
-    pub bandwidth_kbps: u64,
 }
 
 fn probe_error(peer: &Peer, reason: impl std::fmt::Display) -> NodeError {
@@ -176,7 +142,7 @@ where
             Ok(result) => result,
             Err(_) => Err(probe_error(peer, format!("no answer within {:?}", config.timeout))),
         };
-        let (account, endpoint) = (peer.account.to_string(), peer.endpoint.to_string());
+        let (account, endpoint) = (peer.account, peer.endpoint);
         reports.push(match result {
             Ok(measure) => {
                 tracing::info!(%account, %endpoint, ?measure, "measured a peer");
@@ -210,8 +176,8 @@ mod tests {
     fn report(latency_us: u64, bandwidth_kbps: u64) -> PeerReport {
         let measure = LinkMeasure { rtt_us: 2 * latency_us, latency_us, bandwidth_kbps };
         PeerReport {
-            account: "a".into(),
-            endpoint: "127.0.0.1:1".into(),
+            account: polylink_types::PublicKey([1; 32]),
+            endpoint: SocketAddr::from(([127, 0, 0, 1], 1)),
             measure: Some(measure),
             error: None,
         }
@@ -220,8 +186,8 @@ mod tests {
     #[test]
     fn summary_is_the_median_of_the_peers_that_answered() {
         let failed = PeerReport {
-            account: "b".into(),
-            endpoint: "127.0.0.1:2".into(),
+            account: polylink_types::PublicKey([2; 32]),
+            endpoint: SocketAddr::from(([127, 0, 0, 1], 2)),
             measure: None,
             error: Some("x".into()),
         };

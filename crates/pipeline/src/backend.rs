@@ -9,15 +9,15 @@
 //! a task spawned through the runtime the backend was given, so it can run seeded.
 
 use crate::PipelineError;
+use crate::decode::{self, Steps};
 use crate::deployment::Deployment;
 use crate::head::{HeadSession, PipelineHead};
 use crate::wire::SampleSpec;
 use commonware_runtime::{Clock, Network, Spawner};
-use polylink_infer::generate::detok::StreamDecoder;
 use polylink_infer::{ChatTemplate, Gguf, ModelInfo, Tokenizer};
 use polylink_protocol::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, ProtocolError, Result,
-    TokenEvent, TokenSender, TokenStream,
+    GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, ProtocolError, Result, TokenEvent,
+    TokenStream,
 };
 use rand_core::CryptoRng;
 use std::path::Path;
@@ -133,7 +133,8 @@ where
         self.context.child("generation").spawn(move |_| async move {
             let _running = running;
             let mut session = deployment.head.open();
-            let end = run(&deployment.head, &tokenizer, &mut session, prompt_ids, params, &tx).await;
+            let mut steps = HeadSteps { head: &deployment.head, session: &mut session };
+            let end = decode::run(&mut steps, &tokenizer, &prompt_ids, &params, PREFILL_CHUNK, &tx).await;
             if let Some(end) = end {
                 let _ = tx.unbounded_send(TokenEvent::Work(deployment.work(&session)));
                 let _ = tx.unbounded_send(end);
@@ -144,54 +145,18 @@ where
     }
 }
 
-/// Drives one generation through `head`, sending each token's text on `events`. Returns the
-/// event that ends it (done or failed), or `None` when the client's stream was dropped.
-async fn run<E: Spawner + Clock + Network + CryptoRng>(
-    head: &PipelineHead<E>,
-    tokenizer: &Tokenizer,
-    session: &mut HeadSession,
-    prompt: Vec<u32>,
-    params: GenerationParams,
-    events: &TokenSender,
-) -> Option<TokenEvent> {
-    let sample =
-        SampleSpec { temperature: params.temperature, top_k: 0, top_p: params.top_p, seed: params.seed };
-    let failed = |e: PipelineError| Some(TokenEvent::Failed(e.to_string()));
-    let mut decoder = StreamDecoder::new();
-    let mut next = None;
-    for chunk in prompt.chunks(PREFILL_CHUNK) {
-        if events.is_closed() {
-            return None;
-        }
-        match head.step(session, chunk, sample).await {
-            Ok(token) => next = Some(token),
-            Err(e) => return failed(e),
-        }
-    }
-    let mut token = next?;
-    let mut generated = 0usize;
-    loop {
-        if tokenizer.is_eog(token) {
-            let tail = decoder.finish();
-            if !tail.is_empty() {
-                events.unbounded_send(TokenEvent::Token { text: tail }).ok()?;
-            }
-            return Some(TokenEvent::Done(FinishReason::Stop));
-        }
-        generated += 1;
-        let mut text =
-            if tokenizer.is_control(token) { String::new() } else { decoder.push(tokenizer.piece(token)) };
-        let last = generated >= params.max_tokens;
-        if last {
-            text.push_str(&decoder.finish());
-        }
-        events.unbounded_send(TokenEvent::Token { text }).ok()?;
-        if last {
-            return Some(TokenEvent::Done(FinishReason::Length));
-        }
-        token = match head.step(session, &[token], sample).await {
-            Ok(t) => t,
-            Err(e) => return failed(e),
-        };
+/// One session's forwards through a pipeline head.
+struct HeadSteps<'a, E: Network> {
+    head: &'a PipelineHead<E>,
+    session: &'a mut HeadSession,
+}
+
+impl<E: Spawner + Clock + Network + CryptoRng> Steps for HeadSteps<'_, E> {
+    fn feed(
+        &mut self,
+        tokens: &[u32],
+        sample: Option<SampleSpec>,
+    ) -> impl Future<Output = Result<Option<u32>, PipelineError>> + Send {
+        self.head.feed(self.session, tokens, sample)
     }
 }

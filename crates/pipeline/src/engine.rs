@@ -1,7 +1,8 @@
-//! The stage's engine: a task on a dedicated thread (spawned through the runtime it is given, so
-//! it can run seeded) that owns the loaded [`Shard`] and every session's KV cache, and runs the
-//! forwards (the shard's own worker pool parallelises inside each one). Idle sessions expire by
-//! that runtime's clock.
+//! The one multi-session engine: a task on a dedicated thread (spawned through the runtime it is
+//! given, so it can run seeded) that owns the loaded [`Shard`] and every session's KV cache and
+//! sampler, and runs the forwards (the shard's own worker pool parallelises inside each one). A
+//! worker serves its pipeline stage with it and the local backend its whole model. Idle sessions
+//! expire by that runtime's clock.
 //!
 //! Connections hand it [`Job`]s over a channel and await the [`Response`]. Whatever has queued up
 //! while a forward ran is looked at together: one-token decode steps of different sessions are
@@ -12,6 +13,11 @@
 //! same layers batch together. A request that does not fit (layers not held, wrong input kind or
 //! width, a position other than what is cached, too many sessions) gets an error response and
 //! changes nothing.
+//!
+//! A session that samples (the last stage) creates its [`Sampler`] at its first sampled step and
+//! calls it once per sampled step, in order: a prefill chunk that needs no token asks for
+//! nothing, and a replay onto a replacement stage samples its steps again, so the sampler is where
+//! it was.
 
 use crate::wire::{ErrorCode, Input, Request, Response, Want};
 use commonware_runtime::{Clock, Spawner};
@@ -103,7 +109,31 @@ impl EngineHandle {
 
 struct Session {
     kv: KvCache,
+    /// Created at the session's first sampled step.
+    sampler: Option<Sampler>,
     last_used: SystemTime,
+}
+
+impl Session {
+    /// The response for this session's step: its hidden rows, or a token its sampler draws from
+    /// its last logits.
+    fn answer(&mut self, want: Want, width: usize, out: &[f32]) -> Response {
+        match want {
+            Want::Nothing => Response::Done,
+            Want::Hidden => Response::Hidden { dim: width as u32, values: out.to_vec() },
+            Want::Sample(spec) => {
+                let sampler = self.sampler.get_or_insert_with(|| {
+                    Sampler::new(SamplingParams {
+                        temperature: spec.temperature,
+                        top_k: spec.top_k as usize,
+                        top_p: spec.top_p,
+                        seed: spec.seed,
+                    })
+                });
+                Response::Token(sampler.sample(out))
+            }
+        }
+    }
 }
 
 struct Engine<C> {
@@ -267,7 +297,7 @@ impl<C: Clock> Engine<C> {
                 Ok(kv) => kv,
                 Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
             };
-            self.sessions.insert(key, Session { kv, last_used: now });
+            self.sessions.insert(key, Session { kv, sampler: None, last_used: now });
         }
         let Some(session) = self.sessions.get_mut(&key) else {
             return engine_error("session vanished");
@@ -292,15 +322,15 @@ impl<C: Clock> Engine<C> {
             Ok(kind) => kind,
             Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
         };
-        let position = u64::from(pos) + input.rows() as u64;
+        let width = shard.hparams().dim;
         match (want, kind) {
             (Want::Nothing, _) => Response::Done,
             (Want::Hidden, OutputKind::Hidden { rows }) => {
-                self.answer(want, position, &self.out[..rows * self.width()])
+                session.answer(want, width, &self.out[..rows * width])
             }
             (Want::Sample(_), OutputKind::Logits { rows }) => {
                 let vocab = self.out.len() / rows.max(1);
-                self.answer(want, position, &self.out[(rows - 1) * vocab..rows * vocab])
+                session.answer(want, width, &self.out[(rows - 1) * vocab..rows * vocab])
             }
             _ => engine_error("the shard returned an unexpected output"),
         }
@@ -311,10 +341,9 @@ impl<C: Clock> Engine<C> {
         let keys: Vec<SessionKey> = jobs.iter().filter_map(Job::key).collect();
         let mut taken: Vec<Session> = keys.iter().filter_map(|k| self.sessions.remove(k)).collect();
         assert_eq!(taken.len(), keys.len(), "a batch holds only known sessions");
-        let (mut ids, mut hidden, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ids, mut hidden) = (Vec::new(), Vec::new());
         for job in &jobs {
-            if let Request::Forward { pos, input, .. } = &job.request {
-                positions.push(u64::from(*pos) + 1);
+            if let Request::Forward { input, .. } = &job.request {
                 match input {
                     Input::Tokens(t) => ids.extend_from_slice(t),
                     Input::Hidden { values, .. } => hidden.extend_from_slice(values),
@@ -325,9 +354,8 @@ impl<C: Clock> Engine<C> {
         let input = if first { ShardInput::Tokens(&ids) } else { ShardInput::Hidden(&hidden) };
         let mut caches: Vec<&mut KvCache> = taken.iter_mut().map(|s| &mut s.kv).collect();
         let result = self.shard.forward_batch(&mut caches, input, &mut self.out);
-        for (key, mut session) in keys.into_iter().zip(taken) {
+        for session in &mut taken {
             session.last_used = now;
-            self.sessions.insert(key, session);
         }
         let width = match result {
             Ok(OutputKind::Hidden { rows } | OutputKind::Logits { rows }) if rows == jobs.len() => {
@@ -335,6 +363,7 @@ impl<C: Clock> Engine<C> {
             }
             // The batch changed nothing: run the steps one by one, each gets its own answer.
             _ => {
+                self.sessions.extend(keys.into_iter().zip(taken));
                 for job in jobs {
                     let response = self.handle(job.owner, job.request, now);
                     let _ = job.reply.send(response);
@@ -342,32 +371,16 @@ impl<C: Clock> Engine<C> {
                 return;
             }
         };
-        for (i, job) in jobs.into_iter().enumerate() {
-            let Request::Forward { want, .. } = job.request else { continue };
-            let response = self.answer(want, positions[i], &self.out[i * width..(i + 1) * width]);
+        let dim = self.shard.hparams().dim;
+        for (i, ((key, mut session), job)) in keys.into_iter().zip(taken).zip(jobs).enumerate() {
+            let want = match job.request {
+                Request::Forward { want, .. } => want,
+                Request::Close { .. } | Request::Echo { .. } => Want::Nothing,
+            };
+            let response = session.answer(want, dim, &self.out[i * width..(i + 1) * width]);
+            self.sessions.insert(key, session);
+            // The connection may be gone; the work is done either way.
             let _ = job.reply.send(response);
-        }
-    }
-
-    fn width(&self) -> usize {
-        self.shard.hparams().dim
-    }
-
-    /// The response for one session: its hidden rows, or a token sampled from its last logits.
-    fn answer(&self, want: Want, position: u64, out: &[f32]) -> Response {
-        match want {
-            Want::Nothing => Response::Done,
-            Want::Hidden => Response::Hidden { dim: self.width() as u32, values: out.to_vec() },
-            Want::Sample(spec) => {
-                // Seed by position: a step replayed on a replacement stage draws the same token.
-                let mut sampler = Sampler::new(SamplingParams {
-                    temperature: spec.temperature,
-                    top_k: spec.top_k as usize,
-                    top_p: spec.top_p,
-                    seed: spec.seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                });
-                Response::Token(sampler.sample(out))
-            }
         }
     }
 }

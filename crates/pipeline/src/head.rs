@@ -6,7 +6,9 @@
 //! or a call outlives its timeout), the head asks [`Standby`] to re-plan the failed stage's layers
 //! onto a live worker (a spare serving those layers, or a worker holding more of the model, which
 //! then runs just that span), replays that session's inputs there in the original chunks (so the
-//! rebuilt KV cache is bit-identical), and retries the step. Other sessions notice the move on their next step and
+//! rebuilt KV cache is bit-identical; the last stage samples its sampled steps again, so its
+//! sampler stands where it stood and each replayed token must equal the one drawn before), and
+//! retries the step. Other sessions notice the move on their next step and
 //! replay theirs. With two stages relaying costs nothing over a chain (head→s1→s2→head is the
 //! same number of hops once the head sits with s1); beyond two it trades hops for recovery.
 //!
@@ -39,6 +41,14 @@ pub struct StageSpec {
     pub addr: SocketAddr,
     /// The layers it runs for this pipeline (the worker may hold more: see [`Standby`]).
     pub layers: Range<usize>,
+}
+
+impl StageSpec {
+    /// The stage a worker announced in its ready line, serving every layer it holds.
+    pub fn of_ready(ready: &polylink_protocol::WorkerReady) -> Result<Self, PipelineError> {
+        let peer = crate::transport::peer_from_bytes(ready.key.as_bytes())?;
+        Ok(Self { peer, addr: ready.addr, layers: ready.layers.clone() })
+    }
 }
 
 /// Finds a replacement for a failed stage.
@@ -94,12 +104,21 @@ impl Default for HeadConfig {
     }
 }
 
+/// One input sent to a stage, kept for a replay.
+#[derive(Debug, Clone)]
+struct Sent {
+    input: Input,
+    /// The last stage's sampling for this step and the token it drew: a replay samples again,
+    /// so the replacement's sampler ends where the failed one's was.
+    sampled: Option<(SampleSpec, u32)>,
+}
+
 /// One generation's state at the head.
 #[derive(Debug)]
 pub struct HeadSession {
     id: u64,
     /// Per stage: every input sent, in order and in its original chunks.
-    history: Vec<Vec<Input>>,
+    history: Vec<Vec<Sent>>,
     /// Per stage: the worker holding this session's cache.
     placed: Vec<Option<PublicKey>>,
     /// Per stage: rows each worker computed for this session (replays onto a stand-in included).
@@ -233,20 +252,45 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         tokens: &[u32],
         sample: SampleSpec,
     ) -> Result<u32, PipelineError> {
+        let token = self.feed(session, tokens, Some(sample)).await?;
+        token.ok_or_else(|| PipelineError::Protocol("the last stage returned no token".into()))
+    }
+
+    /// Feeds `tokens` (the prompt in chunks, then each generated token) and, with `sample`,
+    /// returns the next token the last stage samples (a prefill chunk before the last needs
+    /// none, and draws none from the session's sampler).
+    pub async fn feed(
+        &self,
+        session: &mut HeadSession,
+        tokens: &[u32],
+        sample: Option<SampleSpec>,
+    ) -> Result<Option<u32>, PipelineError> {
         if tokens.is_empty() {
             return Err(PipelineError::Plan("a step needs at least one token".into()));
         }
         let last = session.history.len() - 1;
         let mut input = Input::Tokens(tokens.to_vec());
         for k in 0..=last {
-            let want = if k == last { Want::Sample(sample) } else { Want::Hidden };
+            let want = match sample {
+                _ if k < last => Want::Hidden,
+                Some(spec) => Want::Sample(spec),
+                None => Want::Nothing,
+            };
             let response = self.run_stage(k, session, &input, want).await?;
-            session.history[k].push(input);
+            let sampled = match (&response, sample) {
+                (Response::Token(token), Some(spec)) if k == last => Some((spec, *token)),
+                _ => None,
+            };
+            session.history[k].push(Sent { input, sampled });
             input = match response {
                 Response::Hidden { dim, values } if k < last => Input::Hidden { dim, values },
-                Response::Token(token) if k == last => {
+                Response::Token(token) if k == last && sample.is_some() => {
                     session.pos += tokens.len();
-                    return Ok(token);
+                    return Ok(Some(token));
+                }
+                Response::Done if k == last && sample.is_none() => {
+                    session.pos += tokens.len();
+                    return Ok(None);
                 }
                 other => return Err(PipelineError::Protocol(format!("stage {k} answered {other:?}"))),
             };
@@ -385,23 +429,25 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         let mut link = self.link(k, spec).await?;
         if session.placed[k].as_ref() != Some(&spec.peer) {
             let mut pos = 0u32;
-            for chunk in &session.history[k] {
+            for sent in &session.history[k] {
                 let replay = Request::Forward {
                     session: session.id,
                     pos,
                     layers: wire_layers(&spec.layers),
-                    input: chunk.clone(),
-                    want: Want::Nothing,
+                    input: sent.input.clone(),
+                    want: sent.sampled.map_or(Want::Nothing, |(spec, _)| Want::Sample(spec)),
                 };
-                match self.timed(k, chunk.rows(), link.call(&replay)).await?? {
-                    Response::Done => {}
-                    other => {
+                let rows = sent.input.rows();
+                match (self.timed(k, rows, link.call(&replay)).await??, sent.sampled) {
+                    (Response::Done, None) => {}
+                    (Response::Token(token), Some((_, drawn))) if token == drawn => {}
+                    (other, _) => {
                         return Err(PipelineError::Protocol(format!(
                             "replay at stage {k} answered {other:?}"
                         )));
                     }
                 }
-                pos += chunk.rows() as u32;
+                pos += rows as u32;
             }
             session.placed[k] = Some(spec.peer.clone());
             session.record_work(k, &spec.peer, pos as usize);

@@ -8,7 +8,8 @@
 //! [`profile::model_profile`] reads a model's memory figures from its GGUF tensor directory.
 //!
 //! At run time a worker serves a [`polylink_infer::Shard`] with [`server::serve`]: an
-//! [`engine::EngineHandle`] thread owns the shard and each session's KV cache, and answers
+//! [`engine::EngineHandle`] thread (the one multi-session engine, batching sessions' decode
+//! steps) owns the shard and each session's KV cache and sampler, and answers
 //! [`wire::Request`]s that arrive over authenticated, encrypted links ([`transport`]). The
 //! [`head::PipelineHead`] drives sessions through the stages, keeps every input it sent, and
 //! fails over to a standby stage when one dies or stalls, replaying the session there.
@@ -16,9 +17,12 @@
 //! The inference backends a gateway serves through ([`polylink_protocol::InferenceBackend`]) live
 //! here beside the engines they drive: [`PipelineBackend`] spreads requests over
 //! [`Deployment`]s, each a head over its stages, and reports who did the work; [`LocalBackend`]
-//! runs a whole model on this machine on its own engine thread.
+//! runs a whole model on this machine with the same engine. Both drive each generation with the
+//! one decode loop (`decode`).
+#![warn(missing_docs, unreachable_pub)]
 
 mod backend;
+mod decode;
 mod deployment;
 pub mod engine;
 mod error;

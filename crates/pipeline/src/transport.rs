@@ -137,6 +137,12 @@ pub fn key_from_seed(seed: &[u8; 32]) -> Result<PrivateKey, PipelineError> {
         .map_err(|e| PipelineError::Decode(format!("ed25519 seed: {e}")))
 }
 
+/// The link key whose 32 raw bytes are `bytes` (an account key on chain or in a ready line).
+pub fn peer_from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, PipelineError> {
+    PublicKey::read_cfg(&mut commonware_codec::Copying(bytes), &())
+        .map_err(|e| PipelineError::Decode(format!("ed25519 public key: {e}")))
+}
+
 /// The 32 raw bytes of a public key (session owner ids, logs).
 pub fn peer_bytes(peer: &PublicKey) -> [u8; 32] {
     let mut out = [0u8; 32];

@@ -81,7 +81,8 @@ pub struct SampleSpec {
     pub top_k: u32,
     /// 1 means all tokens.
     pub top_p: f32,
-    /// Seed; the stage mixes in the position, so a replayed step samples the same token.
+    /// Seed of the session's sampler, created at its first sampled step (later steps' seeds are
+    /// not read): a replay samples the same steps again, so it draws the same tokens.
     pub seed: u64,
 }
 

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Stages on loopback with the real SmolLM2: a 2-stage pipeline gives the whole model's greedy
-//! tokens, survives a stage that dies mid-generation, and refuses bad requests without harm.
+//! and sampled tokens, survives a stage that dies mid-generation, and refuses bad requests
+//! without harm.
 
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::PrivateKey;
@@ -40,15 +41,16 @@ fn prompt(m: &Model) -> Vec<u32> {
     m.tokenizer.encode(&template.render(None, "Name three colours of the rainbow."))
 }
 
-/// Greedy ids from the whole model in one process: the reference every pipeline must match.
-fn whole_model_ids(m: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
+/// Ids from the whole model in one process: the reference every pipeline must match.
+fn whole_model_ids(m: &Model, prompt: &[u32], n: usize, sample: SampleSpec) -> Vec<u32> {
     let shard = Shard::load(&m.gguf, 0..30, Arc::new(Pool::new(1))).unwrap();
-    let params = GenerateParams {
-        max_tokens: n,
-        sampling: SamplingParams::default(),
-        stop: Vec::new(),
-        ignore_eos: true,
+    let sampling = SamplingParams {
+        temperature: sample.temperature,
+        top_k: sample.top_k as usize,
+        top_p: sample.top_p,
+        seed: sample.seed,
     };
+    let params = GenerateParams { max_tokens: n, sampling, stop: Vec::new(), ignore_eos: true };
     generate(&shard, &m.tokenizer, prompt, &params, &mut |_| {}).unwrap().ids
 }
 
@@ -83,27 +85,29 @@ async fn run(
     head: &PipelineHead<tokio::Context>,
     prompt: &[u32],
     n: usize,
+    sample: SampleSpec,
     mut on_step: impl FnMut(usize),
 ) -> Vec<u32> {
     let mut session = head.open();
     let mut ids = Vec::new();
-    let mut next = head.step(&mut session, prompt, GREEDY).await.unwrap();
+    let mut next = head.step(&mut session, prompt, sample).await.unwrap();
     ids.push(next);
     for i in 1..n {
         on_step(i);
-        next = head.step(&mut session, &[next], GREEDY).await.unwrap();
+        next = head.step(&mut session, &[next], sample).await.unwrap();
         ids.push(next);
     }
     head.close(session).await;
     ids
 }
 
-#[test]
-fn a_two_stage_pipeline_matches_the_whole_model_and_survives_a_dead_stage() {
+/// A 2-stage pipeline gives the whole model's ids for `sample`, before and after its second
+/// stage dies 10 tokens into an answer.
+fn pipeline_matches_the_whole_model_through_a_fail_over(sample: SampleSpec) {
     let m = model();
     let prompt = prompt(&m);
     let n = 24;
-    let expected = whole_model_ids(&m, &prompt, n);
+    let expected = whole_model_ids(&m, &prompt, n, sample);
     tokio::Runner::default().start(|context| async move {
         let (first, _h1) = start_stage(&context, &m, 1, 0..15).await;
         let (second, h2) = start_stage(&context, &m, 2, 15..30).await;
@@ -111,11 +115,12 @@ fn a_two_stage_pipeline_matches_the_whole_model_and_survives_a_dead_stage() {
 
         let stages = vec![first.clone(), second.clone()];
         let head = new_head(&context, stages.clone(), StandbyList(vec![spare.clone()]));
-        assert_eq!(run(&head, &prompt, n, |_| {}).await, expected, "pipeline differs from the whole model");
+        let ids = run(&head, &prompt, n, sample, |_| {}).await;
+        assert_eq!(ids, expected, "pipeline differs from the whole model");
 
         // Kill the second stage after 10 tokens: the head must move to the spare and go on.
         let mut h2 = Some(h2);
-        let ids = run(&head, &prompt, n, |i| {
+        let ids = run(&head, &prompt, n, sample, |i| {
             if i == 10
                 && let Some(h) = h2.take()
             {
@@ -129,11 +134,25 @@ fn a_two_stage_pipeline_matches_the_whole_model_and_survives_a_dead_stage() {
 }
 
 #[test]
+fn a_two_stage_pipeline_matches_the_whole_model_and_survives_a_dead_stage() {
+    pipeline_matches_the_whole_model_through_a_fail_over(GREEDY);
+}
+
+/// The last stage keeps one sampler per session, drawn once per token in order (as `generate`
+/// does), and a replay onto the spare draws the replayed tokens again: a sampled answer is the
+/// whole model's, token for token, through a fail-over.
+#[test]
+fn a_sampled_answer_is_the_whole_models_through_a_fail_over() {
+    let sample = SampleSpec { temperature: 0.9, top_k: 0, top_p: 0.95, seed: 7 };
+    pipeline_matches_the_whole_model_through_a_fail_over(sample);
+}
+
+#[test]
 fn with_no_spare_a_whole_model_worker_stands_in_for_each_dead_stage() {
     let m = model();
     let prompt = prompt(&m);
     let n = 24;
-    let expected = whole_model_ids(&m, &prompt, n);
+    let expected = whole_model_ids(&m, &prompt, n, GREEDY);
     tokio::Runner::default().start(|context| async move {
         let (first, h1) = start_stage(&context, &m, 1, 0..15).await;
         let (second, h2) = start_stage(&context, &m, 2, 15..30).await;
@@ -142,7 +161,7 @@ fn with_no_spare_a_whole_model_worker_stands_in_for_each_dead_stage() {
         // Stage 2 dies after 6 tokens, stage 1 after 14: the whole-model worker runs layers
         // 15..30 and then 0..15 of the same session, and the tokens do not change.
         let (mut h1, mut h2) = (Some(h1), Some(h2));
-        let ids = run(&head, &prompt, n, |i| {
+        let ids = run(&head, &prompt, n, GREEDY, |i| {
             let dying = match i {
                 6 => h2.take(),
                 14 => h1.take(),
@@ -158,7 +177,7 @@ fn with_no_spare_a_whole_model_worker_stands_in_for_each_dead_stage() {
         assert!(stages.iter().all(|s| s.peer == whole.peer), "{stages:?}");
         assert_eq!((stages[0].layers.clone(), stages[1].layers.clone()), (0..15, 15..30));
         // A new session on the re-planned pipeline gives the same text again.
-        assert_eq!(run(&head, &prompt, n, |_| {}).await, expected);
+        assert_eq!(run(&head, &prompt, n, GREEDY, |_| {}).await, expected);
     });
 }
 
@@ -189,7 +208,7 @@ fn bad_requests_are_refused_and_the_stage_keeps_serving() {
 
         // And the same stage still answers a proper request.
         let token = head.step(&mut session, &prompt, GREEDY).await.unwrap();
-        assert_eq!(token, whole_model_ids(&m, &prompt, 1)[0]);
+        assert_eq!(token, whole_model_ids(&m, &prompt, 1, GREEDY)[0]);
 
         // Layers the worker does not hold are refused, not half-run.
         let (front, _h) = start_stage(&context, &m, 6, 0..15).await;

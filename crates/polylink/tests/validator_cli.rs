@@ -7,6 +7,7 @@ mod chain_common;
 
 use chain_common::{BIN, Proc, get_json, run_cli, spawn_node, wait_height};
 use polylink_ledger::dev_key;
+use polylink_protocol::ValidatorReady;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,11 +46,11 @@ fn validator_run_registers_announces_itself_and_stops_on_ctrl_c() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut guard = Proc(child);
-    let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(ready["event"], "ready", "{ready}");
-    assert_eq!(ready["key"], key.public_key().to_string());
-    assert_eq!(ready["registered"], true);
-    assert_eq!(ready["bonded"], "5000");
+    let line = lines.next().unwrap().unwrap();
+    let ready = ValidatorReady::from_line(&line).unwrap_or_else(|| panic!("not a ready line: {line}"));
+    assert_eq!(ready.key, key.public_key());
+    assert!(ready.registered);
+    assert_eq!(ready.bonded, 5000);
     let validators = get_json(&url, "/validators");
     assert!(
         validators.as_array().unwrap().iter().any(|v| v["account"] == key.public_key().to_string()),

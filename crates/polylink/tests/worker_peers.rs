@@ -8,13 +8,14 @@ mod chain_common;
 
 use chain_common::{BIN, Proc, cli_ok, get_json, register_model, run_cli, spawn_node, wait_height};
 use polylink_ledger::dev_key;
+use polylink_protocol::WorkerReady;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Starts `polylink worker` with the key of dev account `dev` and returns its ready line.
-fn spawn_worker(gguf: &str, rpc: &str, dev: u32, log: &std::path::Path) -> (Proc, Value) {
+fn spawn_worker(gguf: &str, rpc: &str, dev: u32, log: &std::path::Path) -> (Proc, WorkerReady) {
     let seed = hex::encode(dev_key(dev).seed());
     let mut child = Command::new(BIN)
         .args(["worker", "--model", gguf, "--chain", rpc, "--threads", "1", "--key-seed", &seed])
@@ -27,7 +28,7 @@ fn spawn_worker(gguf: &str, rpc: &str, dev: u32, log: &std::path::Path) -> (Proc
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(ready) = serde_json::from_str::<Value>(&line) {
+            if let Some(ready) = WorkerReady::from_line(&line) {
                 let _ = tx.send(ready);
             }
         }
@@ -66,29 +67,30 @@ fn workers_register_endpoints_and_peer_latency_and_the_planner_reads_them() {
 
     let (_first, a) = spawn_worker(gguf, &url, 2, &dir.path().join("worker-a.log"));
     let (_second, b) = spawn_worker(gguf, &url, 3, &dir.path().join("worker-b.log"));
-    let (a_account, b_account) = (a["account"].as_str().unwrap(), b["account"].as_str().unwrap());
-    assert_eq!(a["model"].as_u64(), Some(model_id), "{a}");
-    assert_eq!(a["endpoint"], a["addr"], "a worker registers where it listens: {a}");
-    assert_eq!(a["peers"], serde_json::json!([]), "the first worker had no peer to measure: {a}");
-    assert_eq!(a["link"]["latency_us"], 0, "{a}");
+    let (a_account, b_account) = (a.account.to_string(), b.account.to_string());
+    let (a_account, b_account) = (a_account.as_str(), b_account.as_str());
+    assert_eq!(a.model, Some(model_id), "{a:?}");
+    assert_eq!(a.endpoint, a.addr, "a worker registers where it listens: {a:?}");
+    assert!(a.peers.is_empty(), "the first worker had no peer to measure: {a:?}");
+    assert_eq!(a.link.map(|l| l.latency_us), Some(0), "{a:?}");
     // The second worker measured the first over the pipeline link.
-    let peers = b["peers"].as_array().unwrap();
-    assert_eq!(peers.len(), 1, "{b}");
-    assert_eq!(peers[0]["account"], a_account);
-    assert_eq!(peers[0]["endpoint"], a["addr"]);
-    assert!(peers[0]["error"].is_null(), "{b}");
-    let rtt_us = peers[0]["rtt_us"].as_u64().unwrap();
-    assert!(rtt_us > 0 && peers[0]["bandwidth_kbps"].as_u64().unwrap() > 0, "{b}");
+    assert_eq!(b.peers.len(), 1, "{b:?}");
+    let peer = &b.peers[0];
+    assert_eq!(peer.account, a.account);
+    assert_eq!(peer.endpoint, a.addr);
+    assert_eq!(peer.error, None, "{b:?}");
+    let measure = peer.measure.unwrap_or_else(|| panic!("the peer was not measured: {b:?}"));
+    assert!(measure.rtt_us > 0 && measure.bandwidth_kbps > 0, "{b:?}");
 
     // The chain holds what each worker measured and where it listens.
     let workers = get_json(&url, "/workers");
     let (on_a, on_b) = (registered(&workers, a_account), registered(&workers, b_account));
-    assert_eq!(on_a["endpoint"], a["addr"], "{workers}");
-    assert_eq!(on_b["endpoint"], b["addr"], "{workers}");
+    assert_eq!(on_a["endpoint"], a.addr.to_string(), "{workers}");
+    assert_eq!(on_b["endpoint"], b.addr.to_string(), "{workers}");
     assert_eq!(on_a["profile"]["latency_us"], 0, "{workers}");
     let b_latency = on_b["profile"]["latency_us"].as_u64().unwrap();
-    assert_eq!(b_latency, (rtt_us / 2).max(1), "{workers}");
-    assert_eq!(on_b["profile"]["bandwidth_kbps"], peers[0]["bandwidth_kbps"], "{workers}");
+    assert_eq!(b_latency, (measure.rtt_us / 2).max(1), "{workers}");
+    assert_eq!(on_b["profile"]["bandwidth_kbps"], measure.bandwidth_kbps, "{workers}");
 
     // The planner plans over the registered workers.
     let id = model_id.to_string();

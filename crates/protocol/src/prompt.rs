@@ -10,6 +10,16 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+impl ChatMessage {
+    /// A conversation's first turn: one user message, after a system prompt if one is given.
+    pub fn first_turn(system: Option<&str>, user: &str) -> Vec<Self> {
+        let message = |role, content: &str| Self { role, content: content.to_string() };
+        let mut messages: Vec<Self> = system.map(|s| message(Role::System, s)).into_iter().collect();
+        messages.push(message(Role::User, user));
+        messages
+    }
+}
+
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

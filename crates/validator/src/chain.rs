@@ -68,11 +68,12 @@ impl Chain {
         Ok(self.client().model(model).await.map_err(rpc)?.artifact_hash)
     }
 
-    /// Bonds up to `stake` (the chain's minimum when `None`) and registers as a validator unless
+    /// Bonds up to `stake` (twice the chain's minimum when `None`) and registers as a validator unless
     /// already registered; returns the stake bonded.
     pub async fn register(&self, stake: Option<Amount>) -> Result<Amount> {
         let min = self.client().params().await.map_err(rpc)?.params.validator_stake_min;
-        let want = stake.unwrap_or(min);
+        // By default twice the minimum: one slash leaves the validator in the committees.
+        let want = stake.unwrap_or(min.saturating_mul(2));
         let account = self.account().await?;
         let bonded = account.stake.bonded;
         let wait = |kind: TxKind| async move {

@@ -3,7 +3,7 @@
 //! worker's answer and takes part in the commit-reveal vote that settles the task.
 //!
 //! Key types:
-//! - [`Config`] → [`start`] → [`Running`] (with its [`Ready`] announcement).
+//! - [`Config`] → [`start`] → [`Running`] (with its [`polylink_protocol::ValidatorReady`] announcement).
 //! - [`schedule::Seat`]: a committee seat and its windows; [`schedule::seats`] reads them from a
 //!   block, [`schedule::Seat::phase`] says what may be sent at a height (the pure core).
 //! - [`verify::check`]: a transcript against the chain (prompt ids hash, output hash, token
@@ -26,5 +26,5 @@ pub mod scorer;
 pub mod verify;
 
 pub use error::{Result, ValidatorError};
-pub use node::{Config, Ready, Running, start};
+pub use node::{Config, Running, start};
 pub use scorer::ScorerConfig;

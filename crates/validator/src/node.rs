@@ -11,8 +11,8 @@ use crate::verify::{self, OnChain, Verdict};
 use futures::StreamExt;
 use polylink_chain::rpc::FinalizedBlock;
 use polylink_ledger::ABSTAIN;
-use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TxKind};
-use serde::Serialize;
+use polylink_protocol::ValidatorReady;
+use polylink_types::{Amount, CommitScore, Hash32, RevealScore, SecretKey, TxKind};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,24 +43,6 @@ pub struct Config {
     pub score_override: Option<u16>,
 }
 
-/// What the validator announces once it follows the chain.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ready {
-    /// Always `"ready"`.
-    pub event: &'static str,
-    /// The validator's key.
-    pub key: PublicKey,
-    /// Registered on chain.
-    pub registered: bool,
-    /// Bonded stake.
-    #[serde(with = "polylink_types::amount_serde")]
-    pub bonded: Amount,
-    /// The chain id.
-    pub chain_id: String,
-    /// Pending commitments found in the data directory and resumed.
-    pub resumed: usize,
-}
-
 struct Shared {
     chain: Chain,
     http: reqwest::Client,
@@ -74,7 +56,7 @@ struct Shared {
 pub struct Running {
     tasks: JoinSet<()>,
     /// What it announced.
-    pub ready: Ready,
+    pub ready: ValidatorReady,
 }
 
 impl Running {
@@ -96,8 +78,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         .map_err(|e| ValidatorError::Config(format!("http client: {e}")))?;
     let status = chain.client().status().await.map_err(|e| ValidatorError::Chain(e.to_string()))?;
     let (tip_tx, tip) = watch::channel(Tip { height: status.height, time_ms: status.time_ms });
-    let ready = Ready {
-        event: "ready",
+    let ready = ValidatorReady {
         key: chain.public_key(),
         registered: true,
         bonded,
@@ -111,7 +92,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let events = shared.chain.client().events().await.map_err(|e| ValidatorError::Chain(e.to_string()))?;
     let mut tasks = JoinSet::new();
     let pending = shared.journal.load();
-    let ready = Ready { resumed: pending.len(), ..ready };
+    let ready = ValidatorReady { resumed: pending.len(), ..ready };
     for p in pending {
         info!(task = %p.seat.task, "resuming a pending commitment");
         tasks.spawn(reveal(shared.clone(), p));

@@ -3,8 +3,14 @@
 //! and the validators re-derive the hashed prompt ids with it.
 
 use crate::model::config::Arch;
+use crate::tokenizer::Segment::{self, Special, Text};
 use crate::tokenizer::Tokenizer;
 use polylink_protocol::{ChatMessage, Prompt, Role};
+
+const IM_START: &str = "<|im_start|>";
+const IM_END: &str = "<|im_end|>";
+const START_OF_TURN: &str = "<start_of_turn>";
+const END_OF_TURN: &str = "<end_of_turn>";
 
 /// How a conversation becomes a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,15 +30,13 @@ impl ChatTemplate {
     /// The template the model's metadata implies.
     pub fn detect(tok: &Tokenizer, arch: Arch) -> Self {
         let src = tok.chat_template().unwrap_or("");
-        if src.contains("<|im_start|>") {
+        if src.contains(IM_START) {
             return Self::ChatMl { default_system: default_system(src) };
         }
-        if src.contains("<start_of_turn>")
-            || (arch == Arch::Gemma3 && tok.token_id("<start_of_turn>").is_some())
-        {
+        if src.contains(START_OF_TURN) || (arch == Arch::Gemma3 && tok.token_id(START_OF_TURN).is_some()) {
             return Self::Gemma;
         }
-        if tok.token_id("<|im_start|>").is_some() {
+        if tok.token_id(IM_START).is_some() {
             return Self::ChatMl { default_system: None };
         }
         Self::Raw
@@ -41,61 +45,79 @@ impl ChatTemplate {
     /// The prompt text for one user message (and an optional system prompt). Without a template
     /// (a base model) it is the user's text alone.
     pub fn render(&self, system: Option<&str>, user: &str) -> String {
-        if *self == Self::Raw {
-            return user.to_string();
+        match self {
+            Self::Raw => user.to_string(),
+            _ => self.render_chat(&ChatMessage::first_turn(system, user)),
         }
-        let message = |role, content: &str| ChatMessage { role, content: content.to_string() };
-        let mut messages: Vec<ChatMessage> = system.map(|s| message(Role::System, s)).into_iter().collect();
-        messages.push(message(Role::User, user));
-        self.render_chat(&messages)
     }
 
-    /// The prompt text for `messages`, ending where the assistant's next answer starts.
+    /// The prompt text for `messages`, ending where the assistant's next answer starts (for
+    /// display: [`ChatTemplate::encode`] is what tokenizes it).
     pub fn render_chat(&self, messages: &[ChatMessage]) -> String {
+        self.segments(messages).iter().map(Segment::text).collect()
+    }
+
+    /// `messages` laid out by this template: its own markers as [`Segment::Special`], every
+    /// message's content (and the system prompt) as [`Segment::Text`].
+    pub fn segments<'a>(&'a self, messages: &'a [ChatMessage]) -> Vec<Segment<'a>> {
         let (system, turns) = match messages.split_first() {
             Some((first, rest)) if first.role == Role::System => (Some(first.content.as_str()), rest),
             _ => (None, messages),
         };
-        let mut out = String::new();
+        let mut out = Vec::new();
         match self {
             Self::ChatMl { default_system } => {
+                let mut turn = |role: &'a str, content: &'a str| {
+                    out.extend([Special(IM_START), Text(role), Text("\n"), Text(content), Special(IM_END)]);
+                    out.push(Text("\n"));
+                };
                 if let Some(sys) = system.or(default_system.as_deref()) {
-                    out.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
+                    turn("system", sys);
                 }
                 for m in turns {
-                    out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role.as_str(), m.content));
+                    turn(m.role.as_str(), &m.content);
                 }
-                out.push_str("<|im_start|>assistant\n");
+                out.extend([Special(IM_START), Text("assistant\n")]);
             }
             Self::Gemma => {
                 // Gemma has no system role: instructions open the first user turn.
-                let mut pending_system = system.map(str::to_string);
+                let mut pending_system = system;
                 for m in turns {
-                    let (role, text) = match m.role {
-                        Role::Assistant => ("model", m.content.clone()),
-                        Role::User | Role::System => match pending_system.take() {
-                            Some(sys) => ("user", format!("{sys}\n\n{}", m.content)),
-                            None => ("user", m.content.clone()),
-                        },
-                    };
-                    out.push_str(&format!("<start_of_turn>{role}\n{text}<end_of_turn>\n"));
+                    out.push(Special(START_OF_TURN));
+                    match m.role {
+                        Role::Assistant => out.push(Text("model\n")),
+                        Role::User | Role::System => {
+                            out.push(Text("user\n"));
+                            if let Some(sys) = pending_system.take() {
+                                out.extend([Text(sys), Text("\n\n")]);
+                            }
+                        }
+                    }
+                    out.extend([Text(&m.content), Special(END_OF_TURN), Text("\n")]);
                 }
-                out.push_str("<start_of_turn>model\n");
+                out.extend([Special(START_OF_TURN), Text("model\n")]);
             }
             Self::Raw => {
                 // No template (a base model): the texts in order, instructions included.
-                let parts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-                out.push_str(&parts.join("\n"));
+                for (i, m) in messages.iter().enumerate() {
+                    if i > 0 {
+                        out.push(Text("\n"));
+                    }
+                    out.push(Text(&m.content));
+                }
             }
         }
         out
     }
 
-    /// The token ids of `prompt`: raw text as is, chat messages rendered with this template first.
+    /// The token ids of `prompt`. What a client wrote is always plain text: special-token strings
+    /// in a message (`<|im_end|>`, `<start_of_turn>`) become ordinary tokens, so a user cannot
+    /// forge a turn; only the template's own markers are special tokens. Raw text
+    /// (`/v1/completions`) is plain text as a whole, as OpenAI's completions endpoint treats it.
     pub fn encode(&self, tokenizer: &Tokenizer, prompt: &Prompt) -> Vec<u32> {
         match prompt {
-            Prompt::Text(t) => tokenizer.encode(t),
-            Prompt::Chat(messages) => tokenizer.encode(&self.render_chat(messages)),
+            Prompt::Text(t) => tokenizer.encode_plain(t),
+            Prompt::Chat(messages) => tokenizer.encode_segments(&self.segments(messages)),
         }
     }
 }

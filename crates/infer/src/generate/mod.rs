@@ -2,6 +2,7 @@
 //! detokenizer.
 
 pub mod chat;
+pub mod decode;
 pub mod detok;
 pub mod sample;
 
@@ -10,7 +11,7 @@ use std::time::Instant;
 use crate::error::{InferError, Result};
 use crate::model::shard::{LogitsMode, OutputKind, Shard, ShardInput};
 use crate::tokenizer::Tokenizer;
-use detok::StreamDecoder;
+use decode::Decoding;
 use sample::{Sampler, SamplingParams};
 
 /// Options of one generation.
@@ -78,7 +79,7 @@ pub fn generate(
     let mut kv = shard.new_session(prompt.len() + params.max_tokens);
     let mut logits = Vec::new();
     let mut sampler = Sampler::new(params.sampling);
-    let mut dec = StreamDecoder::new();
+    let mut decoding = Decoding::new(params.max_tokens, params.ignore_eos);
     let (mut text, mut emitted) = (String::new(), 0usize);
     let mut ids = Vec::new();
     let t0 = Instant::now();
@@ -89,12 +90,11 @@ pub fn generate(
     while ids.len() < params.max_tokens {
         let id = sampler.sample(&logits);
         ids.push(id);
-        if tok.is_eog(id) && !params.ignore_eos {
+        let decoded = decoding.push(tok, id);
+        text.push_str(&decoded.text);
+        if decoded.finish == Some(Finish::Eos) {
             finish = Finish::Eos;
             break;
-        }
-        if !tok.is_control(id) {
-            text.push_str(&dec.push(tok.piece(id)));
         }
         if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
             text.truncate(cut);
@@ -107,13 +107,10 @@ pub fn generate(
             on_text(&text[emitted..safe]);
             emitted = safe;
         }
-        if ids.len() == params.max_tokens {
+        if decoded.finish.is_some() {
             break;
         }
         forward_logits(shard, &mut kv, &[id], &mut logits)?;
-    }
-    if finish != Finish::Stop {
-        text.push_str(&dec.finish());
     }
     if text.len() > emitted {
         on_text(&text[emitted..]);

@@ -7,6 +7,7 @@ mod spm;
 mod unicode;
 mod wordpiece;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub use bpe::PreTokenizer;
@@ -21,6 +22,11 @@ const TYPE_UNKNOWN: i64 = 2;
 const TYPE_CONTROL: i64 = 3;
 const TYPE_USER_DEFINED: i64 = 4;
 const TYPE_BYTE: i64 = 6;
+
+/// Whether tokens of this type are special: matched by their text, never built from pieces.
+fn special_type(ty: i64) -> bool {
+    matches!(ty, TYPE_CONTROL | TYPE_USER_DEFINED | TYPE_UNKNOWN)
+}
 
 /// Which algorithm the vocabulary uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,9 +131,7 @@ impl Tokenizer {
         let is_spm = model == Model::Spm;
         let add_bos = g.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(is_spm);
         let add_space_prefix = g.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(is_spm);
-        let mut special: Vec<u32> = (0..n as u32)
-            .filter(|&i| matches!(types[i as usize], TYPE_CONTROL | TYPE_USER_DEFINED | TYPE_UNKNOWN))
-            .collect();
+        let mut special: Vec<u32> = (0..n as u32).filter(|&i| special_type(types[i as usize])).collect();
         special.sort_by_key(|&i| std::cmp::Reverse(texts[i as usize].len()));
         let mut byte_ids = [None; 256];
         if is_spm {
@@ -187,13 +191,47 @@ impl Tokenizer {
     }
 
     /// Token ids of `text`, special tokens recognised, BOS added when the model asks for it
-    /// (as llama.cpp's `tokenize(text, add_special=true, parse_special=true)`).
+    /// (as llama.cpp's `tokenize(text, add_special=true, parse_special=true)`). Only for text this
+    /// program wrote: anything from a user goes through [`Tokenizer::encode_plain`] or
+    /// [`Tokenizer::encode_segments`], so it can never produce a special token.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.encode_with(text, true)
     }
 
-    /// Token ids of `text`; `add_bos` adds BOS when the model asks for it.
+    /// Token ids of `text`, special tokens recognised; `add_bos` adds BOS when the model asks for
+    /// it.
     pub fn encode_with(&self, text: &str, add_bos: bool) -> Vec<u32> {
+        self.encode_fragments(self.partition(text), add_bos)
+    }
+
+    /// Token ids of `text` as plain text, BOS added when the model asks for it: special-token
+    /// strings inside it (`<|im_end|>`) become ordinary tokens (llama.cpp's
+    /// `parse_special=false`).
+    pub fn encode_plain(&self, text: &str) -> Vec<u32> {
+        self.encode_segments(&[Segment::Text(text)])
+    }
+
+    /// Token ids of a prompt laid out in segments, BOS added when the model asks for it: each
+    /// [`Segment::Special`] is its special token, and the text between two of them is tokenized
+    /// as one plain text. A special the vocabulary lacks is plain text too.
+    pub fn encode_segments(&self, segments: &[Segment<'_>]) -> Vec<u32> {
+        let mut frags: Vec<Fragment<'_>> = Vec::new();
+        for segment in segments {
+            let (text, special) = match *segment {
+                Segment::Text(text) => (text, None),
+                Segment::Special(text) => (text, self.token_id(text).filter(|&id| self.is_special(id))),
+            };
+            match (special, frags.last_mut()) {
+                (Some(id), _) => frags.push(Fragment::Special(id)),
+                (None, _) if text.is_empty() => {}
+                (None, Some(Fragment::Text(last))) => last.to_mut().push_str(text),
+                (None, _) => frags.push(Fragment::Text(Cow::Borrowed(text))),
+            }
+        }
+        self.encode_fragments(frags, true)
+    }
+
+    fn encode_fragments(&self, frags: Vec<Fragment<'_>>, add_bos: bool) -> Vec<u32> {
         let mut out = Vec::new();
         if add_bos
             && self.add_bos
@@ -202,14 +240,14 @@ impl Tokenizer {
             out.push(b);
         }
         let mut prev_special = true;
-        for frag in self.partition(text) {
+        for frag in frags {
             match frag {
                 Fragment::Special(id) => {
                     out.push(id);
                     prev_special = true;
                 }
                 Fragment::Text(s) => {
-                    self.encode_text(s, prev_special, &mut out);
+                    self.encode_text(&s, prev_special, &mut out);
                     prev_special = false;
                 }
             }
@@ -245,7 +283,7 @@ impl Tokenizer {
     }
 
     fn partition<'a>(&self, text: &'a str) -> Vec<Fragment<'a>> {
-        let mut frags = vec![Fragment::Text(text)];
+        let mut frags = vec![Fragment::Text(Cow::Borrowed(text))];
         for &id in &self.special {
             let tok = &self.texts[id as usize];
             if tok.is_empty() {
@@ -253,19 +291,19 @@ impl Tokenizer {
             }
             let mut next = Vec::with_capacity(frags.len());
             for f in frags {
-                let Fragment::Text(mut s) = f else {
+                let Fragment::Text(Cow::Borrowed(mut s)) = f else {
                     next.push(f);
                     continue;
                 };
                 while let Some(at) = s.find(tok.as_str()) {
                     if at > 0 {
-                        next.push(Fragment::Text(&s[..at]));
+                        next.push(Fragment::Text(Cow::Borrowed(&s[..at])));
                     }
                     next.push(Fragment::Special(id));
                     s = &s[at + tok.len()..];
                 }
                 if !s.is_empty() {
-                    next.push(Fragment::Text(s));
+                    next.push(Fragment::Text(Cow::Borrowed(s)));
                 }
             }
             frags = next;
@@ -276,6 +314,11 @@ impl Tokenizer {
     /// The bytes token `id` stands for (control tokens render as their text).
     pub fn piece(&self, id: u32) -> &[u8] {
         self.pieces.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `id` is a special token: one that `encode` recognises by its text.
+    fn is_special(&self, id: u32) -> bool {
+        self.types.get(id as usize).is_some_and(|&ty| special_type(ty))
     }
 
     /// Whether `id` is a control token (rendered only on request).
@@ -309,7 +352,25 @@ impl Tokenizer {
     }
 }
 
-enum Fragment<'a> {
+/// A part of a prompt as a chat template lays it out (see [`Tokenizer::encode_segments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
+    /// A special token the template itself places, by its text (`<|im_start|>`).
+    Special(&'a str),
+    /// Text, tokenized as plain text: special-token strings inside it stay ordinary text.
     Text(&'a str),
+}
+
+impl<'a> Segment<'a> {
+    /// The text the segment stands for.
+    pub fn text(&self) -> &'a str {
+        match *self {
+            Self::Special(text) | Self::Text(text) => text,
+        }
+    }
+}
+
+enum Fragment<'a> {
+    Text(Cow<'a, str>),
     Special(u32),
 }

@@ -11,7 +11,7 @@ use super::{DeviceProfile, LinkProfile, Objective, Plan, PlanError, PlanRequest,
 use std::collections::{HashMap, HashSet};
 
 /// The planner keeps at most this many devices, the fastest per layer.
-pub const MAX_CANDIDATES: usize = 10;
+pub(super) const MAX_CANDIDATES: usize = 10;
 
 const INF: u64 = u64::MAX;
 

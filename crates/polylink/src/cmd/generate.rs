@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use polylink_infer::{GenerateParams, Model, SamplingParams, generate};
+use polylink_protocol::{ChatMessage, Prompt};
 
 /// Generate text from a prompt with a local GGUF model.
 #[derive(Args)]
@@ -16,7 +17,7 @@ pub struct GenerateCmd {
     /// The prompt (a user message, or the text to continue with --raw).
     #[arg(long)]
     prompt: String,
-    /// Feed the prompt as is, with no chat template.
+    /// Feed the prompt as is, with no chat template (special-token text in it is recognised).
     #[arg(long)]
     raw: bool,
     /// System prompt for chat templates.
@@ -55,12 +56,16 @@ impl GenerateCmd {
         }
         let model = Model::open(&self.model, None, self.threads)
             .with_context(|| format!("loading {}", self.model.display()))?;
-        let text = if self.raw {
-            self.prompt.clone()
+        // The operator's own text may hold special tokens on purpose with --raw; a chat message
+        // is content, encoded as the gateway encodes it.
+        let ids = if self.raw {
+            model.tokenizer.encode(&self.prompt)
         } else {
-            model.template.render(self.system.as_deref(), &self.prompt)
+            model.template.encode(
+                &model.tokenizer,
+                &Prompt::Chat(ChatMessage::first_turn(self.system.as_deref(), &self.prompt)),
+            )
         };
-        let ids = model.tokenizer.encode(&text);
         let params = GenerateParams {
             max_tokens: self.max_tokens,
             sampling: SamplingParams {

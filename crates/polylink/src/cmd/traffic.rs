@@ -14,7 +14,7 @@ use polylink_chain::rpc::Client;
 use polylink_ledger::{Task, TaskResult, TaskStatus};
 use polylink_types::{Amount, PublicKey, SettleOutcome, TaskId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -88,11 +88,6 @@ async fn holding(client: &Client, who: &PublicKey) -> anyhow::Result<Holding> {
     Ok(Holding { balance: a.balance, bonded: a.stake.bonded, strikes: a.stake.strikes })
 }
 
-fn account(v: &Value) -> anyhow::Result<PublicKey> {
-    let s = v["account"].as_str().context("a role without an account")?;
-    PublicKey::from_str(s).map_err(|e| anyhow::anyhow!("bad account {s}: {e}"))
-}
-
 impl TrafficArgs {
     /// Runs the benchmark.
     pub fn run(self) -> anyhow::Result<()> {
@@ -121,8 +116,8 @@ impl TrafficArgs {
     async fn drive(&self, summary: &polylink_node::up::Summary, dir: &std::path::Path) -> anyhow::Result<()> {
         let client = Client::new(&summary.rpc_url)?;
         let user = PublicKey::from_str(&summary.account).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let workers = summary.workers.iter().map(account).collect::<anyhow::Result<Vec<_>>>()?;
-        let validators = summary.validators.iter().map(account).collect::<anyhow::Result<Vec<_>>>()?;
+        let workers: Vec<PublicKey> = summary.workers.iter().map(|w| w.account).collect();
+        let validators: Vec<PublicKey> = summary.validators.iter().map(|v| v.account).collect();
         let mut before = BTreeMap::new();
         for who in workers.iter().chain(&validators).chain([&user]) {
             before.insert(*who, holding(&client, who).await?);

@@ -79,7 +79,7 @@ impl RunArgs {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(async {
             let stop = super::stop_signal()?;
             let running = polylink_validator::start(config).await?;
-            println!("{}", serde_json::to_string(&running.ready)?);
+            println!("{}", running.ready.to_line());
             stop.await;
             tracing::info!("stopping");
             running.stop().await;

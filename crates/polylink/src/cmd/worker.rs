@@ -7,7 +7,6 @@ use super::register::WorkerCmd;
 use super::wallet::WalletOpts;
 use anyhow::Context;
 use clap::Args;
-use commonware_codec::Encode;
 use commonware_runtime::{Runner, Supervisor};
 use polylink_chain::rpc::client::Client;
 use polylink_node::onchain::{self, WorkerRegistration};
@@ -15,7 +14,9 @@ use polylink_node::peers::{self, ProbeConfig};
 use polylink_node::worker::{self, WorkerConfig};
 use polylink_node::{NodeError, profile, registry};
 use polylink_pipeline::engine::EngineLimits;
-use polylink_types::{Hash32, SecretKey};
+use polylink_pipeline::transport::peer_bytes;
+use polylink_protocol::{LinkSummary, WorkerReady};
+use polylink_types::{Hash32, PublicKey, SecretKey};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -152,24 +153,22 @@ impl WorkerRun {
                         latency_us, bandwidth_kbps, peers = peers.len(), "registered on chain"
                     );
                     registered = Some(model);
-                    link = Some(
-                        serde_json::json!({ "latency_us": latency_us, "bandwidth_kbps": bandwidth_kbps }),
-                    );
+                    link = Some(LinkSummary { latency_us, bandwidth_kbps });
                 }
-                // One JSON line on stdout: what `polylink up` and tests read to find the worker.
-                let line = serde_json::json!({
-                    "key": hex::encode(ready.key.encode()),
-                    "account": account.public_key().to_string(),
-                    "addr": ready.addr.to_string(),
-                    "layers": [ready.layers.start, ready.layers.end],
-                    "layer_time_us": ready.measured.layer_time_us,
-                    "memory_bytes": ready.measured.memory_bytes,
-                    "model": registered,
-                    "endpoint": endpoint.to_string(),
-                    "link": link,
-                    "peers": peers,
-                });
-                println!("{line}");
+                // One line on stdout: what `polylink up` and tests read to find the worker.
+                let line = WorkerReady {
+                    key: PublicKey(peer_bytes(&ready.key)),
+                    account: account.public_key(),
+                    addr: ready.addr,
+                    layers: ready.layers.clone(),
+                    layer_time_us: ready.measured.layer_time_us,
+                    memory_bytes: ready.measured.memory_bytes,
+                    model: registered,
+                    endpoint,
+                    link,
+                    peers,
+                };
+                println!("{}", line.to_line());
                 Ok(())
             })
             .await
