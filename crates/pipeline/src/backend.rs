@@ -154,8 +154,13 @@ async fn run<E: Spawner + Clock + Network + CryptoRng>(
     params: GenerationParams,
     events: &TokenSender,
 ) -> Option<TokenEvent> {
-    let sample =
-        SampleSpec { temperature: params.temperature, top_k: 0, top_p: params.top_p, seed: params.seed };
+    let sample = SampleSpec {
+        temperature: params.temperature,
+        top_k: 0,
+        top_p: params.top_p,
+        seed: params.seed,
+        step: 0,
+    };
     let failed = |e: PipelineError| Some(TokenEvent::Failed(e.to_string()));
     let mut decoder = StreamDecoder::new();
     let mut next = None;
@@ -189,7 +194,7 @@ async fn run<E: Spawner + Clock + Network + CryptoRng>(
         if last {
             return Some(TokenEvent::Done(FinishReason::Length));
         }
-        token = match head.step(session, &[token], sample).await {
+        token = match head.step(session, &[token], SampleSpec { step: generated as u64, ..sample }).await {
             Ok(t) => t,
             Err(e) => return failed(e),
         };

@@ -17,7 +17,8 @@ use crate::wire::{ErrorCode, Input, Request, Response, Want};
 use commonware_runtime::{Clock, Spawner};
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use polylink_infer::{KvCache, LogitsMode, OutputKind, Sampler, SamplingParams, Shard, ShardInput};
+use polylink_infer::generate::sample;
+use polylink_infer::{KvCache, LogitsMode, OutputKind, SamplingParams, Shard, ShardInput};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
@@ -292,15 +293,14 @@ impl<C: Clock> Engine<C> {
             Ok(kind) => kind,
             Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
         };
-        let position = u64::from(pos) + input.rows() as u64;
         match (want, kind) {
             (Want::Nothing, _) => Response::Done,
             (Want::Hidden, OutputKind::Hidden { rows }) => {
-                self.answer(want, position, &self.out[..rows * self.width()])
+                self.answer(want, &self.out[..rows * self.width()])
             }
             (Want::Sample(_), OutputKind::Logits { rows }) => {
                 let vocab = self.out.len() / rows.max(1);
-                self.answer(want, position, &self.out[(rows - 1) * vocab..rows * vocab])
+                self.answer(want, &self.out[(rows - 1) * vocab..rows * vocab])
             }
             _ => engine_error("the shard returned an unexpected output"),
         }
@@ -311,10 +311,9 @@ impl<C: Clock> Engine<C> {
         let keys: Vec<SessionKey> = jobs.iter().filter_map(Job::key).collect();
         let mut taken: Vec<Session> = keys.iter().filter_map(|k| self.sessions.remove(k)).collect();
         assert_eq!(taken.len(), keys.len(), "a batch holds only known sessions");
-        let (mut ids, mut hidden, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ids, mut hidden) = (Vec::new(), Vec::new());
         for job in &jobs {
-            if let Request::Forward { pos, input, .. } = &job.request {
-                positions.push(u64::from(*pos) + 1);
+            if let Request::Forward { input, .. } = &job.request {
                 match input {
                     Input::Tokens(t) => ids.extend_from_slice(t),
                     Input::Hidden { values, .. } => hidden.extend_from_slice(values),
@@ -344,7 +343,7 @@ impl<C: Clock> Engine<C> {
         };
         for (i, job) in jobs.into_iter().enumerate() {
             let Request::Forward { want, .. } = job.request else { continue };
-            let response = self.answer(want, positions[i], &self.out[i * width..(i + 1) * width]);
+            let response = self.answer(want, &self.out[i * width..(i + 1) * width]);
             let _ = job.reply.send(response);
         }
     }
@@ -354,19 +353,20 @@ impl<C: Clock> Engine<C> {
     }
 
     /// The response for one session: its hidden rows, or a token sampled from its last logits.
-    fn answer(&self, want: Want, position: u64, out: &[f32]) -> Response {
+    fn answer(&self, want: Want, out: &[f32]) -> Response {
         match want {
             Want::Nothing => Response::Done,
             Want::Hidden => Response::Hidden { dim: self.width() as u32, values: out.to_vec() },
             Want::Sample(spec) => {
-                // Seed by position: a step replayed on a replacement stage draws the same token.
-                let mut sampler = Sampler::new(SamplingParams {
+                // Keyed by (seed, output step) only: a step replayed on a replacement stage
+                // draws the same token, and a validator re-derives it from its own logits.
+                let params = SamplingParams {
                     temperature: spec.temperature,
                     top_k: spec.top_k as usize,
                     top_p: spec.top_p,
-                    seed: spec.seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                });
-                Response::Token(sampler.sample(out))
+                    seed: spec.seed,
+                };
+                Response::Token(sample::draw(out, &params, spec.step))
             }
         }
     }

@@ -81,8 +81,12 @@ pub struct SampleSpec {
     pub top_k: u32,
     /// 1 means all tokens.
     pub top_p: f32,
-    /// Seed; the stage mixes in the position, so a replayed step samples the same token.
+    /// The task's sampling seed.
     pub seed: u64,
+    /// Output step of the token to draw (0 for the first generated token): with the seed it keys
+    /// the draw (`polylink_infer::generate::sample`), so a step replayed on a replacement stage
+    /// draws the same token, and a validator can check each token on its own.
+    pub step: u64,
 }
 
 /// What the head wants back from a forward.
@@ -238,6 +242,7 @@ impl Write for Want {
                 s.top_k.write(buf);
                 buf.put_f32_le(s.top_p);
                 s.seed.write(buf);
+                s.step.write(buf);
             }
             Want::Nothing => 2u8.write(buf),
         }
@@ -247,7 +252,7 @@ impl Write for Want {
 impl EncodeSize for Want {
     fn encode_size(&self) -> usize {
         match self {
-            Want::Sample(_) => 1 + 4 + 4 + 4 + 8,
+            Want::Sample(_) => 1 + 4 + 4 + 4 + 8 + 8,
             _ => 1,
         }
     }
@@ -269,10 +274,11 @@ impl Read for Want {
                 }
                 let top_p = buf.get_f32_le();
                 let seed = u64::read(buf)?;
+                let step = u64::read(buf)?;
                 if !(temperature.is_finite() && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
                     return Err(CodecError::Invalid("want", "sampling parameters out of range"));
                 }
-                Ok(Want::Sample(SampleSpec { temperature, top_k, top_p, seed }))
+                Ok(Want::Sample(SampleSpec { temperature, top_k, top_p, seed, step }))
             }
             2 => Ok(Want::Nothing),
             tag => Err(CodecError::InvalidEnum(tag)),

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
-const GREEDY: SampleSpec = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
+const GREEDY: SampleSpec = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, step: 0 };
 
 fn key(n: u8) -> PrivateKey {
     key_from_seed(&[n; 32]).unwrap()

@@ -29,7 +29,7 @@ fn every_message_round_trips() {
                 dim: 4,
                 values: vec![0.5, -1.0, f32::MIN_POSITIVE, 3.25, 1.0, 2.0, 3.0, 4.0],
             },
-            want: Want::Sample(SampleSpec { temperature: 0.7, top_k: 40, top_p: 0.9, seed: 42 }),
+            want: Want::Sample(SampleSpec { temperature: 0.7, top_k: 40, top_p: 0.9, seed: 42, step: 7 }),
         },
         Request::Forward {
             session: 1,
@@ -81,7 +81,7 @@ fn frames_outside_the_limits_are_refused() {
         pos: 0,
         layers: 0..30,
         input: Input::Tokens(vec![1]),
-        want: Want::Sample(SampleSpec { temperature: f32::NAN, top_k: 0, top_p: 1.0, seed: 0 }),
+        want: Want::Sample(SampleSpec { temperature: f32::NAN, top_k: 0, top_p: 1.0, seed: 0, step: 0 }),
     };
     assert!(decode::<Request>(&encode(&bad_sampling), &limits()).is_err());
     #[allow(clippy::reversed_empty_ranges)]

@@ -14,7 +14,7 @@ use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::wire::SampleSpec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const GREEDY: SampleSpec = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
+const GREEDY: SampleSpec = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, step: 0 };
 const QUESTIONS: [&str; 6] = [
     "Why do leaves change colour in autumn?",
     "Name three colours of the rainbow.",

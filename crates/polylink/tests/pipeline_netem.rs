@@ -38,7 +38,7 @@ fn a_pipeline_over_netem_links_gives_the_whole_models_tokens() {
     let stages = vec![first.spec.clone(), second.spec.clone()];
 
     let (ids, ms_per_token) = commonware_runtime::tokio::Runner::default().start(|context| async move {
-        let greedy = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
+        let greedy = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, step: 0 };
         let head = PipelineHead::new(
             context.child("head"),
             key_from_seed(&[43; 32]).unwrap(),

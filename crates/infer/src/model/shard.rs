@@ -369,7 +369,7 @@ impl Shard {
             let r = q.rows.clone();
             attention::append_kv(q.lkv, &s.k[r.start * kvd..r.end * kvd], &s.v[r.start * kvd..r.end * kvd]);
             let (qs, att) = (&s.q[r.start * qd..r.end * qd], &mut s.att[r.start * qd..r.end * qd]);
-            attention::attend(pool, hp, q.lkv, qs, q.pos0, r.len(), window, &mut s.scores, att);
+            attention::attend(pool, hp, q.lkv, qs, q.pos0, r.len(), window, att);
         }
         s.xb.resize(n * dim, 0.0);
         matmul(pool, &l.wo, &s.att, &mut s.act, &mut s.xb);

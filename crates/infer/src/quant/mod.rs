@@ -17,6 +17,7 @@ mod x86;
 mod x86_multi;
 
 pub use linear_f32::LinearF32;
+pub use simd::PORTABLE_KERNELS_ENV;
 pub use types::GgmlType;
 
 use crate::pool::Pool;
