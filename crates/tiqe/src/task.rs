@@ -15,6 +15,9 @@ pub enum Finish {
     Eos,
     /// The task's `max_tokens` was reached.
     Length,
+    /// The answer was cut short through no fault of the worker (the client disconnected, a
+    /// timeout): the delivered prefix is judged token by token, with no end-of-answer check.
+    Cancelled,
 }
 
 /// The generation settings of the task (from the chain) and the worker's claim of how it ended.
@@ -24,6 +27,12 @@ pub struct Generation {
     pub temperature: f32,
     /// Top-k the worker sampled with (0 = all).
     pub top_k: usize,
+    /// Top-p the worker sampled with (1 = all).
+    pub top_p: f32,
+    /// The task's sampling seed, when the chain fixed it before inference: every token (greedy
+    /// or sampled) is then checked against the verifiable-sampling rule
+    /// (`polylink_infer::generate::sample`); without it sampled answers get the statistical test.
+    pub seed: Option<u64>,
     /// Most tokens the task allows.
     pub max_tokens: usize,
     /// How the worker says its answer ended.
@@ -32,7 +41,7 @@ pub struct Generation {
 
 impl Default for Generation {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, max_tokens: 128, finish: Finish::Eos }
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, seed: None, max_tokens: 128, finish: Finish::Eos }
     }
 }
 
@@ -164,10 +173,11 @@ impl Submission {
         if g.max_tokens == 0
             || g.max_tokens > limits.max_tokens_max
             || !(0.0..=100.0).contains(&g.temperature)
+            || !(g.top_p > 0.0 && g.top_p <= 1.0)
         {
             return Ok(Err(Rejection::BadGeneration(format!(
-                "max_tokens {} (limit {}), temperature {}",
-                g.max_tokens, limits.max_tokens_max, g.temperature
+                "max_tokens {} (limit {}), temperature {}, top_p {}",
+                g.max_tokens, limits.max_tokens_max, g.temperature, g.top_p
             ))));
         }
         if self.output.len() > limits.output_bytes_max {

@@ -184,11 +184,30 @@ fn kept(logits: &[f32], p: &SamplingParams, cand: &mut Vec<(f32, u32)>) -> Kept 
 }
 
 /// Step 5 of the rule: the largest perturbed score among the kept candidates and its id.
+///
+/// Exact, but it skips most of the logarithms: once a best score `B` is known, a token whose
+/// `l/T` lies more than [`noise::SKIP_GUMBEL`] below `B` can only win with a noise above that,
+/// which needs its hash above [`noise::SKIP_BITS`]; a single integer comparison rules out the
+/// rest (98% of them) without computing their noise.
 fn best(logits: &[f32], kept: Kept, cand: &[(f32, u32)], temperature: f32, key: u64) -> (f64, u32) {
     let t = f64::from(temperature);
-    let mut top = (f64::NEG_INFINITY, u32::MAX);
+    let first = match kept {
+        Kept::All => argmax(logits),
+        Kept::First(n) => cand[..n].first().map_or(0, |c| c.1),
+    };
+    let start = logits.get(first as usize).map_or(f64::NEG_INFINITY, |&l| f64::from(l) / t);
+    let mut top = (start + noise::gumbel(key, first), first);
+    if top.0.is_nan() {
+        top = (f64::NEG_INFINITY, u32::MAX);
+    }
+    let skip = noise::skip_gumbel();
     let mut consider = |l: f32, id: u32| {
-        let s = f64::from(l) / t + noise::gumbel(key, id);
+        let base = f64::from(l) / t;
+        let bits = noise::token_bits(key, id);
+        if top.0 - base > skip && bits <= noise::SKIP_BITS {
+            return;
+        }
+        let s = base + noise::gumbel_of_bits(bits);
         if s > top.0 || (s == top.0 && id < top.1) {
             top = (s, id);
         }
@@ -275,6 +294,21 @@ mod tests {
         let p = sampled(1.0, 2, 1.0, 0);
         let low = [3.0f32, 2.5, 1.0, 0.0];
         assert!(margin(&low, &p, 0, 3) >= 2.5);
+    }
+
+    #[test]
+    fn skipping_hopeless_tokens_never_changes_the_draw() {
+        let logits: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1009) as f32 / 60.0).collect();
+        for t in [0.3f32, 1.0, 2.5] {
+            let p = sampled(t, 0, 1.0, 11);
+            for step in 0..100 {
+                let key = noise::step_key(p.seed, step);
+                let exhaustive = (0..logits.len() as u32)
+                    .map(|j| (f64::from(logits[j as usize]) / f64::from(t) + noise::gumbel(key, j), j))
+                    .fold((f64::NEG_INFINITY, 0), |a, b| if b.0 > a.0 { b } else { a });
+                assert_eq!(draw(&logits, &p, step), exhaustive.1, "T {t} step {step}");
+            }
+        }
     }
 
     #[test]

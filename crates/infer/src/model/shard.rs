@@ -113,6 +113,19 @@ impl Shard {
         Ok(self)
     }
 
+    /// The same shard with every layer's matrices re-quantized to Q4_0: the same weights,
+    /// stored coarser. Like [`Shard::without_layers`], only the attack tests and benchmark use it.
+    pub fn requantized_q4_0(mut self) -> Self {
+        for l in &mut self.layers {
+            for m in [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w_gate, &mut l.w_up, &mut l.w_down] {
+                if let Some(q) = m.to_q4_0() {
+                    *m = q;
+                }
+            }
+        }
+        self
+    }
+
     /// The model's hyper-parameters.
     pub fn hparams(&self) -> &HParams {
         &self.hp

@@ -100,6 +100,22 @@ impl QMatrix {
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         scalar::dequantize_row(self.ty, self.row(r), out);
     }
+
+    /// The same matrix re-quantized to Q4_0 (coarser than every other quantized type here), or
+    /// `None` when its rows are not whole 32-element blocks. A cheating worker's saving, kept so
+    /// the tests and benchmark can show that validators catch it.
+    pub fn to_q4_0(&self) -> Option<QMatrix> {
+        if self.row_len % 32 != 0 {
+            return None;
+        }
+        let mut row = vec![0f32; self.row_len];
+        let mut data = Vec::with_capacity(self.n_rows * self.row_len / 32 * 18);
+        for r in 0..self.n_rows {
+            self.dequantize_row(r, &mut row);
+            scalar::quantize_q4_0(&row, &mut data);
+        }
+        Some(QMatrix { ty: GgmlType::Q4_0, row_len: self.row_len, n_rows: self.n_rows, data })
+    }
 }
 
 /// Quantizes activation rows `x` (`n` rows of `k`) into `buf` for multiplying with `ty` weights.

@@ -19,12 +19,30 @@ pub fn step_key(seed: u64, step: u64) -> u64 {
     mix(mix(seed) ^ step)
 }
 
-/// The Gumbel noise of token `token` at the step whose key is `key`: `−ln(−ln u)` with
-/// `u = (bits >> 12 + ½) · 2⁻⁵²` strictly inside (0, 1), so the result is finite.
-pub fn gumbel(key: u64, token: u32) -> f64 {
-    let bits = mix(key ^ u64::from(token));
-    let u = ((bits >> 12) as f64 + 0.5) * (1.0 / (1u64 << 52) as f64);
+/// The 52 random bits of token `token` at the step whose key is `key`.
+pub fn token_bits(key: u64, token: u32) -> u64 {
+    mix(key ^ u64::from(token)) >> 12
+}
+
+/// The Gumbel noise of `bits` (from [`token_bits`]): `−ln(−ln u)` with `u = (bits + ½) · 2⁻⁵²`
+/// strictly inside (0, 1), so the result is finite. Non-decreasing in `bits`.
+pub fn gumbel_of_bits(bits: u64) -> f64 {
+    let u = (bits as f64 + 0.5) * (1.0 / (1u64 << 52) as f64);
     -ln(-ln(u))
+}
+
+/// The Gumbel noise of token `token` at the step whose key is `key`.
+pub fn gumbel(key: u64, token: u32) -> f64 {
+    gumbel_of_bits(token_bits(key, token))
+}
+
+/// Bits at or below this (u ≤ 0.98) give noise of at most [`skip_gumbel`].
+pub const SKIP_BITS: u64 = (0.98 * (1u64 << 52) as f64) as u64;
+
+/// An upper bound of the noise of any bits up to [`SKIP_BITS`] (about 3.90), with a margin far
+/// above the rounding of [`ln`], so skipping a token on it never changes a draw.
+pub fn skip_gumbel() -> f64 {
+    gumbel_of_bits(SKIP_BITS) + 1e-9
 }
 
 const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
@@ -114,5 +132,6 @@ mod tests {
         assert!((var - 1.6449).abs() < 0.03, "variance {var}");
         assert_ne!(step_key(42, 3), step_key(42, 4));
         assert_ne!(step_key(42, 3), step_key(43, 3));
+        assert!((skip_gumbel() - 3.902).abs() < 1e-3, "{}", skip_gumbel());
     }
 }
