@@ -13,6 +13,13 @@ use polylink_tiqe::{ConsistencyConfig, Evaluator, Finish, Generation, ModelConsi
 
 const MAX_TOKENS: usize = 48;
 
+/// Open-ended questions: long answers with many plausible continuations.
+const OPEN: [&str; 3] = [
+    "Write a short story about a lighthouse keeper.",
+    "Describe your ideal weekend.",
+    "Give me some tips for learning to cook.",
+];
+
 /// `shard`'s answer to `prompt` drawn by the rule with `sampling`, as a seeded task claiming
 /// `claimed` (the temperature and seed the chain fixed).
 fn task(
@@ -47,8 +54,7 @@ fn sampled(temperature: f32, top_p: f32, seed: u64) -> SamplingParams {
 fn honest_seeded_answers_score_full_marks_and_the_mode_seeking_cheat_fails() {
     let model = common::model();
     let c = ModelConsistency::new(model.clone(), [0; 32], ConsistencyConfig::default());
-    let prompts = common::bench_prompts(3);
-    for (k, prompt) in prompts.iter().enumerate() {
+    for (k, prompt) in OPEN.iter().enumerate() {
         let seed = 100 + k as u64;
         for p in [sampled(0.0, 1.0, seed), sampled(0.7, 1.0, seed), sampled(1.3, 0.9, seed)] {
             let v = c.evaluate(&task(&model, &model.shard, prompt, p, p)).unwrap();
@@ -56,10 +62,12 @@ fn honest_seeded_answers_score_full_marks_and_the_mode_seeking_cheat_fails() {
             assert_eq!(v.evidence["drawn_rate"], 1.0);
             assert_eq!(v.evidence["margin_max"], 0.0, "rows must be bit-identical here");
         }
-        // The mode: greedy text claimed as sampling at temperature 1 with this seed.
-        let v =
-            c.evaluate(&task(&model, &model.shard, prompt, sampled(0.0, 1.0, 0), sampled(1.0, 1.0, seed)));
-        let v = v.unwrap();
+        // The mode: greedy text claimed as sampling at temperature 1 with this seed (where the
+        // draw differs from it: for a near-certain answer the two are the same text).
+        let mode = task(&model, &model.shard, prompt, sampled(0.0, 1.0, 0), sampled(1.0, 1.0, seed));
+        let honest = task(&model, &model.shard, prompt, sampled(1.0, 1.0, seed), sampled(1.0, 1.0, seed));
+        assert_ne!(mode.output, honest.output, "{prompt:?}");
+        let v = c.evaluate(&mode).unwrap();
         assert!(v.score < 500, "the mode passed as a T = 1 sample on {prompt:?}: {}", v.evidence);
     }
 }
@@ -68,7 +76,7 @@ fn honest_seeded_answers_score_full_marks_and_the_mode_seeking_cheat_fails() {
 fn an_answer_cut_short_passes_on_its_delivered_prefix() {
     let model = common::model();
     let c = ModelConsistency::new(model.clone(), [0; 32], ConsistencyConfig::default());
-    let prompt = &common::bench_prompts(1)[0];
+    let prompt = OPEN[0];
     let full = task(&model, &model.shard, prompt, sampled(1.0, 1.0, 9), sampled(1.0, 1.0, 9));
     let ids = full.output_ids.clone().unwrap();
     assert!(ids.len() > 12, "{ids:?}");
@@ -91,7 +99,7 @@ fn a_requantized_model_with_the_right_seed_and_sampler_is_caught() {
     let files = common::files();
     let cheap = lab::cheat_shard(&files.registered, Source::Requantized, 14..16, 1).unwrap();
     let mut scores = Vec::new();
-    for (k, prompt) in common::bench_prompts(4).iter().enumerate() {
+    for (k, prompt) in OPEN.iter().enumerate() {
         let p = sampled(1.0, 1.0, 40 + k as u64);
         scores.push(c.evaluate(&task(&model, &cheap, prompt, p, p)).unwrap().score);
     }
@@ -101,7 +109,7 @@ fn a_requantized_model_with_the_right_seed_and_sampler_is_caught() {
 #[test]
 fn the_margin_of_an_honest_token_is_zero_on_the_validators_teacher_forced_rows() {
     let model = common::model();
-    let prompt = &common::bench_prompts(1)[0];
+    let prompt = OPEN[1];
     let p = sampled(1.0, 0.95, 3);
     let t = task(&model, &model.shard, prompt, p, p);
     let ids = model.tokenizer.encode(&model.template.render(None, prompt));

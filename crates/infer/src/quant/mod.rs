@@ -105,7 +105,7 @@ impl QMatrix {
     /// `None` when its rows are not whole 32-element blocks. A cheating worker's saving, kept so
     /// the tests and benchmark can show that validators catch it.
     pub fn to_q4_0(&self) -> Option<QMatrix> {
-        if self.row_len % 32 != 0 {
+        if !self.row_len.is_multiple_of(32) {
             return None;
         }
         let mut row = vec![0f32; self.row_len];

@@ -45,8 +45,8 @@ pub fn skip_gumbel() -> f64 {
     gumbel_of_bits(SKIP_BITS) + 1e-9
 }
 
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
 /// Natural logarithm of a positive normal `x`: `x = m·2^e` with `m` in [√½, √2), then
 /// `ln m = 2·atanh(s)`, `s = (m − 1)/(m + 1)`, by its series to `s²³` (|s| ≤ 0.172, so the
@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn ln_and_exp_agree_with_the_platform_to_a_few_ulps() {
         for &x in
-            &[1e-16, 1.1e-16, 1e-9, 0.001, 0.3, 0.5, 0.7071, 0.999_999, 1.0 - 1e-16, 1.0, 2.0, 36.7, 1e300]
+            &[1e-16, 1.1e-16, 1e-9, 0.001, 0.3, 0.5, 0.7072, 0.999_999, 1.0 - 1e-16, 1.0, 2.0, 36.7, 1e300]
         {
             let (ours, std) = (ln(x), f64::ln(x));
             assert!(
