@@ -18,7 +18,6 @@ pub(crate) struct Scratch {
     pub k: Vec<f32>,
     pub v: Vec<f32>,
     pub att: Vec<f32>,
-    pub scores: Vec<f32>,
     pub gate: Vec<f32>,
     pub up: Vec<f32>,
     pub act: crate::quant::ActBufs,

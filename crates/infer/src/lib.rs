@@ -16,7 +16,10 @@
 //!   Gemma turns, raw) chosen from the metadata, the one renderer of a conversation
 //!   ([`polylink_protocol::Prompt`]) into prompt text, for serving and scoring alike.
 //! - [`generate()`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
-//!   stop sequences, max tokens) and a streaming detokenizer that never splits a character.
+//!   stop sequences, max tokens) and a streaming detokenizer that never splits a character. The
+//!   sampler follows a verifiable rule (each draw a pure function of seed, step and row;
+//!   [`generate::sample::margin`] checks one token), and a row's logits never depend on how many
+//!   rows are processed together, so a validator's teacher-forced pass sees the worker's logits.
 //! - [`Bert`]: a BERT-class encoder (MiniLM) in f32 from a [`safetensors`] checkpoint, fed by the
 //!   [`WordPiece`] tokenizer; last-layer hidden states for sentence scoring ([`mean_rows`],
 //!   [`cosine`]). It shares the worker [`Pool`] and the model ops with the decoders.

@@ -1,19 +1,27 @@
 //! Stage 1, model consistency: teacher-force prompt ++ output through the registered model in one
 //! prefill pass and check, token by token, that the model would have produced this output.
 //!
-//! Greedy tasks must agree with the model's arg-max almost everywhere; sampled tasks must keep
-//! every token inside the top-k the worker sampled from (when it names one), at a likelihood that
-//! honest sampling at that temperature gives: each token's log-probability against its row's
-//! entropy, in standard deviations of the varentropy. An honest sample from the whole vocabulary
-//! often picks unlikely tokens, and a raw log-likelihood floor slashed such workers. The end
-//! of the answer is checked too: a claimed end-of-generation must be one the model predicts, a
-//! claimed length stop must have used up `max_tokens`. This catches a substituted or degraded
-//! model, garbage, truncation and answers copied from another prompt.
+//! A task with a seed (fixed on chain before inference) and the worker's own token ids is
+//! checked exactly: each token must be the one the verifiable-sampling rule draws from the
+//! validator's row for that step (`polylink_infer::generate::sample::margin` within
+//! `margin_tolerance` logits), greedy and sampled alike, and the score follows the fraction of
+//! tokens that are. Rows are bit-identical to the worker's under the numerics rule, so an honest
+//! answer has every margin 0 on the same kernels; the tolerance absorbs other SIMD paths.
+//!
+//! Without a seed, greedy tasks must agree with the model's arg-max almost everywhere; sampled
+//! tasks must keep every token inside the top-k the worker sampled from (when it names one), at a
+//! likelihood that honest sampling at that temperature gives: each token's log-probability
+//! against its row's entropy, in standard deviations of the varentropy. The end of the answer is
+//! checked too: a claimed end-of-generation must be one the model predicts (with a seed: the end
+//! token must be the rule's draw), a claimed length stop must have used up `max_tokens`, and a
+//! cancelled answer has no end to check. This catches a substituted or degraded model, garbage,
+//! truncation and answers copied from another prompt.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use polylink_infer::Model;
+use polylink_infer::generate::sample::{self, SamplingParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -43,6 +51,13 @@ pub struct ConsistencyConfig {
     pub z_floor: f64,
     /// See `z_floor`.
     pub z_full: f64,
+    /// Seeded tasks: a token counts as drawn when its margin under the verifiable-sampling rule
+    /// is at most this many logits.
+    pub margin_tolerance: f32,
+    /// Seeded tasks: the fraction of drawn tokens that scores 0 …
+    pub drawn_floor: f64,
+    /// … and the fraction that scores full marks.
+    pub drawn_full: f64,
     /// Factor applied when the end of the answer contradicts the claim (truncation).
     pub end_factor: f64,
     /// Tokens of slack on a length stop when the ids come from re-tokenizing the text.
@@ -64,6 +79,9 @@ impl Default for ConsistencyConfig {
             topk_full: 0.99,
             z_floor: -4.0,
             z_full: -2.0,
+            margin_tolerance: 0.05,
+            drawn_floor: 0.97,
+            drawn_full: 0.99,
             end_factor: 0.2,
             length_slack: 3,
             uncertain_low: 0.25,
@@ -89,6 +107,8 @@ struct Stats {
     split_agree: usize,
     in_topk: usize,
     logprob_sum: f64,
+    drawn: usize,
+    margin_max: f32,
 }
 
 impl ModelConsistency {
@@ -183,9 +203,16 @@ impl Evaluator for ModelConsistency {
         // over the sum of the variances is about a standard normal for an honest answer and far
         // below zero for text the model would not have sampled.
         let (mut gap, mut variance) = (0.0f64, 0.0f64);
+        // Seeded tasks: the rule's draw is checked only on the worker's own ids (a re-tokenized
+        // text may split differently from what was drawn).
+        let rule = g.seed.filter(|_| !retokenized).map(|seed| sampling(&g, seed));
         for (i, &target) in out_ids.iter().enumerate() {
             let r = row(i);
-            if g.temperature > 0.0 {
+            if let Some(p) = &rule {
+                let m = sample::margin(r, p, i as u64, target);
+                st.drawn += usize::from(m <= self.cfg.margin_tolerance);
+                st.margin_max = st.margin_max.max(m);
+            } else if g.temperature > 0.0 {
                 let (logp, entropy, varentropy) = tempered(r, target, g.temperature);
                 gap += logp + entropy;
                 variance += varentropy;
@@ -205,17 +232,29 @@ impl Evaluator for ModelConsistency {
             }
         }
         let end_row = row(out_ids.len());
-        let end_ok = match g.finish {
-            Finish::Eos => {
+        let end_ok = match (g.finish, &rule) {
+            (Finish::CutShort, _) => out_ids.len() <= g.max_tokens + self.cfg.length_slack,
+            (Finish::Eos, Some(p)) => {
+                // The end token the worker drew, else the likeliest of the model's end tokens.
+                let claimed =
+                    task.output_ids.as_ref().and_then(|ids| ids.last().copied()).filter(|&e| tok.is_eog(e));
+                let step = out_ids.len() as u64;
+                let margin = |e: u32| sample::margin(end_row, p, step, e);
+                let m = match claimed {
+                    Some(e) => margin(e),
+                    None => self.eog.iter().map(|&e| margin(e)).fold(f32::INFINITY, f32::min),
+                };
+                m <= self.cfg.margin_tolerance
+            }
+            (Finish::Eos, None) => {
                 let best =
                     self.eog.iter().map(|&e| position(end_row, e, self.cfg.tie_logit)).min_by_key(|p| p.rank);
                 best.is_some_and(|p| if g.temperature > 0.0 { p.rank < k } else { p.top1 })
             }
-            Finish::Length => {
+            (Finish::Length, _) => {
                 let slack = if retokenized { self.cfg.length_slack } else { 0 };
                 out_ids.len() + slack >= g.max_tokens && out_ids.len() <= g.max_tokens + slack
             }
-            Finish::CutShort => out_ids.len() <= g.max_tokens + self.cfg.length_slack,
         };
         let c = &self.cfg;
         let n = st.tokens.max(1) as f64;
@@ -223,10 +262,13 @@ impl Evaluator for ModelConsistency {
         let topk_rate = st.in_topk as f64 / n;
         let mean_logprob = st.logprob_sum / n;
         let likelihood_z = gap / variance.max(1e-6).sqrt();
+        let drawn_rate = st.drawn as f64 / n;
         // Nothing delivered: a cut-short answer holds no evidence either way (it is paid only
         // for its prompt); any other empty answer is unsure.
         let token_score = if st.tokens == 0 {
             if g.finish == Finish::CutShort { 1.0 } else { 0.5 }
+        } else if rule.is_some() {
+            ramp(drawn_rate, c.drawn_floor, c.drawn_full)
         } else if g.temperature <= 0.0 {
             ramp(agree_rate, c.agree_floor, c.agree_full)
         } else {
@@ -252,11 +294,19 @@ impl Evaluator for ModelConsistency {
                 "topk_rate": topk_rate,
                 "mean_logprob": mean_logprob,
                 "likelihood_z": if g.temperature > 0.0 { json!(likelihood_z) } else { Value::Null },
+                "seeded": rule.is_some(),
+                "drawn_rate": if rule.is_some() { json!(drawn_rate) } else { Value::Null },
+                "margin_max": if rule.is_some() { json!(st.margin_max) } else { Value::Null },
                 "finish_claimed": g.finish,
                 "end_ok": end_ok,
             }),
         })
     }
+}
+
+/// The task's sampling settings under the verifiable-sampling rule.
+fn sampling(g: &crate::task::Generation, seed: u64) -> SamplingParams {
+    SamplingParams { temperature: g.temperature, top_k: g.top_k, top_p: g.top_p, seed }
 }
 
 /// Log-probability of `target`, entropy and varentropy (variance of the log-probability) of the

@@ -5,8 +5,9 @@
 //! - [`Submission`] → [`Submission::check`] → [`Task`]: the raw delivery is refused (score 0) when
 //!   it is oversized, not UTF-8 or differs from the hash on chain; only then do models run.
 //! - [`Evaluator`]: `evaluate(&Task) -> Verdict { score 0..=1000, uncertain, evidence }`.
-//!   - [`ModelConsistency`]: teacher-forced re-scoring under the registered model (arg-max
-//!     agreement, top-k membership, log-likelihood, end of answer).
+//!   - [`ModelConsistency`]: teacher-forced re-scoring under the registered model: with the
+//!     task's seed, every token against the verifiable-sampling rule's draw; without, arg-max
+//!     agreement, top-k membership, log-likelihood; and the end of the answer.
 //!   - [`CrossEncoder`]: the engine's MiniLM-L6 ([`polylink_infer::Bert`]) over the joint pair,
 //!     reduced to the scalar features ([`FEATURE_NAMES`]) a small logistic [`Head`] maps to
 //!     P(good); the head trained for this release is built in ([`Head::shipped`]).

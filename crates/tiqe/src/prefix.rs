@@ -72,10 +72,9 @@ impl PrefixCache {
     }
 }
 
-/// Rows per forward pass. The engine's attention takes ggml's f16 path below 64 queries, the
-/// path a worker's prompt pass and one-token decode steps take, so chunks this short reproduce
-/// the worker's logits bit for bit; one long pass would take the f32 path and move logits by up
-/// to ~0.7, enough to flip near-ties (an end token included).
+/// Rows per forward pass. A row's logits do not depend on the chunking (the engine's numerics
+/// rule), so this only bounds the activations one pass holds; the logits equal the worker's
+/// one-row decoding steps bit for bit at any chunk size.
 pub const CHUNK_ROWS: usize = 48;
 
 /// Feeds `seq[from..]` into `kv` (which holds `seq[..from]`): rows before `first_row` without

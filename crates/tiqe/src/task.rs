@@ -16,7 +16,7 @@ pub enum Finish {
     /// The task's `max_tokens` was reached.
     Length,
     /// Someone other than the model cut the answer short (the client left, the backend failed,
-    /// a timeout): no claim about the end, and only the delivered tokens are judged.
+    /// a timeout): no claim about the end; the delivered prefix is judged token by token.
     #[serde(rename = "cut_short")]
     CutShort,
 }
@@ -28,6 +28,12 @@ pub struct Generation {
     pub temperature: f32,
     /// Top-k the worker sampled with (0 = all).
     pub top_k: usize,
+    /// Top-p the worker sampled with (1 = all).
+    pub top_p: f32,
+    /// The task's sampling seed, when the chain fixed it before inference: every token (greedy
+    /// or sampled) is then checked against the verifiable-sampling rule
+    /// (`polylink_infer::generate::sample`); without it sampled answers get the statistical test.
+    pub seed: Option<u64>,
     /// Most tokens the task allows.
     pub max_tokens: usize,
     /// How the worker says its answer ended.
@@ -36,7 +42,7 @@ pub struct Generation {
 
 impl Default for Generation {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, max_tokens: 128, finish: Finish::Eos }
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, seed: None, max_tokens: 128, finish: Finish::Eos }
     }
 }
 
@@ -168,10 +174,11 @@ impl Submission {
         if g.max_tokens == 0
             || g.max_tokens > limits.max_tokens_max
             || !(0.0..=100.0).contains(&g.temperature)
+            || !(g.top_p > 0.0 && g.top_p <= 1.0)
         {
             return Ok(Err(Rejection::BadGeneration(format!(
-                "max_tokens {} (limit {}), temperature {}",
-                g.max_tokens, limits.max_tokens_max, g.temperature
+                "max_tokens {} (limit {}), temperature {}, top_p {}",
+                g.max_tokens, limits.max_tokens_max, g.temperature, g.top_p
             ))));
         }
         if self.output.len() > limits.output_bytes_max {

@@ -23,7 +23,8 @@ fn sampled(model: &Model, prompt: &str, seed: u64) -> Task {
     let g = generate(&model.shard, &model.tokenizer, &ids, &params, &mut |_| {}).unwrap();
     let finish = if g.finish == polylink_infer::Finish::Eos { Finish::Eos } else { Finish::Length };
     let mut task = Task::greedy(prompt, &g.text, MAX_TOKENS, finish);
-    task.generation = Generation { temperature: 1.0, top_k: 0, max_tokens: MAX_TOKENS, finish };
+    task.generation =
+        Generation { temperature: 1.0, max_tokens: MAX_TOKENS, finish, ..Generation::default() };
     task
 }
 

@@ -145,7 +145,15 @@ impl Scorer {
                         output_ids: None,
                         output_sha256: None,
                         model_sha256: Some(artifact.0),
-                        generation: Generation { temperature: c.temperature, top_k: 0, max_tokens, finish },
+                        generation: Generation {
+                            temperature: c.temperature,
+                            top_k: 0,
+                            top_p: 1.0,
+                            // The chain does not fix the seed yet: the statistical test applies.
+                            seed: None,
+                            max_tokens,
+                            finish,
+                        },
                     };
                     let answer = match cascade.score_submission(sub) {
                         Ok(r) => Ok(Some(Scored { score: r.verdict.score, evidence: r.verdict.evidence })),

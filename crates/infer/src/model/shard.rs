@@ -113,6 +113,19 @@ impl Shard {
         Ok(self)
     }
 
+    /// The same shard with every layer's matrices re-quantized to Q4_0: the same weights,
+    /// stored coarser. Like [`Shard::without_layers`], only the attack tests and benchmark use it.
+    pub fn requantized_q4_0(mut self) -> Self {
+        for l in &mut self.layers {
+            for m in [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w_gate, &mut l.w_up, &mut l.w_down] {
+                if let Some(q) = m.to_q4_0() {
+                    *m = q;
+                }
+            }
+        }
+        self
+    }
+
     /// The model's hyper-parameters.
     pub fn hparams(&self) -> &HParams {
         &self.hp
@@ -369,7 +382,7 @@ impl Shard {
             let r = q.rows.clone();
             attention::append_kv(q.lkv, &s.k[r.start * kvd..r.end * kvd], &s.v[r.start * kvd..r.end * kvd]);
             let (qs, att) = (&s.q[r.start * qd..r.end * qd], &mut s.att[r.start * qd..r.end * qd]);
-            attention::attend(pool, hp, q.lkv, qs, q.pos0, r.len(), window, &mut s.scores, att);
+            attention::attend(pool, hp, q.lkv, qs, q.pos0, r.len(), window, att);
         }
         s.xb.resize(n * dim, 0.0);
         matmul(pool, &l.wo, &s.att, &mut s.act, &mut s.xb);

@@ -17,6 +17,7 @@ mod x86;
 mod x86_multi;
 
 pub use linear_f32::LinearF32;
+pub use simd::PORTABLE_KERNELS_ENV;
 pub use types::GgmlType;
 
 use crate::pool::Pool;
@@ -98,6 +99,22 @@ impl QMatrix {
     /// Dequantizes row `r` into `out` (`row_len` floats).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         scalar::dequantize_row(self.ty, self.row(r), out);
+    }
+
+    /// The same matrix re-quantized to Q4_0 (coarser than every other quantized type here), or
+    /// `None` when its rows are not whole 32-element blocks. A cheating worker's saving, kept so
+    /// the tests and benchmark can show that validators catch it.
+    pub fn to_q4_0(&self) -> Option<QMatrix> {
+        if !self.row_len.is_multiple_of(32) {
+            return None;
+        }
+        let mut row = vec![0f32; self.row_len];
+        let mut data = Vec::with_capacity(self.n_rows * self.row_len / 32 * 18);
+        for r in 0..self.n_rows {
+            self.dequantize_row(r, &mut row);
+            scalar::quantize_q4_0(&row, &mut data);
+        }
+        Some(QMatrix { ty: GgmlType::Q4_0, row_len: self.row_len, n_rows: self.n_rows, data })
     }
 }
 

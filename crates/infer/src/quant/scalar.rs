@@ -124,6 +124,20 @@ pub fn q6k_ints(b: &[u8], q: &mut [i32; 256]) {
     }
 }
 
+/// Quantizes weights `x` (a multiple of 32 long) to Q4_0 blocks appended to `out`, as ggml's
+/// reference quantizer does: per block `d = m / −8` for the value `m` of largest magnitude, and
+/// `q = min(15, ⌊x/d + 8.5⌋)`.
+pub fn quantize_q4_0(x: &[f32], out: &mut Vec<u8>) {
+    for block in x.chunks_exact(32) {
+        let m = block.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        let d = m / -8.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        out.extend(super::half::f32_to_f16(d).to_le_bytes());
+        let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+        out.extend((0..16).map(|l| q(block[l]) | (q(block[l + 16]) << 4)));
+    }
+}
+
 /// Quantizes activations `x` into `out` in the format `act` (ggml's rounding).
 pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
     match act {

@@ -4,9 +4,18 @@ use std::sync::OnceLock;
 
 use super::{ActType, GgmlType, scalar};
 
-fn has_avx2() -> bool {
+/// Environment variable that, when set to `1`, makes every kernel take its portable scalar
+/// version even where AVX2 is present: how the verifier's tolerance between SIMD paths is
+/// measured on one machine.
+pub const PORTABLE_KERNELS_ENV: &str = "POLYLINK_PORTABLE_KERNELS";
+
+/// Whether the AVX2/FMA/F16C kernels run (detected once per process).
+pub(crate) fn has_avx2() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
+        if std::env::var(PORTABLE_KERNELS_ENV).is_ok_and(|v| v == "1") {
+            return false;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             std::arch::is_x86_feature_detected!("avx2")

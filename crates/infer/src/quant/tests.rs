@@ -135,3 +135,21 @@ fn four_weight_row_kernels_equal_single_row_kernels() {
         }
     }
 }
+
+#[test]
+fn q4_0_requantization_round_trips_within_one_step() {
+    let mut rng = Rng(5);
+    let x: Vec<f32> = (0..256).map(|_| rng.f32() * 2.0 - 1.0).collect();
+    let mut q = Vec::new();
+    scalar::quantize_q4_0(&x, &mut q);
+    assert_eq!(q.len(), 256 / 32 * 18);
+    let mut back = vec![0f32; 256];
+    scalar::dequantize_row(GgmlType::Q4_0, &q, &mut back);
+    for (block, got) in x.chunks(32).zip(back.chunks(32)) {
+        let step = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 8.0;
+        for (a, b) in block.iter().zip(got) {
+            // Half a step, or one at the clamped end opposite the block's largest value.
+            assert!((a - b).abs() <= step + 1e-3, "{a} became {b} (step {step})");
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod register;
 pub mod serve;
 pub mod stake;
 pub mod tiqe;
+pub mod tiqe_sampled;
 pub mod traffic;
 pub mod up;
 pub mod validator;

@@ -141,6 +141,21 @@ pub struct BenchArgs {
     /// Also write every scored sample as JSON here.
     #[arg(long)]
     samples_json: Option<PathBuf>,
+    /// Seeded sampled answers per temperature (0.7, 1.0, 1.3) for the verifiable-sampling table
+    /// (0 skips it).
+    #[arg(long, default_value_t = 500)]
+    sampled: usize,
+    /// Where the seeded answers are cached between runs.
+    #[arg(long, default_value = "tiqe-sampled-cache")]
+    sampled_cache: PathBuf,
+    /// Only the verifiable-sampling table, not the cascade's.
+    #[arg(long)]
+    sampled_only: bool,
+    /// Answer sources of the sampled table (honest, substitute, dropped_layers, requantized;
+    /// all when not given). With POLYLINK_PORTABLE_KERNELS=1 and `honest`, the cached answers
+    /// are checked on the scalar kernels: the false-positive rate between SIMD paths.
+    #[arg(long, value_delimiter = ',')]
+    sampled_sources: Vec<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -206,6 +221,7 @@ impl ScoreArgs {
                 top_k: self.top_k,
                 max_tokens: self.max_tokens,
                 finish,
+                ..Generation::default()
             },
         };
         let r = cascade.score_submission(sub)?;
@@ -255,6 +271,25 @@ impl BenchArgs {
         let dropped = a.parse()?..b.parse()?;
         let head = self.common.head()?;
         let (model, sha) = open_registered(&files, self.common.threads)?;
+        if self.sampled > 0 {
+            super::tiqe_sampled::run(&super::tiqe_sampled::SampledSpec {
+                model: &model,
+                sha256: sha,
+                registered: &files.registered,
+                substitute: &polylink_models::gguf_path(GEMMA3_270M)?,
+                dropped: dropped.clone(),
+                prompts: &prompts,
+                per_temperature: self.sampled,
+                max_tokens: self.max_tokens,
+                seed: self.seed,
+                cache: &self.sampled_cache,
+                threads: self.common.threads,
+                sources: &self.sampled_sources,
+            })?;
+        }
+        if self.sampled_only {
+            return Ok(());
+        }
         let mut kinds = vec![Kind::Honest];
         kinds.extend(Kind::ATTACKS);
         let spec = SetSpec {

@@ -36,16 +36,21 @@ pub fn start_stage(
 
 /// Each question as a chat prompt, with its first `n` greedy tokens from the whole model.
 pub fn solo_answers(model: &Path, questions: &[&str], n: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
+    solo_answers_sampled(model, questions, n, SamplingParams::default())
+}
+
+/// [`solo_answers`] drawn with `sampling` instead of greedily.
+pub fn solo_answers_sampled(
+    model: &Path,
+    questions: &[&str],
+    n: usize,
+    sampling: SamplingParams,
+) -> Vec<(Vec<u32>, Vec<u32>)> {
     let gguf = Gguf::open(model).unwrap();
     let tokenizer = Tokenizer::from_gguf(&gguf, HParams::from_gguf(&gguf).unwrap().vocab).unwrap();
     let template = polylink_infer::ChatTemplate::detect(&tokenizer, polylink_infer::Arch::Llama);
     let whole = Shard::load(&gguf, 0..30, Arc::new(Pool::new(1))).unwrap();
-    let params = GenerateParams {
-        max_tokens: n,
-        sampling: SamplingParams::default(),
-        stop: Vec::new(),
-        ignore_eos: true,
-    };
+    let params = GenerateParams { max_tokens: n, sampling, stop: Vec::new(), ignore_eos: true };
     questions
         .iter()
         .map(|q| {

@@ -5,7 +5,7 @@
 
 use polylink_chain::rpc::{Client, Signer};
 use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
-use polylink_ledger::{Genesis, Task, TaskStatus, dev_key};
+use polylink_ledger::{Genesis, Params, Task, TaskStatus, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_protocol::InferenceBackend;
 use polylink_types::{
@@ -55,6 +55,11 @@ pub struct Net {
 
 /// Starts a dev chain whose committees hold up to `committee_size` validators, registers SmolLM2.
 pub async fn start(committee_size: u32) -> Net {
+    start_with(committee_size, |_| {}).await
+}
+
+/// As [`start`], with the test's own changes to the genesis parameters.
+pub async fn start_with(committee_size: u32, adjust: impl FnOnce(&mut Params)) -> Net {
     let dir = tempfile::tempdir().unwrap();
     let (mut genesis, _) = Genesis::dev("polylink-validator-test", 30);
     genesis.params.committee_size = committee_size;
@@ -64,6 +69,7 @@ pub async fn start(committee_size: u32) -> Net {
     genesis.params.commit_window_ms = 2_000;
     genesis.params.reveal_window_ms = 2_000;
     genesis.params.epoch_length_blocks = 1_000_000;
+    adjust(&mut genesis.params);
     let url = polylink_chain::dev::spawn_dev(&genesis, &dir.path().join("chain"), 100).unwrap();
     let client = Client::new(&url).unwrap();
     client.wait_for_height(1, Duration::from_secs(60)).await.unwrap();

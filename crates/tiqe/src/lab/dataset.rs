@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use polylink_infer::{
-    Finish as InferFinish, GenerateParams, Gguf, LogitsMode, Model, OutputKind, Pool, Shard, ShardInput,
-    generate, generate::sample::argmax,
+    Finish as InferFinish, GenerateParams, Gguf, LogitsMode, Model, OutputKind, Pool, Sampler,
+    SamplingParams, Shard, ShardInput, Tokenizer, generate, generate::sample::argmax,
 };
 
 use serde::{Deserialize, Serialize};
@@ -75,18 +75,34 @@ pub fn answers(
     max_tokens: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Answer>> {
-    let tok = &model.tokenizer;
-    let vocab = model.shard.hparams().vocab;
-    let mut out = Vec::with_capacity(prompts.len());
+    let jobs: Vec<(Vec<u32>, SamplingParams)> = prompts
+        .iter()
+        .map(|p| (model.tokenizer.encode(&model.template.render(None, p)), SamplingParams::default()))
+        .collect();
+    decode_batched(&model.shard, &model.tokenizer, &jobs, max_tokens, progress)
+}
+
+/// Answers of a whole-model `shard` to prompt ids, each drawn with its own sampling settings by
+/// the verifiable-sampling rule, decoded [`GENERATE_BATCH`] sessions at a time (the same tokens
+/// as one at a time: a row's logits do not depend on the batch).
+pub fn decode_batched(
+    shard: &Shard,
+    tok: &Tokenizer,
+    jobs: &[(Vec<u32>, SamplingParams)],
+    max_tokens: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Answer>> {
+    let vocab = shard.hparams().vocab;
+    let mut out = Vec::with_capacity(jobs.len());
     let mut logits = Vec::new();
-    for chunk in prompts.chunks(GENERATE_BATCH) {
-        let mut kvs = Vec::new();
-        let mut next = Vec::new();
-        for p in chunk {
-            let ids = tok.encode(&model.template.render(None, p));
-            let mut kv = model.shard.new_session(ids.len() + max_tokens);
-            model.shard.forward(&mut kv, ShardInput::Tokens(&ids), LogitsMode::Last, &mut logits)?;
-            next.push(argmax(&logits));
+    for chunk in jobs.chunks(GENERATE_BATCH) {
+        let (mut kvs, mut next, mut samplers) = (Vec::new(), Vec::new(), Vec::new());
+        for (ids, sampling) in chunk {
+            let mut kv = shard.new_session(ids.len() + max_tokens);
+            shard.forward(&mut kv, ShardInput::Tokens(ids), LogitsMode::Last, &mut logits)?;
+            let mut sampler = Sampler::new(*sampling);
+            next.push(sampler.sample(&logits));
+            samplers.push(sampler);
             kvs.push(kv);
         }
         let mut made: Vec<(Vec<u32>, Option<Finish>)> = vec![(Vec::new(), None); chunk.len()];
@@ -111,9 +127,9 @@ pub fn answers(
             let feed: Vec<u32> = live.iter().map(|&i| next[i]).collect();
             let mut refs: Vec<&mut polylink_infer::KvCache> =
                 kvs.iter_mut().enumerate().filter(|(i, _)| live.contains(i)).map(|(_, kv)| kv).collect();
-            model.shard.forward_batch(&mut refs, ShardInput::Tokens(&feed), &mut logits)?;
+            shard.forward_batch(&mut refs, ShardInput::Tokens(&feed), &mut logits)?;
             for (row, &i) in live.iter().enumerate() {
-                next[i] = argmax(&logits[row * vocab..(row + 1) * vocab]);
+                next[i] = samplers[i].sample(&logits[row * vocab..(row + 1) * vocab]);
             }
         }
         for (ids, finish) in made {
