@@ -31,8 +31,12 @@ fn killing_a_stage_process_mid_answer_changes_nothing_in_the_answer() {
     let standby = StandbyList(vec![spare.spec.clone()]);
 
     commonware_runtime::tokio::Runner::default().start(|context| async move {
-        let spec =
-            SampleSpec { temperature: sampling.temperature, top_k: 0, top_p: sampling.top_p, seed: sampling.seed };
+        let spec = SampleSpec {
+            temperature: sampling.temperature,
+            top_k: 0,
+            top_p: sampling.top_p,
+            seed: sampling.seed,
+        };
         let head = PipelineHead::new(
             context.child("head"),
             key_from_seed(&[99; 32]).unwrap(),

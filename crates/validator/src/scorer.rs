@@ -148,9 +148,11 @@ impl Scorer {
                         generation: Generation {
                             temperature: c.temperature,
                             top_k: 0,
-                            top_p: 1.0,
-                            // The chain does not fix the seed yet: the statistical test applies.
-                            seed: None,
+                            top_p: c.top_p,
+                            // The seed the chain fixed. The rule's token-by-token check engages
+                            // once transcripts carry the worker's token ids; on re-tokenized
+                            // text the statistical test applies.
+                            seed: Some(c.seed),
                             max_tokens,
                             finish,
                         },
