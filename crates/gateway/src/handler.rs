@@ -91,9 +91,9 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
             // The task is open but nothing ran: report zero completion tokens so the escrow
             // beyond the prompt goes back at once.
             if let (Some(billing), Some(ticket)) = (gw.billing.clone(), ticket.clone()) {
-                let record = (gw.transcripts.clone())
-                    .zip(transcript)
-                    .map(|(store, draft)| (store, draft.finish(ticket.task, String::new(), Ending::Failed)));
+                let record = (gw.transcripts.clone()).zip(transcript).map(|(store, draft)| {
+                    (store, draft.finish(ticket.task, String::new(), Vec::new(), Ending::Failed))
+                });
                 respond::settle_in_background(billing, gw.metrics.clone(), ticket, prompt_tokens, record);
             }
             return Err(e.into());

@@ -61,6 +61,7 @@ pub struct Run {
     generated: u32,
     delivered: u32,
     text: String,
+    ids: Vec<u32>,
     settled: bool,
     ending: Option<Ending>,
     work: Option<Vec<(polylink_types::PublicKey, u64)>>,
@@ -81,6 +82,7 @@ impl Run {
             generated: 0,
             delivered: 0,
             text: String::new(),
+            ids: Vec::new(),
             settled: false,
             ending: None,
             work: None,
@@ -108,7 +110,8 @@ impl Run {
                 }
             };
             match event {
-                Some(TokenEvent::Token { text }) => {
+                Some(TokenEvent::Token { text, id }) => {
+                    self.ids.push(id);
                     if self.generated == 0 {
                         self.parts.gw.metrics.first_token(self.parts.started.elapsed());
                     }
@@ -197,9 +200,16 @@ impl Run {
         let charge = charge_for(&ticket, &usage);
         // A run that never reached an ending was cut short by its client going away.
         let finish = self.ending.unwrap_or(Ending::Cancelled);
+        // The delivered tokens' ids, unless a stop sequence cut one (the validator re-tokenizes
+        // then; it also checks that the ids spell the text).
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.truncate(self.delivered as usize);
+        if finish == Ending::StopSequence {
+            ids.clear();
+        }
         let transcript = (gw.transcripts.clone())
             .zip(self.parts.transcript.take())
-            .map(|(store, draft)| (store, draft.finish(ticket.task, self.text.clone(), finish)));
+            .map(|(store, draft)| (store, draft.finish(ticket.task, self.text.clone(), ids, finish)));
         spawn_close(billing, gw.metrics.clone(), ticket, usage, transcript);
         Some(charge)
     }

@@ -29,8 +29,10 @@ impl Draft {
     }
 
     /// The whole transcript once the output is known.
-    pub fn finish(self, task: TaskId, output: String, finish: Ending) -> Transcript {
-        Transcript::new(task, &self.model, &self.prompt, &self.prompt_ids, self.params, output, finish)
+    pub fn finish(self, task: TaskId, output: String, output_ids: Vec<u32>, finish: Ending) -> Transcript {
+        let t =
+            Transcript::new(task, &self.model, &self.prompt, &self.prompt_ids, self.params, output, finish);
+        Transcript { output_ids, ..t }
     }
 }
 
@@ -140,6 +142,7 @@ mod tests {
         Draft::new("m", &Prompt::Text(format!("p{i}")), &[1, 2, u32::from(i)], params).finish(
             TaskId::digest(&[&[i]]),
             format!("out {i}"),
+            Vec::new(),
             Ending::Stop,
         )
     }

@@ -54,7 +54,7 @@ pub(crate) async fn run(
         let decoded = decoding.push(tokenizer, token);
         // An end-of-generation token adds text only if a split character was pending.
         if decoded.finish != Some(Finish::Eos) || !decoded.text.is_empty() {
-            events.unbounded_send(TokenEvent::Token { text: decoded.text }).ok()?;
+            events.unbounded_send(TokenEvent::Token { text: decoded.text, id: token }).ok()?;
         }
         match decoded.finish {
             Some(Finish::Eos | Finish::Stop) => return Some(TokenEvent::Done(FinishReason::Stop)),

@@ -27,7 +27,7 @@ fn concurrent_sampled_answers_equal_generate_alone() {
         let (mut text, mut end) = (String::new(), None);
         while let Some(event) = futures::executor::block_on(stream.next()) {
             match event {
-                TokenEvent::Token { text: t } => text.push_str(&t),
+                TokenEvent::Token { text: t, .. } => text.push_str(&t),
                 TokenEvent::Done(reason) => end = Some(reason),
                 other => panic!("question {i}: {other:?}"),
             }

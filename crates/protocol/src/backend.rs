@@ -62,6 +62,9 @@ pub enum TokenEvent {
     Token {
         /// Text released by this token.
         text: String,
+        /// The token's id (the transcript keeps them, so a validator checks the worker's own
+        /// tokens against the sampling rule rather than a re-tokenization of the text).
+        id: u32,
     },
     /// The generation ended by itself (end-of-generation tokens are not counted as tokens).
     Done(FinishReason),

@@ -110,6 +110,10 @@ pub struct Transcript {
     pub finish: Ending,
     /// The output text delivered (its sha256 is the result's `output_hash`).
     pub output: String,
+    /// The ids of the tokens generated for it, when they spell exactly the delivered text (empty
+    /// otherwise, e.g. when a stop sequence cut a token).
+    #[serde(default)]
+    pub output_ids: Vec<u32>,
 }
 
 impl Transcript {
@@ -133,6 +137,7 @@ impl Transcript {
             top_p: params.top_p,
             finish,
             output,
+            output_ids: Vec::new(),
         }
     }
 }

@@ -138,11 +138,16 @@ impl Scorer {
                             (Finish::CutShort, c.max_tokens as usize)
                         }
                     };
+                    // The worker's own ids when they spell the text (the sampling rule is
+                    // checked on them); otherwise the text is re-tokenized.
+                    let body: Vec<u32> = c.output_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
+                    let output_ids =
+                        (!body.is_empty() && tok.decode(&body) == c.output).then_some(c.output_ids);
                     let sub = Submission {
                         prompt: c.prompt.question(),
                         prompt_ids: Some(c.prompt_ids),
+                        output_ids,
                         output: c.output.into_bytes(),
-                        output_ids: None,
                         output_sha256: None,
                         model_sha256: Some(artifact.0),
                         generation: Generation {

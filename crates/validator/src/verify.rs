@@ -59,6 +59,8 @@ pub struct Checked {
     pub prompt_ids: Vec<u32>,
     /// The output (hash checked).
     pub output: String,
+    /// The worker's token ids for it, as the gateway recorded them (may be empty).
+    pub output_ids: Vec<u32>,
     /// Completion tokens the client asked for.
     pub max_tokens: u32,
     /// Sampling temperature.
@@ -126,6 +128,7 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
         prompt: t.prompt,
         prompt_ids: t.prompt_ids,
         output: t.output,
+        output_ids: t.output_ids,
         max_tokens: t.max_tokens,
         temperature: t.temperature,
         top_p: t.top_p,
@@ -149,6 +152,7 @@ mod tests {
             top_p: 1.0,
             finish: Ending::Stop,
             output: "Blue.".into(),
+            output_ids: Vec::new(),
         }
     }
 

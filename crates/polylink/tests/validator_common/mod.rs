@@ -190,9 +190,8 @@ pub async fn ask(base: &str, question: &str, max_tokens: u32) -> (String, String
     ask_chat(base, json!([{"role": "user", "content": question}]), max_tokens).await
 }
 
-/// A greedy chat completion of `messages` (any roles and turns); returns (task id, answer).
-pub async fn ask_chat(base: &str, messages: Value, max_tokens: u32) -> (String, String) {
-    let body = json!({"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0});
+/// Posts a chat completion `body` as the test user; the task id it opened and the response.
+async fn post_chat(base: &str, body: Value) -> (String, reqwest::Response) {
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(API_KEY)
@@ -202,6 +201,13 @@ pub async fn ask_chat(base: &str, messages: Value, max_tokens: u32) -> (String, 
         .unwrap();
     assert_eq!(resp.status(), 200);
     let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
+    (task, resp)
+}
+
+/// A greedy chat completion of `messages` (any roles and turns); returns (task id, answer).
+pub async fn ask_chat(base: &str, messages: Value, max_tokens: u32) -> (String, String) {
+    let body = json!({"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0});
+    let (task, resp) = post_chat(base, body).await;
     let answer: Value = resp.json().await.unwrap();
     (task, answer["choices"][0]["message"]["content"].as_str().unwrap().to_string())
 }
@@ -214,15 +220,7 @@ pub async fn hang_up(base: &str, question: &str, max_tokens: u32, events: usize)
         "model": MODEL, "messages": [{"role": "user", "content": question}],
         "max_tokens": max_tokens, "temperature": 0, "stream": true,
     });
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(API_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
+    let (task, resp) = post_chat(base, body).await;
     let (mut stream, mut buf, mut text) = (resp.bytes_stream(), String::new(), String::new());
     let mut seen = 0;
     while seen < events {
