@@ -69,6 +69,7 @@ fn params() -> Params {
         reveal_window_blocks: 10,
         reveal_window_ms: 1_000,
         epoch_length_blocks: 10,
+        no_commit_slash_bps: 20,
         ..Params::default()
     }
 }

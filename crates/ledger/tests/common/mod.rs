@@ -40,6 +40,7 @@ pub fn test_params() -> Params {
         reveal_window_blocks: 3,
         reveal_window_ms: 1_000,
         epoch_length_blocks: 1_000,
+        no_commit_slash_bps: 20,
         ..Params::default()
     }
 }
