@@ -154,9 +154,8 @@ impl Scorer {
                             temperature: c.temperature,
                             top_k: 0,
                             top_p: c.top_p,
-                            // The seed the chain fixed. The rule's token-by-token check engages
-                            // once transcripts carry the worker's token ids; on re-tokenized
-                            // text the statistical test applies.
+                            // The seed the chain fixed: with the worker's ids the rule checks
+                            // every token; on re-tokenized text the statistical test applies.
                             seed: Some(c.seed),
                             max_tokens,
                             finish,
