@@ -31,8 +31,8 @@
 //!
 //! The kernels are our own: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K and f16/f32 weights, activations
 //! quantized to Q8 blocks as ggml does, AVX2 versions (one row, four activation rows for prompts,
-//! four weight rows for decoding) picked at run time with portable scalar fallbacks that the tests
-//! compare them against, and a persistent worker pool.
+//! four weight rows for decoding) picked at run time with portable scalar fallbacks that compute
+//! the same bits (one canonical arithmetic, `quant::scalar`), and a persistent worker pool.
 
 pub mod error;
 pub mod generate;

@@ -1,9 +1,11 @@
 //! Quantized weights and the matrix-vector/matrix-matrix products over them.
 //!
 //! Activations are quantized per row to the block format ggml pairs with each weight type
-//! (Q8_0, Q8_1 or Q8_K), then integer dot products run block by block. Kernels are picked once
-//! at run time: AVX2 where the CPU has it, else the portable scalar code. f32 checkpoints (the
-//! encoder's) multiply through [`LinearF32`] instead, which keeps its activations in f32.
+//! (Q8_0, Q8_1 or Q8_K), then integer dot products run block by block. Kernels are picked at run
+//! time: AVX2 where the CPU has it, else the portable scalar code; both follow the canonical
+//! arithmetic written down in [`scalar`], so they give the same bits ([`with_kernels`] runs one
+//! set on purpose). f32 checkpoints (the encoder's) multiply through [`LinearF32`] instead, which
+//! keeps its activations in f32.
 
 pub mod half;
 mod linear_f32;
@@ -17,7 +19,7 @@ mod x86;
 mod x86_multi;
 
 pub use linear_f32::LinearF32;
-pub use simd::PORTABLE_KERNELS_ENV;
+pub use simd::{Kernels, PORTABLE_KERNELS_ENV, with_kernels};
 pub use types::GgmlType;
 
 use crate::pool::Pool;

@@ -1,5 +1,20 @@
 //! Portable reference kernels: dequantization, activation quantization and dot products, block
-//! by block exactly as ggml lays them out. The SIMD kernels are tested against these.
+//! by block as ggml lays them out. Their arithmetic is the canonical one that every kernel set
+//! (these, AVX2, any later AVX-512 or NEON set) follows bit for bit, so a result never depends
+//! on the CPU that computed it:
+//!
+//! - a quantized block's products are exact integers, summed into 8 lanes: element `i` of each
+//!   32 goes to lane `(i % 32) / 4` (four neighbours per lane, as `maddubs`+`madd`, VNNI's
+//!   `dpbusd` and NEON's `sdot` group them); K-quant sub-block scales multiply inside the lane;
+//! - once per block, each lane is scaled into an f32 lane accumulator by one fused multiply-add
+//!   (`acc = d·lane + acc`, `d` the weight scale times the activation scale, one f32 product);
+//! - the 8 f32 lanes are reduced by [`reduce_lanes`]'s fixed tree; Q4_1's and Q4_K's minimum
+//!   terms are a separate f32 sum of fused multiply-adds, block by block, added (subtracted) last;
+//! - f32 and f16 dot products ([`dot_f32_by`]) put element `i` in lane `i % 8` by fused
+//!   multiply-adds, reduce with the same tree and fuse the last `n % 8` in order.
+//!
+//! `f32::mul_add` is one instruction with FMA (the build targets the host CPU) and exact in
+//! software elsewhere, so the scalar code computes the same bits on every machine.
 
 use super::half::{f16_to_f32, f32_to_f16};
 use super::{ActType, GgmlType};
@@ -193,63 +208,122 @@ pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Dot product of one weight row with one quantized activation row of `n` elements.
+/// Dot product of one weight row with one quantized activation row of `n` elements, in the
+/// canonical order (see the module documentation): what every kernel set computes, bit for bit.
 pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
     match ty {
-        GgmlType::F32 | GgmlType::F16 => {
-            let mut row = vec![0f32; n];
-            dequantize_row(ty, w, &mut row);
-            a.chunks_exact(4).zip(&row).map(|(c, r)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * r).sum()
-        }
+        GgmlType::F32 => dot_f32_by(n, |i| (f32_at(w, 4 * i), f32_at(a, 4 * i))),
+        GgmlType::F16 => dot_f32_by(n, |i| (h(w, 2 * i), f32_at(a, 4 * i))),
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_1 => {
             let (ab, aoff) = if ty == GgmlType::Q4_1 { (40, 8) } else { (36, 4) };
-            let mut acc = 0f32;
+            let (mut acc, mut mins) = ([0f32; LANES], 0f32);
             let mut q = [0i32; 32];
-            for (wb, xb) in w.chunks_exact(ty.block_bytes()).zip(a.chunks_exact(ab)) {
+            for (wb, xb) in w.chunks_exact(ty.block_bytes()).zip(a.chunks_exact(ab)).take(n / 32) {
                 let (d, m) = small_block_ints(ty, wb, &mut q);
-                let sumi: i32 = q.iter().zip(&xb[aoff..]).map(|(&w, &x)| w * i32::from(x as i8)).sum();
-                acc += d * f32_at(xb, 0) * sumi as f32;
+                let mut p = [0i32; LANES];
+                lane_products(&mut p, &q, &xb[aoff..aoff + 32], 1);
+                fma_lanes(&mut acc, d * f32_at(xb, 0), &p);
                 if ty == GgmlType::Q4_1 {
-                    acc += m * f32_at(xb, 4);
+                    mins = m.mul_add(f32_at(xb, 4), mins);
                 }
             }
-            acc
+            reduce_lanes(acc) + mins
         }
         GgmlType::Q4K => {
-            let mut acc = 0f32;
-            for (wb, xb) in w.chunks_exact(144).zip(a.chunks_exact(292)) {
-                let dy = f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]]);
-                let (qs, qy) = (&wb[16..144], &xb[4..260]);
-                let (mut sum_q, mut sum_m) = (0i32, 0i32);
+            let (mut acc, mut acc_m) = ([0f32; LANES], 0f32);
+            let mut q = [0i32; 32];
+            for (wb, xb) in w.chunks_exact(144).zip(a.chunks_exact(292)).take(n / 256) {
+                let dy = f32_at(xb, 0);
+                let (d, dmin) = (h(wb, 0) * dy, h(wb, 2) * dy);
+                let bsum = |g: usize| i32::from(i16::from_le_bytes([xb[260 + 2 * g], xb[261 + 2 * g]]));
+                let (mut p, mut sum_m) = ([0i32; LANES], 0i32);
                 for j in 0..8 {
                     let (sc, m) = q4k_scale_min(j, &wb[4..16]);
-                    let q = &qs[32 * (j / 2)..];
-                    let mut s = 0i32;
-                    for l in 0..32 {
-                        let nib = if j % 2 == 0 { q[l] & 0xf } else { q[l] >> 4 };
-                        s += i32::from(nib) * i32::from(qy[32 * j + l] as i8);
+                    let qs = &wb[16 + 32 * (j / 2)..][..32];
+                    for (v, &b) in q.iter_mut().zip(qs) {
+                        *v = i32::from(if j % 2 == 0 { b & 0xf } else { b >> 4 });
                     }
-                    sum_q += i32::from(sc) * s;
-                    let bs = |g: usize| i32::from(i16::from_le_bytes([xb[260 + 2 * g], xb[261 + 2 * g]]));
-                    sum_m += i32::from(m) * (bs(2 * j) + bs(2 * j + 1));
+                    lane_products(&mut p, &q, &xb[4 + 32 * j..][..32], i32::from(sc));
+                    sum_m += i32::from(m) * (bsum(2 * j) + bsum(2 * j + 1));
                 }
-                acc += dy * (h(wb, 0) * sum_q as f32 - h(wb, 2) * sum_m as f32);
+                fma_lanes(&mut acc, d, &p);
+                acc_m = dmin.mul_add(sum_m as f32, acc_m);
             }
-            acc
+            reduce_lanes(acc) - acc_m
         }
         GgmlType::Q6K => {
-            let mut acc = 0f32;
+            let mut acc = [0f32; LANES];
             let mut q = [0i32; 256];
-            for (wb, xb) in w.chunks_exact(210).zip(a.chunks_exact(292)) {
+            for (wb, xb) in w.chunks_exact(210).zip(a.chunks_exact(292)).take(n / 256) {
                 q6k_ints(wb, &mut q);
-                let mut sum = 0i32;
+                let mut p = [0i32; LANES];
                 for g in 0..16 {
-                    let s: i32 = (0..16).map(|l| q[16 * g + l] * i32::from(xb[4 + 16 * g + l] as i8)).sum();
-                    sum += i32::from(wb[192 + g] as i8) * s;
+                    let (qg, yg) = (&q[16 * g..][..16], &xb[4 + 16 * g..][..16]);
+                    lane_products_16(&mut p, g % 2, qg, yg, i32::from(wb[192 + g] as i8));
                 }
-                acc += h(wb, 208) * f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]]) * sum as f32;
+                fma_lanes(&mut acc, h(wb, 208) * f32_at(xb, 0), &p);
             }
-            acc
+            reduce_lanes(acc)
         }
+    }
+}
+
+/// Lanes of the canonical accumulator.
+pub const LANES: usize = 8;
+
+/// The canonical reduction of eight lanes, `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`: adding the
+/// two halves of an AVX2 register, then the halves of that half, then the last two, written out
+/// so every kernel set reduces in this one order.
+#[inline]
+pub fn reduce_lanes(a: [f32; LANES]) -> f32 {
+    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// The canonical f32 dot product of `n` pairs `pair(i)`: element `i` of the first `n − n % 8`
+/// goes to lane `i % 8` by a fused multiply-add, the lanes are reduced by [`reduce_lanes`], and
+/// the last `n % 8` are fused into the sum in order.
+#[inline]
+pub fn dot_f32_by(n: usize, pair: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let body = n - n % LANES;
+    let mut acc = [0f32; LANES];
+    for i in (0..body).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            let (x, y) = pair(i + l);
+            *a = x.mul_add(y, *a);
+        }
+    }
+    let mut sum = reduce_lanes(acc);
+    for i in body..n {
+        let (x, y) = pair(i);
+        sum = x.mul_add(y, sum);
+    }
+    sum
+}
+
+/// Adds `scale × Σ q·y` of a 32-element group into the lane partials: elements `4l..4l+4` go
+/// to lane `l` (exact integers, so their order inside a lane does not matter).
+#[inline]
+fn lane_products(p: &mut [i32; LANES], q: &[i32], y: &[u8], scale: i32) {
+    for (l, pl) in p.iter_mut().enumerate() {
+        let s: i32 = (0..4).map(|e| q[4 * l + e] * i32::from(y[4 * l + e] as i8)).sum();
+        *pl += scale * s;
+    }
+}
+
+/// [`lane_products`] for the low (`half` 0) or high 16 elements of a group.
+#[inline]
+fn lane_products_16(p: &mut [i32; LANES], half: usize, q: &[i32], y: &[u8], scale: i32) {
+    for (l, pl) in p[4 * half..4 * half + 4].iter_mut().enumerate() {
+        let s: i32 = (0..4).map(|e| q[4 * l + e] * i32::from(y[4 * l + e] as i8)).sum();
+        *pl += scale * s;
+    }
+}
+
+/// `acc[l] = d · p[l] + acc[l]`, fused, lane by lane.
+#[inline]
+fn fma_lanes(acc: &mut [f32; LANES], d: f32, p: &[i32; LANES]) {
+    for (a, &v) in acc.iter_mut().zip(p) {
+        *a = d.mul_add(v as f32, *a);
     }
 }

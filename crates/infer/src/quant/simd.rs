@@ -1,21 +1,49 @@
-//! Run-time kernel selection: AVX2 kernels where the CPU has them, scalar otherwise.
+//! Run-time kernel selection: AVX2 kernels where the CPU has them, scalar otherwise. Both sets
+//! follow one canonical arithmetic (see `scalar`), so the choice changes speed, never a bit.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use super::{ActType, GgmlType, scalar};
 
 /// Environment variable that, when set to `1`, makes every kernel take its portable scalar
-/// version even where AVX2 is present: how the verifier's tolerance between SIMD paths is
-/// measured on one machine.
+/// version even where AVX2 is present (a validator's or a test's check that they agree).
 pub const PORTABLE_KERNELS_ENV: &str = "POLYLINK_PORTABLE_KERNELS";
 
-/// Whether the AVX2/FMA/F16C kernels run (detected once per process).
-pub(crate) fn has_avx2() -> bool {
+/// A kernel set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The SIMD kernels this CPU has (AVX2/FMA/F16C), whatever the environment says.
+    Native,
+    /// The portable scalar kernels.
+    Portable,
+}
+
+/// The set forced by [`with_kernels`]: 0 none, else `1 + Kernels as u8`.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+/// One forced scope at a time in a process.
+static SCOPE: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with every kernel (on every pool thread) taken from `kernels`, for tests and
+/// benchmarks that compare the sets in one process. Scopes are serialized; work outside a scope
+/// running meanwhile also takes the forced set.
+pub fn with_kernels<R>(kernels: Kernels, f: impl FnOnce() -> R) -> R {
+    let _scope = SCOPE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FORCED.store(0, Ordering::SeqCst);
+        }
+    }
+    let _reset = Reset;
+    FORCED.store(1 + kernels as u8, Ordering::SeqCst);
+    f()
+}
+
+/// Whether the CPU has AVX2, FMA and F16C (detected once per process).
+fn cpu_has_avx2() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
-        if std::env::var(PORTABLE_KERNELS_ENV).is_ok_and(|v| v == "1") {
-            return false;
-        }
         #[cfg(target_arch = "x86_64")]
         {
             std::arch::is_x86_feature_detected!("avx2")
@@ -25,6 +53,22 @@ pub(crate) fn has_avx2() -> bool {
         #[cfg(not(target_arch = "x86_64"))]
         false
     })
+}
+
+/// Whether [`PORTABLE_KERNELS_ENV`] asks for the scalar kernels (read once per process).
+fn env_portable() -> bool {
+    static PORTABLE: OnceLock<bool> = OnceLock::new();
+    *PORTABLE.get_or_init(|| std::env::var(PORTABLE_KERNELS_ENV).is_ok_and(|v| v == "1"))
+}
+
+/// Whether the AVX2/FMA/F16C kernels run now.
+#[inline]
+pub(crate) fn has_avx2() -> bool {
+    match FORCED.load(Ordering::Relaxed) {
+        0 => cpu_has_avx2() && !env_portable(),
+        1 => cpu_has_avx2(),
+        _ => false,
+    }
 }
 
 /// Quantizes one activation row.

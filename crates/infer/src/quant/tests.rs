@@ -67,73 +67,123 @@ fn quantized_dots_match_float_dots_of_dequantized_rows() {
     }
 }
 
+/// Row lengths that exercise one block, odd block counts and (for f32/f16) every tail length.
+fn awkward_lengths(ty: GgmlType) -> Vec<usize> {
+    match ty {
+        GgmlType::F32 | GgmlType::F16 => vec![1, 3, 7, 8, 9, 15, 17, 31, 64, 100, 257, 1000],
+        _ => [1usize, 2, 3, 5, 7, 13, 33].iter().map(|b| b * ty.block_elems()).collect(),
+    }
+}
+
+/// Activations with magnitudes from 1e-3 to 1e3 (block scales far apart, as in real rows).
+fn random_acts(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.f32() * 10f32.powi((rng.next_u32() % 7) as i32 - 3)).collect()
+}
+
+/// The canonical arithmetic: the dispatched (SIMD) kernels give the scalar reference's bits.
 #[test]
-fn dispatched_kernels_equal_the_scalar_reference() {
+fn dispatched_kernels_equal_the_scalar_reference_bit_for_bit() {
     let mut rng = Rng(42);
-    for ty in ALL {
-        for n in [256usize, 1024] {
-            let w = random_row(ty, n, &mut rng);
-            let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
-            let act_ty = ActType::for_weights(ty);
-            let mut a_ref = vec![0u8; act_ty.row_bytes(n)];
-            scalar::quantize_act(act_ty, &x, &mut a_ref);
-            let mut a_simd = Vec::new();
-            quantize_rows(ty, &x, n, &mut a_simd);
-            assert_eq!(a_ref, a_simd, "{ty:?} activation quantization");
-            let want = scalar::vec_dot(ty, &w, &a_ref, n);
-            let got = vec_dot(ty, &w, &a_ref, n);
-            assert!(
-                (want - got).abs() <= 1e-4 * want.abs().max(1.0),
-                "{ty:?} n={n}: simd {got} scalar {want}"
-            );
+    with_kernels(Kernels::Native, || {
+        for ty in ALL {
+            for n in awkward_lengths(ty) {
+                for _ in 0..4 {
+                    let w = random_row(ty, n, &mut rng);
+                    let x = random_acts(n, &mut rng);
+                    let act_ty = ActType::for_weights(ty);
+                    let mut a_ref = vec![0u8; act_ty.row_bytes(n)];
+                    scalar::quantize_act(act_ty, &x, &mut a_ref);
+                    let mut a_simd = Vec::new();
+                    quantize_rows(ty, &x, n, &mut a_simd);
+                    assert_eq!(a_ref, a_simd, "{ty:?} activation quantization");
+                    let want = scalar::vec_dot(ty, &w, &a_ref, n);
+                    let got = vec_dot(ty, &w, &a_ref, n);
+                    assert_eq!(got.to_bits(), want.to_bits(), "{ty:?} n={n}: simd {got} scalar {want}");
+                }
+            }
         }
+    });
+}
+
+/// Q8_0 weights may hold −128 (ggml never writes it, a hostile file may): every kernel still
+/// multiplies exactly.
+#[test]
+fn q8_0_weights_of_minus_128_multiply_exactly_in_every_kernel() {
+    let n = 64;
+    let mut w = vec![0u8; GgmlType::Q8_0.row_bytes(n).unwrap_or(0)];
+    for blk in w.chunks_exact_mut(34) {
+        blk[0..2].copy_from_slice(&half::f32_to_f16(0.5).to_le_bytes());
+        blk[2..].fill(0x80);
     }
+    let x: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -1.0 } else { 0.25 }).collect();
+    let mut a = Vec::new();
+    quantize_rows(GgmlType::Q8_0, &x, n, &mut a);
+    let want = scalar::vec_dot(GgmlType::Q8_0, &w, &a, n);
+    let mut wf = vec![0f32; n];
+    scalar::dequantize_row(GgmlType::Q8_0, &w, &mut wf);
+    let exact: f32 = wf.iter().zip(&x).map(|(p, q)| p * q).sum();
+    assert!((want - exact).abs() < 0.05 * exact.abs(), "scalar {want} vs float {exact}");
+    with_kernels(Kernels::Native, || {
+        assert_eq!(vec_dot(GgmlType::Q8_0, &w, &a, n).to_bits(), want.to_bits());
+        if let Some(got) = simd::vec_dot_r4(GgmlType::Q8_0, [&w, &w, &w, &w], &a, n) {
+            assert_eq!(got.map(f32::to_bits), [want.to_bits(); 4], "four weight rows");
+        }
+        if let Some(got) = simd::vec_dot_x4(GgmlType::Q8_0, &w, [&a, &a, &a, &a], n) {
+            assert_eq!(got.map(f32::to_bits), [want.to_bits(); 4], "four activation rows");
+        }
+    });
 }
 
 #[test]
-fn four_row_kernels_equal_single_row_kernels() {
+fn four_row_kernels_equal_the_scalar_reference_bit_for_bit() {
     let mut rng = Rng(7);
-    for ty in ALL {
-        let n = 512;
-        let w = random_row(ty, n, &mut rng);
-        let acts: Vec<Vec<u8>> = (0..4)
-            .map(|_| {
-                let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
-                let mut a = Vec::new();
-                quantize_rows(ty, &x, n, &mut a);
-                a
-            })
-            .collect();
-        let Some(got) = simd::vec_dot_x4(ty, &w, [&acts[0], &acts[1], &acts[2], &acts[3]], n) else {
-            continue;
-        };
-        for k in 0..4 {
-            let want = scalar::vec_dot(ty, &w, &acts[k], n);
-            assert!(
-                (want - got[k]).abs() <= 1e-4 * want.abs().max(1.0),
-                "{ty:?} row {k}: {} vs {want}",
-                got[k]
-            );
+    with_kernels(Kernels::Native, || {
+        for ty in ALL {
+            for n in awkward_lengths(ty) {
+                let w = random_row(ty, n, &mut rng);
+                let acts: Vec<Vec<u8>> = (0..4)
+                    .map(|_| {
+                        let mut a = Vec::new();
+                        quantize_rows(ty, &random_acts(n, &mut rng), n, &mut a);
+                        a
+                    })
+                    .collect();
+                let Some(got) = simd::vec_dot_x4(ty, &w, [&acts[0], &acts[1], &acts[2], &acts[3]], n) else {
+                    continue;
+                };
+                for k in 0..4 {
+                    let want = scalar::vec_dot(ty, &w, &acts[k], n);
+                    assert_eq!(
+                        got[k].to_bits(),
+                        want.to_bits(),
+                        "{ty:?} n={n} row {k}: {} vs {want}",
+                        got[k]
+                    );
+                }
+            }
         }
-    }
+    });
 }
 
 #[test]
-fn four_weight_row_kernels_equal_single_row_kernels() {
+fn four_weight_row_kernels_equal_the_scalar_reference_bit_for_bit() {
     let mut rng = Rng(11);
-    for ty in ALL {
-        let n = 256;
-        let rows: Vec<Vec<u8>> = (0..4).map(|_| random_row(ty, n, &mut rng)).collect();
-        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
-        let mut a = Vec::new();
-        quantize_rows(ty, &x, n, &mut a);
-        let Some(got) = simd::vec_dot_r4(ty, [&rows[0], &rows[1], &rows[2], &rows[3]], &a, n) else {
-            continue;
-        };
-        for k in 0..4 {
-            assert_eq!(got[k], vec_dot(ty, &rows[k], &a, n), "{ty:?} row {k}");
+    with_kernels(Kernels::Native, || {
+        for ty in ALL {
+            for n in awkward_lengths(ty) {
+                let rows: Vec<Vec<u8>> = (0..4).map(|_| random_row(ty, n, &mut rng)).collect();
+                let mut a = Vec::new();
+                quantize_rows(ty, &random_acts(n, &mut rng), n, &mut a);
+                let Some(got) = simd::vec_dot_r4(ty, [&rows[0], &rows[1], &rows[2], &rows[3]], &a, n) else {
+                    continue;
+                };
+                for k in 0..4 {
+                    let want = scalar::vec_dot(ty, &rows[k], &a, n);
+                    assert_eq!(got[k].to_bits(), want.to_bits(), "{ty:?} n={n} row {k}");
+                }
+            }
         }
-    }
+    });
 }
 
 #[test]

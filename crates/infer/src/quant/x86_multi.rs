@@ -5,6 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::q4k_scale_min;
+use super::x86::hsum;
 
 /// Type selectors for [`dot_small_x4`].
 pub const Q4_0: u8 = 0;
@@ -27,14 +28,6 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 unsafe fn f32_at(p: *const u8) -> f32 {
     // SAFETY: four readable bytes at `p` (caller).
     unsafe { (p as *const f32).read_unaligned() }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
 }
 
 #[inline]
@@ -104,7 +97,7 @@ pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> 
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f32_at(ab)), p, acc[k]);
                 if TY == Q4_1 {
-                    mins[k] += f16_at(wb.add(2)) * f32_at(ab.add(4));
+                    mins[k] = f16_at(wb.add(2)).mul_add(f32_at(ab.add(4)), mins[k]);
                 }
             }
         }
@@ -156,7 +149,7 @@ pub unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
             // SAFETY: the 16 partial sums lie at bytes 260..292 of the activation block.
             let bsums = unsafe { _mm256_loadu_si256(ab.as_ptr().add(260).cast()) };
             let summ = hsum_i32(_mm256_madd_epi16(bsums, mins));
-            acc_m[k] += dmin * dy * summ as f32;
+            acc_m[k] = (dmin * dy).mul_add(summ as f32, acc_m[k]);
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
         }
     }
@@ -242,16 +235,18 @@ pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> 
                 let wb = wp[k].add(i * wbb);
                 let p16 = match TY {
                     Q4_1 => _mm256_maddubs_epi16(nibbles(wb.add(4)), y),
+                    // Q8_0 may hold −128, which has no positive i8: |q| goes in as the u8 side.
+                    Q8_0 => {
+                        let q = _mm256_loadu_si256(wb.add(2).cast());
+                        _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+                    }
                     _ => {
-                        let q = match TY {
-                            Q4_0 => _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8)),
-                            Q5_0 => {
-                                let qh = (wb.add(2) as *const u32).read_unaligned();
-                                let hi =
-                                    _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xf0u8 as i8));
-                                _mm256_or_si256(nibbles(wb.add(6)), hi)
-                            }
-                            _ => _mm256_loadu_si256(wb.add(2).cast()),
+                        let q = if TY == Q4_0 {
+                            _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8))
+                        } else {
+                            let qh = (wb.add(2) as *const u32).read_unaligned();
+                            let hi = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xf0u8 as i8));
+                            _mm256_or_si256(nibbles(wb.add(6)), hi)
                         };
                         _mm256_maddubs_epi16(y_abs, _mm256_sign_epi8(q, y))
                     }
@@ -259,7 +254,7 @@ pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> 
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(wb) * d8), p, acc[k]);
                 if TY == Q4_1 {
-                    mins[k] += f16_at(wb.add(2)) * f32_at(ab.add(4));
+                    mins[k] = f16_at(wb.add(2)).mul_add(f32_at(ab.add(4)), mins[k]);
                 }
             }
         }
