@@ -111,9 +111,12 @@ fn a_session_decoded_in_a_batch_of_eight_gets_the_logits_of_a_teacher_forced_pas
     }
 }
 
+/// One row of logits per position.
+type Rows = Vec<Vec<f32>>;
+
 /// Step-by-step logits and teacher-forced logits (chunks of 64, the four-row kernels) of greedy
 /// answers to `prompts` with the kernel set `k`.
-fn logits_with(k: Kernels, m: &Model, prompts: &[&str], steps: usize) -> Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn logits_with(k: Kernels, m: &Model, prompts: &[&str], steps: usize) -> Vec<(Rows, Rows)> {
     with_kernels(k, || {
         prompts
             .iter()
