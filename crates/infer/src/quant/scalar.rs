@@ -9,7 +9,9 @@
 //! - once per block, each lane is scaled into an f32 lane accumulator by one fused multiply-add
 //!   (`acc = d·lane + acc`, `d` the weight scale times the activation scale, one f32 product);
 //! - the 8 f32 lanes are reduced by [`reduce_lanes`]'s fixed tree; Q4_1's and Q4_K's minimum
-//!   terms are a separate f32 sum of fused multiply-adds, block by block, added (subtracted) last;
+//!   terms are a separate f32 sum, block by block, of one rounded product each (`+= m·s`, not
+//!   fused: ggml's order, which keeps the AVX2 results and llama.cpp parity as they were), added
+//!   (subtracted) last;
 //! - f32 and f16 dot products ([`dot_f32_by`]) put element `i` in lane `i % 8` by fused
 //!   multiply-adds, reduce with the same tree and fuse the last `n % 8` in order.
 //!
@@ -224,7 +226,7 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
                 lane_products(&mut p, &q, &xb[aoff..aoff + 32], 1);
                 fma_lanes(&mut acc, d * f32_at(xb, 0), &p);
                 if ty == GgmlType::Q4_1 {
-                    mins = m.mul_add(f32_at(xb, 4), mins);
+                    mins += m * f32_at(xb, 4);
                 }
             }
             reduce_lanes(acc) + mins
@@ -247,7 +249,7 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
                     sum_m += i32::from(m) * (bsum(2 * j) + bsum(2 * j + 1));
                 }
                 fma_lanes(&mut acc, d, &p);
-                acc_m = dmin.mul_add(sum_m as f32, acc_m);
+                acc_m += dmin * sum_m as f32;
             }
             reduce_lanes(acc) - acc_m
         }

@@ -74,7 +74,7 @@ pub unsafe fn dot_q4_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
         // SAFETY: block i lies inside both slices (caller checked nb).
         unsafe {
             let (wb, ab) = (w.add(i * 20), a.add(i * 40));
-            mins = f16_at(wb.add(2)).mul_add(f32_at(ab.add(4)), mins);
+            mins += f16_at(wb.add(2)) * f32_at(ab.add(4));
             let q = nibbles(wb.add(4));
             let y = _mm256_loadu_si256(ab.add(8).cast());
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
@@ -155,7 +155,7 @@ pub unsafe fn dot_q4k(w: &[u8], a: &[u8], nb: usize) -> f32 {
             let bsums = _mm256_loadu_si256(ab.as_ptr().add(260).cast());
             super::x86_multi::hsum_i32(_mm256_madd_epi16(bsums, _mm256_loadu_si256(mn.as_ptr().cast())))
         };
-        acc_m = dmin.mul_add(summ as f32, acc_m);
+        acc_m += dmin * summ as f32;
         let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {
             // SAFETY: 32 bytes at 16+32j of the weight block, 64 at 4+64j of the activation.

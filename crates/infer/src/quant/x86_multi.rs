@@ -97,7 +97,7 @@ pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> 
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f32_at(ab)), p, acc[k]);
                 if TY == Q4_1 {
-                    mins[k] = f16_at(wb.add(2)).mul_add(f32_at(ab.add(4)), mins[k]);
+                    mins[k] += f16_at(wb.add(2)) * f32_at(ab.add(4));
                 }
             }
         }
@@ -149,7 +149,7 @@ pub unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
             // SAFETY: the 16 partial sums lie at bytes 260..292 of the activation block.
             let bsums = unsafe { _mm256_loadu_si256(ab.as_ptr().add(260).cast()) };
             let summ = hsum_i32(_mm256_madd_epi16(bsums, mins));
-            acc_m[k] = (dmin * dy).mul_add(summ as f32, acc_m[k]);
+            acc_m[k] += dmin * dy * summ as f32;
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
         }
     }
@@ -254,7 +254,7 @@ pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> 
                 let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(wb) * d8), p, acc[k]);
                 if TY == Q4_1 {
-                    mins[k] = f16_at(wb.add(2)).mul_add(f32_at(ab.add(4)), mins[k]);
+                    mins[k] += f16_at(wb.add(2)) * f32_at(ab.add(4));
                 }
             }
         }
