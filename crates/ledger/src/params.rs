@@ -20,8 +20,12 @@ pub const DEADLINE_SPEED_MARGIN: u64 = 4;
 /// Genesis parameters. Windows and periods are in blocks, ratios in basis points or ppm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
-    /// Blocks between Unbond and the moment Withdraw can release the stake.
+    /// Blocks between Unbond and the moment Withdraw can release the stake …
     pub unbonding_period_blocks: u64,
+    /// … and block-time milliseconds: both must have passed. Each outlasts the longest task
+    /// lifetime in its unit ([`Params::task_lifetime_blocks`], [`Params::task_lifetime_ms`]),
+    /// so a slash lands before the stake can leave even without `Stake::at_risk_tasks`.
+    pub unbonding_period_ms: u64,
     /// Least bonded stake of an active worker.
     #[serde(with = "amount_serde")]
     pub worker_stake_min: Amount,
@@ -89,6 +93,7 @@ pub struct Params {
 }
 codec_fields!(Params {
     unbonding_period_blocks,
+    unbonding_period_ms,
     worker_stake_min,
     validator_stake_min,
     task_tokens_max,
@@ -123,6 +128,8 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             unbonding_period_blocks: 100,
+            // Twice the longest task lifetime (an hour's deadline, the windows, two blocks).
+            unbonding_period_ms: 7_200_000,
             worker_stake_min: 1_000,
             validator_stake_min: 1_000,
             task_tokens_max: 32_768,
@@ -163,10 +170,41 @@ fn check(ok: bool, reason: impl FnOnce() -> String) -> Result<()> {
 }
 
 impl Params {
-    /// Checks every range and that the fee shares leave the worker a positive share.
+    /// The longest a task can answer for its workers' stake, counted in blocks when blocks come
+    /// fast: the committee is drawn the block after the result, the commit and reveal windows
+    /// run, and settlement comes at the first block past them. (The deadline is in ms only.)
+    pub fn task_lifetime_blocks(&self) -> u64 {
+        self.commit_window_blocks.saturating_add(self.reveal_window_blocks).saturating_add(2)
+    }
+
+    /// The longest a task can answer for its workers' stake in block time, at the nominal block
+    /// time: the longest deadline, the commit and reveal windows, and a block each for the
+    /// committee draw and the settlement.
+    pub fn task_lifetime_ms(&self) -> u64 {
+        self.task_deadline_max_ms
+            .saturating_add(self.commit_window_ms)
+            .saturating_add(self.reveal_window_ms)
+            .saturating_add(self.block_time_ms.saturating_mul(2))
+    }
+
+    /// Checks every range, that the fee shares leave the worker a positive share, and that
+    /// unbonding outlasts the longest task in both units (a slash lands before stake can leave).
     pub fn validate(&self) -> Result<()> {
         let p = self;
-        check(p.unbonding_period_blocks >= 1, || "unbonding_period_blocks must be >= 1".into())?;
+        check(p.unbonding_period_blocks > p.task_lifetime_blocks(), || {
+            format!(
+                "unbonding_period_blocks {} must outlast a task's {} blocks (commit + reveal windows + draw + settle): a slash must land before the stake can leave",
+                p.unbonding_period_blocks,
+                p.task_lifetime_blocks()
+            )
+        })?;
+        check(p.unbonding_period_ms > p.task_lifetime_ms(), || {
+            format!(
+                "unbonding_period_ms {} must outlast a task's {} ms (deadline max + commit + reveal windows + draw + settle): a slash must land before the stake can leave",
+                p.unbonding_period_ms,
+                p.task_lifetime_ms()
+            )
+        })?;
         check(p.task_tokens_max >= 1, || "task_tokens_max must be >= 1".into())?;
         check(p.task_deadline_base_ms >= 1 && p.task_deadline_max_ms >= p.task_deadline_base_ms, || {
             format!(
@@ -239,5 +277,24 @@ mod tests {
         assert!(err.contains("no single validator"), "{err}");
         let alone = Params { committee_size: 1, reveals_min: 1, ..Params::default() };
         assert_eq!(alone.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unbonding_that_a_task_can_outlive_is_refused_in_either_unit() {
+        let p = Params::default();
+        // A stake could leave before the slash of a task at its longest deadline lands.
+        let short_ms = Params { unbonding_period_ms: p.task_deadline_max_ms, ..p.clone() };
+        let err = short_ms.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unbonding_period_ms") && err.contains("slash must land"), "{err}");
+        let just_ms = Params { unbonding_period_ms: p.task_lifetime_ms(), ..p.clone() };
+        assert!(just_ms.validate().is_err(), "equal is not outlasting");
+        let enough_ms = Params { unbonding_period_ms: p.task_lifetime_ms() + 1, ..p.clone() };
+        assert_eq!(enough_ms.validate(), Ok(()));
+        // Long windows in blocks (fast blocks) need a longer unbonding in blocks.
+        let long_windows = Params { commit_window_blocks: 80, reveal_window_blocks: 20, ..p.clone() };
+        let err = long_windows.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unbonding_period_blocks 100 must outlast a task's 102 blocks"), "{err}");
+        let longer_deadline = Params { task_deadline_max_ms: p.unbonding_period_ms, ..p };
+        assert!(longer_deadline.validate().is_err());
     }
 }

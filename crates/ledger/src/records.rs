@@ -26,10 +26,12 @@ pub struct Unbonding {
     /// Base units.
     #[serde(with = "amount_serde")]
     pub amount: Amount,
-    /// Height from which Withdraw releases it.
+    /// Height from which Withdraw releases it …
     pub release_height: u64,
+    /// … once the block time has reached this too, ms.
+    pub release_ms: u64,
 }
-codec_fields!(Unbonding { amount, release_height });
+codec_fields!(Unbonding { amount, release_height, release_ms });
 
 /// An account's stake; one stake backs every role the account holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

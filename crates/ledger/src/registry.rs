@@ -52,7 +52,7 @@ pub(crate) fn register_model(v: &mut View, developer: &PublicKey, m: &RegisterMo
 }
 
 /// Fails unless `who` has at least `need` bonded.
-fn require_stake(v: &View, who: &PublicKey, role: &'static str, need: Amount) -> Result<()> {
+pub(crate) fn require_stake(v: &View, who: &PublicKey, role: &'static str, need: Amount) -> Result<()> {
     let have = v.stake(who).bonded;
     if have < need {
         return Err(LedgerError::StakeBelowMinimum { role, account: *who, have, need });

@@ -92,6 +92,9 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
             reason: "only the task's head worker (its first listed worker) may",
         });
     }
+    // The head's stake answers for the result it reports: one that unbonded under the minimum
+    // since the task opened reports nothing (the task expires and the user gets the escrow).
+    crate::registry::require_stake(v, signer, "worker", v.base.params.worker_stake_min)?;
     if v.time_ms > task.deadline_ms {
         return Err(LedgerError::OutsideWindow {
             task: r.task,

@@ -210,6 +210,11 @@ fn an_abstaining_member_is_neither_paid_nor_slashed_and_stake_waits_for_settleme
     );
     assert_eq!(net.balance(c[2]), v2);
     assert_eq!((at_risk(&net, WORKER), at_risk(&net, c[0])), (0, 0));
+    let release_ms = net.ledger.stake(&net.pk(WORKER)).unbonding.as_slice()[0].release_ms;
+    net.advance_to(net.ledger.height() + 20);
+    while net.next_ms < release_ms {
+        net.block(&[]);
+    }
     net.ok(WORKER, TxKind::Withdraw);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
@@ -219,6 +224,7 @@ fn windows_hold_when_blocks_come_fast_and_settle_when_they_come_slowly() {
     let mut params = test_params();
     params.commit_window_ms = 20_000;
     params.reveal_window_ms = 20_000;
+    params.unbonding_period_ms = params.task_lifetime_ms() + 1;
     let (mut net, task, c) = scored_task(params);
     let t = net.ledger.task(&task).unwrap().clone();
     // Under load: 30 blocks in far less than the window's time; a commit is still on time.

@@ -32,8 +32,10 @@ pub struct Net {
 /// blocks outlast their milliseconds, so heights decide unless a test moves the clock.
 pub fn test_params() -> Params {
     Params {
-        unbonding_period_blocks: 5,
+        unbonding_period_blocks: 20,
+        unbonding_period_ms: 70_000,
         task_deadline_base_ms: 5_000,
+        task_deadline_max_ms: 60_000,
         task_ms_per_token_min: 0,
         commit_window_blocks: 3,
         commit_window_ms: 1_000,
