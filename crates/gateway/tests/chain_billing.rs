@@ -64,6 +64,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     send(&client, &worker, TxKind::Bond(Bond { amount: 10_000 })).await;
     let model = RegisterModel {
         artifact_hash: Hash32::digest(&[b"smollm2-135m-instruct-q4_1"]),
+        claim: None,
         architecture: BoundedString::new("llama").unwrap(),
         layer_count: 30,
         royalty_bps: 500,

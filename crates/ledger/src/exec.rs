@@ -25,6 +25,7 @@ pub(crate) fn execute(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
         TxKind::CommitScore(c) => scoring::commit(v, &signer, c)?,
         TxKind::RevealScore(r) => scoring::reveal(v, &signer, r)?,
         TxKind::ReclaimTask(r) => tasks::reclaim(v, &signer, r)?,
+        TxKind::ClaimModel(c) => registry::claim_model(v, c)?,
     }
     // Re-read: the kind may have changed this account's balance.
     account = v.account(&signer);

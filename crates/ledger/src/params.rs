@@ -82,8 +82,13 @@ pub struct Params {
     pub royalty_bps_max: u16,
     /// Blocks per pricing epoch.
     pub epoch_length_blocks: u64,
-    /// Nominal block time, used only to turn measured layer times into tokens per epoch.
+    /// Nominal block time: turns an epoch into time for its capacity, and counts the draw and
+    /// settlement blocks of a task's lifetime.
     pub block_time_ms: u64,
+    /// Time an active worker serving a whole model is counted to need per token when an
+    /// epoch's capacity is reckoned (a layer range counts its share of the layers). The price
+    /// follows staked workers, never the speeds they report about themselves.
+    pub capacity_token_ms: u64,
     /// u*: target utilization, ppm.
     pub target_utilization_ppm: u64,
     /// d: price change denominator; one epoch moves the price by at most 1/d.
@@ -119,6 +124,7 @@ codec_fields!(Params {
     royalty_bps_max,
     epoch_length_blocks,
     block_time_ms,
+    capacity_token_ms,
     target_utilization_ppm,
     price_change_denominator,
     price_ceiling_multiple,
@@ -158,6 +164,8 @@ impl Default for Params {
             royalty_bps_max: 2_000,
             epoch_length_blocks: 100,
             block_time_ms: 1_000,
+            // 200 tokens a second: SmolLM2-135M on a laptop core or two.
+            capacity_token_ms: 5,
             target_utilization_ppm: 500_000,
             price_change_denominator: 8,
             price_ceiling_multiple: 1_000,
@@ -245,8 +253,8 @@ impl Params {
         check(shares < u32::from(BPS_ONE), || {
             format!("validator + treasury + max royalty shares {shares} bps leave no worker share")
         })?;
-        check(p.epoch_length_blocks >= 1 && p.block_time_ms >= 1, || {
-            "epoch_length_blocks and block_time_ms must be >= 1".into()
+        check(p.epoch_length_blocks >= 1 && p.block_time_ms >= 1 && p.capacity_token_ms >= 1, || {
+            "epoch_length_blocks, block_time_ms and capacity_token_ms must be >= 1".into()
         })?;
         check((1..=PPM_ONE).contains(&p.target_utilization_ppm), || {
             format!("target_utilization_ppm {} outside 1..={PPM_ONE}", p.target_utilization_ppm)

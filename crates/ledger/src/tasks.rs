@@ -150,10 +150,6 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
         fee,
         height: v.height,
     });
-    let mut model = v.models.get(&task.model).cloned().ok_or(LedgerError::UnknownModel(task.model))?;
-    model.epoch_tokens =
-        model.epoch_tokens.checked_add(billed_tokens).ok_or(LedgerError::Overflow("epoch tokens"))?;
-    v.models.put(task.model, model);
     v.tasks.put(r.task, task);
     v.draws.push(r.task);
     v.events.push(Event::ResultSubmitted { task: r.task, billed_tokens, fee, refund });

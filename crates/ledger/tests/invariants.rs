@@ -102,6 +102,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
             d,
             TxKind::RegisterModel(RegisterModel {
                 artifact_hash: Hash32::digest(&[&f.to_be_bytes()]),
+                claim: None,
                 architecture: BoundedString::new("llama").unwrap(),
                 layer_count: 4,
                 royalty_bps: r,

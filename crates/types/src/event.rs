@@ -79,6 +79,8 @@ pub enum Event {
     },
     /// A model was registered.
     ModelRegistered { model: ModelId, developer: PublicKey },
+    /// A model's artifact was shown to name `developer`, who earns its royalty from now on.
+    ModelClaimed { model: ModelId, developer: PublicKey },
     /// A worker registered or updated its profile.
     WorkerRegistered { worker: PublicKey },
     /// A validator registered.

@@ -82,6 +82,7 @@ pub async fn start_with(committee_size: u32, adjust: impl FnOnce(&mut Params)) -
         .unwrap();
     let model = RegisterModel {
         artifact_hash: sha,
+        claim: None,
         architecture: BoundedString::new("llama").unwrap(),
         layer_count: 30,
         royalty_bps: ROYALTY_BPS,
