@@ -175,7 +175,9 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
                 group
                     .iter()
                     .zip(verdicts)
-                    .map(|(tx, verdict)| verdict.is_ok() && !included.contains(&tx.id()))
+                    // One that now fails by its rules stays: a block carries it, consuming its
+                    // nonce, so the sender's later ones stay valid.
+                    .map(|(tx, verdict)| verdict.includable && !included.contains(&tx.id()))
                     .collect()
             });
         }

@@ -1,5 +1,5 @@
 //! The PolyLink ledger as the node's state machine: admission, execution, snapshots, queries.
-use crate::machine::{Machine, Queryable};
+use crate::machine::{Checked, Machine, Queryable};
 use crate::rpc::{
     AccountView, Executed, ModelEntry, ParamsView, Refusal, TxOutcome, TxReceipt, ValidatorEntry, WorkerEntry,
 };
@@ -15,8 +15,14 @@ fn receipt(receipt: &Receipt) -> TxReceipt {
 }
 
 impl Machine for Ledger {
-    fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<(), Refusal>> {
-        Ledger::check_txs(self, txs).into_iter().map(|r| r.map_err(|e| Refusal::from(&e))).collect()
+    fn check_txs(&self, txs: &[SignedTx]) -> Vec<Checked> {
+        Ledger::check_txs(self, txs)
+            .into_iter()
+            .map(|check| Checked {
+                includable: check.includable(),
+                result: check.error().map_or(Ok(()), |e| Err(Refusal::from(e))),
+            })
+            .collect()
     }
 
     fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<Executed, String> {

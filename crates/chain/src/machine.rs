@@ -4,12 +4,22 @@ use crate::rpc::{AccountView, Executed, ModelEntry, ParamsView, Refusal, Validat
 use polylink_ledger::{Model, Task};
 use polylink_types::{BlockContext, Hash32, ModelId, PublicKey, SignedTx, TaskId};
 
+/// How a transaction would fare in the next block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// Whether it applies, else why not.
+    pub result: Result<(), Refusal>,
+    /// Whether a block may still carry it: it applies, or it fails by its own rules and only
+    /// consumes its nonce (the sender's later transactions depend on that nonce).
+    pub includable: bool,
+}
+
 /// A deterministic replicated state machine driven by finalized blocks.
 pub trait Machine: Send + Sync + 'static {
     /// Admission check of a sequence (e.g. one sender's pending transactions, then a new one) as
     /// if applied in order in the next block on the latest executed state (signatures included);
     /// an error is the refusal shown to the submitter.
-    fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<(), Refusal>>;
+    fn check_txs(&self, txs: &[SignedTx]) -> Vec<Checked>;
     /// Applies a finalized block's transactions; invalid ones fail in their receipt and change
     /// nothing. An error means the block does not fit this state (e.g. a wrong height).
     fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<Executed, String>;

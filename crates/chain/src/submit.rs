@@ -1,5 +1,6 @@
 //! Transaction admission: checks a transaction against the latest executed state, adds it to the
 //! mempool and gossips it to the other validators (whose gossip loop admits it the same way).
+use crate::machine::Checked;
 use crate::rpc::{ErrorCode, Refusal};
 use crate::{Error, Machine, Mempool, PublicKey, executor::Shared, mempool};
 use commonware_p2p::{Receiver, Recipients, Sender};
@@ -57,7 +58,7 @@ impl<M: Machine, S: Sender<PublicKey = PublicKey>> Submitter<M, S> {
             let mut sequence = self.mempool.of_signer(&tx.tx.signer);
             sequence.retain(|pending| pending.tx.nonce < tx.tx.nonce);
             sequence.push(tx.clone());
-            if let Some(Err(reason)) = state.machine.check_txs(&sequence).pop() {
+            if let Some(Checked { result: Err(reason), .. }) = state.machine.check_txs(&sequence).pop() {
                 return Err(Error::Refused(reason));
             }
         }

@@ -48,20 +48,34 @@ pub struct Charge {
     pub amount: Amount,
 }
 
+/// The request header in which a client caps the price per token it accepts (base units); the
+/// chain refuses the task when the model's price is above it.
+pub const MAX_PRICE_HEADER: &str = "x-polylink-max-price";
+
+/// What a task is opened for.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening<'a> {
+    /// The gateway's model id.
+    pub model: &'a str,
+    /// Prompt plus completion tokens escrowed.
+    pub tokens_max: u32,
+    /// sha256 of the prompt token ids.
+    pub prompt_hash: Hash32,
+    /// Who serves it.
+    pub placement: &'a Placement,
+    /// The sampling seed fixed on chain.
+    pub seed: u64,
+    /// The highest price per token the client accepts (`None`: the current price).
+    pub max_price: Option<Amount>,
+}
+
 /// Opens and settles tasks on chain.
 pub trait Billing: Send + Sync + 'static {
-    /// Escrows `tokens_max` tokens of `model` for `account`, naming the workers of `placement`
-    /// (the billing's own worker when it names none) and fixing the sampling `seed` on chain;
-    /// fails with [`crate::GatewayError::InsufficientBalance`] when the account cannot pay.
-    fn open<'a>(
-        &'a self,
-        account: &'a Account,
-        model: &'a str,
-        tokens_max: u32,
-        prompt_hash: Hash32,
-        placement: &'a Placement,
-        seed: u64,
-    ) -> BoxFuture<'a, Result<Ticket>>;
+    /// Escrows `opening.tokens_max` tokens of its model for `account`, naming the workers of its
+    /// placement (the billing's own worker when it names none) and fixing the sampling seed on
+    /// chain; fails with [`crate::GatewayError::InsufficientBalance`] when the account cannot pay
+    /// and [`crate::GatewayError::PriceAboveMax`] when the price is above the client's cap.
+    fn open<'a>(&'a self, account: &'a Account, opening: Opening<'a>) -> BoxFuture<'a, Result<Ticket>>;
 
     /// Reports the result of `ticket`'s task; returns what the account is charged.
     fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>>;

@@ -8,12 +8,11 @@
 //! ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
 //! account can have several tasks pending in the same block.
 
-use crate::billing::{Billing, Charge, Ticket, UsageReport};
+use crate::billing::{Billing, Charge, Opening, Ticket, UsageReport};
 use crate::error::{GatewayError, Result};
 use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_chain::rpc::{Client, ErrorCode, Signer};
-use polylink_protocol::Placement;
 use polylink_types::{
     Amount, BoundedVec, Hash32, ModelId, PublicKey, STAGES_MAX, SecretKey, StandIn, SubmitResult, SubmitTask,
     TxKind,
@@ -80,20 +79,16 @@ impl ChainBilling {
         })
     }
 
-    async fn open_task(
-        &self,
-        account: &Account,
-        model: &str,
-        tokens_max: u32,
-        prompt_hash: Hash32,
-        placement: &Placement,
-        seed: u64,
-    ) -> Result<Ticket> {
+    async fn open_task(&self, account: &Account, opening: Opening<'_>) -> Result<Ticket> {
+        let Opening { model, tokens_max, prompt_hash, placement, seed, max_price } = opening;
         let model_id = *self
             .models
             .get(model)
             .ok_or_else(|| GatewayError::Billing(format!("model {model} has no on-chain id")))?;
         let price = self.client.model(model_id).await.map_err(chain)?.price;
+        if let Some(max) = max_price.filter(|max| price > *max) {
+            return Err(GatewayError::PriceAboveMax { price, max });
+        }
         let escrow = Amount::from(tokens_max).saturating_mul(price);
         let balance = self.client.account(&account.address).await.map_err(chain)?.balance;
         if balance < escrow {
@@ -118,7 +113,9 @@ impl ChainBilling {
             model: model_id,
             max_tokens: tokens_max,
             prompt_hash,
-            max_price: price,
+            // The client's cap, so a price that rises before the task executes is refused by
+            // the chain rather than charged.
+            max_price: max_price.unwrap_or(price),
             workers: on_chain,
             seed,
         });
@@ -195,16 +192,8 @@ fn shares_of_work(workers: &[PublicKey], work: &[(PublicKey, u64)]) -> (Vec<u16>
 }
 
 impl Billing for ChainBilling {
-    fn open<'a>(
-        &'a self,
-        account: &'a Account,
-        model: &'a str,
-        tokens_max: u32,
-        prompt_hash: Hash32,
-        placement: &'a Placement,
-        seed: u64,
-    ) -> BoxFuture<'a, Result<Ticket>> {
-        Box::pin(self.open_task(account, model, tokens_max, prompt_hash, placement, seed))
+    fn open<'a>(&'a self, account: &'a Account, opening: Opening<'a>) -> BoxFuture<'a, Result<Ticket>> {
+        Box::pin(self.open_task(account, opening))
     }
 
     fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>> {

@@ -1,5 +1,6 @@
 //! The crate's one error type, and how each error looks to an OpenAI client.
 
+use crate::billing::MAX_PRICE_HEADER;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use polylink_protocol::ProtocolError;
@@ -75,6 +76,14 @@ pub enum GatewayError {
     /// The account cannot pay the escrow.
     #[error("insufficient balance: {0}")]
     InsufficientBalance(String),
+    /// The model's price per token is above the cap the client set.
+    #[error("the price of {price} per token is above your cap of {max} (header {MAX_PRICE_HEADER})")]
+    PriceAboveMax {
+        /// The chain's current price, base units per token.
+        price: u128,
+        /// The client's cap.
+        max: u128,
+    },
     /// The chain refused or could not be reached.
     #[error("billing failed: {0}")]
     Billing(String),
@@ -106,7 +115,7 @@ impl GatewayError {
             | Self::ContextLength { .. } => StatusCode::BAD_REQUEST,
             Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::InsufficientBalance(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::InsufficientBalance(_) | Self::PriceAboveMax { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Billing(_) => StatusCode::BAD_GATEWAY,
             Self::Backend(_) | Self::Setup(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,6 +158,7 @@ impl GatewayError {
             Self::ContextLength { .. } => Some("context_length_exceeded"),
             Self::TooManyRequests { .. } => Some("rate_limit_exceeded"),
             Self::InsufficientBalance(_) => Some("insufficient_quota"),
+            Self::PriceAboveMax { .. } => Some("price_above_max"),
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`: from raw request to a running,
 //! billed generation. Every refusal happens before the task is opened, so it charges nothing.
 
-use crate::billing::Ticket;
+use crate::billing::{MAX_PRICE_HEADER, Opening, Ticket};
 use crate::error::{GatewayError, Result};
 use crate::respond::{self, Run};
 use crate::state::Gateway;
@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use polylink_protocol::{Ending, prompt_hash};
+use polylink_types::Amount;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -77,9 +78,15 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
     let ticket = match &gw.billing {
         Some(billing) => {
             let tokens_max = u32::try_from(prompt_ids.len() + max_tokens).unwrap_or(u32::MAX);
-            let hash = prompt_hash(&prompt_ids);
-            let seed = request.params.seed;
-            Some(billing.open(&account, &request.model, tokens_max, hash, &placement, seed).await?)
+            let opening = Opening {
+                model: &request.model,
+                tokens_max,
+                prompt_hash: prompt_hash(&prompt_ids),
+                placement: &placement,
+                seed: request.params.seed,
+                max_price: max_price(headers)?,
+            };
+            Some(billing.open(&account, opening).await?)
         }
         None => None,
     };
@@ -132,4 +139,16 @@ async fn read_body(body: Body, limit_bytes: usize) -> Result<Vec<u8>> {
         out.extend_from_slice(&frame);
     }
     Ok(out)
+}
+
+/// The client's price cap ([`MAX_PRICE_HEADER`]), if it set one.
+fn max_price(headers: &HeaderMap) -> Result<Option<Amount>> {
+    let Some(value) = headers.get(MAX_PRICE_HEADER) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("");
+    text.trim().parse::<Amount>().map(Some).map_err(|_| {
+        GatewayError::invalid(
+            "header",
+            format!("{MAX_PRICE_HEADER} must be a whole number of base units per token, got {text:?}"),
+        )
+    })
 }

@@ -46,7 +46,7 @@ mod transcripts;
 mod validate;
 mod wire;
 
-pub use billing::{Billing, Charge, Ticket, UsageReport};
+pub use billing::{Billing, Charge, MAX_PRICE_HEADER, Opening, Ticket, UsageReport};
 pub use chain::ChainBilling;
 pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
@@ -54,4 +54,4 @@ pub use limits::Limits;
 pub use metrics::Metrics;
 pub use state::Gateway;
 pub use transcript_store::{StoreConfig, TranscriptStore};
-pub use transcripts::Transcripts;
+pub use transcripts::{SEEN_PER_KEY_MAX, Transcripts};

@@ -31,10 +31,7 @@ pub async fn serve(State(gw): State<Arc<Gateway>>, Path(task): Path<String>, hea
             TaskId::from_str(&task).map_err(|e| Refusal::not_found(format!("unknown task {task}: {e}")))?;
         let request = TranscriptRequest::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
             .map_err(|e| Refusal::unauthorized(e.to_string()))?;
-        let key = t.authenticate(&request, &task)?;
-        t.authorize(&key, &task).await?;
-        let transcript =
-            t.get(&task).ok_or_else(|| Refusal::not_found(format!("no transcript of task {task}")))?;
+        let (key, transcript) = t.fetch(&request, &task).await?;
         info!(%task, validator = %key, "transcript served");
         Ok::<_, Refusal>(axum::Json(transcript.as_ref().clone()).into_response())
     };

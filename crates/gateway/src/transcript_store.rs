@@ -43,11 +43,13 @@ pub struct StoreConfig {
     pub entries_max: usize,
     /// Directory that also keeps them as `<task>.json` (survives restarts), if any.
     pub dir: Option<PathBuf>,
+    /// Fetch signatures remembered per committee member (the replay window).
+    pub fetches_per_key_max: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { entries_max: 10_000, dir: None }
+        Self { entries_max: 10_000, dir: None, fetches_per_key_max: crate::transcripts::SEEN_PER_KEY_MAX }
     }
 }
 
@@ -150,7 +152,8 @@ mod tests {
     #[test]
     fn store_is_bounded_and_survives_a_restart_from_its_directory() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cfg = StoreConfig { entries_max: 2, dir: Some(dir.path().to_path_buf()) };
+        let cfg =
+            StoreConfig { entries_max: 2, dir: Some(dir.path().to_path_buf()), ..StoreConfig::default() };
         let mut store = TranscriptStore::open(cfg.clone()).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..3 {
             store.insert(transcript(i)).unwrap_or_else(|e| panic!("{e}"));

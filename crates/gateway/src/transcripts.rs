@@ -6,6 +6,9 @@
 //! [`TranscriptRequest`] is signed by a validator's ed25519 key: a bad signature, a timestamp
 //! more than [`SKEW_MS_MAX`] away or a replayed signature is 401; a key that is not on the task's
 //! committee (asked of the chain RPC) is 403; a task the chain or the store does not know is 404.
+//!
+//! The replay window remembers a signature only once its key has proved to sit on the task's
+//! committee, and holds at most [`SEEN_PER_KEY_MAX`] per key: no one can fill it for others.
 
 use crate::error::GatewayError;
 use crate::transcript_store::{StoreConfig, TranscriptStore};
@@ -17,15 +20,52 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
-/// Most remembered signatures (replay window); past it new requests are refused until old ones expire.
-const SEEN_MAX: usize = 100_000;
+/// Most remembered signatures of one committee member (the replay window holds a signature until
+/// its timestamp is out of the skew): past it, that key's fetches wait for old ones to expire.
+/// An honest validator retries a missing transcript four times a second, so a minute of retries
+/// on a dozen seats at once fits.
+pub const SEEN_PER_KEY_MAX: usize = 4096;
+
+/// Signatures seen, by signer: each with the time it leaves the window.
+struct Seen {
+    per_key_max: usize,
+    by_key: HashMap<PublicKey, HashMap<[u8; 64], u64>>,
+}
+
+impl Seen {
+    /// Remembers `signature` of `key` until `expires`; `Err` if replayed or the key is at its cap.
+    fn remember(
+        &mut self,
+        key: PublicKey,
+        signature: [u8; 64],
+        expires: u64,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        self.by_key.retain(|_, sigs| {
+            sigs.retain(|_, until| *until > now);
+            !sigs.is_empty()
+        });
+        let sigs = self.by_key.entry(key).or_default();
+        if sigs.contains_key(&signature) {
+            return Err(Refusal::unauthorized("replayed request (signature already used)".into()));
+        }
+        if sigs.len() >= self.per_key_max {
+            return Err(Refusal::unavailable(format!(
+                "{key} made {} fetches within {SKEW_MS_MAX} ms; retry later",
+                self.per_key_max
+            )));
+        }
+        sigs.insert(signature, expires);
+        Ok(())
+    }
+}
 
 /// The store plus what serving it needs: the chain (committees) and the replay window.
 pub struct Transcripts {
     store: Mutex<TranscriptStore>,
     chain: Client,
     chain_id: String,
-    seen: Mutex<HashMap<[u8; 64], u64>>,
+    seen: Mutex<Seen>,
 }
 
 impl Transcripts {
@@ -34,13 +74,9 @@ impl Transcripts {
         let setup = |what: &str, e: &dyn std::fmt::Display| GatewayError::Setup(format!("{what}: {e}"));
         let chain = Client::new(rpc_url).map_err(|e| setup("chain client", &e))?;
         let status = chain.status().await.map_err(|e| setup(&format!("chain at {rpc_url}"), &e))?;
+        let seen = Seen { per_key_max: cfg.fetches_per_key_max, by_key: HashMap::new() };
         let store = TranscriptStore::open(cfg).map_err(|e| setup("transcript directory", &e))?;
-        Ok(Self {
-            store: Mutex::new(store),
-            chain,
-            chain_id: status.chain_id,
-            seen: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { store: Mutex::new(store), chain, chain_id: status.chain_id, seen: Mutex::new(seen) })
     }
 
     /// Keeps a transcript (called once the task's result is reported).
@@ -58,12 +94,30 @@ impl Transcripts {
         self.store.lock().ok()?.get(task)
     }
 
-    /// Checks the request's signature, freshness and novelty; returns the signer.
-    pub(crate) fn authenticate(
+    /// Serves `task`'s transcript to the signer of `request`: a fresh, valid signature by a member
+    /// of the task's committee, not seen before. Returns the signer and the transcript.
+    pub(crate) async fn fetch(
         &self,
         request: &TranscriptRequest,
         task: &TaskId,
-    ) -> Result<PublicKey, Refusal> {
+    ) -> Result<(PublicKey, Arc<Transcript>), Refusal> {
+        let key = self.authenticate(request, task)?;
+        self.authorize(&key, task).await?;
+        // Only now, from a committee member, does the signature take a place in the window.
+        let expires = request.timestamp_ms.saturating_add(SKEW_MS_MAX);
+        self.seen.lock().map_err(|_| Refusal::unavailable("replay window poisoned".into()))?.remember(
+            key,
+            request.signature.0,
+            expires,
+            now_ms(),
+        )?;
+        let transcript =
+            self.get(task).ok_or_else(|| Refusal::not_found(format!("no transcript of task {task}")))?;
+        Ok((key, transcript))
+    }
+
+    /// Checks the request's signature and freshness; returns the signer.
+    fn authenticate(&self, request: &TranscriptRequest, task: &TaskId) -> Result<PublicKey, Refusal> {
         let (key, timestamp_ms) = (request.key, request.timestamp_ms);
         let now = now_ms();
         if now.abs_diff(timestamp_ms) > SKEW_MS_MAX {
@@ -74,19 +128,11 @@ impl Transcripts {
         if !request.verifies(&self.chain_id, task) {
             return Err(Refusal::unauthorized(format!("bad signature by {key} for chain {}", self.chain_id)));
         }
-        let mut seen = self.seen.lock().map_err(|_| Refusal::unavailable("replay window poisoned".into()))?;
-        seen.retain(|_, expires| *expires > now);
-        if seen.len() >= SEEN_MAX {
-            return Err(Refusal::unavailable(format!("{SEEN_MAX} fetches in the last minute; retry later")));
-        }
-        if seen.insert(request.signature.0, timestamp_ms.saturating_add(SKEW_MS_MAX)).is_some() {
-            return Err(Refusal::unauthorized("replayed request (signature already used)".into()));
-        }
         Ok(key)
     }
 
     /// Whether `key` sits on `task`'s committee, as the chain says.
-    pub(crate) async fn authorize(&self, key: &PublicKey, task: &TaskId) -> Result<(), Refusal> {
+    async fn authorize(&self, key: &PublicKey, task: &TaskId) -> Result<(), Refusal> {
         let record = self.chain.task(task).await.map_err(|e| match e.code() {
             Some(ErrorCode::NotFound) => Refusal::not_found(format!("unknown task {task}")),
             _ => Refusal::unavailable(format!("chain unavailable: {e}")),
@@ -120,5 +166,24 @@ impl Refusal {
     }
     fn unavailable(message: String) -> Self {
         Self { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable", message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_has_its_own_window_and_replays_are_refused() {
+        let mut seen = Seen { per_key_max: 2, by_key: HashMap::new() };
+        let key = |label: &str| polylink_types::SecretKey::from_label(label).public_key();
+        let (a, b) = (key("a"), key("b"));
+        assert!(seen.remember(a, [1; 64], 100, 0).is_ok());
+        assert_eq!(seen.remember(a, [1; 64], 100, 0).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert!(seen.remember(a, [2; 64], 100, 0).is_ok());
+        let full = seen.remember(a, [3; 64], 100, 0).unwrap_err();
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE, "a is at its cap");
+        assert!(seen.remember(b, [3; 64], 100, 0).is_ok(), "b is not held back by a");
+        assert!(seen.remember(a, [3; 64], 200, 100).is_ok(), "a's old signatures expired");
     }
 }

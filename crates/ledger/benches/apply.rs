@@ -162,10 +162,10 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                     v,
                     TxKind::CommitScore(CommitScore {
                         task: *task,
-                        commitment: score_commitment(score, &salt, m),
+                        commitment: score_commitment(score, &Hash32::ZERO, &salt, m),
                     }),
                 ));
-                reveals.push((v, RevealScore { task: *task, score, salt }));
+                reveals.push((v, RevealScore { task: *task, score, work: Hash32::ZERO, salt }));
             }
         }
         b.block(&commits);

@@ -67,7 +67,7 @@ pub(crate) fn draw(v: &mut View, id: &TaskId, seed: &Hash32) -> Result<()> {
     }
     task.committee = members
         .iter()
-        .map(|m| Member { validator: *m, commitment: None, score: None })
+        .map(|m| Member { validator: *m, commitment: None, score: None, work: None })
         .collect::<Vec<_>>()
         .try_into()
         .map_err(|_| LedgerError::Overflow("committee"))?;

@@ -1,35 +1,75 @@
-//! One transaction against a staged view: signature, nonce, then the kind's rules.
+//! One transaction against a staged view: signature and nonce decide whether it can be included
+//! at all; once included it consumes its nonce, and the kind's rules decide whether it applies.
 
 use crate::view::View;
 use crate::{LedgerError, Result, registry, scoring, staking, tasks};
 use polylink_types::{SignedTx, TxId, TxKind};
 
-/// Runs `stx` (whose id is `id`) on `v`. On error the caller drops the view, so nothing changes.
-pub(crate) fn execute(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
-    stx.verify(v.base.chain_id.as_str()).map_err(|e| LedgerError::BadSignature(e.to_string()))?;
-    let signer = stx.tx.signer;
-    let mut account = v.account(&signer);
-    if stx.tx.nonce != account.nonce {
-        return Err(LedgerError::WrongNonce { account: signer, expected: account.nonce, got: stx.tx.nonce });
+/// What one transaction does to a view.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Applied: its changes are staged and its nonce consumed.
+    Applied,
+    /// Included but refused by its kind's rules: only its nonce is consumed (so the sender's
+    /// later transactions stay valid), nothing else changed.
+    Failed(LedgerError),
+    /// Cannot be included (bad signature or not the sender's next nonce): nothing changed.
+    Excluded(LedgerError),
+}
+
+impl Outcome {
+    /// The refusal, if any.
+    pub(crate) fn into_result(self) -> Result<()> {
+        match self {
+            Outcome::Applied => Ok(()),
+            Outcome::Failed(e) | Outcome::Excluded(e) => Err(e),
+        }
     }
-    match &stx.tx.kind {
-        TxKind::Transfer(t) => staking::transfer(v, &signer, &t.to, t.amount)?,
-        TxKind::Bond(b) => staking::bond(v, &signer, b.amount)?,
-        TxKind::Unbond(u) => staking::unbond(v, &signer, u.amount)?,
-        TxKind::Withdraw => staking::withdraw(v, &signer)?,
-        TxKind::RegisterModel(m) => registry::register_model(v, &signer, m)?,
-        TxKind::RegisterWorker(w) => registry::register_worker(v, &signer, w)?,
-        TxKind::RegisterValidator => registry::register_validator(v, &signer)?,
-        TxKind::SubmitTask(s) => tasks::submit_task(v, &signer, id, s)?,
-        TxKind::SubmitResult(r) => tasks::submit_result(v, &signer, r)?,
-        TxKind::CommitScore(c) => scoring::commit(v, &signer, c)?,
-        TxKind::RevealScore(r) => scoring::reveal(v, &signer, r)?,
-        TxKind::ReclaimTask(r) => tasks::reclaim(v, &signer, r)?,
-        TxKind::ClaimModel(c) => registry::claim_model(v, c)?,
+}
+
+/// Runs `stx` (whose id is `id`) on `v`.
+pub(crate) fn execute(v: &mut View, stx: &SignedTx, id: TxId) -> Outcome {
+    if let Err(e) = stx.verify(v.base.chain_id.as_str()) {
+        return Outcome::Excluded(LedgerError::BadSignature(e.to_string()));
+    }
+    let signer = stx.tx.signer;
+    let expected = v.account(&signer).nonce;
+    if stx.tx.nonce != expected {
+        return Outcome::Excluded(LedgerError::WrongNonce { account: signer, expected, got: stx.tx.nonce });
+    }
+    let Some(next) = expected.checked_add(1) else {
+        return Outcome::Excluded(LedgerError::Overflow("nonce"));
+    };
+    let checkpoint = v.checkpoint();
+    let applied = apply_kind(v, stx, id);
+    if applied.is_err() {
+        v.restore(checkpoint);
     }
     // Re-read: the kind may have changed this account's balance.
-    account = v.account(&signer);
-    account.nonce = account.nonce.checked_add(1).ok_or(LedgerError::Overflow("nonce"))?;
+    let mut account = v.account(&signer);
+    account.nonce = next;
     v.accounts.put(signer, account);
-    Ok(())
+    match applied {
+        Ok(()) => Outcome::Applied,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+fn apply_kind(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
+    let signer = stx.tx.signer;
+    match &stx.tx.kind {
+        TxKind::Transfer(t) => staking::transfer(v, &signer, &t.to, t.amount),
+        TxKind::Bond(b) => staking::bond(v, &signer, b.amount),
+        TxKind::Unbond(u) => staking::unbond(v, &signer, u.amount),
+        TxKind::Withdraw => staking::withdraw(v, &signer),
+        TxKind::RegisterModel(m) => registry::register_model(v, &signer, m),
+        TxKind::RegisterWorker(w) => registry::register_worker(v, &signer, w),
+        TxKind::RegisterValidator => registry::register_validator(v, &signer),
+        TxKind::SubmitTask(s) => tasks::submit_task(v, &signer, id, s),
+        TxKind::SubmitResult(r) => tasks::submit_result(v, &signer, r),
+        TxKind::CommitScore(c) => scoring::commit(v, &signer, c),
+        TxKind::RevealScore(r) => scoring::reveal(v, &signer, r),
+        TxKind::ReclaimTask(r) => tasks::reclaim(v, &signer, r),
+        TxKind::ClaimModel(c) => registry::claim_model(v, c),
+    }
 }

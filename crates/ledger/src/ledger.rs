@@ -12,8 +12,50 @@ use polylink_types::{BlockContext, Event, Hash32, ModelId, PublicKey, SignedTx, 
 pub struct Receipt {
     /// The transaction's id.
     pub tx_id: TxId,
-    /// Its events, or why it was refused (a refused transaction changed nothing).
+    /// Its events, or why it was refused. A refused transaction changed nothing, except that one
+    /// with a valid signature and the sender's next nonce consumed that nonce.
     pub result: Result<Vec<Event>>,
+}
+
+/// How a transaction would fare in the next block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxCheck {
+    /// It applies.
+    Applies,
+    /// It would be included and refused by its rules: it consumes its nonce, nothing else.
+    Fails(LedgerError),
+    /// It cannot be included (bad signature, not the sender's next nonce): nothing changes.
+    Excluded(LedgerError),
+}
+
+impl TxCheck {
+    /// Whether it applies.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, TxCheck::Applies)
+    }
+
+    /// Whether a block may carry it (it applies, or fails consuming its nonce).
+    pub fn includable(&self) -> bool {
+        !matches!(self, TxCheck::Excluded(_))
+    }
+
+    /// Why it does not apply.
+    pub fn error(&self) -> Option<&LedgerError> {
+        match self {
+            TxCheck::Applies => None,
+            TxCheck::Fails(e) | TxCheck::Excluded(e) => Some(e),
+        }
+    }
+}
+
+impl From<exec::Outcome> for TxCheck {
+    fn from(outcome: exec::Outcome) -> Self {
+        match outcome {
+            exec::Outcome::Applied => TxCheck::Applies,
+            exec::Outcome::Failed(e) => TxCheck::Fails(e),
+            exec::Outcome::Excluded(e) => TxCheck::Excluded(e),
+        }
+    }
 }
 
 /// The result of applying a block.
@@ -45,23 +87,15 @@ impl Ledger {
     /// Mempool admission: would `tx` apply in the next block on the latest state?
     pub fn check_tx(&self, tx: &SignedTx) -> Result<()> {
         let mut v = View::new(&self.state, self.state.height + 1, self.state.time_ms);
-        exec::execute(&mut v, tx, tx.id())
+        exec::execute(&mut v, tx, tx.id()).into_result()
     }
 
     /// Checks a sequence as if applied in order in the next block (e.g. pending txs of one sender
-    /// with consecutive nonces, then a new one). Costs O(n x writes) for n txs.
-    pub fn check_txs(&self, txs: &[SignedTx]) -> Vec<Result<()>> {
+    /// with consecutive nonces, then a new one): one that fails still consumes its nonce, as in a
+    /// block. Costs O(n x writes) for n txs.
+    pub fn check_txs(&self, txs: &[SignedTx]) -> Vec<TxCheck> {
         let mut v = View::new(&self.state, self.state.height + 1, self.state.time_ms);
-        txs.iter()
-            .map(|tx| {
-                let cp = v.checkpoint();
-                let r = exec::execute(&mut v, tx, tx.id());
-                if r.is_err() {
-                    v.restore(cp);
-                }
-                r
-            })
-            .collect()
+        txs.iter().map(|tx| exec::execute(&mut v, tx, tx.id()).into()).collect()
     }
 
     /// Applies a block: begin hook (committee draws), every tx (a refused one changes nothing),
@@ -111,8 +145,16 @@ impl Ledger {
     fn apply_tx(&mut self, tx: &SignedTx) -> Receipt {
         let tx_id = tx.id();
         let mut v = View::new(&self.state, self.state.height, self.state.time_ms);
-        let result = exec::execute(&mut v, tx, tx_id).map(|()| v.into_changes());
-        Receipt { tx_id, result: result.map(|changes| self.state.commit(changes)) }
+        let result = match exec::execute(&mut v, tx, tx_id) {
+            exec::Outcome::Applied => Ok(self.state.commit(v.into_changes())),
+            exec::Outcome::Failed(e) => {
+                // Only the nonce moved: the sender's next transactions stay valid.
+                self.state.commit(v.into_changes());
+                Err(e)
+            }
+            exec::Outcome::Excluded(e) => Err(e),
+        };
+        Receipt { tx_id, result }
     }
 
     fn hook_step(

@@ -144,7 +144,10 @@ impl Default for Params {
             task_deadline_max_ms: 3_600_000,
             committee_size: 3,
             commit_window_blocks: 10,
-            commit_window_ms: 20_000,
+            // A minute: an edge validator scoring a burst of tasks (0.2 to 15 s each on two
+            // cores, measured by `polylink bench traffic`) still commits a score, not an
+            // abstention; settlement follows about 80 s after the result.
+            commit_window_ms: 60_000,
             reveal_window_blocks: 10,
             reveal_window_ms: 20_000,
             reveals_min: 2,
@@ -152,10 +155,11 @@ impl Default for Params {
             quality_min: 500,
             outlier_slash_bps: 100,
             no_reveal_slash_bps: 200,
-            // Off until a validator that falls behind commits an abstention in time: under heavy
-            // traffic on a small machine honest validators missed commit windows and lost stake
-            // (`polylink bench traffic`, 48 requests on 2 cores).
-            no_commit_slash_bps: 0,
+            // Small: a validator that falls behind commits an abstention by its last call (and a
+            // late transaction no longer voids the ones after it), so an empty seat means a
+            // validator that was away; `polylink bench traffic` (37 requests on a loaded 2-core
+            // machine) left no seat empty.
+            no_commit_slash_bps: 20,
             worker_slash_bps: 500,
             strikes_to_slash: 3,
             strike_decay_tasks: 20,

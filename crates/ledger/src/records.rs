@@ -138,8 +138,10 @@ pub struct Member {
     pub commitment: Option<Hash32>,
     /// Its revealed score, once revealed.
     pub score: Option<u16>,
+    /// The digest of its evaluation, revealed with the score.
+    pub work: Option<Hash32>,
 }
-codec_fields!(Member { validator, commitment, score });
+codec_fields!(Member { validator, commitment, score, work });
 
 /// What the head worker reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

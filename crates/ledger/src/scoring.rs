@@ -62,10 +62,11 @@ pub(crate) fn reveal(v: &mut View, who: &PublicKey, r: &RevealScore) -> Result<(
     if members[i].score.is_some() {
         return Err(LedgerError::Duplicate { task: r.task, validator: *who, action: "reveal" });
     }
-    if members[i].commitment != Some(score_commitment(r.score, &r.salt, who)) {
+    if members[i].commitment != Some(score_commitment(r.score, &r.work, &r.salt, who)) {
         return Err(LedgerError::CommitmentMismatch { task: r.task, validator: *who });
     }
     members[i].score = Some(r.score);
+    members[i].work = Some(r.work);
     task.committee = members.try_into().map_err(|_| LedgerError::Overflow("committee"))?;
     v.tasks.put(r.task, task);
     v.events.push(Event::ScoreRevealed { task: r.task, validator: *who, score: r.score });

@@ -7,7 +7,7 @@ use crate::params::{BPS_ONE, SCORE_MAX};
 use crate::records::TaskStatus;
 use crate::view::View;
 use crate::{LedgerError, Result};
-use polylink_types::{Amount, Event, PayeeRole, PublicKey, SettleOutcome, SlashReason, TaskId};
+use polylink_types::{Amount, Event, Hash32, PayeeRole, PublicKey, SettleOutcome, SlashReason, TaskId};
 
 /// Median of `scores`; with an even count, the floor of the mean of the two middle scores.
 /// `None` when there are no scores.
@@ -28,6 +28,17 @@ fn middle(scores: &[u16]) -> Option<(u16, u16)> {
     }
 }
 
+/// The evaluation digest a strict majority of the (non-abstaining) reveals share, when two or
+/// more revealed: what an honest evaluation of the transcript computes, every validator alike.
+fn majority_work(committee: &[crate::records::Member]) -> Option<Hash32> {
+    let works: Vec<Hash32> =
+        committee.iter().filter(|m| m.score.is_some_and(|s| s != ABSTAIN)).filter_map(|m| m.work).collect();
+    if works.len() < 2 {
+        return None;
+    }
+    works.iter().copied().find(|w| 2 * works.iter().filter(|x| *x == w).count() > works.len())
+}
+
 /// A revealed score that abstains: the validator could not judge the task (it is excluded from
 /// the median, neither paid nor slashed).
 pub const ABSTAIN: u16 = u16::MAX;
@@ -39,8 +50,8 @@ fn outlier(score: u16, (lo, hi): (u16, u16), delta: u16) -> bool {
 }
 
 /// Settles a task once its reveal window has closed (or at once when no committee could be
-/// drawn): slashes members that committed nothing or never revealed, takes the median of the
-/// revealed scores, and pays (fee split) or, under q_min, refunds the user and strikes the
+/// drawn): slashes members that committed nothing or never revealed and those whose evaluation
+/// digest a majority contradicts, takes the median of the other revealed scores, and pays (fee split) or, under q_min, refunds the user and strikes the
 /// workers. Validators that revealed within delta of the median are paid either way: from the
 /// fee when the workers pass, from the treasury when they fail.
 pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
@@ -59,7 +70,19 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
         }
         v.release(&m.validator)?;
     }
-    let scores: Vec<u16> = task.committee.iter().filter_map(|m| m.score).filter(|s| *s != ABSTAIN).collect();
+    // A reveal whose evaluation digest a strict majority of the reveals contradicts did not
+    // evaluate the transcript: it is slashed like an outlier and counts for nothing.
+    let proven = majority_work(task.committee.as_slice());
+    let mut unproven: Vec<PublicKey> = Vec::new();
+    for m in task.committee.iter() {
+        if m.score.is_some_and(|s| s != ABSTAIN) && proven.is_some_and(|w| m.work != Some(w)) {
+            v.slash(&m.validator, params.outlier_slash_bps, SlashReason::Unproven, id)?;
+            unproven.push(m.validator);
+        }
+    }
+    let counted = |m: &&crate::records::Member| !unproven.contains(&m.validator);
+    let scores: Vec<u16> =
+        task.committee.iter().filter(counted).filter_map(|m| m.score).filter(|s| *s != ABSTAIN).collect();
     let fee = task.escrow;
     let quorum = scores.len() >= params.reveals_min as usize;
     let mids = middle(&scores).filter(|_| quorum);
@@ -71,7 +94,7 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     };
     let mut honest: Vec<PublicKey> = Vec::new();
     if let Some(middles) = mids {
-        for member in task.committee.iter() {
+        for member in task.committee.iter().filter(counted) {
             let Some(score) = member.score.filter(|s| *s != ABSTAIN) else { continue };
             if outlier(score, middles, params.score_delta) {
                 v.slash(&member.validator, params.outlier_slash_bps, SlashReason::ScoreOutlier, id)?;

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use polylink_ledger::{DEV_BALANCE, LedgerError};
+use polylink_ledger::{DEV_BALANCE, LedgerError, TxCheck};
 use polylink_types::*;
 
 fn transfer(to: PublicKey, amount: Amount) -> TxKind {
@@ -33,14 +33,22 @@ fn fresh_account_can_receive_and_then_spend() {
     assert_eq!(net.ledger.account(&newcomer.public_key()).balance, 300);
 }
 
+/// A refused tx changes nothing but its sender's nonce, which it consumes when a block could
+/// carry it (valid signature, the sender's next nonce).
 fn assert_refused_unchanged(net: &mut Net, tx: SignedTx, want: impl Fn(&LedgerError) -> bool) {
     let before = net.ledger.state().clone();
     assert!(net.ledger.check_tx(&tx).is_err(), "check_tx must refuse too");
+    let signer = tx.tx.signer;
     let out = net.block(&[tx]);
     let err = out.receipts[0].result.clone().unwrap_err();
     assert!(want(&err), "unexpected error: {err}");
     let after = net.ledger.state();
-    assert_eq!(after.accounts, before.accounts, "a refused tx changed accounts");
+    let excluded = matches!(err, LedgerError::BadSignature(_) | LedgerError::WrongNonce { .. });
+    let nonce = |s: &polylink_ledger::State| s.accounts.get(&signer).map_or(0, |a| a.nonce);
+    assert_eq!(nonce(after), nonce(&before) + u64::from(!excluded), "the nonce moves iff a block carries it");
+    let balances =
+        |s: &polylink_ledger::State| s.accounts.iter().map(|(k, a)| (*k, a.balance)).collect::<Vec<_>>();
+    assert_eq!(balances(after), balances(&before), "a refused tx changed balances");
     assert_eq!(after.totals, before.totals);
 }
 
@@ -82,8 +90,8 @@ fn insufficient_balance_and_zero_amounts_are_refused() {
     assert_refused_unchanged(&mut net, tx, |e| *e == LedgerError::ZeroAmount);
     let tx = net.tx(0, transfer(polylink_ledger::TREASURY, 5));
     assert_refused_unchanged(&mut net, tx, |e| matches!(e, LedgerError::Invalid { what: "transfer", .. }));
-    // The nonce did not move, so the next valid tx still uses nonce 0.
-    assert_eq!(net.ledger.account(&net.pk(0)).nonce, 0);
+    // Each refused tx consumed its nonce; the next valid one uses the next.
+    assert_eq!(net.ledger.account(&net.pk(0)).nonce, 3);
     net.ok(0, transfer(to, 1));
 }
 
@@ -108,11 +116,14 @@ fn check_txs_accepts_consecutive_nonces_from_one_sender() {
     let b = UnsignedTx { signer: net.pk(0), nonce: 1, kind: transfer(to, 10) }.sign(&net.keys[0], CHAIN);
     let too_much =
         UnsignedTx { signer: net.pk(0), nonce: 2, kind: transfer(to, DEV_BALANCE) }.sign(&net.keys[0], CHAIN);
-    let c = UnsignedTx { signer: net.pk(0), nonce: 2, kind: transfer(to, 10) }.sign(&net.keys[0], CHAIN);
-    let results = net.ledger.check_txs(&[a, b.clone(), too_much, c]);
+    let reused = UnsignedTx { signer: net.pk(0), nonce: 2, kind: transfer(to, 10) }.sign(&net.keys[0], CHAIN);
+    let c = UnsignedTx { signer: net.pk(0), nonce: 3, kind: transfer(to, 10) }.sign(&net.keys[0], CHAIN);
+    let results = net.ledger.check_txs(&[a, b.clone(), too_much, reused, c]);
     assert!(results[0].is_ok() && results[1].is_ok());
-    assert!(matches!(results[2], Err(LedgerError::InsufficientBalance { .. })));
-    assert!(results[3].is_ok(), "a refused tx in the sequence is rolled back");
+    assert!(matches!(results[2], TxCheck::Fails(LedgerError::InsufficientBalance { .. })));
+    assert!(results[2].includable(), "a block carries it: it consumes its nonce");
+    assert!(matches!(results[3], TxCheck::Excluded(LedgerError::WrongNonce { .. })), "nonce 2 is spent");
+    assert!(results[4].is_ok(), "the sender's next nonce after a failed tx is valid");
     assert!(net.ledger.check_tx(&b).is_err(), "alone, nonce 1 is not next");
 }
 

@@ -196,7 +196,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     who,
                     TxKind::CommitScore(CommitScore {
                         task: id,
-                        commitment: score_commitment(score, &salt, &pk(who)),
+                        commitment: score_commitment(score, &Hash32::ZERO, &salt, &pk(who)),
                     }),
                 ),
                 Action::Reveal(_, _, ok) => (
@@ -204,6 +204,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     TxKind::RevealScore(RevealScore {
                         task: id,
                         score: if *ok { score } else { score ^ 1 },
+                        work: Hash32::ZERO,
                         salt,
                     }),
                 ),
@@ -290,12 +291,25 @@ fn run(actions: &[Action]) -> (Net, Vec<(BlockContext, Vec<SignedTx>)>) {
             let mut without = net.ledger.clone();
             let out = net.ledger.apply_block(&ctx, &batch).unwrap();
             if out.receipts.iter().all(|r| r.result.is_err()) {
-                let empty = without.apply_block(&ctx, &[]).unwrap();
+                // Refused txs change nothing but the nonces they consume.
+                without.apply_block(&ctx, &[]).unwrap();
+                let strip = |l: &polylink_ledger::Ledger| {
+                    let mut s = l.state().clone();
+                    s.accounts.retain(|_, a| a.balance != 0);
+                    s.accounts.values_mut().for_each(|a| a.nonce = 0);
+                    s
+                };
                 assert_eq!(
-                    empty.state_root, out.state_root,
+                    strip(&without),
+                    strip(&net.ledger),
                     "a refused tx changed the state: {:?}",
                     out.receipts
                 );
+                for tx in &batch {
+                    let moved =
+                        net.ledger.account(&tx.tx.signer).nonce - without.account(&tx.tx.signer).nonce;
+                    assert!(moved <= 1, "a refused tx moved a nonce by {moved}");
+                }
             }
             assert!(out.hook_failures.is_empty(), "{:?}", out.hook_failures);
             blocks.push((ctx, batch));

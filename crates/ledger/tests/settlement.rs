@@ -93,6 +93,48 @@ fn odd_committee_median_pays_honest_and_slashes_outlier() {
 }
 
 #[test]
+fn a_lazy_validator_whose_evaluation_digest_the_majority_contradicts_is_slashed_unpaid() {
+    // Before, a validator that always revealed 1000 without evaluating was paid like the others
+    // whenever the answer was good: the median cannot tell it apart.
+    let (mut net, task, c) = scored_task(test_params());
+    let v0: Vec<_> = c.iter().map(|v| net.balance(*v)).collect();
+    let lazy_stake = net.ledger.stake(&net.pk(c[2])).bonded;
+    let honest = honest_work(&task);
+    let made_up = Hash32::digest(&[b"never ran the model"]);
+    let events = net.score_with_work(
+        task,
+        &[
+            (c[0], Some(980), true, honest),
+            (c[1], Some(990), true, honest),
+            (c[2], Some(1000), true, made_up),
+        ],
+    );
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(985)), "the lazy score does not count");
+    assert_eq!(slashed(&events, SlashReason::Unproven), vec![net.pk(c[2])]);
+    assert!(slashed(&events, SlashReason::ScoreOutlier).is_empty());
+    assert_eq!(net.ledger.stake(&net.pk(c[2])).bonded, lazy_stake - lazy_stake / 100);
+    assert_eq!(net.balance(c[2]), v0[2], "not paid");
+    assert_eq!(net.balance(c[0]) - v0[0], 25);
+    assert_eq!(net.balance(c[1]) - v0[1], 25);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+
+    // Without a majority digest nobody is judged by it (two honest validators whose numerics
+    // disagreed are never slashed for it).
+    let (mut net, task, c) = scored_task(test_params());
+    let work = |i: u8| Hash32::digest(&[&[i]]);
+    let events = net.score_with_work(
+        task,
+        &[
+            (c[0], Some(980), true, work(0)),
+            (c[1], Some(990), true, work(1)),
+            (c[2], Some(1000), true, work(2)),
+        ],
+    );
+    assert!(slashed(&events, SlashReason::Unproven).is_empty());
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(990)));
+}
+
+#[test]
 fn even_committee_uses_the_mean_of_the_middle_two_and_ties_hold() {
     let mut params = test_params();
     params.committee_size = 4;
@@ -258,9 +300,12 @@ fn commit_and_reveal_windows_roles_and_openings_are_enforced() {
     let outsider = *VALIDATORS.clone().find(|v| !c.contains(v)).as_ref().unwrap();
     let salt = Hash32::digest(&[b"s"]);
     let commit = |net: &Net, v: usize, score: u16| {
-        TxKind::CommitScore(CommitScore { task, commitment: score_commitment(score, &salt, &net.pk(v)) })
+        TxKind::CommitScore(CommitScore {
+            task,
+            commitment: score_commitment(score, &Hash32::ZERO, &salt, &net.pk(v)),
+        })
     };
-    let reveal = |score: u16| TxKind::RevealScore(RevealScore { task, score, salt });
+    let reveal = |score: u16| TxKind::RevealScore(RevealScore { task, score, work: Hash32::ZERO, salt });
     let k = commit(&net, outsider, 700);
     assert!(matches!(net.run(outsider, k), Err(LedgerError::WrongRole { .. })));
     let k = commit(&net, c[0], 700);

@@ -1,9 +1,13 @@
 //! Attacks on a real dev chain, with real gateways and real models, scored by real validators:
-//! - workers that serve another model (Gemma-3-270M registered as SmolLM2), truncate their answers,
-//!   or withhold their transcripts are scored low, not paid and slashed, and the user is refunded,
-//!   while an honest worker on the same chain is paid;
+//! - workers that serve another model (Gemma-3-270M registered as SmolLM2) or truncate their
+//!   answers are scored low, not paid and slashed, and the user is refunded, while an honest
+//!   worker on the same chain is paid; one that withholds its transcript gets no score (every
+//!   validator abstains: a transcript a validator could not fetch is no evidence, and a gateway
+//!   that withheld it from some validators only must not make them outliers), so no quorum: it
+//!   is not paid and the user is refunded;
 //! - a colluding minority of validators (under a third of the committee's stake) reporting false
-//!   scores cannot move the median and is slashed; a lazy validator that commits a guess and then
+//!   scores without evaluating cannot move the median and is slashed (its evaluation digest
+//!   contradicts the majority's); a lazy validator that commits a guess and then
 //!   copies a revealed score cannot open its commitment and is slashed for not revealing;
 //! - the negative control: a colluding majority does move the median — the limit of the scheme.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -109,7 +113,12 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
 
     let honest_task = settled(&net, &paid).await;
     assert_eq!(outcome(&honest_task), Some(SettleOutcome::Paid), "{honest_task:?}");
-    for (i, task) in [(1, &swapped), (2, &cut), (3, &hidden)] {
+    let withheld = settled(&net, &hidden).await;
+    assert_eq!(outcome(&withheld), Some(SettleOutcome::NoQuorum), "{withheld:?}");
+    assert!(withheld.committee.iter().all(|m| m.score == Some(polylink_ledger::ABSTAIN)), "{withheld:?}");
+    assert_eq!(bonded(&net, &worker(3)).await, STAKE, "no evidence, no slash");
+    assert_eq!(balance(&net, &worker(3)).await, worker_before[3], "the withholding worker is not paid");
+    for (i, task) in [(1, &swapped), (2, &cut)] {
         let t = settled(&net, task).await;
         assert_eq!(outcome(&t), Some(SettleOutcome::LowQuality), "worker {i}: {t:?}");
         assert!(t.median_score.unwrap() < p.quality_min, "{t:?}");
@@ -162,7 +171,7 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
     // The lazy validator must commit before anyone reveals: it commits a guess.
     let salt = Hash32([7; 32]);
     let id = TaskId::from_str(&task).unwrap();
-    let guess = score_commitment(500, &salt, &lazy.public_key());
+    let guess = score_commitment(500, &Hash32::ZERO, &salt, &lazy.public_key());
     send(&net.client, &lazy, TxKind::CommitScore(CommitScore { task: id, commitment: guess })).await;
     // Once an honest score is revealed it copies it; its commitment cannot be opened with it.
     let honest_key = validator(0).public_key();
@@ -172,9 +181,15 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
     })
     .await;
     assert_ne!(copied, 500, "the guess happened to be right; the test proves nothing");
-    let refused =
-        try_send(&net.client, &lazy, TxKind::RevealScore(RevealScore { task: id, score: copied, salt }))
-            .await;
+    // It copies the revealed evaluation digest too: still not what it committed to.
+    let work =
+        validator_common::task(&net, &task).await.unwrap().committee.iter().find_map(|m| m.work).unwrap();
+    let refused = try_send(
+        &net.client,
+        &lazy,
+        TxKind::RevealScore(RevealScore { task: id, score: copied, work, salt }),
+    )
+    .await;
     assert!(refused.as_ref().is_err_and(|e| e.code() == Some(ErrorCode::CommitmentMismatch)), "{refused:?}");
 
     let done = settled(&net, &task).await;
@@ -185,7 +200,7 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
     assert_eq!(
         bonded(&net, &validator(3)).await,
         slashed(p.outlier_slash_bps),
-        "colluder slashed as an outlier"
+        "colluder slashed: its evaluation digest is not the majority's"
     );
     assert_eq!(
         bonded(&net, &lazy).await,

@@ -31,6 +31,9 @@ pub enum SlashReason {
     LowQuality,
     /// Was elected to a committee and committed nothing.
     NoCommit,
+    /// Revealed a score with an evaluation digest that a majority of the committee's reveals
+    /// contradict: it did not evaluate the transcript (a lazy validator).
+    Unproven,
 }
 
 /// How a task ended.

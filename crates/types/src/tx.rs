@@ -160,7 +160,8 @@ pub struct StandIn {
 }
 codec_fields!(StandIn { worker, share_bps });
 
-/// A committee member commits to its score: `commitment = score_commitment(score, salt, signer)`.
+/// A committee member commits to its score and the digest of its evaluation:
+/// `commitment = score_commitment(score, work, salt, signer)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitScore {
     /// The task.
@@ -177,10 +178,13 @@ pub struct RevealScore {
     pub task: TaskId,
     /// Quality score, 0..=1000.
     pub score: u16,
+    /// Digest of the evaluation: what every validator that really evaluated this transcript
+    /// computes alike (the validator's `work_digest`); zero for an abstention.
+    pub work: Hash32,
     /// The salt used in the commitment.
     pub salt: Hash32,
 }
-codec_fields!(RevealScore { task, score, salt });
+codec_fields!(RevealScore { task, score, work, salt });
 
 /// The user takes back the escrow of a task that got no result before its deadline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,9 +205,10 @@ pub struct ClaimModel {
 }
 codec_fields!(ClaimModel { model, claim });
 
-/// The commitment a validator publishes for `score` with secret `salt`.
-pub fn score_commitment(score: u16, salt: &Hash32, validator: &PublicKey) -> Hash32 {
-    Hash32::digest(&[b"polylink-score-v1", &score.to_be_bytes(), &salt.0, &validator.0])
+/// The commitment a validator publishes for `score` and the digest `work` of its evaluation,
+/// with secret `salt`.
+pub fn score_commitment(score: u16, work: &Hash32, salt: &Hash32, validator: &PublicKey) -> Hash32 {
+    Hash32::digest(&[b"polylink-score-v2", &score.to_be_bytes(), &work.0, &salt.0, &validator.0])
 }
 
 /// Every transaction kind. The encoding is a one-byte tag then the payload.

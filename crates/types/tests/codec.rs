@@ -88,6 +88,7 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
         any::<u16>().prop_map(|score| TxKind::RevealScore(RevealScore {
             task: hash(5),
             score,
+            work: hash(9),
             salt: hash(7)
         })),
         Just(TxKind::ReclaimTask(ReclaimTask { task: hash(8) })),
@@ -192,10 +193,11 @@ fn unknown_kind_tag_is_rejected() {
 #[test]
 fn score_commitment_binds_score_salt_and_validator() {
     let v = key(1).public_key();
-    let c = score_commitment(700, &hash(1), &v);
-    assert_ne!(c, score_commitment(701, &hash(1), &v));
-    assert_ne!(c, score_commitment(700, &hash(2), &v));
-    assert_ne!(c, score_commitment(700, &hash(1), &key(2).public_key()));
+    let c = score_commitment(700, &hash(3), &hash(1), &v);
+    assert_ne!(c, score_commitment(701, &hash(3), &hash(1), &v));
+    assert_ne!(c, score_commitment(700, &hash(3), &hash(2), &v));
+    assert_ne!(c, score_commitment(700, &hash(4), &hash(1), &v), "the work digest is bound");
+    assert_ne!(c, score_commitment(700, &hash(3), &hash(1), &key(2).public_key()));
 }
 
 #[test]

@@ -17,19 +17,21 @@ pub struct Pending {
     pub seat: Seat,
     /// The score committed to.
     pub score: u16,
+    /// The digest of the evaluation committed to.
+    pub work: Hash32,
     /// The secret salt.
     pub salt: Hash32,
 }
 
 impl Pending {
-    /// A fresh random salt for `score` on `seat`.
-    pub fn new(seat: Seat, score: u16) -> Self {
-        Self { seat, score, salt: Hash32(rand::random()) }
+    /// A fresh random salt for `score` and evaluation digest `work` on `seat`.
+    pub fn new(seat: Seat, score: u16, work: Hash32) -> Self {
+        Self { seat, score, work, salt: Hash32(rand::random()) }
     }
 
     /// The commitment `who` publishes.
     pub fn commitment(&self, who: &PublicKey) -> Hash32 {
-        score_commitment(self.score, &self.salt, who)
+        score_commitment(self.score, &self.work, &self.salt, who)
     }
 }
 
@@ -119,14 +121,15 @@ mod tests {
             reveal_end_height: 9,
             reveal_end_ms: 90,
         };
-        let p = Pending::new(seat, 812);
+        let work = Hash32::digest(&[b"evaluation"]);
+        let p = Pending::new(seat, 812, work);
         let journal = Journal::open(Some(dir.path())).unwrap_or_else(|e| panic!("{e}"));
         journal.save(&p).unwrap_or_else(|e| panic!("{e}"));
         let again = Journal::open(Some(dir.path())).unwrap_or_else(|e| panic!("{e}")).load();
         assert_eq!(again, vec![p.clone()]);
         let me = polylink_types::SecretKey::from_label("v").public_key();
-        assert_eq!(again[0].commitment(&me), score_commitment(812, &p.salt, &me));
-        assert_ne!(Pending::new(seat, 812).salt, p.salt, "salts are random");
+        assert_eq!(again[0].commitment(&me), score_commitment(812, &work, &p.salt, &me));
+        assert_ne!(Pending::new(seat, 812, work).salt, p.salt, "salts are random");
         journal.remove(&seat.task);
         assert!(journal.load().is_empty());
     }

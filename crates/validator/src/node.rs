@@ -106,7 +106,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
 async fn preload(sh: &Arc<Shared>) {
     let Ok(models) = sh.chain.client().models().await else { return };
     for artifact in models.into_iter().map(|m| m.model.artifact_hash) {
-        if crate::scorer::gguf_for(&artifact).is_ok()
+        if crate::scorer::gguf_for(&artifact, &sh.cfg.scorer.models).is_ok()
             && let Err(e) = scorer(sh, artifact).await
         {
             warn!(%artifact, error = %e, "cannot load the evaluators of a registered model");
@@ -191,12 +191,22 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
     let task = seat.task;
     // A seat left empty is slashed: one this validator cannot judge is committed as an
     // abstention (excluded from the median, neither paid nor slashed).
-    let score = match evaluate(&sh, &seat).await {
-        Ok(Some(score)) => score,
-        Ok(None) => ABSTAIN,
-        Err(e) => {
-            warn!(%task, error = %e, "cannot score; abstaining");
-            ABSTAIN
+    // Scoring that runs into the last call is abandoned for an abstention (the scorer drops a
+    // job nobody waits for), so an overloaded validator still commits in time.
+    let abstain = (ABSTAIN, Hash32::ZERO);
+    let (score, work) = tokio::select! {
+        scored = evaluate(&sh, &seat) => match scored {
+            Ok(Some(scored)) => scored,
+            Ok(None) => abstain,
+            Err(e) => {
+                warn!(%task, error = %e, "cannot score; abstaining");
+                abstain
+            }
+        },
+        () = wait_until(&sh, |tip| seat.last_call(tip)) => {
+            let tip = now(&sh);
+            warn!(%task, height = tip.height, time_ms = tip.time_ms, "not scored by the last call; abstaining");
+            abstain
         }
     };
     if seat.phase(now(&sh)) != Phase::Commit {
@@ -204,7 +214,7 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
         warn!(%task, height = tip.height, time_ms = tip.time_ms, commit_end = seat.commit_end_height, "scored too late to commit");
         return;
     }
-    let pending = Pending::new(seat, score);
+    let pending = Pending::new(seat, score, work);
     // On disk before the commitment leaves: a restart must still be able to open it.
     if let Err(e) = sh.journal.save(&pending) {
         warn!(%task, error = %e, "cannot persist the salt; not committing");
@@ -229,7 +239,8 @@ async fn reveal(sh: Arc<Shared>, p: Pending) {
     let me = sh.chain.public_key();
     while seat.phase(now(&sh)) == Phase::Reveal {
         let sent = now(&sh).height;
-        match sh.chain.send(TxKind::RevealScore(RevealScore { task, score: p.score, salt: p.salt })).await {
+        let reveal = RevealScore { task, score: p.score, work: p.work, salt: p.salt };
+        match sh.chain.send(TxKind::RevealScore(reveal)).await {
             Ok(_) => info!(%task, score = p.score, "score revealed"),
             Err(e) => warn!(%task, error = %e, "reveal refused"),
         }
@@ -246,28 +257,32 @@ async fn reveal(sh: Arc<Shared>, p: Pending) {
     sh.journal.remove(&task);
 }
 
-/// This validator's score for a seat: `None` to abstain.
-async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<u16>> {
+/// This validator's score for a seat and the digest of its evaluation: `None` to abstain.
+async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<(u16, Hash32)>> {
     let task = seat.task;
     if let Some(score) = sh.cfg.score_override {
-        return Ok(Some(score));
+        // A lazy validator: a score, and a digest it did not compute.
+        return Ok(Some((score, Hash32::digest(&[b"lazy", &task.0]))));
     }
     let on_chain = OnChain::from_task(task, &sh.chain.task(&task).await?)?;
+    // A transcript this validator could not get is no evidence against the worker (a gateway
+    // may withhold it from some validators only, and a validator may be cut off): it abstains.
+    // A worker whose transcript no one gets is not paid (no quorum).
     let Some(body) = transcript(sh, seat).await else {
-        info!(%task, "transcript withheld until the fetch deadline; scoring 0");
-        return Ok(Some(0));
+        info!(%task, "transcript not served by the fetch deadline; abstaining");
+        return Ok(None);
     };
     let checked = match verify::check(&body, &on_chain) {
         Verdict::Score(c) => c,
         Verdict::Zero(why) => {
             info!(%task, %why, "transcript contradicts the chain; scoring 0");
-            return Ok(Some(0));
+            return Ok(Some((0, crate::scorer::work_digest(&task, None))));
         }
     };
     let artifact = sh.chain.artifact(on_chain.model).await?;
     let Some(scored) = scorer(sh, artifact).await?.score(checked).await? else { return Ok(None) };
-    info!(%task, score = scored.score, evidence = %scored.evidence, "scored");
-    Ok(Some(scored.score))
+    info!(%task, score = scored.score, work = %scored.work, evidence = %scored.evidence, "scored");
+    Ok(Some((scored.score, scored.work)))
 }
 
 /// Fetches the transcript from the first gateway that serves it, retrying until the seat's fetch deadline.

@@ -62,7 +62,8 @@ impl Seat {
     /// The phase when the latest executed block is `tip`.
     pub fn phase(&self, tip: Tip) -> Phase {
         let next = tip.height + 1;
-        if next <= self.commit_end_height || tip.time_ms + INCLUSION_MS <= self.commit_end_ms {
+        // By height a commit gets a block to spare: the next block may already be proposed.
+        if next < self.commit_end_height || tip.time_ms + INCLUSION_MS <= self.commit_end_ms {
             Phase::Commit
         } else if next <= self.commit_end_height || tip.time_ms <= self.commit_end_ms {
             Phase::Between
@@ -73,14 +74,25 @@ impl Seat {
         }
     }
 
+    /// Whether a commitment must leave now to be included in time: the commit window has no more
+    /// than a margin left (two blocks to spare by height, two inclusion times by time). A
+    /// validator still scoring then commits an abstention rather than nothing.
+    pub fn last_call(&self, tip: Tip) -> bool {
+        let by_height = tip.height + 3 < self.commit_end_height;
+        let by_time = tip.time_ms + 2 * INCLUSION_MS <= self.commit_end_ms;
+        !(by_height || by_time)
+    }
+
     /// Whether fetching should stop (a withheld transcript then scores 0): a quarter of the
-    /// commit window (2 to 20 blocks, and a quarter of its time) is left to evaluate and commit.
+    /// commit window (3 to 20 blocks, and a quarter of its time but at least three inclusion
+    /// times) is left to evaluate and commit. It always comes before [`Seat::last_call`], so a
+    /// withheld transcript is scored 0, never abstained on.
     pub fn fetch_over(&self, tip: Tip) -> bool {
         let window = self.commit_end_height.saturating_sub(self.elected_height);
-        let margin = (window / 4).clamp(2, 20).min(window.saturating_sub(1));
+        let margin = (window / 4).clamp(3, 20).min(window.saturating_sub(1));
         let by_height = tip.height >= self.commit_end_height - margin;
         let window_ms = self.commit_end_ms.saturating_sub(self.elected_ms);
-        let by_time = tip.time_ms + (window_ms / 4).max(INCLUSION_MS) >= self.commit_end_ms;
+        let by_time = tip.time_ms + (window_ms / 4).max(3 * INCLUSION_MS) >= self.commit_end_ms;
         by_height && by_time
     }
 }
@@ -139,7 +151,8 @@ mod tests {
         let s = seat(10, 20, 30);
         // Slow blocks: the height decides once the time has passed.
         assert_eq!(s.phase(at(10, 150_000)), Phase::Commit);
-        assert_eq!(s.phase(at(19, 150_000)), Phase::Commit, "submitted at 19, included at 20 = commit_end");
+        assert_eq!(s.phase(at(18, 150_000)), Phase::Commit, "submitted at 18, included at 19 or 20");
+        assert_eq!(s.phase(at(19, 150_000)), Phase::Between, "only block 20 is left: too tight");
         assert_eq!(s.phase(at(20, 150_000)), Phase::Reveal, "included at 21, past both ends");
         assert_eq!(s.phase(at(29, 250_000)), Phase::Reveal);
         assert_eq!(s.phase(at(30, 250_000)), Phase::Over);
@@ -152,12 +165,28 @@ mod tests {
     }
 
     #[test]
+    fn the_last_call_comes_with_a_margin_left_by_height_and_time() {
+        let s = seat(10, 20, 30);
+        assert!(!s.last_call(at(16, 150_000)), "four blocks left");
+        assert!(s.last_call(at(17, 150_000)));
+        assert!(!s.last_call(at(17, 94_000)), "six seconds left");
+        assert!(s.last_call(at(17, 94_001)));
+        assert_eq!(s.phase(at(17, 94_001)), Phase::Commit, "a last call can still commit");
+    }
+
+    #[test]
     fn fetching_stops_with_a_quarter_of_the_commit_window_left() {
         let s = seat(10, 20, 30);
-        assert!(!s.fetch_over(at(17, 150_000)));
-        assert!(s.fetch_over(at(18, 150_000)));
-        assert!(!s.fetch_over(at(18, 90_000)), "time is left");
-        assert!(s.fetch_over(at(18, 95_000)));
+        assert!(!s.fetch_over(at(16, 150_000)));
+        assert!(s.fetch_over(at(17, 150_000)));
+        assert!(!s.fetch_over(at(17, 90_000)), "time is left");
+        assert!(s.fetch_over(at(17, 91_000)));
+        // Fetching always stops before the last call, whatever the blocks and times.
+        for h in 10..=20 {
+            for t in (80_000..=100_000).step_by(250) {
+                assert!(!s.last_call(at(h, t)) || s.fetch_over(at(h, t)), "at ({h}, {t})");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use polylink_tiqe::{
     CascadeConfig, Files, Finish, Generation, Head, Limits, MiniLmFiles, Submission, open_cascade,
     open_registered,
 };
-use polylink_types::Hash32;
+use polylink_types::{Hash32, TaskId};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -26,11 +26,14 @@ pub struct ScorerConfig {
     pub head: Option<PathBuf>,
     /// Seed of the judge's calibration draw.
     pub seed: u64,
+    /// GGUF files beyond the catalogue's that this validator can judge: one is used for the
+    /// registered model whose artifact hash is its sha256.
+    pub models: Vec<PathBuf>,
 }
 
 impl Default for ScorerConfig {
     fn default() -> Self {
-        Self { threads: 1, head: None, seed: 0 }
+        Self { threads: 1, head: None, seed: 0, models: Vec::new() }
     }
 }
 
@@ -41,16 +44,61 @@ pub struct Scored {
     pub score: u16,
     /// Each stage's evidence, or why the transcript was refused.
     pub evidence: Value,
+    /// The digest of the evaluation ([`work_digest`]), revealed with the score.
+    pub work: Hash32,
 }
 
-/// The local GGUF whose pinned sha256 is `artifact` (the catalogue's models only).
-pub fn gguf_for(artifact: &Hash32) -> Result<PathBuf> {
+/// The digest of an evaluation of `task`'s transcript: what every validator that really ran the
+/// checks computes alike, from the consistency stage's deterministic figures (token counts,
+/// agreement counts, the teacher-forced mean log-probability and the sampling margins, rounded
+/// to 1e-3; the numerics rule makes them the same on every machine). A validator that reveals a
+/// score without evaluating cannot reveal it, and the ledger slashes a digest a majority
+/// contradicts (`SlashReason::Unproven`). A transcript refused before any model ran has the
+/// digest of its refusal.
+pub fn work_digest(task: &TaskId, evidence: Option<&Value>) -> Hash32 {
+    let Some(c) = evidence.map(|e| &e["stages"]["consistency"]["evidence"]) else {
+        return Hash32::digest(&[b"polylink-work-v1", &task.0, b"rejected"]);
+    };
+    let count = |k: &str| c[k].as_u64().map_or_else(|| "-".to_string(), |n| n.to_string());
+    let milli = |k: &str| c[k].as_f64().map_or_else(|| "-".to_string(), |x| format!("{:.0}", x * 1000.0));
+    let flag = |k: &str| c[k].as_bool().map_or("-", |b| if b { "1" } else { "0" });
+    let line = [
+        count("prompt_tokens"),
+        count("output_tokens"),
+        count("top1_agree"),
+        count("split_agree"),
+        count("topk"),
+        milli("mean_logprob"),
+        milli("agree_rate"),
+        milli("drawn_rate"),
+        milli("margin_max"),
+        flag("end_ok").into(),
+        flag("seeded").into(),
+        flag("retokenized").into(),
+    ]
+    .join("|");
+    Hash32::digest(&[b"polylink-work-v1", &task.0, line.as_bytes()])
+}
+
+/// The local GGUF whose sha256 is `artifact`: a catalogue model's pinned file, else one of
+/// `models` (each hashed to find out).
+pub fn gguf_for(artifact: &Hash32, models: &[PathBuf]) -> Result<PathBuf> {
     let want = artifact.to_string();
     let found = CATALOGUE.iter().find_map(|m| {
         m.files.iter().find(|f| f.name.ends_with(".gguf") && f.sha256 == want).map(|f| (m.id, f.name))
     });
-    let (model, file) = found.ok_or_else(|| ValidatorError::NoModel(want.clone()))?;
-    polylink_models::path(model, file).map_err(|e| ValidatorError::NoModel(format!("{want} ({e})")))
+    if let Some((model, file)) = found {
+        return polylink_models::path(model, file)
+            .map_err(|e| ValidatorError::NoModel(format!("{want} ({e})")));
+    }
+    for path in models {
+        match polylink_models::sha256_file(path) {
+            Ok(sha) if sha == want => return Ok(path.clone()),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot hash a model file"),
+        }
+    }
+    Err(ValidatorError::NoModel(format!("{want} (neither in the catalogue nor among --model files)")))
 }
 
 struct Job {
@@ -71,7 +119,7 @@ impl Scorer {
     /// Finds the model file of `artifact`, checks its hash and loads the cascade on a new thread.
     pub async fn start(artifact: Hash32, cfg: &ScorerConfig) -> Result<Self> {
         let files = Files {
-            registered: gguf_for(&artifact)?,
+            registered: gguf_for(&artifact, &cfg.models)?,
             minilm: MiniLmFiles {
                 weights: polylink_models::path(MINILM_L6_V2, "model.safetensors").map_err(tiqe)?,
                 vocab: polylink_models::path(MINILM_L6_V2, "vocab.txt").map_err(tiqe)?,
@@ -115,14 +163,22 @@ impl Scorer {
                 };
                 info!(model = %files.registered.display(), "tiqe cascade loaded");
                 while let Ok(job) = queue.recv() {
+                    if job.reply.is_closed() {
+                        // Its seat gave up waiting (and abstained): scoring it would only delay the next.
+                        continue;
+                    }
                     let c = job.checked;
                     let tok = &model.tokenizer;
                     let rendered = c.prompt.to_prompt().map(|p| model.template.encode(tok, &p));
+                    let task = c.task;
+                    let rejected = |why: String| Scored {
+                        score: 0,
+                        evidence: json!({ "rejected": why }),
+                        work: work_digest(&task, None),
+                    };
                     if rendered.as_ref() != Some(&c.prompt_ids) {
                         let why = "the prompt does not render to the hashed prompt ids";
-                        let _ = job
-                            .reply
-                            .send(Ok(Some(Scored { score: 0, evidence: json!({ "rejected": why }) })));
+                        let _ = job.reply.send(Ok(Some(rejected(why.into()))));
                         continue;
                     }
                     let (finish, max_tokens) = match c.ending {
@@ -141,8 +197,16 @@ impl Scorer {
                     // The worker's own ids when they spell the text (the sampling rule is
                     // checked on them); otherwise the text is re-tokenized.
                     let body: Vec<u32> = c.output_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
-                    let output_ids =
-                        (!body.is_empty() && tok.decode(&body) == c.output).then_some(c.output_ids);
+                    let spelled = !body.is_empty() && tok.decode(&body) == c.output;
+                    // Without ids that spell it, the text bounds the tokens billed.
+                    if !spelled {
+                        let counted = tok.encode_with(&c.output, false).len();
+                        if let Some(why) = overbilled(c.completion_tokens, counted) {
+                            let _ = job.reply.send(Ok(Some(rejected(why))));
+                            continue;
+                        }
+                    }
+                    let output_ids = spelled.then_some(c.output_ids);
                     let sub = Submission {
                         prompt: c.prompt.question(),
                         prompt_ids: Some(c.prompt_ids),
@@ -162,7 +226,11 @@ impl Scorer {
                         },
                     };
                     let answer = match cascade.score_submission(sub) {
-                        Ok(r) => Ok(Some(Scored { score: r.verdict.score, evidence: r.verdict.evidence })),
+                        Ok(r) => Ok(Some(Scored {
+                            score: r.verdict.score,
+                            work: work_digest(&task, Some(&r.verdict.evidence)),
+                            evidence: r.verdict.evidence,
+                        })),
                         // The task itself is out of reach (prompt too long for the model): abstain.
                         Err(polylink_tiqe::TiqeError::Refused(why)) => {
                             info!(%why, "task not scorable; abstaining");
@@ -185,5 +253,30 @@ impl Scorer {
             .send(Job { checked, reply })
             .map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?;
         answer.await.map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?
+    }
+}
+
+/// Why `billed` completion tokens are more than a text of `counted` tokens can account for, if
+/// they are. A generation's own tokens may split the text more finely than its re-encoding,
+/// and a stop sequence may cut tokens whose text was never sent: a margin of 16 tokens plus an
+/// eighth is allowed.
+fn overbilled(billed: u32, counted: usize) -> Option<String> {
+    let allowed = counted + 16 + counted / 8;
+    (billed as usize > allowed).then(|| {
+        format!("{billed} completion tokens billed for a text of {counted} tokens (at most {allowed})")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overbilled;
+
+    #[test]
+    fn billing_beyond_what_the_text_accounts_for_is_caught() {
+        assert!(overbilled(10, 10).is_none());
+        assert!(overbilled(26, 10).is_none(), "the margin");
+        assert!(overbilled(27, 10).is_some());
+        assert!(overbilled(0, 0).is_none());
+        assert!(overbilled(1_000, 80).is_some());
     }
 }

@@ -27,6 +27,8 @@ pub struct OnChain {
     pub output_hash: Hash32,
     /// Prompt tokens billed.
     pub prompt_tokens: u32,
+    /// Completion tokens billed.
+    pub completion_tokens: u32,
     /// The sampling seed the task fixed.
     pub seed: u64,
 }
@@ -45,6 +47,7 @@ impl OnChain {
             prompt_hash: record.prompt_hash,
             output_hash: result.output_hash,
             prompt_tokens: result.prompt_tokens,
+            completion_tokens: result.completion_tokens,
             seed: record.seed,
         })
     }
@@ -53,6 +56,8 @@ impl OnChain {
 /// A transcript consistent with the chain, ready for the evaluators.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
+    /// The task.
+    pub task: TaskId,
     /// The request's prompt, as the gateway recorded it.
     pub prompt: PromptRecord,
     /// The prompt token ids (hash checked).
@@ -61,6 +66,9 @@ pub struct Checked {
     pub output: String,
     /// The worker's token ids for it, as the gateway recorded them (may be empty).
     pub output_ids: Vec<u32>,
+    /// Completion tokens billed on chain (equal to the ids' count when there are ids; the
+    /// scorer bounds it by the text otherwise).
+    pub completion_tokens: u32,
     /// Completion tokens the client asked for.
     pub max_tokens: u32,
     /// Sampling temperature.
@@ -114,6 +122,14 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
             t.max_tokens, chain.prompt_tokens, chain.max_tokens
         ));
     }
+    // The user pays for the completion tokens the result claims: the transcript's ids count them.
+    if !t.output_ids.is_empty() && t.output_ids.len() as u64 != u64::from(chain.completion_tokens) {
+        return Verdict::Zero(format!(
+            "the result bills {} completion tokens, the transcript holds {} token ids",
+            chain.completion_tokens,
+            t.output_ids.len()
+        ));
+    }
     let ending = t.finish;
     if !(0.0..=2.0).contains(&t.temperature) || t.max_tokens == 0 {
         return Verdict::Zero(format!(
@@ -125,10 +141,12 @@ pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
         return Verdict::Zero("the prompt record names an unknown role".into());
     }
     Verdict::Score(Checked {
+        task: chain.task,
         prompt: t.prompt,
         prompt_ids: t.prompt_ids,
         output: t.output,
         output_ids: t.output_ids,
+        completion_tokens: chain.completion_tokens,
         max_tokens: t.max_tokens,
         temperature: t.temperature,
         top_p: t.top_p,
@@ -164,6 +182,7 @@ mod tests {
             prompt_hash: prompt_hash(&t.prompt_ids),
             output_hash: output_hash(&t.output),
             prompt_tokens: 3,
+            completion_tokens: 2,
             seed: 7,
         }
     }
@@ -202,6 +221,12 @@ mod tests {
         let mut other = t.clone();
         other.max_tokens = 50;
         assert!(zero(check(&body(&other), &on_chain)).contains("disagree"));
+        // Ids that count other than the billed completion tokens: overbilled (or underreported).
+        let mut other = t.clone();
+        other.output_ids = vec![9, 9, 9];
+        assert!(zero(check(&body(&other), &on_chain)).contains("bills 2 completion tokens"));
+        other.output_ids = vec![9, 9];
+        assert!(matches!(check(&body(&other), &on_chain), Verdict::Score(_)));
         let mut other = t.clone();
         other.task = TaskId::digest(&[b"else"]);
         assert!(zero(check(&body(&other), &on_chain)).contains("not"));

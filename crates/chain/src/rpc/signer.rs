@@ -111,7 +111,8 @@ impl Signer {
         match tokio::time::timeout(timeout, included).await {
             Ok(Some((height, TxOutcome::Applied { events }))) => Ok(Included { tx_id: id, height, events }),
             Ok(Some((_, TxOutcome::Refused { refusal }))) => {
-                // The block refused it, so its nonce is free again.
+                // Refused in its block: it consumed its nonce unless the block could not carry
+                // it at all; ask the node next time.
                 *self.next_nonce.lock().await = None;
                 Err(Error::Refused(refusal))
             }

@@ -194,12 +194,24 @@ impl Net {
 
     /// Every member in `scores` commits (when `Some`) in one block, then those marked reveal in
     /// one block of the reveal window; returns the events up to and including settlement.
+    /// Every member evaluates alike: their evaluation digests agree.
     pub fn score(&mut self, task: TaskId, scores: &[(usize, Option<u16>, bool)]) -> Vec<Event> {
+        let work = honest_work(&task);
+        let scores: Vec<_> = scores.iter().map(|&(v, score, reveal)| (v, score, reveal, work)).collect();
+        self.score_with_work(task, &scores)
+    }
+
+    /// As [`Net::score`], each member revealing its own evaluation digest.
+    pub fn score_with_work(
+        &mut self,
+        task: TaskId,
+        scores: &[(usize, Option<u16>, bool, Hash32)],
+    ) -> Vec<Event> {
         let salt = |v: usize| Hash32::digest(&[b"salt", &[v as u8]]);
         let commits: Vec<SignedTx> = scores
             .iter()
-            .filter_map(|&(v, score, _)| {
-                let commitment = score_commitment(score?, &salt(v), &self.pk(v));
+            .filter_map(|&(v, score, _, work)| {
+                let commitment = score_commitment(score?, &work, &salt(v), &self.pk(v));
                 Some(self.tx(v, TxKind::CommitScore(CommitScore { task, commitment })))
             })
             .collect();
@@ -215,8 +227,10 @@ impl Net {
         let reveals: Vec<SignedTx> = scores
             .iter()
             .filter(|s| s.2)
-            .filter_map(|&(v, score, _)| {
-                Some(self.tx(v, TxKind::RevealScore(RevealScore { task, score: score?, salt: salt(v) })))
+            .filter_map(|&(v, score, _, work)| {
+                Some(
+                    self.tx(v, TxKind::RevealScore(RevealScore { task, score: score?, work, salt: salt(v) })),
+                )
             })
             .collect();
         let out = self.block(&reveals);
@@ -275,4 +289,9 @@ pub fn register_worker(ranges: &[(u32, u32)]) -> TxKind {
         )
         .unwrap(),
     })
+}
+
+/// The evaluation digest honest validators of `task` reveal in these tests.
+pub fn honest_work(task: &TaskId) -> Hash32 {
+    Hash32::digest(&[b"honest evaluation", &task.0])
 }

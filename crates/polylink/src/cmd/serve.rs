@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits};
+use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::SecretKey;
 use std::collections::HashMap;
@@ -52,9 +52,13 @@ pub struct ServeCmd {
     /// RPC url of a chain node: every request then opens a task (escrow) and reports its result.
     #[arg(long)]
     chain: Option<String>,
-    /// The served model's on-chain id (with --chain).
-    #[arg(long, default_value_t = 0)]
-    chain_model: u64,
+    /// The served model's on-chain id (with --chain; default: the registered model whose
+    /// artifact hash is the served file's sha256).
+    #[arg(long)]
+    chain_model: Option<u64>,
+    /// Where transcripts of billed requests are kept for the validators (with --chain).
+    #[arg(long, default_value = "polylink-data/transcripts")]
+    transcripts_dir: PathBuf,
     /// Seed (64 hex characters) of the registered worker key that serves the model and reports results.
     #[arg(long, env = "POLYLINK_WORKER_SEED")]
     worker_seed: Option<String>,
@@ -106,10 +110,18 @@ impl ServeCmd {
                         .and_then(|b| b.try_into().ok())
                         .context("--worker-seed must be 64 hex characters")?;
                     let worker = SecretKey::from_seed(seed);
-                    let models = HashMap::from([(model_id, self.chain_model)]);
+                    let chain_model = match self.chain_model {
+                        Some(id) => id,
+                        None => registered_model(url, &model).await?,
+                    };
+                    let models = HashMap::from([(model_id, chain_model)]);
                     let billing = ChainBilling::connect(url, models, worker.clone()).await?;
-                    info!(chain = %url, worker = %worker.public_key(), model = self.chain_model, "billing on");
-                    gateway.with_billing(Arc::new(billing))
+                    // Every billed task is scored by validators who fetch its transcript: a
+                    // gateway that kept none would have its worker scored 0.
+                    let store = StoreConfig { dir: Some(self.transcripts_dir.clone()), ..StoreConfig::default() };
+                    let transcripts = Transcripts::connect(url, store).await?;
+                    info!(chain = %url, worker = %worker.public_key(), model = chain_model, transcripts = %self.transcripts_dir.display(), "billing on");
+                    gateway.with_billing(Arc::new(billing)).with_transcripts(Arc::new(transcripts))
                 }
                 None => {
                     warn!("billing off: no --chain given; requests are served without opening tasks or charging");
@@ -127,6 +139,21 @@ impl ServeCmd {
             }
         })
     }
+}
+
+/// The on-chain id of the model registered with the sha256 of `gguf` as its artifact hash.
+async fn registered_model(url: &str, gguf: &std::path::Path) -> anyhow::Result<u64> {
+    let sha = polylink_models::sha256_file(gguf).with_context(|| format!("hashing {}", gguf.display()))?;
+    let client = polylink_chain::rpc::Client::new(url)?;
+    let models = client.models().await.with_context(|| format!("listing the models registered at {url}"))?;
+    let found = models.iter().find(|m| m.model.artifact_hash.to_string() == sha);
+    let found = found.with_context(|| {
+        format!(
+            "{} (sha256 {sha}) is not registered on the chain at {url}: register it first, or name its id with --chain-model",
+            gguf.display()
+        )
+    })?;
+    Ok(found.id)
 }
 
 /// The id the local backend serves its model under.

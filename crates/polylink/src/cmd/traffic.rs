@@ -52,6 +52,10 @@ pub struct TrafficArgs {
     /// Longest wait for the chain to settle everything after the last answer, seconds.
     #[arg(long, default_value_t = 900)]
     settle_timeout_s: u64,
+    /// Keep the network's data (chain, transcripts, logs of every role) in this new directory
+    /// instead of a temporary one.
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
 }
 
 /// One request as the client saw it (`traffic.py`'s output).
@@ -91,11 +95,18 @@ async fn holding(client: &Client, who: &PublicKey) -> anyhow::Result<Holding> {
 impl TrafficArgs {
     /// Runs the benchmark.
     pub fn run(self) -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let temp = tempfile::tempdir()?;
+        let dir = match &self.keep {
+            Some(keep) => {
+                anyhow::ensure!(!keep.exists(), "{} exists; --keep takes a new directory", keep.display());
+                keep.clone()
+            }
+            None => temp.path().to_path_buf(),
+        };
         let exe = std::env::current_exe()?;
         let mut up = Command::new(&exe)
             .args(["up", "--listen", "127.0.0.1:0", "--rpc-port", "0", "--data-dir"])
-            .arg(dir.path())
+            .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -106,7 +117,7 @@ impl TrafficArgs {
             let summary: polylink_node::up::Summary =
                 serde_json::from_str(&line).with_context(|| format!("polylink up printed {line:?}"))?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(self.drive(&summary, dir.path()))
+            runtime.block_on(self.drive(&summary, &dir))
         })();
         let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
         let _ = up.wait();

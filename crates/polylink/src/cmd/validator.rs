@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Cross-encoder head (default: the head built into the binary).
     #[arg(long)]
     head: Option<PathBuf>,
+    /// A GGUF this validator can judge beyond the catalogue's models (repeatable): it serves the
+    /// registered model whose artifact hash is the file's sha256.
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
     /// Tests only: commit this score for every task instead of evaluating.
     #[arg(long, hide = true)]
     score_override: Option<u16>,
@@ -66,6 +70,7 @@ impl RunArgs {
             threads: self.threads.max(1),
             head: self.head,
             seed: u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
+            models: self.models,
         };
         let config = Config {
             chain_url: self.chain,

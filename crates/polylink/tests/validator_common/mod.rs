@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use polylink_chain::rpc::{Client, Signer};
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::{Account, ApiKeys, Billing, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_ledger::{Genesis, Params, Task, TaskStatus, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_protocol::InferenceBackend;
@@ -144,30 +144,58 @@ pub async fn gateway(
     worker: &SecretKey,
     withhold: bool,
 ) -> String {
-    send(&net.client, worker, TxKind::Bond(Bond { amount: STAKE })).await;
-    let served = ServedRange { model: net.model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
-    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000, latency_us: 0 };
-    let served = BoundedVec::new(vec![served]).unwrap();
-    let endpoint = BoundedString::new("127.0.0.1:7000").unwrap();
-    send(&net.client, worker, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await;
+    let store = StoreConfig {
+        entries_max: 100,
+        dir: Some(net.dir.path().join(format!("transcripts-{}", worker.public_key()))),
+        ..StoreConfig::default()
+    };
+    gateway_with(net, backend, worker, (!withhold).then_some(store)).await
+}
+
+/// As [`gateway`], keeping transcripts in `store` (none: withholding them).
+pub async fn gateway_with(
+    net: &Net,
+    backend: Arc<dyn InferenceBackend>,
+    worker: &SecretKey,
+    store: Option<StoreConfig>,
+) -> String {
+    gateway_billing(net, backend, worker, store, |billing| Arc::new(billing)).await
+}
+
+/// As [`gateway_with`], billing through what `wrap` makes of the honest billing (an attacker's
+/// gateway wraps it to misreport).
+pub async fn gateway_billing(
+    net: &Net,
+    backend: Arc<dyn InferenceBackend>,
+    worker: &SecretKey,
+    store: Option<StoreConfig>,
+    wrap: impl FnOnce(ChainBilling) -> Arc<dyn Billing>,
+) -> String {
+    register_worker(net, worker).await;
     let mut keys = ApiKeys::new();
     keys.insert(API_KEY, Account::new(user()));
     let billing =
         ChainBilling::connect(&net.url, HashMap::from([(MODEL.to_string(), net.model_id)]), worker.clone())
             .await
             .unwrap();
-    let mut gw = Gateway::new(backend, keys, Limits::default()).with_billing(Arc::new(billing));
-    if !withhold {
-        let store = StoreConfig {
-            entries_max: 100,
-            dir: Some(net.dir.path().join(format!("transcripts-{}", worker.public_key()))),
-        };
+    let mut gw = Gateway::new(backend, keys, Limits::default()).with_billing(wrap(billing));
+    if let Some(store) = store {
         gw = gw.with_transcripts(Arc::new(Transcripts::connect(&net.url, store).await.unwrap()));
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(Arc::new(gw).serve(listener));
     base
+}
+
+/// Bonds [`STAKE`] for `worker` and registers it as serving the whole model.
+pub async fn register_worker(net: &Net, worker: &SecretKey) {
+    send(&net.client, worker, TxKind::Bond(Bond { amount: STAKE })).await;
+    let served = ServedRange { model: net.model_id, layer_start: 0, layer_end: 30, layer_time_us: 500 };
+    let profile = DeviceProfile { memory_mib: 1024, bandwidth_kbps: 100_000, latency_us: 0 };
+    let served = BoundedVec::new(vec![served]).unwrap();
+    let endpoint = BoundedString::new("127.0.0.1:7000").unwrap();
+    send(&net.client, worker, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await;
 }
 
 /// The user's API key at every test gateway.

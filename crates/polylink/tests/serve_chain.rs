@@ -1,0 +1,114 @@
+//! Adversarial (#11 item 4): `polylink serve --chain`, as an operator runs it, with a validator
+//! on the chain. Before, its `--chain-model` defaulted to 0 (model ids start at 1, so every
+//! request failed billing) and, given the right id, it kept no transcripts, so every billed
+//! request was scored 0 and struck its honest worker. Now it finds its model on chain by the
+//! file's sha256 and keeps transcripts: the task is scored on its answer and paid.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod validator_common;
+
+use polylink_ledger::TaskStatus;
+use polylink_types::{SecretKey, SettleOutcome, Transfer, TxKind};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use validator_common::*;
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Drops terminal colour codes from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_chain_bills_its_registered_model_and_keeps_transcripts() {
+    let net = start_with(1, |p| p.reveals_min = 1).await;
+    let worker = worker(0);
+    register_worker(&net, &worker).await;
+    let api_key = "sk-serve-chain-user";
+    let user = SecretKey::from_label(api_key).public_key();
+    send(&net.client, &developer(), TxKind::Transfer(Transfer { to: user, amount: 10_000_000 })).await;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polylink"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--model-id",
+            MODEL,
+            "--api-key",
+            api_key,
+        ])
+        .args(["--chain", &net.url, "--worker-seed", &hex::encode(worker.seed())])
+        .arg("--transcripts-dir")
+        .arg(net.dir.path().join("serve-transcripts"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let line = plain(&line);
+            eprintln!("serve: {line}");
+            if !sent && let Some(at) = line.find("gateway listening addr=") {
+                let addr =
+                    line[at + "gateway listening addr=".len()..].split_whitespace().next().unwrap_or("");
+                sent = addr_tx.send(addr.to_string()).is_ok();
+            }
+        }
+    });
+    let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(std::time::Duration::from_secs(300)))
+        .await
+        .unwrap()
+        .expect("polylink serve never said where it listens");
+    let base = format!("http://{addr}");
+
+    let node = validator_node(&net, 0, std::slice::from_ref(&base), None).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(api_key)
+        .json(&serde_json::json!({
+            "model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}],
+            "max_tokens": 8, "temperature": 0,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
+    let record = settled(&net, &task).await;
+    assert_eq!(record.model, net.model_id, "billed under the model registered with the file's hash");
+    assert_eq!(record.status, TaskStatus::Settled(SettleOutcome::Paid), "{record:?}");
+    assert!(record.committee.as_slice()[0].score.is_some_and(|s| s > 0), "the transcript was fetched and scored");
+    assert_eq!(net.client.account(&worker.public_key()).await.unwrap().stake.strikes, 0);
+    node.stop().await;
+    drop(server);
+}
