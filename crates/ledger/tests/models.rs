@@ -61,7 +61,7 @@ fn an_artifact_is_registered_once() {
             model: 1
         })
     );
-    assert_eq!(net.ledger.account(&net.pk(SQUATTER)).nonce, nonce);
+    assert_eq!(net.ledger.account(&net.pk(SQUATTER)).nonce, nonce + 1, "only its nonce moved");
     assert_eq!(net.ledger.state().models, root);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
