@@ -28,6 +28,7 @@ fn start_chain(dir: &std::path::Path) -> String {
     // Long scoring windows: the fee stays charged (not yet settled) while the test looks.
     genesis.params.commit_window_blocks = 10_000;
     genesis.params.reveal_window_blocks = 10_000;
+    genesis.params.unbonding_period_blocks = 20_003;
     genesis.params.epoch_length_blocks = 1_000_000;
     polylink_chain::dev::spawn_dev(&genesis, dir, 100).unwrap()
 }
@@ -63,6 +64,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     send(&client, &worker, TxKind::Bond(Bond { amount: 10_000 })).await;
     let model = RegisterModel {
         artifact_hash: Hash32::digest(&[b"smollm2-135m-instruct-q4_1"]),
+        claim: None,
         architecture: BoundedString::new("llama").unwrap(),
         layer_count: 30,
         royalty_bps: 500,

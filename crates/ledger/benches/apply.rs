@@ -89,6 +89,7 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
     let mut b = Bench::new((users + 2 + validators) as u32, params);
     let model = TxKind::RegisterModel(RegisterModel {
         artifact_hash: Hash32::ZERO,
+        claim: None,
         architecture: BoundedString::new("llama").unwrap(),
         layer_count: 30,
         royalty_bps: 500,

@@ -1,6 +1,6 @@
 //! The crate's one error type: why a transaction, block, genesis or snapshot was refused.
 
-use polylink_types::{Amount, ModelId, PublicKey, TaskId};
+use polylink_types::{Amount, Hash32, ModelId, PublicKey, TaskId};
 
 /// Every reason the ledger refuses something. A refused transaction changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,28 @@ pub enum LedgerError {
         role: &'static str,
         /// Account.
         account: PublicKey,
+    },
+    /// The artifact is registered already (one model per artifact).
+    #[error("artifact {artifact} is registered already as model {model}")]
+    ArtifactRegistered {
+        /// The artifact's sha256.
+        artifact: Hash32,
+        /// The model registered for it.
+        model: ModelId,
+    },
+    /// An artifact claim does not prove a developer for the artifact it is offered for.
+    #[error("the claim does not prove that artifact {artifact} names a developer")]
+    BadArtifactClaim {
+        /// The artifact's sha256.
+        artifact: Hash32,
+    },
+    /// The model's royalty already goes to the developer its artifact names.
+    #[error("model {model} is claimed already by {developer}")]
+    ModelClaimed {
+        /// The model.
+        model: ModelId,
+        /// Its developer.
+        developer: PublicKey,
     },
     /// No such model.
     #[error("unknown model {0}")]

@@ -70,5 +70,6 @@ fn apply_kind(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
         TxKind::CommitScore(c) => scoring::commit(v, &signer, c),
         TxKind::RevealScore(r) => scoring::reveal(v, &signer, r),
         TxKind::ReclaimTask(r) => tasks::reclaim(v, &signer, r),
+        TxKind::ClaimModel(c) => registry::claim_model(v, c),
     }
 }

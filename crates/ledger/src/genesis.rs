@@ -81,6 +81,7 @@ impl Genesis {
             accounts,
             stakes: BTreeMap::new(),
             models: BTreeMap::new(),
+            artifacts: BTreeMap::new(),
             workers: BTreeMap::new(),
             validators: BTreeMap::new(),
             tasks: BTreeMap::new(),

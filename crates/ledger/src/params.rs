@@ -20,8 +20,12 @@ pub const DEADLINE_SPEED_MARGIN: u64 = 4;
 /// Genesis parameters. Windows and periods are in blocks, ratios in basis points or ppm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
-    /// Blocks between Unbond and the moment Withdraw can release the stake.
+    /// Blocks between Unbond and the moment Withdraw can release the stake …
     pub unbonding_period_blocks: u64,
+    /// … and block-time milliseconds: both must have passed. Each outlasts the longest task
+    /// lifetime in its unit ([`Params::task_lifetime_blocks`], [`Params::task_lifetime_ms`]),
+    /// so a slash lands before the stake can leave even without `Stake::at_risk_tasks`.
+    pub unbonding_period_ms: u64,
     /// Least bonded stake of an active worker.
     #[serde(with = "amount_serde")]
     pub worker_stake_min: Amount,
@@ -78,8 +82,13 @@ pub struct Params {
     pub royalty_bps_max: u16,
     /// Blocks per pricing epoch.
     pub epoch_length_blocks: u64,
-    /// Nominal block time, used only to turn measured layer times into tokens per epoch.
+    /// Nominal block time: turns an epoch into time for its capacity, and counts the draw and
+    /// settlement blocks of a task's lifetime.
     pub block_time_ms: u64,
+    /// Time an active worker serving a whole model is counted to need per token when an
+    /// epoch's capacity is reckoned (a layer range counts its share of the layers). The price
+    /// follows staked workers, never the speeds they report about themselves.
+    pub capacity_token_ms: u64,
     /// u*: target utilization, ppm.
     pub target_utilization_ppm: u64,
     /// d: price change denominator; one epoch moves the price by at most 1/d.
@@ -89,6 +98,7 @@ pub struct Params {
 }
 codec_fields!(Params {
     unbonding_period_blocks,
+    unbonding_period_ms,
     worker_stake_min,
     validator_stake_min,
     task_tokens_max,
@@ -114,6 +124,7 @@ codec_fields!(Params {
     royalty_bps_max,
     epoch_length_blocks,
     block_time_ms,
+    capacity_token_ms,
     target_utilization_ppm,
     price_change_denominator,
     price_ceiling_multiple,
@@ -123,6 +134,8 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             unbonding_period_blocks: 100,
+            // Twice the longest task lifetime (an hour's deadline, the windows, two blocks).
+            unbonding_period_ms: 7_200_000,
             worker_stake_min: 1_000,
             validator_stake_min: 1_000,
             task_tokens_max: 32_768,
@@ -155,6 +168,8 @@ impl Default for Params {
             royalty_bps_max: 2_000,
             epoch_length_blocks: 100,
             block_time_ms: 1_000,
+            // 200 tokens a second: SmolLM2-135M on a laptop core or two.
+            capacity_token_ms: 5,
             target_utilization_ppm: 500_000,
             price_change_denominator: 8,
             price_ceiling_multiple: 1_000,
@@ -167,10 +182,41 @@ fn check(ok: bool, reason: impl FnOnce() -> String) -> Result<()> {
 }
 
 impl Params {
-    /// Checks every range and that the fee shares leave the worker a positive share.
+    /// The longest a task can answer for its workers' stake, counted in blocks when blocks come
+    /// fast: the committee is drawn the block after the result, the commit and reveal windows
+    /// run, and settlement comes at the first block past them. (The deadline is in ms only.)
+    pub fn task_lifetime_blocks(&self) -> u64 {
+        self.commit_window_blocks.saturating_add(self.reveal_window_blocks).saturating_add(2)
+    }
+
+    /// The longest a task can answer for its workers' stake in block time, at the nominal block
+    /// time: the longest deadline, the commit and reveal windows, and a block each for the
+    /// committee draw and the settlement.
+    pub fn task_lifetime_ms(&self) -> u64 {
+        self.task_deadline_max_ms
+            .saturating_add(self.commit_window_ms)
+            .saturating_add(self.reveal_window_ms)
+            .saturating_add(self.block_time_ms.saturating_mul(2))
+    }
+
+    /// Checks every range, that the fee shares leave the worker a positive share, and that
+    /// unbonding outlasts the longest task in both units (a slash lands before stake can leave).
     pub fn validate(&self) -> Result<()> {
         let p = self;
-        check(p.unbonding_period_blocks >= 1, || "unbonding_period_blocks must be >= 1".into())?;
+        check(p.unbonding_period_blocks > p.task_lifetime_blocks(), || {
+            format!(
+                "unbonding_period_blocks {} must outlast a task's {} blocks (commit + reveal windows + draw + settle): a slash must land before the stake can leave",
+                p.unbonding_period_blocks,
+                p.task_lifetime_blocks()
+            )
+        })?;
+        check(p.unbonding_period_ms > p.task_lifetime_ms(), || {
+            format!(
+                "unbonding_period_ms {} must outlast a task's {} ms (deadline max + commit + reveal windows + draw + settle): a slash must land before the stake can leave",
+                p.unbonding_period_ms,
+                p.task_lifetime_ms()
+            )
+        })?;
         check(p.task_tokens_max >= 1, || "task_tokens_max must be >= 1".into())?;
         check(p.task_deadline_base_ms >= 1 && p.task_deadline_max_ms >= p.task_deadline_base_ms, || {
             format!(
@@ -211,8 +257,8 @@ impl Params {
         check(shares < u32::from(BPS_ONE), || {
             format!("validator + treasury + max royalty shares {shares} bps leave no worker share")
         })?;
-        check(p.epoch_length_blocks >= 1 && p.block_time_ms >= 1, || {
-            "epoch_length_blocks and block_time_ms must be >= 1".into()
+        check(p.epoch_length_blocks >= 1 && p.block_time_ms >= 1 && p.capacity_token_ms >= 1, || {
+            "epoch_length_blocks, block_time_ms and capacity_token_ms must be >= 1".into()
         })?;
         check((1..=PPM_ONE).contains(&p.target_utilization_ppm), || {
             format!("target_utilization_ppm {} outside 1..={PPM_ONE}", p.target_utilization_ppm)
@@ -243,5 +289,24 @@ mod tests {
         assert!(err.contains("no single validator"), "{err}");
         let alone = Params { committee_size: 1, reveals_min: 1, ..Params::default() };
         assert_eq!(alone.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unbonding_that_a_task_can_outlive_is_refused_in_either_unit() {
+        let p = Params::default();
+        // A stake could leave before the slash of a task at its longest deadline lands.
+        let short_ms = Params { unbonding_period_ms: p.task_deadline_max_ms, ..p.clone() };
+        let err = short_ms.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unbonding_period_ms") && err.contains("slash must land"), "{err}");
+        let just_ms = Params { unbonding_period_ms: p.task_lifetime_ms(), ..p.clone() };
+        assert!(just_ms.validate().is_err(), "equal is not outlasting");
+        let enough_ms = Params { unbonding_period_ms: p.task_lifetime_ms() + 1, ..p.clone() };
+        assert_eq!(enough_ms.validate(), Ok(()));
+        // Long windows in blocks (fast blocks) need a longer unbonding in blocks.
+        let long_windows = Params { commit_window_blocks: 80, reveal_window_blocks: 20, ..p.clone() };
+        let err = long_windows.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unbonding_period_blocks 100 must outlast a task's 102 blocks"), "{err}");
+        let longer_deadline = Params { task_deadline_max_ms: p.unbonding_period_ms, ..p };
+        assert!(longer_deadline.validate().is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! EIP-1559-style per-model price update at each epoch boundary:
 //! `p <- clamp(p * (1 + (u - u*) / (u* * d)), p_floor, p_floor * ceiling_multiple)`,
-//! with `u = tokens billed / declared capacity`, clamped to `0..=2u*` so one epoch moves the price
+//! with `u = tokens of paid tasks / capacity of the staked workers`, clamped to `0..=2u*` so one epoch moves the price
 //! by at most `1/d`. All in integers: u in parts per million.
 
 use crate::Params;
@@ -34,13 +34,14 @@ pub fn next_price(price: Amount, floor: Amount, u_ppm: u64, params: &Params) -> 
     raw.clamp(floor, ceiling.max(floor))
 }
 
-/// Tokens per epoch each model can serve, from active workers' measured layer times. A worker
-/// serving any range of a model at `t` us per layer-token adds `epoch_us / (t x layer_count)`
-/// whole-model tokens (a fraction of the layers at proportionally more tokens per second).
+/// Tokens per epoch each model can serve: every active (staked) worker serving a range of it
+/// adds `epoch_ms / capacity_token_ms` whole-model tokens times its share of the layers. What
+/// workers report about their own speed does not enter: a worker claiming to be slow would
+/// otherwise shrink the capacity and raise the price it is paid, one claiming to be fast would
+/// push its rivals' price to the floor.
 fn capacities(state: &State) -> BTreeMap<ModelId, u128> {
     let p = &state.params;
-    let epoch_us =
-        u128::from(p.epoch_length_blocks).saturating_mul(u128::from(p.block_time_ms)).saturating_mul(1000);
+    let epoch_ms = u128::from(p.epoch_length_blocks).saturating_mul(u128::from(p.block_time_ms));
     let mut caps = BTreeMap::new();
     for (who, worker) in &state.workers {
         let bonded = state.stakes.get(who).map_or(0, |s| s.bonded);
@@ -54,8 +55,9 @@ fn capacities(state: &State) -> BTreeMap<ModelId, u128> {
                 continue;
             }
             seen.push(r.model);
-            let per_token_us = u128::from(r.layer_time_us).saturating_mul(u128::from(model.layer_count));
-            if let Some(tokens) = epoch_us.checked_div(per_token_us) {
+            let layers = u128::from(r.layer_end.saturating_sub(r.layer_start));
+            let per_model = u128::from(model.layer_count).saturating_mul(u128::from(p.capacity_token_ms));
+            if let Some(tokens) = epoch_ms.saturating_mul(layers).checked_div(per_model) {
                 let c = caps.entry(r.model).or_insert(0u128);
                 *c = c.saturating_add(tokens);
             }

@@ -26,10 +26,12 @@ pub struct Unbonding {
     /// Base units.
     #[serde(with = "amount_serde")]
     pub amount: Amount,
-    /// Height from which Withdraw releases it.
+    /// Height from which Withdraw releases it …
     pub release_height: u64,
+    /// … once the block time has reached this too, ms.
+    pub release_ms: u64,
 }
-codec_fields!(Unbonding { amount, release_height });
+codec_fields!(Unbonding { amount, release_height, release_ms });
 
 /// An account's stake; one stake backs every role the account holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +75,8 @@ impl Stake {
 /// A registered model and its current price.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Model {
-    /// Developer (royalty receiver, excluded from its tasks' committees).
+    /// Developer: the royalty receiver its artifact names, or [`crate::TREASURY`] while it
+    /// names none (excluded from its tasks' committees).
     pub developer: PublicKey,
     /// sha256 of the GGUF artifact.
     pub artifact_hash: Hash32,
@@ -89,7 +92,8 @@ pub struct Model {
     /// Current price per token.
     #[serde(with = "amount_serde")]
     pub price: Amount,
-    /// Tokens billed in the current epoch.
+    /// Tokens of the current epoch's paid tasks (wash trades, where the user served its own
+    /// task, not counted).
     pub epoch_tokens: u64,
 }
 codec_fields!(Model {

@@ -3,8 +3,10 @@
 use crate::error::mul;
 use crate::records::{Model, Validator, Worker};
 use crate::view::View;
-use crate::{LedgerError, Result};
-use polylink_types::{Amount, Event, ModelId, PublicKey, RegisterModel, RegisterWorker};
+use crate::{LedgerError, Result, TREASURY};
+use polylink_types::{
+    Amount, ArtifactClaim, ClaimModel, Event, Hash32, ModelId, PublicKey, RegisterModel, RegisterWorker,
+};
 
 /// Largest layer count a model may declare.
 pub const LAYERS_MAX: u32 = 4096;
@@ -13,9 +15,26 @@ fn invalid(what: &'static str, reason: String) -> LedgerError {
     LedgerError::Invalid { what, reason }
 }
 
-/// Registers a model with the signer as developer; its price starts at the floor.
-pub(crate) fn register_model(v: &mut View, developer: &PublicKey, m: &RegisterModel) -> Result<()> {
+/// The developer an artifact claim proves for `artifact`, or `BadArtifactClaim`.
+fn proven_developer(artifact: &Hash32, claim: &ArtifactClaim) -> Result<PublicKey> {
+    claim
+        .developer_of(artifact)
+        .filter(|key| *key != TREASURY)
+        .ok_or(LedgerError::BadArtifactClaim { artifact: *artifact })
+}
+
+/// Registers a model, once per artifact; its price starts at the floor. The royalty goes to the
+/// developer the artifact names (`m.claim`), else to the treasury until that developer claims
+/// it: the registrant gains nothing by registering someone else's artifact.
+pub(crate) fn register_model(v: &mut View, _registrant: &PublicKey, m: &RegisterModel) -> Result<()> {
     let params = &v.base.params;
+    if let Some(&model) = v.artifacts.get(&m.artifact_hash) {
+        return Err(LedgerError::ArtifactRegistered { artifact: m.artifact_hash, model });
+    }
+    let developer = match &m.claim {
+        Some(claim) => proven_developer(&m.artifact_hash, claim)?,
+        None => TREASURY,
+    };
     if m.architecture.as_str().is_empty() {
         return Err(invalid("model", "empty architecture".into()));
     }
@@ -34,10 +53,11 @@ pub(crate) fn register_model(v: &mut View, developer: &PublicKey, m: &RegisterMo
     mul(m.price_floor, Amount::from(params.price_ceiling_multiple), "price ceiling")?;
     let id = v.totals.next_model_id;
     v.totals.next_model_id = id.checked_add(1).ok_or(LedgerError::Overflow("model id"))?;
+    v.artifacts.put(m.artifact_hash, id);
     v.models.put(
         id,
         Model {
-            developer: *developer,
+            developer,
             artifact_hash: m.artifact_hash,
             architecture: m.architecture.clone(),
             layer_count: m.layer_count,
@@ -47,12 +67,24 @@ pub(crate) fn register_model(v: &mut View, developer: &PublicKey, m: &RegisterMo
             epoch_tokens: 0,
         },
     );
-    v.events.push(Event::ModelRegistered { model: id, developer: *developer });
+    v.events.push(Event::ModelRegistered { model: id, developer });
+    Ok(())
+}
+
+/// Points an unclaimed model's royalty at the developer its artifact names (anyone may show it).
+pub(crate) fn claim_model(v: &mut View, c: &ClaimModel) -> Result<()> {
+    let mut model = v.models.get(&c.model).cloned().ok_or(LedgerError::UnknownModel(c.model))?;
+    if model.developer != TREASURY {
+        return Err(LedgerError::ModelClaimed { model: c.model, developer: model.developer });
+    }
+    model.developer = proven_developer(&model.artifact_hash, &c.claim)?;
+    v.events.push(Event::ModelClaimed { model: c.model, developer: model.developer });
+    v.models.put(c.model, model);
     Ok(())
 }
 
 /// Fails unless `who` has at least `need` bonded.
-fn require_stake(v: &View, who: &PublicKey, role: &'static str, need: Amount) -> Result<()> {
+pub(crate) fn require_stake(v: &View, who: &PublicKey, role: &'static str, need: Amount) -> Result<()> {
     let have = v.stake(who).bonded;
     if have < need {
         return Err(LedgerError::StakeBelowMinimum { role, account: *who, have, need });

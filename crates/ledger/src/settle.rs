@@ -112,6 +112,9 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
             for w in &served {
                 wear_off(v, w)?;
             }
+            if !served.contains(&task.user) {
+                count_demand(v, &task)?;
+            }
         }
         (SettleOutcome::LowQuality, _) => {
             for w in &served {
@@ -133,6 +136,19 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     task.median_score = mid;
     v.tasks.put(*id, task);
     v.events.push(Event::TaskSettled { task: *id, outcome, median_score: mid });
+    Ok(())
+}
+
+/// Adds a paid task's tokens to its model's demand for the epoch's price update. Only paid
+/// tasks count (a refund or a failed answer is no demand), and not a task its user served
+/// (wash trading: the fee mostly comes back to the trader).
+fn count_demand(v: &mut View, task: &crate::records::Task) -> Result<()> {
+    let tokens =
+        task.result.as_ref().map_or(0, |r| u64::from(r.prompt_tokens) + u64::from(r.completion_tokens));
+    let mut model = v.models.get(&task.model).cloned().ok_or(LedgerError::UnknownModel(task.model))?;
+    model.epoch_tokens =
+        model.epoch_tokens.checked_add(tokens).ok_or(LedgerError::Overflow("epoch tokens"))?;
+    v.models.put(task.model, model);
     Ok(())
 }
 
@@ -208,7 +224,9 @@ fn split_fee(v: &mut View, id: &TaskId, fee: Amount, median: u16, honest: &[Publ
         .checked_sub(add(add(royalty, treasury, "fee split")?, validators, "fee split")?)
         .ok_or(LedgerError::Overflow("worker share"))?;
     let worker_pay = mul(workers, Amount::from(median), "quality scaling")? / Amount::from(SCORE_MAX);
-    v.pay(id, &developer.developer, PayeeRole::Developer, royalty)?;
+    // An artifact that names no developer pays its royalty to the treasury.
+    let royalty_to = if developer.developer == TREASURY { PayeeRole::Treasury } else { PayeeRole::Developer };
+    v.pay(id, &developer.developer, royalty_to, royalty)?;
     let each = match honest.len() {
         0 => 0,
         n => validators / n as Amount,

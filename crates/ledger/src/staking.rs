@@ -38,7 +38,8 @@ pub(crate) fn bond(v: &mut View, who: &PublicKey, amount: Amount) -> Result<()> 
     Ok(())
 }
 
-/// Moves bonded stake into an unbonding entry released after the unbonding period. A worker or
+/// Moves bonded stake into an unbonding entry released once the unbonding period's blocks and
+/// milliseconds have both passed. A worker or
 /// validator that drops under its minimum simply becomes inactive (that is how a role is left).
 pub(crate) fn unbond(v: &mut View, who: &PublicKey, amount: Amount) -> Result<()> {
     positive(amount)?;
@@ -57,12 +58,13 @@ pub(crate) fn unbond(v: &mut View, who: &PublicKey, amount: Amount) -> Result<()
         .height
         .checked_add(v.base.params.unbonding_period_blocks)
         .ok_or(LedgerError::Overflow("release height"))?;
+    let release_ms = v.time_ms.saturating_add(v.base.params.unbonding_period_ms);
     stake.bonded -= amount;
     let mut entries = stake.unbonding.as_slice().to_vec();
-    entries.push(Unbonding { amount, release_height });
+    entries.push(Unbonding { amount, release_height, release_ms });
     stake.unbonding = entries.try_into().map_err(|_| LedgerError::Overflow("unbonding entries"))?;
     v.stakes.put(*who, stake);
-    v.events.push(Event::UnbondStarted { account: *who, amount, release_height });
+    v.events.push(Event::UnbondStarted { account: *who, amount, release_height, release_ms });
     Ok(())
 }
 
@@ -73,9 +75,9 @@ pub(crate) fn withdraw(v: &mut View, who: &PublicKey) -> Result<()> {
     if stake.at_risk_tasks > 0 {
         return Err(LedgerError::StakeAtRisk { account: *who, tasks: stake.at_risk_tasks });
     }
-    let height = v.height;
+    let (height, now_ms) = (v.height, v.time_ms);
     let (matured, pending): (Vec<_>, Vec<_>) =
-        stake.unbonding.iter().cloned().partition(|u| u.release_height <= height);
+        stake.unbonding.iter().cloned().partition(|u| u.release_height <= height && u.release_ms <= now_ms);
     let amount = matured.iter().try_fold(0, |sum: Amount, u| add(sum, u.amount, "withdrawal"))?;
     if amount == 0 {
         return Err(LedgerError::NothingToWithdraw { account: *who, height });

@@ -25,6 +25,8 @@ pub struct State {
     pub stakes: BTreeMap<PublicKey, Stake>,
     /// Models by id.
     pub models: BTreeMap<ModelId, Model>,
+    /// The model of each registered artifact hash (one per artifact).
+    pub artifacts: BTreeMap<Hash32, ModelId>,
     /// Workers.
     pub workers: BTreeMap<PublicKey, Worker>,
     /// Validators.
@@ -62,6 +64,7 @@ impl Write for State {
         self.accounts.write(buf);
         self.stakes.write(buf);
         self.models.write(buf);
+        self.artifacts.write(buf);
         self.workers.write(buf);
         self.validators.write(buf);
         self.tasks.write(buf);
@@ -81,6 +84,7 @@ impl EncodeSize for State {
             + self.accounts.encode_size()
             + self.stakes.encode_size()
             + self.models.encode_size()
+            + self.artifacts.encode_size()
             + self.workers.encode_size()
             + self.validators.encode_size()
             + self.tasks.encode_size()
@@ -106,6 +110,7 @@ impl Read for State {
             accounts: Read::read_cfg(buf, &map)?,
             stakes: Read::read_cfg(buf, &map)?,
             models: Read::read_cfg(buf, &map)?,
+            artifacts: Read::read_cfg(buf, &map)?,
             workers: Read::read_cfg(buf, &map)?,
             validators: Read::read_cfg(buf, &map)?,
             tasks: Read::read_cfg(buf, &map)?,

@@ -92,6 +92,9 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
             reason: "only the task's head worker (its first listed worker) may",
         });
     }
+    // The head's stake answers for the result it reports: one that unbonded under the minimum
+    // since the task opened reports nothing (the task expires and the user gets the escrow).
+    crate::registry::require_stake(v, signer, "worker", v.base.params.worker_stake_min)?;
     if v.time_ms > task.deadline_ms {
         return Err(LedgerError::OutsideWindow {
             task: r.task,
@@ -147,10 +150,6 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
         fee,
         height: v.height,
     });
-    let mut model = v.models.get(&task.model).cloned().ok_or(LedgerError::UnknownModel(task.model))?;
-    model.epoch_tokens =
-        model.epoch_tokens.checked_add(billed_tokens).ok_or(LedgerError::Overflow("epoch tokens"))?;
-    v.models.put(task.model, model);
     v.tasks.put(r.task, task);
     v.draws.push(r.task);
     v.events.push(Event::ResultSubmitted { task: r.task, billed_tokens, fee, refund });

@@ -6,7 +6,7 @@ use crate::error::{add, bps_of};
 use crate::records::{Account, Model, SettleKey, Stake, Task, Totals, Validator, Worker};
 use crate::state::State;
 use crate::{LedgerError, Result};
-use polylink_types::{Amount, Event, ModelId, PayeeRole, PublicKey, SlashReason, TaskId};
+use polylink_types::{Amount, Event, Hash32, ModelId, PayeeRole, PublicKey, SlashReason, TaskId};
 use std::collections::BTreeMap;
 
 /// Buffered writes over one map of the state.
@@ -37,6 +37,7 @@ pub(crate) struct Writes {
     accounts: BTreeMap<PublicKey, Account>,
     stakes: BTreeMap<PublicKey, Stake>,
     models: BTreeMap<ModelId, Model>,
+    artifacts: BTreeMap<Hash32, ModelId>,
     workers: BTreeMap<PublicKey, Worker>,
     validators: BTreeMap<PublicKey, Validator>,
     tasks: BTreeMap<TaskId, Task>,
@@ -71,6 +72,7 @@ pub(crate) struct View<'a> {
     pub(crate) accounts: Overlay<'a, PublicKey, Account>,
     pub(crate) stakes: Overlay<'a, PublicKey, Stake>,
     pub(crate) models: Overlay<'a, ModelId, Model>,
+    pub(crate) artifacts: Overlay<'a, Hash32, ModelId>,
     pub(crate) workers: Overlay<'a, PublicKey, Worker>,
     pub(crate) validators: Overlay<'a, PublicKey, Validator>,
     pub(crate) tasks: Overlay<'a, TaskId, Task>,
@@ -92,6 +94,7 @@ impl<'a> View<'a> {
             accounts: Overlay::new(&base.accounts),
             stakes: Overlay::new(&base.stakes),
             models: Overlay::new(&base.models),
+            artifacts: Overlay::new(&base.artifacts),
             workers: Overlay::new(&base.workers),
             validators: Overlay::new(&base.validators),
             tasks: Overlay::new(&base.tasks),
@@ -108,6 +111,7 @@ impl<'a> View<'a> {
             accounts: std::mem::take(&mut self.accounts.writes),
             stakes: std::mem::take(&mut self.stakes.writes),
             models: std::mem::take(&mut self.models.writes),
+            artifacts: std::mem::take(&mut self.artifacts.writes),
             workers: std::mem::take(&mut self.workers.writes),
             validators: std::mem::take(&mut self.validators.writes),
             tasks: std::mem::take(&mut self.tasks.writes),
@@ -119,6 +123,7 @@ impl<'a> View<'a> {
         self.accounts.writes = w.accounts;
         self.stakes.writes = w.stakes;
         self.models.writes = w.models;
+        self.artifacts.writes = w.artifacts;
         self.workers.writes = w.workers;
         self.validators.writes = w.validators;
         self.tasks.writes = w.tasks;
@@ -273,6 +278,7 @@ impl State {
         self.accounts.extend(w.accounts);
         self.stakes.extend(w.stakes);
         self.models.extend(w.models);
+        self.artifacts.extend(w.artifacts);
         self.workers.extend(w.workers);
         self.validators.extend(w.validators);
         self.tasks.extend(w.tasks);

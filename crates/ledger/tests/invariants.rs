@@ -57,7 +57,10 @@ fn action() -> impl Strategy<Value = Action> {
 
 fn params() -> Params {
     Params {
-        unbonding_period_blocks: 3,
+        unbonding_period_blocks: 23,
+        // Longer than a task can live (8 s deadline, windows, two blocks): 25 blocks here.
+        unbonding_period_ms: 12_500,
+        task_deadline_max_ms: 8_000,
         worker_stake_min: 100,
         validator_stake_min: 100,
         task_deadline_base_ms: 7_500,
@@ -99,6 +102,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
             d,
             TxKind::RegisterModel(RegisterModel {
                 artifact_hash: Hash32::digest(&[&f.to_be_bytes()]),
+                claim: None,
                 architecture: BoundedString::new("llama").unwrap(),
                 layer_count: 4,
                 royalty_bps: r,

@@ -252,6 +252,11 @@ fn an_abstaining_member_is_neither_paid_nor_slashed_and_stake_waits_for_settleme
     );
     assert_eq!(net.balance(c[2]), v2);
     assert_eq!((at_risk(&net, WORKER), at_risk(&net, c[0])), (0, 0));
+    let release_ms = net.ledger.stake(&net.pk(WORKER)).unbonding.as_slice()[0].release_ms;
+    net.advance_to(net.ledger.height() + 20);
+    while net.next_ms < release_ms {
+        net.block(&[]);
+    }
     net.ok(WORKER, TxKind::Withdraw);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
@@ -261,6 +266,7 @@ fn windows_hold_when_blocks_come_fast_and_settle_when_they_come_slowly() {
     let mut params = test_params();
     params.commit_window_ms = 20_000;
     params.reveal_window_ms = 20_000;
+    params.unbonding_period_ms = params.task_lifetime_ms() + 1;
     let (mut net, task, c) = scored_task(params);
     let t = net.ledger.task(&task).unwrap().clone();
     // Under load: 30 blocks in far less than the window's time; a commit is still on time.
@@ -337,19 +343,22 @@ fn commit_and_reveal_windows_roles_and_openings_are_enforced() {
 fn epoch_price_rises_with_demand_and_falls_back_to_the_floor() {
     let mut params = test_params();
     params.epoch_length_blocks = 40;
-    // One worker: 200 us x 30 layers = 6 ms per token; 40 s epoch => 6_666 tokens capacity.
+    // One staked worker counted at capacity_token_ms (20 ms) a token: 40 s epoch => 2_000.
     let mut net = Net::market(params);
-    let task = net.submit_task(6_000, &[WORKER]);
-    net.submit_result(WORKER, task, (1_000, 5_000), &[10_000]).unwrap();
-    let events = net.advance_to(40);
+    let task = net.submit_task(2_000, &[WORKER]);
+    net.submit_result(WORKER, task, (300, 1_500), &[10_000]).unwrap();
+    let committee = net.committee(&task);
+    let mut events = net.score(task, &committee.iter().map(|&v| (v, Some(900), true)).collect::<Vec<_>>());
+    assert!(net.ledger.height() < 40);
+    events.extend(net.advance_to(40));
     let up = events.iter().find_map(|e| match e {
         Event::PriceUpdated { old_price, new_price, utilization_ppm, .. } => {
             Some((*old_price, *new_price, *utilization_ppm))
         }
         _ => None,
     });
-    // u = 6000 / 6666 = 900_090 ppm, clamped to 2u* = 1_000_000 => +12.5%: 10 -> 11 (integer).
-    assert_eq!(up, Some((10, 11, 900_090)));
+    // u = 1800 / 2000 = 900_000 ppm => +10%: 10 -> 11.
+    assert_eq!(up, Some((10, 11, 900_000)));
     assert_eq!(net.ledger.model(1).unwrap().price, 11);
     net.advance_to(80);
     assert_eq!(net.ledger.model(1).unwrap().price, 10, "idle epoch moves it back down, not below the floor");

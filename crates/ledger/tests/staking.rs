@@ -13,15 +13,48 @@ fn bond_unbond_withdraw_after_the_period() {
     assert_eq!(net.ledger.stake(&net.pk(0)).bonded, 1_000);
     assert_eq!(net.balance(0), DEV_BALANCE - 1_000);
     let events = net.ok(0, TxKind::Unbond(Unbond { amount: 400 }));
-    let h = net.ledger.height();
-    assert_eq!(events, vec![Event::UnbondStarted { account: net.pk(0), amount: 400, release_height: h + 5 }]);
+    let (h, t) = (net.ledger.height(), net.ledger.time_ms());
+    let (release_height, release_ms) = (h + 20, t + 70_000);
+    assert_eq!(
+        events,
+        vec![Event::UnbondStarted { account: net.pk(0), amount: 400, release_height, release_ms }]
+    );
     // Too early: nothing matured, state untouched.
     assert!(matches!(net.run(0, TxKind::Withdraw), Err(LedgerError::NothingToWithdraw { .. })));
-    net.advance_to(h + 4);
+    // Its blocks have passed, not its time (blocks came fast): still too early.
+    net.advance_to(release_height);
+    assert!(net.ledger.time_ms() < release_ms);
+    assert!(matches!(net.run(0, TxKind::Withdraw), Err(LedgerError::NothingToWithdraw { .. })));
+    while net.next_ms < release_ms {
+        net.block(&[]);
+    }
     net.ok(0, TxKind::Withdraw);
     assert_eq!(net.balance(0), DEV_BALANCE - 600);
     let stake = net.ledger.stake(&net.pk(0));
     assert_eq!((stake.bonded, stake.unbonding.len()), (600, 0));
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn a_head_that_unbonded_under_the_minimum_cannot_report_and_the_user_gets_the_escrow_back() {
+    // The head of an open task unbonds down to nothing, then reports: its stake no longer
+    // answers for the result, so the report is refused; the task expires and the user is whole.
+    let mut net = Net::market(test_params());
+    let user_before = net.balance(USER);
+    let task = net.submit_task(100, &[WORKER]);
+    net.ok(WORKER, TxKind::Unbond(Unbond { amount: 10_000 }));
+    let refused = net.submit_result(WORKER, task, (10, 10), &[10_000]);
+    assert!(
+        matches!(refused, Err(LedgerError::StakeBelowMinimum { role: "worker", have: 0, .. })),
+        "{refused:?}"
+    );
+    let deadline = net.ledger.task(&task).unwrap().deadline_ms;
+    while net.ledger.time_ms() <= deadline {
+        net.block(&[]);
+    }
+    assert_eq!(net.ledger.task(&task).unwrap().status, polylink_ledger::TaskStatus::Reclaimed);
+    assert_eq!(net.balance(USER), user_before);
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).at_risk_tasks, 0);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
 

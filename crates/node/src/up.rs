@@ -244,7 +244,8 @@ impl<'a> Launch<'a> {
     }
 }
 
-/// Registers the model (developer: dev account 1) unless a model with its artifact hash exists.
+/// Registers the model (signed by dev account 1; the artifact names no developer, so its royalty
+/// goes to the treasury) unless a model with its artifact hash exists.
 async fn ensure_model(client: &Client, developer: &SecretKey, gguf: &Path) -> Result<ModelId, NodeError> {
     let artifact: Hash32 = polylink_models::sha256_file(gguf)
         .map_err(|e| setup(format!("hashing {}: {e}", gguf.display())))?
@@ -258,6 +259,8 @@ async fn ensure_model(client: &Client, developer: &SecretKey, gguf: &Path) -> Re
     let architecture = BoundedString::new(format!("{:?}", info.arch).to_lowercase()).map_err(setup)?;
     let register = RegisterModel {
         artifact_hash: artifact,
+        // The published GGUF names no developer: its royalty goes to the treasury.
+        claim: None,
         architecture,
         layer_count: info.hparams.n_layers as u32,
         royalty_bps: 1_000,

@@ -107,7 +107,10 @@ async fn serve_with_a_chain_bills_its_registered_model_and_keeps_transcripts() {
     let record = settled(&net, &task).await;
     assert_eq!(record.model, net.model_id, "billed under the model registered with the file's hash");
     assert_eq!(record.status, TaskStatus::Settled(SettleOutcome::Paid), "{record:?}");
-    assert!(record.committee.as_slice()[0].score.is_some_and(|s| s > 0), "the transcript was fetched and scored");
+    assert!(
+        record.committee.as_slice()[0].score.is_some_and(|s| s > 0),
+        "the transcript was fetched and scored"
+    );
     assert_eq!(net.client.account(&worker.public_key()).await.unwrap().stake.strikes, 0);
     node.stop().await;
     drop(server);

@@ -1,7 +1,7 @@
 //! Honest requests through a real gateway on a real dev chain (one user message, and a
 //! conversation with a system prompt and earlier turns) are scored by three validators (TIQE over
 //! the real SmolLM2), committed, revealed and settled: the worker, the validators and
-//! the developer are paid by the split in `Params`, the user gets the rest back. A validator
+//! the treasury (the royalty of an artifact that names no developer) are paid by the split in `Params`, the user gets the rest back. A validator
 //! restarted between commit and reveal still reveals (its salt was on disk). Transcripts are
 //! served only to signed, fresh, committee-member requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -41,7 +41,8 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
         nodes.push(validator_node(&net, i, &gws, None).await);
     }
     assert!(nodes.iter().all(|n| n.ready.registered && n.ready.bonded == STAKE));
-    let params: Params = net.client.params().await.unwrap().params;
+    let view = net.client.params().await.unwrap();
+    let (params, treasury_before): (Params, u128) = (view.params, view.totals.treasury);
     let who = [developer(), worker(0), user(), validator(0), validator(1), validator(2)];
     let mut before = Vec::new();
     for k in &who {
@@ -128,7 +129,7 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
 
     // Balances moved by exactly the split of the three fees.
     let bps = |fee: u128, b: u16| fee * u128::from(b) / 10_000;
-    let (mut dev, mut wrk, mut vals, mut usr) = (0u128, 0u128, 0u128, 0i128);
+    let (mut treasury, mut wrk, mut vals, mut usr) = (0u128, 0u128, 0u128, 0i128);
     for d in [&done, &done2, &done3] {
         let fee = d.result.as_ref().unwrap().fee;
         let median = u128::from(d.median_score.unwrap());
@@ -136,7 +137,9 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
         let validators = bps(fee, params.validator_share_bps);
         let workers = fee - royalty - bps(fee, params.treasury_share_bps) - validators;
         let worker_pay = workers * median / 1000;
-        dev += royalty;
+        // SmolLM2's published artifact names no developer: its royalty goes to the treasury with
+        // the treasury's share and the validators' rounding dust.
+        treasury += royalty + bps(fee, params.treasury_share_bps) + validators % 3;
         wrk += worker_pay;
         vals += validators / 3;
         // The user paid the fee (the rest of the escrow came back with the result) and gets
@@ -147,13 +150,15 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     for k in &who {
         after.push(balance(&net, k).await);
     }
-    assert_eq!(after[0] - before[0], dev, "developer royalty");
+    assert_eq!(after[0], before[0], "registering an artifact that names nobody earns no royalty");
+    let treasury_after = net.client.params().await.unwrap().totals.treasury;
+    assert_eq!(treasury_after - treasury_before, treasury, "royalty, treasury share and dust");
     assert_eq!(after[1] - before[1], wrk, "worker pay scaled by the median");
     for i in 3..6 {
         assert_eq!(after[i] - before[i], vals, "validator {} share", i - 3);
     }
     assert_eq!(after[2] as i128 - before[2] as i128, usr, "user pays the fee less the unearned worker share");
-    assert!(wrk > 0 && dev > 0 && vals > 0);
+    assert!(wrk > 0 && treasury > 0 && vals > 0);
     for n in nodes {
         n.stop().await;
     }

@@ -65,12 +65,14 @@ pub enum Event {
         #[serde(with = "crate::amount_serde")]
         amount: Amount,
     },
-    /// Stake entered unbonding; released to the balance by Withdraw at `release_height`.
+    /// Stake entered unbonding; released to the balance by Withdraw once the block is at
+    /// `release_height` and its time at `release_ms`.
     UnbondStarted {
         account: PublicKey,
         #[serde(with = "crate::amount_serde")]
         amount: Amount,
         release_height: u64,
+        release_ms: u64,
     },
     /// Matured unbonding stake returned to the balance.
     Withdrawn {
@@ -80,6 +82,8 @@ pub enum Event {
     },
     /// A model was registered.
     ModelRegistered { model: ModelId, developer: PublicKey },
+    /// A model's artifact was shown to name `developer`, who earns its royalty from now on.
+    ModelClaimed { model: ModelId, developer: PublicKey },
     /// A worker registered or updated its profile.
     WorkerRegistered { worker: PublicKey },
     /// A validator registered.

@@ -8,7 +8,8 @@
 //!   `"polylink-tx-v1" || len(chain_id) || chain_id || canonical(tx)` into a [`SignedTx`]; its id is
 //!   sha256 of the canonical signed bytes. A task's id is the id of its SubmitTask.
 //! - [`TxKind`]: transfer, bond/unbond/withdraw, model/worker/validator registration, task
-//!   submission, result, score commit/reveal, reclaim.
+//!   submission, result, score commit/reveal, reclaim, model claim.
+//! - [`ArtifactClaim`]: proof from an artifact's hash alone that it names its developer.
 //! - [`Block`] `{ height, parent, txs }` and [`BlockContext`] `{ height, seed }`, which the chain
 //!   node fills with the seed of an earlier certified round.
 //! - [`Event`]: what the ledger reports per transaction and per block hook.
@@ -20,6 +21,7 @@
 //! [`Block::from_bytes`]); a successful decode re-encodes to the same bytes.
 
 pub mod amount_serde;
+mod artifact;
 mod block;
 mod bounded;
 mod codec_macro;
@@ -30,6 +32,7 @@ mod keys;
 mod signed;
 mod tx;
 
+pub use artifact::{ArtifactClaim, CLAIM_TAIL_MAX, DEVELOPER_TRAILER_LEN, developer_trailer};
 pub use block::{BLOCK_TXS_MAX, Block, BlockContext, BlockLimits};
 pub use bounded::{BoundedString, BoundedVec};
 pub use error::Error;
@@ -38,9 +41,9 @@ pub use hexbytes::{Hash32, PublicKey, Signature};
 pub use keys::SecretKey;
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
-    ARCHITECTURE_LEN_MAX, Bond, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask, RegisterModel,
-    RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, StandIn, SubmitResult, SubmitTask,
-    Transfer, TxKind, Unbond, score_commitment,
+    ARCHITECTURE_LEN_MAX, Bond, ClaimModel, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask,
+    RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, StandIn, SubmitResult,
+    SubmitTask, Transfer, TxKind, Unbond, score_commitment,
 };
 
 /// The codec traits, re-exported so users encode and decode with the same version.

@@ -1,7 +1,7 @@
 //! Transaction kinds and their payloads (what a user, developer, worker or validator asks for).
 
 use crate::codec_fields;
-use crate::{Amount, BoundedString, BoundedVec, Hash32, ModelId, PublicKey, TaskId};
+use crate::{Amount, ArtifactClaim, BoundedString, BoundedVec, Hash32, ModelId, PublicKey, TaskId};
 use bytes::BufMut;
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use serde::{Deserialize, Serialize};
@@ -44,11 +44,15 @@ pub struct Unbond {
 }
 codec_fields!(Unbond { amount });
 
-/// Register a model; the signer becomes its developer and earns its royalty.
+/// Register a model (once per artifact). Its royalty goes to the key the artifact itself names
+/// (proved by `claim`), else to the treasury: whoever signs the registration earns nothing by it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterModel {
     /// sha256 of the GGUF artifact.
     pub artifact_hash: Hash32,
+    /// Proof that the artifact ends with its developer's trailer; `None` for an artifact that
+    /// names nobody (its royalty goes to the treasury until its developer claims it).
+    pub claim: Option<ArtifactClaim>,
     /// Architecture name as in the GGUF metadata.
     pub architecture: BoundedString<ARCHITECTURE_LEN_MAX>,
     /// Number of transformer layers.
@@ -59,7 +63,7 @@ pub struct RegisterModel {
     #[serde(with = "crate::amount_serde")]
     pub price_floor: Amount,
 }
-codec_fields!(RegisterModel { artifact_hash, architecture, layer_count, royalty_bps, price_floor });
+codec_fields!(RegisterModel { artifact_hash, claim, architecture, layer_count, royalty_bps, price_floor });
 
 /// What a device offers, measured by the worker itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +194,17 @@ pub struct ReclaimTask {
 }
 codec_fields!(ReclaimTask { task });
 
+/// Anyone shows that a registered model's artifact names its developer; the royalty goes to
+/// that key from then on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimModel {
+    /// The model.
+    pub model: ModelId,
+    /// Proof over the model's artifact hash.
+    pub claim: ArtifactClaim,
+}
+codec_fields!(ClaimModel { model, claim });
+
 /// The commitment a validator publishes for `score` and the digest `work` of its evaluation,
 /// with secret `salt`.
 pub fn score_commitment(score: u16, work: &Hash32, salt: &Hash32, validator: &PublicKey) -> Hash32 {
@@ -224,6 +239,8 @@ pub enum TxKind {
     RevealScore(RevealScore),
     /// Tag 11.
     ReclaimTask(ReclaimTask),
+    /// Tag 12.
+    ClaimModel(ClaimModel),
 }
 
 /// Applies `$body` to the payload of every payload-carrying variant.
@@ -240,6 +257,7 @@ macro_rules! with_payload {
             TxKind::CommitScore($p) => $body,
             TxKind::RevealScore($p) => $body,
             TxKind::ReclaimTask($p) => $body,
+            TxKind::ClaimModel($p) => $body,
             TxKind::Withdraw | TxKind::RegisterValidator => $unit,
         }
     };
@@ -261,6 +279,7 @@ impl TxKind {
             TxKind::CommitScore(_) => 9,
             TxKind::RevealScore(_) => 10,
             TxKind::ReclaimTask(_) => 11,
+            TxKind::ClaimModel(_) => 12,
         }
     }
 
@@ -279,6 +298,7 @@ impl TxKind {
             TxKind::CommitScore(_) => "commit_score",
             TxKind::RevealScore(_) => "reveal_score",
             TxKind::ReclaimTask(_) => "reclaim_task",
+            TxKind::ClaimModel(_) => "claim_model",
         }
     }
 }
@@ -312,6 +332,7 @@ impl Read for TxKind {
             9 => TxKind::CommitScore(ReadExt::read(buf)?),
             10 => TxKind::RevealScore(ReadExt::read(buf)?),
             11 => TxKind::ReclaimTask(ReadExt::read(buf)?),
+            12 => TxKind::ClaimModel(ReadExt::read(buf)?),
             other => return Err(CodecError::InvalidEnum(other)),
         })
     }

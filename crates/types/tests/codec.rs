@@ -25,6 +25,7 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
             |(arch, layers, bps, floor)| {
                 TxKind::RegisterModel(RegisterModel {
                     artifact_hash: hash(1),
+                    claim: None,
                     architecture: BoundedString::new(arch).unwrap(),
                     layer_count: layers,
                     royalty_bps: bps,
@@ -91,6 +92,11 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
             salt: hash(7)
         })),
         Just(TxKind::ReclaimTask(ReclaimTask { task: hash(8) })),
+        (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(model, bytes)| {
+            let mut bytes = bytes;
+            bytes.extend(developer_trailer(&key(1).public_key()));
+            TxKind::ClaimModel(ClaimModel { model, claim: ArtifactClaim::from_artifact(&bytes).unwrap() })
+        }),
     ]
 }
 

@@ -31,6 +31,12 @@ pub enum ErrorCode {
     StakeBelowMinimum,
     /// The account already holds the role.
     AlreadyRegistered,
+    /// The artifact is registered already (one model per artifact).
+    ArtifactRegistered,
+    /// An artifact claim that proves no developer for its artifact.
+    BadArtifactClaim,
+    /// The model's royalty goes to its artifact's developer already.
+    ModelClaimed,
     /// No such model.
     UnknownModel,
     /// No such task.
@@ -82,6 +88,9 @@ impl From<&LedgerError> for ErrorCode {
             LedgerError::StakeAtRisk { .. } => Self::StakeAtRisk,
             LedgerError::StakeBelowMinimum { .. } => Self::StakeBelowMinimum,
             LedgerError::AlreadyRegistered { .. } => Self::AlreadyRegistered,
+            LedgerError::ArtifactRegistered { .. } => Self::ArtifactRegistered,
+            LedgerError::BadArtifactClaim { .. } => Self::BadArtifactClaim,
+            LedgerError::ModelClaimed { .. } => Self::ModelClaimed,
             LedgerError::UnknownModel(_) => Self::UnknownModel,
             LedgerError::UnknownTask(_) => Self::UnknownTask,
             LedgerError::UnknownWorker(_) => Self::UnknownWorker,

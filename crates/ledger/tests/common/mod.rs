@@ -32,14 +32,17 @@ pub struct Net {
 /// blocks outlast their milliseconds, so heights decide unless a test moves the clock.
 pub fn test_params() -> Params {
     Params {
-        unbonding_period_blocks: 5,
+        unbonding_period_blocks: 20,
+        unbonding_period_ms: 70_000,
         task_deadline_base_ms: 5_000,
+        task_deadline_max_ms: 60_000,
         task_ms_per_token_min: 0,
         commit_window_blocks: 3,
         commit_window_ms: 1_000,
         reveal_window_blocks: 3,
         reveal_window_ms: 1_000,
         epoch_length_blocks: 1_000,
+        capacity_token_ms: 20,
         no_commit_slash_bps: 20,
         ..Params::default()
     }
@@ -244,14 +247,34 @@ impl Net {
     }
 }
 
-pub fn register_model(floor: Amount, royalty_bps: u16) -> TxKind {
+/// An artifact (its content from `label`) whose trailer names `developer`.
+pub fn artifact(label: &[u8], developer: &PublicKey) -> Vec<u8> {
+    let mut bytes: Vec<u8> = label.iter().cycle().take(1_000).copied().collect();
+    bytes.extend(developer_trailer(developer));
+    bytes
+}
+
+/// Registers `bytes` as a model, proving the developer it names when `prove`.
+pub fn register_artifact(bytes: &[u8], prove: bool, floor: Amount, royalty_bps: u16) -> TxKind {
     TxKind::RegisterModel(RegisterModel {
-        artifact_hash: Hash32::digest(&[b"smollm2.gguf"]),
+        artifact_hash: Hash32::digest(&[bytes]),
+        claim: if prove { ArtifactClaim::from_artifact(bytes) } else { None },
         architecture: BoundedString::new("llama").unwrap(),
         layer_count: LAYERS,
         royalty_bps,
         price_floor: floor,
     })
+}
+
+/// The developer (account `DEV`) registers its own artifact (one per floor and royalty).
+pub fn register_model(floor: Amount, royalty_bps: u16) -> TxKind {
+    let label = format!("smollm2.gguf {floor} {royalty_bps}");
+    register_artifact(
+        &artifact(label.as_bytes(), &polylink_ledger::dev_key(DEV as u32).public_key()),
+        true,
+        floor,
+        royalty_bps,
+    )
 }
 
 pub fn register_worker(ranges: &[(u32, u32)]) -> TxKind {

@@ -108,6 +108,9 @@ fn spec(
     if let Some(blocks) = windows.1 {
         genesis.params.reveal_window_blocks = blocks;
     }
+    // Longer windows make a task live longer: unbonding must still outlast it.
+    let p = &mut genesis.params;
+    p.unbonding_period_blocks = p.unbonding_period_blocks.max(p.task_lifetime_blocks() + 1);
     Ok(NetworkSpec {
         chain_id: chain_id.to_string(),
         validators,

@@ -4,18 +4,23 @@ use super::wallet::{WalletOpts, send};
 use anyhow::Context;
 use clap::Subcommand;
 use polylink_types::{
-    Amount, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, ServedRange,
-    TxKind,
+    Amount, ArtifactClaim, BoundedString, BoundedVec, ClaimModel, DeviceProfile, Hash32, RegisterModel,
+    RegisterWorker, ServedRange, TxKind,
 };
+use std::path::{Path, PathBuf};
 
 /// Model subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ModelCmd {
-    /// Register a model; the wallet account becomes its developer and earns its royalty.
+    /// Register a model (once per artifact). Its royalty goes to the developer the artifact
+    /// names in its trailer (proved with `--artifact`), else to the treasury.
     Register {
         /// sha256 of the GGUF file (hex).
         #[arg(long)]
         artifact_hash: Hash32,
+        /// The artifact file, to prove the developer its trailer names.
+        #[arg(long)]
+        artifact: Option<PathBuf>,
         /// Architecture name as in the GGUF metadata (llama, gemma3, qwen2, ...).
         #[arg(long)]
         architecture: String,
@@ -29,6 +34,23 @@ pub enum ModelCmd {
         #[arg(long)]
         price_floor: Amount,
     },
+    /// Show that a registered model's artifact names its developer (who earns the royalty from
+    /// then on).
+    Claim {
+        /// The model id.
+        #[arg(long)]
+        model: u64,
+        /// The artifact file, whose trailer names the developer.
+        #[arg(long)]
+        artifact: PathBuf,
+    },
+}
+
+/// The proof that the artifact at `path` names its developer.
+fn claim_of(path: &Path) -> anyhow::Result<ArtifactClaim> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ArtifactClaim::from_artifact(&bytes)
+        .with_context(|| format!("{} does not end with a developer trailer", path.display()))
 }
 
 /// Worker subcommands.
@@ -73,12 +95,26 @@ pub enum ValidatorCmd {
 impl ModelCmd {
     /// Runs the subcommand.
     pub fn run(self, opts: &WalletOpts) -> anyhow::Result<()> {
-        let Self::Register { artifact_hash, architecture, layer_count, royalty_bps, price_floor } = self;
+        let (artifact_hash, artifact, architecture, layer_count, royalty_bps, price_floor) = match self {
+            Self::Register {
+                artifact_hash,
+                artifact,
+                architecture,
+                layer_count,
+                royalty_bps,
+                price_floor,
+            } => (artifact_hash, artifact, architecture, layer_count, royalty_bps, price_floor),
+            Self::Claim { model, artifact } => {
+                return send(opts, TxKind::ClaimModel(ClaimModel { model, claim: claim_of(&artifact)? }));
+            }
+        };
         let architecture = BoundedString::try_from(architecture).context("architecture name")?;
+        let claim = artifact.as_deref().map(claim_of).transpose()?;
         send(
             opts,
             TxKind::RegisterModel(RegisterModel {
                 artifact_hash,
+                claim,
                 architecture,
                 layer_count,
                 royalty_bps,

@@ -141,10 +141,12 @@ pub fn settle_and_split(rpc: &str, task_id: &str, user: &str, charge: u128, toke
     let validators = bps(fee, params["validator_share_bps"].as_u64().unwrap() as u128);
     let workers = fee - royalty - treasury - validators;
     let worker_pay = workers * median / 1000;
-    let mut deltas = vec![
-        (user.to_string(), -(fee as i128) + (workers - worker_pay) as i128),
-        (model["developer"].as_str().unwrap().to_string(), royalty as i128),
-    ];
+    let mut deltas = vec![(user.to_string(), -(fee as i128) + (workers - worker_pay) as i128)];
+    // An artifact that names no developer pays its royalty to the treasury, not to an account.
+    let developer = model["developer"].as_str().unwrap();
+    if developer != polylink_ledger::TREASURY.to_string() {
+        deltas.push((developer.to_string(), royalty as i128));
+    }
     let delta_max = params["score_delta"].as_u64().unwrap() as i128;
     let honest: Vec<&Value> = task["committee"]
         .as_array()

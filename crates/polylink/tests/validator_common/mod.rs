@@ -65,6 +65,7 @@ pub async fn start_with(committee_size: u32, adjust: impl FnOnce(&mut Params)) -
     genesis.params.committee_size = committee_size;
     genesis.params.commit_window_blocks = COMMIT_WINDOW;
     genesis.params.reveal_window_blocks = REVEAL_WINDOW;
+    genesis.params.unbonding_period_blocks = COMMIT_WINDOW + REVEAL_WINDOW + 3;
     // The blocks decide (at 100 ms a block the windows' time passes first).
     genesis.params.commit_window_ms = 2_000;
     genesis.params.reveal_window_ms = 2_000;
@@ -81,6 +82,7 @@ pub async fn start_with(committee_size: u32, adjust: impl FnOnce(&mut Params)) -
         .unwrap();
     let model = RegisterModel {
         artifact_hash: sha,
+        claim: None,
         architecture: BoundedString::new("llama").unwrap(),
         layer_count: 30,
         royalty_bps: ROYALTY_BPS,
