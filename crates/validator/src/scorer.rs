@@ -274,8 +274,8 @@ mod tests {
     #[test]
     fn billing_beyond_what_the_text_accounts_for_is_caught() {
         assert!(overbilled(10, 10).is_none());
-        assert!(overbilled(26, 10).is_none(), "the margin");
-        assert!(overbilled(27, 10).is_some());
+        assert!(overbilled(27, 10).is_none(), "the margin: 16 tokens and an eighth");
+        assert!(overbilled(28, 10).is_some());
         assert!(overbilled(0, 0).is_none());
         assert!(overbilled(1_000, 80).is_some());
     }
