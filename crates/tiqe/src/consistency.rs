@@ -60,6 +60,9 @@ pub struct ConsistencyConfig {
     pub drawn_full: f64,
     /// Factor applied when the end of the answer contradicts the claim (truncation).
     pub end_factor: f64,
+    /// An empty answer sampled without a seed: the least probability of ending at once (under
+    /// the task's temperature) that passes. An honest worker lands below it at most this often.
+    pub empty_end_p_min: f64,
     /// Tokens of slack on a length stop when the ids come from re-tokenizing the text.
     pub length_slack: usize,
     /// Scores strictly between these (0..1) are flagged uncertain.
@@ -83,6 +86,7 @@ impl Default for ConsistencyConfig {
             drawn_floor: 0.97,
             drawn_full: 0.99,
             end_factor: 0.2,
+            empty_end_p_min: 1e-3,
             length_slack: 3,
             uncertain_low: 0.25,
             uncertain_high: 0.8,
@@ -257,6 +261,14 @@ impl Evaluator for ModelConsistency {
             }
         };
         let c = &self.cfg;
+        // An empty answer that claims the model ended at once stands or falls on that one end
+        // token: the rule's draw, the greedy choice, or (sampled without a seed) an end the
+        // tempered model gives at least `empty_end_p_min`. Raw completions of a finished
+        // sentence often end at once, honestly.
+        let empty_end = st.tokens == 0 && g.finish == Finish::Eos;
+        let end_p = (empty_end && rule.is_none() && g.temperature > 0.0)
+            .then(|| end_probability(end_row, &self.eog, g.temperature));
+        let end_ok = end_ok && end_p.is_none_or(|p| p >= c.empty_end_p_min);
         let n = st.tokens.max(1) as f64;
         let agree_rate = (st.agree + st.split_agree) as f64 / n;
         let topk_rate = st.in_topk as f64 / n;
@@ -266,7 +278,7 @@ impl Evaluator for ModelConsistency {
         // Nothing delivered: a cut-short answer holds no evidence either way (it is paid only
         // for its prompt); any other empty answer is unsure.
         let token_score = if st.tokens == 0 {
-            if g.finish == Finish::CutShort { 1.0 } else { 0.5 }
+            if g.finish == Finish::CutShort || (empty_end && end_ok) { 1.0 } else { 0.5 }
         } else if rule.is_some() {
             ramp(drawn_rate, c.drawn_floor, c.drawn_full)
         } else if g.temperature <= 0.0 {
@@ -280,7 +292,7 @@ impl Evaluator for ModelConsistency {
         let x = token_score * if end_ok { 1.0 } else { c.end_factor };
         Ok(Verdict {
             score: to_score(x),
-            uncertain: (st.tokens == 0 && g.finish != Finish::CutShort)
+            uncertain: (st.tokens == 0 && g.finish != Finish::CutShort && !(empty_end && end_ok))
                 || (x > c.uncertain_low && x < c.uncertain_high),
             evidence: json!({
                 "prompt_tokens": prompt_ids.len(),
@@ -299,6 +311,7 @@ impl Evaluator for ModelConsistency {
                 "margin_max": if rule.is_some() { json!(st.margin_max) } else { Value::Null },
                 "finish_claimed": g.finish,
                 "end_ok": end_ok,
+                "end_p": end_p,
             }),
         })
     }
@@ -307,6 +320,11 @@ impl Evaluator for ModelConsistency {
 /// The task's sampling settings under the verifiable-sampling rule.
 fn sampling(g: &crate::task::Generation, seed: u64) -> SamplingParams {
     SamplingParams { temperature: g.temperature, top_k: g.top_k, top_p: g.top_p, seed }
+}
+
+/// Probability, at `temperature`, that the row's next token is one of the `eog` tokens.
+fn end_probability(row: &[f32], eog: &[u32], temperature: f32) -> f64 {
+    eog.iter().map(|&e| tempered(row, e, temperature).0.exp()).sum()
 }
 
 /// Log-probability of `target`, entropy and varentropy (variance of the log-probability) of the

@@ -197,7 +197,9 @@ impl Scorer {
                     // The worker's own ids when they spell the text (the sampling rule is
                     // checked on them); otherwise the text is re-tokenized.
                     let body: Vec<u32> = c.output_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
-                    let spelled = !body.is_empty() && tok.decode(&body) == c.output;
+                    // (An empty answer is spelled by no ids: the seeded rule checks its end.)
+                    let spelled =
+                        if body.is_empty() { c.output.is_empty() } else { tok.decode(&body) == c.output };
                     // Without ids that spell it, the text bounds the tokens billed.
                     if !spelled {
                         let counted = tok.encode_with(&c.output, false).len();

@@ -192,7 +192,11 @@ impl TrafficArgs {
             if outcome == "low_quality" {
                 // An evaluator's false positive: the worker loses that task's pay and gets a
                 // strike, never stake; reported, not a broken promise.
-                false_positives.push(format!("{id} ({} {}, {} tokens)", s.label, s.kind, s.max_tokens));
+                let delivered = record.result.as_ref().map_or(0, |r| r.completion_tokens);
+                false_positives.push(format!(
+                    "{id} ({} {}, {delivered} of max {} tokens)",
+                    s.label, s.kind, s.max_tokens
+                ));
             }
             let Some(result) = &record.result else { continue };
             let billed = u128::from(result.prompt_tokens) + u128::from(result.completion_tokens);
