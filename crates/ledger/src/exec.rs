@@ -1,8 +1,15 @@
-//! One transaction against a staged view: signature, nonce, then the kind's rules.
+//! One transaction against a staged view: signature, nonce, the kind's rules, then the fee.
 
 use crate::view::View;
 use crate::{LedgerError, Result, registry, scoring, staking, tasks};
 use polylink_types::{SignedTx, TxId, TxKind};
+
+/// A duty is free: the head's one result and a committee member's one commit and one reveal per
+/// task. Each can succeed only once per task a user paid for, so none can be spammed, and an
+/// honest worker or validator never pays to do its work, however small the task.
+fn is_duty(kind: &TxKind) -> bool {
+    matches!(kind, TxKind::SubmitResult(_) | TxKind::CommitScore(_) | TxKind::RevealScore(_))
+}
 
 /// Runs `stx` (whose id is `id`) on `v`. On error the caller drops the view, so nothing changes.
 pub(crate) fn execute(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
@@ -26,6 +33,10 @@ pub(crate) fn execute(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
         TxKind::RevealScore(r) => scoring::reveal(v, &signer, r)?,
         TxKind::ReclaimTask(r) => tasks::reclaim(v, &signer, r)?,
         TxKind::ClaimModel(c) => registry::claim_model(v, c)?,
+    }
+    // After the kind, so a Withdraw can pay from what it releases.
+    if !is_duty(&stx.tx.kind) {
+        v.burn_fee(&signer)?;
     }
     // Re-read: the kind may have changed this account's balance.
     account = v.account(&signer);

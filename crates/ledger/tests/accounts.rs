@@ -16,7 +16,7 @@ fn transfer_moves_balance_and_bumps_nonce() {
     let to = net.pk(1);
     let events = net.ok(0, transfer(to, 1_234));
     assert_eq!(events, vec![Event::Transferred { from: net.pk(0), to, amount: 1_234 }]);
-    assert_eq!(net.balance(0), DEV_BALANCE - 1_234);
+    assert_eq!(net.balance(0), DEV_BALANCE - 1_234 - net.fees(0, 0), "the amount and the fee");
     assert_eq!(net.balance(1), DEV_BALANCE + 1_234);
     assert_eq!(net.ledger.account(&net.pk(0)).nonce, 1);
     assert_eq!(net.held(), net.ledger.totals().supply);
@@ -30,7 +30,8 @@ fn fresh_account_can_receive_and_then_spend() {
     let tx = UnsignedTx { signer: newcomer.public_key(), nonce: 0, kind: transfer(net.pk(0), 200) }
         .sign(&newcomer, CHAIN);
     net.block(&[tx]).receipts[0].result.clone().unwrap();
-    assert_eq!(net.ledger.account(&newcomer.public_key()).balance, 300);
+    let fee = net.ledger.params().tx_fee;
+    assert_eq!(net.ledger.account(&newcomer.public_key()).balance, 300 - fee);
 }
 
 fn assert_refused_unchanged(net: &mut Net, tx: SignedTx, want: impl Fn(&LedgerError) -> bool) {

@@ -234,7 +234,11 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
 fn check_invariants(net: &Net, genesis_supply: Amount) {
     let s = net.ledger.state();
     assert_eq!(net.held(), s.totals.supply, "held amounts must equal the supply");
-    assert_eq!(s.totals.supply + s.totals.slashed, genesis_supply, "only slashing removes supply");
+    assert_eq!(
+        s.totals.supply + s.totals.slashed + s.totals.fees_burned,
+        genesis_supply,
+        "only slashing and transaction fees remove supply"
+    );
     // Amounts are unsigned and checked, so a "negative" balance could only show up as a wrap to
     // a huge value: none may exceed the supply.
     for a in s.accounts.values() {
