@@ -2,8 +2,8 @@
 //! the threshold VRF scheme, the application, the executor and transaction gossip. Generic over
 //! the runtime and the p2p network so the same code runs on tokio/TCP and in the simulator.
 use crate::{
-    App, Block, Digest, Error, Machine, Mempool, PublicKey, Scheme, Shared, Submitter, executor::Executor,
-    seeds::SeedBook,
+    App, Block, Digest, Error, Machine, Mempool, PublicKey, Scheme, Shared, Submitter, archive::TaskArchive,
+    executor::Executor, seeds::SeedBook,
 };
 use commonware_broadcast::buffered;
 use commonware_consensus::{
@@ -192,9 +192,16 @@ where
     let prefix = cfg.partition_prefix.clone();
     let page_cache = CacheRef::new(page_size(4096), PAGE_CACHE);
     let mempool = Mempool::new(cfg.mempool_capacity);
-    let (executor, finalized, shared) =
-        Executor::init(context.child("state"), format!("{prefix}-state"), cfg.genesis, mempool.clone())
-            .await?;
+    let archive =
+        TaskArchive::init(context.child("tasks"), archive_config(&prefix, "tasks", &page_cache, ())).await?;
+    let (executor, finalized, shared) = Executor::init(
+        context.child("state"),
+        format!("{prefix}-state"),
+        cfg.genesis,
+        mempool.clone(),
+        archive,
+    )
+    .await?;
 
     let (buffer, buffer_mailbox) = buffered::Engine::new(
         context.child("buffer"),

@@ -1,6 +1,10 @@
 //! Executes finalized blocks in height order as marshal delivers them, persists the state
 //! snapshot before acknowledging each block, and publishes the result to the RPC and event stream.
-use crate::{Block, Error, Machine, Mempool, rpc::FinalizedBlock};
+use crate::{
+    Block, Error, Machine, Mempool,
+    archive::{TaskArchive, TaskIndex},
+    rpc::FinalizedBlock,
+};
 use commonware_actor::Feedback;
 use commonware_codec::RangeCfg;
 use commonware_consensus::{Reporter, marshal::Update};
@@ -44,6 +48,8 @@ pub struct Shared<M> {
     pub blocks: broadcast::Sender<Arc<FinalizedBlock>>,
     /// Height of the latest executed block, readable without the lock.
     pub executed_height: Arc<AtomicU64>,
+    /// Tasks pruned from the state, kept by this node.
+    pub archived: Arc<dyn TaskIndex>,
 }
 
 impl<M> Clone for Shared<M> {
@@ -52,6 +58,7 @@ impl<M> Clone for Shared<M> {
             state: self.state.clone(),
             blocks: self.blocks.clone(),
             executed_height: self.executed_height.clone(),
+            archived: self.archived.clone(),
         }
     }
 }
@@ -80,17 +87,20 @@ pub struct Executor<E: commonware_storage::Context, M: Machine> {
     store: Option<Store<E>>,
     shared: Shared<M>,
     mempool: Mempool,
+    archive: Arc<TaskArchive<E>>,
     updates: mpsc::UnboundedReceiver<Update<Block>>,
 }
 
 impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
     /// Opens the store in `partition`, restores the latest snapshot (or starts from `genesis`),
-    /// and returns the executor, the marshal reporter and the shared state.
+    /// and returns the executor, the marshal reporter and the shared state. Pruned tasks go to
+    /// `archive`.
     pub async fn init(
         context: E,
         partition: String,
         genesis: M,
         mempool: Mempool,
+        archive: TaskArchive<E>,
     ) -> Result<(Self, Finalized, Shared<M>), Error> {
         let store: Store<E> = Metadata::init(
             context,
@@ -113,12 +123,14 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
         };
         info!(height, state_root = %machine.state_root(), "restored chain state");
         let (sender, updates) = mpsc::unbounded();
+        let archive = Arc::new(archive);
         let shared = Shared {
             state: Arc::new(RwLock::new(ChainState { machine, height, last_block: None })),
             blocks: broadcast::channel(EVENT_BACKLOG).0,
             executed_height: Arc::new(AtomicU64::new(height)),
+            archived: archive.clone(),
         };
-        let executor = Self { store: Some(store), shared: shared.clone(), mempool, updates };
+        let executor = Self { store: Some(store), shared: shared.clone(), mempool, archive, updates };
         Ok((executor, Finalized { sender }, shared))
     }
 
@@ -149,10 +161,10 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
             return Err(Error::Storage(format!("finalized block {height} delivered after {executed}")));
         }
         let ctx = BlockContext { height, seed: block.ledger_seed(), time_ms: block.timestamp_ms };
-        let (finalized, snapshot, included) = {
+        let (finalized, snapshot, included, pruned) = {
             let mut state =
                 self.shared.state.write().map_err(|_| Error::Storage("state lock poisoned".into()))?;
-            let executed = state.machine.apply_block(&ctx, &block.txs).map_err(Error::Ledger)?;
+            let (executed, pruned) = state.machine.apply_block(&ctx, &block.txs).map_err(Error::Ledger)?;
             let finalized = FinalizedBlock {
                 digest: block.digest().to_string(),
                 parent: block.parent.to_string(),
@@ -165,8 +177,11 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
             state.height = height;
             state.last_block = Some(finalized.clone());
             let included: HashSet<_> = block.txs.iter().map(|tx| tx.id()).collect();
-            (finalized, state.machine.snapshot(), included)
+            (finalized, state.machine.snapshot(), included, pruned)
         };
+        // Archived before the state that no longer holds them is persisted: after a crash in
+        // between, the block is executed again and its tasks archived again (once).
+        self.archive.keep(pruned).await?;
         self.persist(height, snapshot).await?;
         self.shared.executed_height.store(height, Ordering::Release);
         if let Ok(state) = self.shared.state.read() {

@@ -25,18 +25,23 @@ impl Machine for Ledger {
             .collect()
     }
 
-    fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<Executed, String> {
-        let BlockOutcome { receipts, events, hook_failures, state_root } =
+    fn apply_block(
+        &mut self,
+        ctx: &BlockContext,
+        txs: &[SignedTx],
+    ) -> Result<(Executed, Vec<(TaskId, Task)>), String> {
+        let BlockOutcome { receipts, events, hook_failures, pruned, state_root } =
             Ledger::apply_block(self, ctx, txs).map_err(|e| e.to_string())?;
         for (task, failure) in &hook_failures {
             tracing::error!(%task, error = %failure, height = ctx.height, "ledger hook failed");
         }
-        Ok(Executed {
+        let executed = Executed {
             height: ctx.height,
             state_root,
             receipts: receipts.iter().map(receipt).collect(),
             events,
-        })
+        };
+        Ok((executed, pruned))
     }
 
     fn state_root(&self) -> Hash32 {
@@ -96,6 +101,10 @@ impl Queryable for Ledger {
 
     fn task(&self, id: &TaskId) -> Option<Task> {
         Ledger::task(self, id).cloned()
+    }
+
+    fn tasks_held(&self) -> usize {
+        self.state().tasks.len()
     }
 
     fn params(&self) -> ParamsView {

@@ -8,6 +8,8 @@
 //! delivers finalized blocks in height order to the [`executor`], which applies them to the
 //! [`Machine`] with that seed, persists the snapshot, then acknowledges the block, and publishes it
 //! to the RPC's event stream. The [`engine`] wires it all, generic over runtime and network.
+//! Tasks the ledger prunes from its state go to the node's own [`archive`], from which the RPC
+//! still answers them.
 //!
 //! Seed choice: block `h` is executed with `sha256(seed(round of h's parent))`. That seed is a
 //! unique threshold signature fixed before `h` was proposed, so the proposer of `h` cannot choose
@@ -15,6 +17,7 @@
 //! seed of the block *after* its result, which the result's proposer could not know).
 
 pub mod app;
+pub mod archive;
 pub mod block;
 pub mod config;
 pub mod dev;

@@ -21,8 +21,14 @@ pub trait Machine: Send + Sync + 'static {
     /// an error is the refusal shown to the submitter.
     fn check_txs(&self, txs: &[SignedTx]) -> Vec<Checked>;
     /// Applies a finalized block's transactions; invalid ones fail in their receipt and change
-    /// nothing. An error means the block does not fit this state (e.g. a wrong height).
-    fn apply_block(&mut self, ctx: &BlockContext, txs: &[SignedTx]) -> Result<Executed, String>;
+    /// nothing. Returns what it executed and the tasks it pruned from its state (the node keeps
+    /// them in its own index). An error means the block does not fit this state (e.g. a wrong
+    /// height).
+    fn apply_block(
+        &mut self,
+        ctx: &BlockContext,
+        txs: &[SignedTx],
+    ) -> Result<(Executed, Vec<(TaskId, Task)>), String>;
     /// Commitment to the whole current state.
     fn state_root(&self) -> Hash32;
     /// Canonical bytes of the whole state, for persistence.
@@ -45,8 +51,10 @@ pub trait Queryable: Machine {
     fn workers(&self) -> Vec<WorkerEntry>;
     /// Every registered score validator with its stake.
     fn validators(&self) -> Vec<ValidatorEntry>;
-    /// One task.
+    /// One task, while it is in the state.
     fn task(&self, id: &TaskId) -> Option<Task>;
+    /// How many tasks the state holds (recent and unsettled ones only).
+    fn tasks_held(&self) -> usize;
     /// Parameters and totals.
     fn params(&self) -> ParamsView;
 }

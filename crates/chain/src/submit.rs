@@ -70,6 +70,10 @@ impl<M: Machine, S: Sender<PublicKey = PublicKey>> Submitter<M, S> {
                 ErrorCode::MempoolFull,
                 format!("mempool full ({capacity} transactions)"),
             )),
+            mempool::Refusal::SenderFull { pending_max } => Error::Refused(Refusal::new(
+                ErrorCode::SenderQueueFull,
+                format!("this sender has {pending_max} transactions pending already"),
+            )),
         })
     }
 

@@ -28,6 +28,16 @@ pub enum LedgerError {
         /// Amount available.
         available: Amount,
     },
+    /// The sender's balance (after the transaction) does not cover the transaction fee.
+    #[error("{account} cannot pay the transaction fee {fee}: its balance would be {available}")]
+    FeeUnpaid {
+        /// Sender.
+        account: PublicKey,
+        /// The fee.
+        fee: Amount,
+        /// Its balance after the transaction's own effects.
+        available: Amount,
+    },
     /// Not enough bonded stake.
     #[error("insufficient bonded stake in {account}: need {needed}, have {available}")]
     InsufficientStake {

@@ -1,5 +1,6 @@
 //! One transaction against a staged view: signature and nonce decide whether it can be included
-//! at all; once included it consumes its nonce, and the kind's rules decide whether it applies.
+//! at all; once included it consumes its nonce, the kind's rules decide whether it applies, and
+//! its sender pays the fee (a duty is free; a sender that cannot pay is not included).
 
 use crate::view::View;
 use crate::{LedgerError, Result, registry, scoring, staking, tasks};
@@ -8,12 +9,13 @@ use polylink_types::{SignedTx, TxId, TxKind};
 /// What one transaction does to a view.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Applied: its changes are staged and its nonce consumed.
+    /// Applied: its changes are staged, its fee paid and its nonce consumed.
     Applied,
-    /// Included but refused by its kind's rules: only its nonce is consumed (so the sender's
-    /// later transactions stay valid), nothing else changed.
+    /// Included but refused by its kind's rules: only its nonce is consumed and its fee paid (so
+    /// the sender's later transactions stay valid, and failing costs what succeeding does).
     Failed(LedgerError),
-    /// Cannot be included (bad signature or not the sender's next nonce): nothing changed.
+    /// Cannot be included (bad signature, not the sender's next nonce, or no means to pay the
+    /// fee): nothing changed.
     Excluded(LedgerError),
 }
 
@@ -25,6 +27,27 @@ impl Outcome {
             Outcome::Failed(e) | Outcome::Excluded(e) => Err(e),
         }
     }
+}
+
+/// Whether `stx` is a duty its sender holds: the head worker's result, or a committee member's
+/// commit or reveal, on a task that exists. A duty is free even when it fails (a commit that
+/// lands after its window), so an honest worker or validator never pays to do its work however
+/// small the task; only the parties a task names can send one, so nobody else can spam for free.
+fn is_duty(v: &View, stx: &SignedTx) -> bool {
+    let signer = stx.tx.signer;
+    let (task, by_member) = match &stx.tx.kind {
+        TxKind::SubmitResult(r) => (r.task, false),
+        TxKind::CommitScore(c) => (c.task, true),
+        TxKind::RevealScore(r) => (r.task, true),
+        _ => return false,
+    };
+    v.task(&task).is_ok_and(|t| {
+        if by_member {
+            t.committee.iter().any(|m| m.validator == signer)
+        } else {
+            t.workers.as_slice().first() == Some(&signer)
+        }
+    })
 }
 
 /// Runs `stx` (whose id is `id`) on `v`.
@@ -40,10 +63,20 @@ pub(crate) fn execute(v: &mut View, stx: &SignedTx, id: TxId) -> Outcome {
     let Some(next) = expected.checked_add(1) else {
         return Outcome::Excluded(LedgerError::Overflow("nonce"));
     };
-    let checkpoint = v.checkpoint();
+    let duty = is_duty(v, stx);
+    let mut checkpoint = Some(v.checkpoint());
     let applied = apply_kind(v, stx, id);
-    if applied.is_err() {
-        v.restore(checkpoint);
+    if applied.is_err()
+        && let Some(c) = checkpoint.take()
+    {
+        v.restore(c);
+    }
+    // After the kind, so a Withdraw can pay from what it releases.
+    if !duty && let Err(e) = v.burn_fee(&signer) {
+        if let Some(c) = checkpoint {
+            v.restore(c);
+        }
+        return Outcome::Excluded(e);
     }
     // Re-read: the kind may have changed this account's balance.
     let mut account = v.account(&signer);

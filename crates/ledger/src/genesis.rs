@@ -77,7 +77,7 @@ impl Genesis {
             params: self.params.clone(),
             height: 0,
             time_ms: 0,
-            totals: Totals { supply, treasury: 0, slashed: 0, next_model_id: 1 },
+            totals: Totals { supply, treasury: 0, slashed: 0, fees_burned: 0, next_model_id: 1 },
             accounts,
             stakes: BTreeMap::new(),
             models: BTreeMap::new(),
@@ -88,6 +88,7 @@ impl Genesis {
             draw_queue: BTreeSet::new(),
             settle_queue: BTreeSet::new(),
             expiry_queue: BTreeSet::new(),
+            prune_queue: BTreeSet::new(),
         })
     }
 }

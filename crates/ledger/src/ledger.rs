@@ -68,6 +68,9 @@ pub struct BlockOutcome {
     /// Hook steps that failed an internal check (should never happen; log them). The task stays
     /// as it was and its escrow stays accounted.
     pub hook_failures: Vec<(TaskId, LedgerError)>,
+    /// Tasks that left the state at the end of the block, `task_retention_blocks` after they
+    /// became final, with their last record (for the node's own index).
+    pub pruned: Vec<(TaskId, Task)>,
     /// Root of the state after the block.
     pub state_root: Hash32,
 }
@@ -139,7 +142,15 @@ impl Ledger {
         if ctx.height.is_multiple_of(self.state.params.epoch_length_blocks) {
             events.extend(pricing::epoch_update(&mut self.state));
         }
-        Ok(BlockOutcome { receipts, events, hook_failures, state_root: self.state.root() })
+        let pruned = self.prune(ctx.height);
+        Ok(BlockOutcome { receipts, events, hook_failures, pruned, state_root: self.state.root() })
+    }
+
+    /// Removes the final tasks whose retention ends at `height`.
+    fn prune(&mut self, height: u64) -> Vec<(TaskId, Task)> {
+        let later = self.state.prune_queue.split_off(&SettleKey { height: height + 1, task: Hash32::ZERO });
+        let due = std::mem::replace(&mut self.state.prune_queue, later);
+        due.into_iter().filter_map(|key| self.state.tasks.remove(&key.task).map(|t| (key.task, t))).collect()
     }
 
     fn apply_tx(&mut self, tx: &SignedTx) -> Receipt {
@@ -234,7 +245,7 @@ impl Ledger {
         self.state.validators.get(who)
     }
 
-    /// A task.
+    /// A task, while it is in the state (until `task_retention_blocks` after it became final).
     pub fn task(&self, id: &TaskId) -> Option<&Task> {
         self.state.tasks.get(id)
     }

@@ -15,14 +15,18 @@
 //!    kind's rules; a refused one changes nothing (not even the nonce) and gets its error in the
 //!    receipt.
 //! 3. end: tasks whose reveal window closes at `h` settle (median, slashing, fee split or
-//!    refund); at epoch boundaries every model's price moves toward the target utilization.
+//!    refund); at epoch boundaries every model's price moves toward the target utilization
+//!    (paid demand from others over the staked workers' capacity); tasks final for
+//!    `task_retention_blocks` leave the state ([`BlockOutcome::pruned`], for nodes' indexes).
 //!
 //! Money: [`Amount`](polylink_types::Amount) `u128`, checked arithmetic, ratios in bps/ppm.
 //! Invariant: `supply == Σ balances + Σ bonded + Σ unbonding + Σ task escrow + treasury`, and
-//! `supply` only falls by slashing (slashed stake is burned). [`Ledger::check_tx`] runs the same
+//! `supply` only falls by slashing and transaction fees (both burned). Every transaction but a
+//! duty (a result, a score commit or reveal) costs its sender `tx_fee`, charged after its rules. [`Ledger::check_tx`] runs the same
 //! rules on `&self` for mempool admission. [`Ledger::snapshot`] gives deterministic bytes.
 //!
-//! Rules worth knowing: one stake backs all roles of an account; a role whose stake drops under
+//! Rules worth knowing: one model per artifact hash, its royalty to the developer the artifact
+//! names ([`polylink_types::ArtifactClaim`]), else to the treasury; one stake backs all roles of an account; a role whose stake drops under
 //! its minimum is inactive (that is how a role is left). Only the task's head worker may submit
 //! its result. Withdraw releases matured unbonding stake; slashing takes bonded stake first,
 //! then the newest unbonding entries. Treasury payments name [`TREASURY`] as the account.

@@ -20,6 +20,10 @@ pub const DEADLINE_SPEED_MARGIN: u64 = 4;
 /// Genesis parameters. Windows and periods are in blocks, ratios in basis points or ppm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
+    /// What every applied transaction costs its sender, burned: spam costs the spammer, and a
+    /// sender that cannot pay is refused (nothing changes).
+    #[serde(with = "amount_serde")]
+    pub tx_fee: Amount,
     /// Blocks between Unbond and the moment Withdraw can release the stake …
     pub unbonding_period_blocks: u64,
     /// … and block-time milliseconds: both must have passed. Each outlasts the longest task
@@ -32,6 +36,9 @@ pub struct Params {
     /// Least bonded stake of an active validator.
     #[serde(with = "amount_serde")]
     pub validator_stake_min: Amount,
+    /// Blocks a settled or reclaimed task stays in the state before it is pruned (nodes keep
+    /// its record in an index of their own): the state stays bounded by recent tasks.
+    pub task_retention_blocks: u64,
     /// Largest `max_tokens` a task may ask for.
     pub task_tokens_max: u32,
     /// A task's result must be included by `submitted + base + max_tokens x per-token time`
@@ -97,10 +104,12 @@ pub struct Params {
     pub price_ceiling_multiple: u64,
 }
 codec_fields!(Params {
+    tx_fee,
     unbonding_period_blocks,
     unbonding_period_ms,
     worker_stake_min,
     validator_stake_min,
+    task_retention_blocks,
     task_tokens_max,
     task_deadline_base_ms,
     task_ms_per_token_min,
@@ -133,11 +142,14 @@ codec_fields!(Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
+            // A tenth of a token at the dev chain's price floor (1_000 a token).
+            tx_fee: 100,
             unbonding_period_blocks: 100,
             // Twice the longest task lifetime (an hour's deadline, the windows, two blocks).
             unbonding_period_ms: 7_200_000,
             worker_stake_min: 1_000,
             validator_stake_min: 1_000,
+            task_retention_blocks: 1_000,
             task_tokens_max: 32_768,
             task_deadline_base_ms: 60_000,
             task_ms_per_token_min: 200,
@@ -217,7 +229,9 @@ impl Params {
                 p.task_lifetime_ms()
             )
         })?;
-        check(p.task_tokens_max >= 1, || "task_tokens_max must be >= 1".into())?;
+        check(p.task_tokens_max >= 1 && p.task_retention_blocks >= 1, || {
+            "task_tokens_max and task_retention_blocks must be >= 1".into()
+        })?;
         check(p.task_deadline_base_ms >= 1 && p.task_deadline_max_ms >= p.task_deadline_base_ms, || {
             format!(
                 "task_deadline_base_ms {} must be >= 1 and <= task_deadline_max_ms {}",

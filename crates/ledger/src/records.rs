@@ -313,7 +313,7 @@ codec_fields!(Task {
 /// Global counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
-    /// Total supply: genesis balances minus everything slashed.
+    /// Total supply: genesis balances minus everything slashed and every fee burned.
     #[serde(with = "amount_serde")]
     pub supply: Amount,
     /// Treasury balance.
@@ -322,10 +322,13 @@ pub struct Totals {
     /// Everything slashed (burned) so far.
     #[serde(with = "amount_serde")]
     pub slashed: Amount,
+    /// Every transaction fee (burned) so far.
+    #[serde(with = "amount_serde")]
+    pub fees_burned: Amount,
     /// Id the next registered model gets.
     pub next_model_id: ModelId,
 }
-codec_fields!(Totals { supply, treasury, slashed, next_model_id });
+codec_fields!(Totals { supply, treasury, slashed, fees_burned, next_model_id });
 
 /// A task due at the end of the first block at or past `height` (settlement), or past the
 /// block time `height` ms (a deadline).

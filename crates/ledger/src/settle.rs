@@ -135,6 +135,7 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     task.status = TaskStatus::Settled(outcome);
     task.median_score = mid;
     v.tasks.put(*id, task);
+    v.retire(id);
     v.events.push(Event::TaskSettled { task: *id, outcome, median_score: mid });
     Ok(())
 }

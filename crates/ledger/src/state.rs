@@ -31,7 +31,7 @@ pub struct State {
     pub workers: BTreeMap<PublicKey, Worker>,
     /// Validators.
     pub validators: BTreeMap<PublicKey, Validator>,
-    /// Tasks by id (kept after settlement for queries and audits).
+    /// Tasks by id, kept `task_retention_blocks` after they settle (then only in nodes' indexes).
     pub tasks: BTreeMap<TaskId, Task>,
     /// Tasks whose committee is drawn at the next block.
     pub draw_queue: BTreeSet<TaskId>,
@@ -39,6 +39,8 @@ pub struct State {
     pub settle_queue: BTreeSet<SettleKey>,
     /// Open tasks by their deadline (ms): the escrow of one still open past it goes back.
     pub expiry_queue: BTreeSet<SettleKey>,
+    /// Settled or reclaimed tasks by the height at whose end they leave the state.
+    pub prune_queue: BTreeSet<SettleKey>,
 }
 
 impl State {
@@ -71,6 +73,7 @@ impl Write for State {
         self.draw_queue.write(buf);
         self.settle_queue.write(buf);
         self.expiry_queue.write(buf);
+        self.prune_queue.write(buf);
     }
 }
 
@@ -91,6 +94,7 @@ impl EncodeSize for State {
             + self.draw_queue.encode_size()
             + self.settle_queue.encode_size()
             + self.expiry_queue.encode_size()
+            + self.prune_queue.encode_size()
     }
 }
 
@@ -117,6 +121,7 @@ impl Read for State {
             draw_queue: Read::read_cfg(buf, &set)?,
             settle_queue: Read::read_cfg(buf, &set)?,
             expiry_queue: Read::read_cfg(buf, &set)?,
+            prune_queue: Read::read_cfg(buf, &set)?,
         })
     }
 }

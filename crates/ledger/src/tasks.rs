@@ -182,7 +182,8 @@ pub(crate) fn reclaim(v: &mut View, signer: &PublicKey, r: &ReclaimTask) -> Resu
 /// Returns the escrow of a task still open past its deadline (the chain's own reclaim at the
 /// first block past it); any other task is left as it is.
 pub(crate) fn expire(v: &mut View, id: &TaskId) -> Result<()> {
-    let mut task = v.task(id)?;
+    // A task that settled and was pruned before its deadline came has nothing left to return.
+    let Some(mut task) = v.tasks.get(id).cloned() else { return Ok(()) };
     if task.status != TaskStatus::Open || v.time_ms <= task.deadline_ms {
         return Ok(());
     }
@@ -200,6 +201,7 @@ fn give_back(v: &mut View, id: &TaskId, task: &mut Task) -> Result<()> {
     task.escrow = 0;
     task.status = TaskStatus::Reclaimed;
     v.tasks.put(*id, task.clone());
+    v.retire(id);
     v.events.push(Event::TaskReclaimed { task: *id, amount });
     Ok(())
 }

@@ -49,6 +49,7 @@ pub(crate) struct Checkpoint {
     totals: Totals,
     draws: usize,
     expiries: usize,
+    prunes: usize,
     events: usize,
 }
 
@@ -58,6 +59,7 @@ pub(crate) struct Changes {
     totals: Totals,
     draws: Vec<TaskId>,
     expiries: Vec<SettleKey>,
+    prunes: Vec<SettleKey>,
     pub(crate) events: Vec<Event>,
 }
 
@@ -81,6 +83,8 @@ pub(crate) struct View<'a> {
     pub(crate) draws: Vec<TaskId>,
     /// Open tasks to watch for their deadline.
     pub(crate) expiries: Vec<SettleKey>,
+    /// Final tasks to prune once their retention has passed.
+    pub(crate) prunes: Vec<SettleKey>,
     pub(crate) events: Vec<Event>,
 }
 
@@ -101,6 +105,7 @@ impl<'a> View<'a> {
             totals: base.totals.clone(),
             draws: Vec::new(),
             expiries: Vec::new(),
+            prunes: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -136,6 +141,7 @@ impl<'a> View<'a> {
             totals: self.totals,
             draws: self.draws,
             expiries: self.expiries,
+            prunes: self.prunes,
             events: self.events,
         }
     }
@@ -149,6 +155,7 @@ impl<'a> View<'a> {
             totals: self.totals.clone(),
             draws: self.draws.len(),
             expiries: self.expiries.len(),
+            prunes: self.prunes.len(),
             events: self.events.len(),
         }
     }
@@ -159,6 +166,7 @@ impl<'a> View<'a> {
         self.totals = c.totals;
         self.draws.truncate(c.draws);
         self.expiries.truncate(c.expiries);
+        self.prunes.truncate(c.prunes);
         self.events.truncate(c.events);
     }
 
@@ -194,6 +202,22 @@ impl<'a> View<'a> {
             available: acct.balance,
         })?;
         self.accounts.put(*who, acct);
+        Ok(())
+    }
+
+    /// Burns the transaction fee from `who`'s balance, or fails with `FeeUnpaid`.
+    pub(crate) fn burn_fee(&mut self, who: &PublicKey) -> Result<()> {
+        let fee = self.base.params.tx_fee;
+        let mut acct = self.account(who);
+        acct.balance = acct.balance.checked_sub(fee).ok_or(LedgerError::FeeUnpaid {
+            account: *who,
+            fee,
+            available: acct.balance,
+        })?;
+        self.accounts.put(*who, acct);
+        self.totals.supply =
+            self.totals.supply.checked_sub(fee).ok_or(LedgerError::Overflow("supply after fee"))?;
+        self.totals.fees_burned = add(self.totals.fees_burned, fee, "fees burned")?;
         Ok(())
     }
 
@@ -250,6 +274,13 @@ impl<'a> View<'a> {
         Ok(amount)
     }
 
+    /// Schedules a task that just became final (settled or reclaimed) to leave the state once
+    /// `task_retention_blocks` have passed.
+    pub(crate) fn retire(&mut self, task: &TaskId) {
+        let height = self.height.saturating_add(self.base.params.task_retention_blocks);
+        self.prunes.push(SettleKey { height, task: *task });
+    }
+
     /// Marks `who`'s stake as answering for one more unsettled task (Withdraw waits for none).
     pub(crate) fn hold(&mut self, who: &PublicKey) -> Result<()> {
         let mut stake = self.stake(who);
@@ -285,6 +316,7 @@ impl State {
         self.totals = changes.totals;
         self.draw_queue.extend(changes.draws);
         self.expiry_queue.extend(changes.expiries);
+        self.prune_queue.extend(changes.prunes);
         changes.events
     }
 }

@@ -16,7 +16,7 @@ fn transfer_moves_balance_and_bumps_nonce() {
     let to = net.pk(1);
     let events = net.ok(0, transfer(to, 1_234));
     assert_eq!(events, vec![Event::Transferred { from: net.pk(0), to, amount: 1_234 }]);
-    assert_eq!(net.balance(0), DEV_BALANCE - 1_234);
+    assert_eq!(net.balance(0), DEV_BALANCE - 1_234 - net.fees(0, 0), "the amount and the fee");
     assert_eq!(net.balance(1), DEV_BALANCE + 1_234);
     assert_eq!(net.ledger.account(&net.pk(0)).nonce, 1);
     assert_eq!(net.held(), net.ledger.totals().supply);
@@ -30,11 +30,13 @@ fn fresh_account_can_receive_and_then_spend() {
     let tx = UnsignedTx { signer: newcomer.public_key(), nonce: 0, kind: transfer(net.pk(0), 200) }
         .sign(&newcomer, CHAIN);
     net.block(&[tx]).receipts[0].result.clone().unwrap();
-    assert_eq!(net.ledger.account(&newcomer.public_key()).balance, 300);
+    let fee = net.ledger.params().tx_fee;
+    assert_eq!(net.ledger.account(&newcomer.public_key()).balance, 300 - fee);
 }
 
-/// A refused tx changes nothing but its sender's nonce, which it consumes when a block could
-/// carry it (valid signature, the sender's next nonce).
+/// A refused tx changes nothing but its sender's nonce and fee, which it pays when a block could
+/// carry it (valid signature, the sender's next nonce, a balance for the fee): failing costs what
+/// succeeding does, so failing transactions are no free spam.
 fn assert_refused_unchanged(net: &mut Net, tx: SignedTx, want: impl Fn(&LedgerError) -> bool) {
     let before = net.ledger.state().clone();
     assert!(net.ledger.check_tx(&tx).is_err(), "check_tx must refuse too");
@@ -46,10 +48,18 @@ fn assert_refused_unchanged(net: &mut Net, tx: SignedTx, want: impl Fn(&LedgerEr
     let excluded = matches!(err, LedgerError::BadSignature(_) | LedgerError::WrongNonce { .. });
     let nonce = |s: &polylink_ledger::State| s.accounts.get(&signer).map_or(0, |a| a.nonce);
     assert_eq!(nonce(after), nonce(&before) + u64::from(!excluded), "the nonce moves iff a block carries it");
-    let balances =
-        |s: &polylink_ledger::State| s.accounts.iter().map(|(k, a)| (*k, a.balance)).collect::<Vec<_>>();
-    assert_eq!(balances(after), balances(&before), "a refused tx changed balances");
-    assert_eq!(after.totals, before.totals);
+    let fee = if excluded { 0 } else { net.ledger.params().tx_fee };
+    let balances = |s: &polylink_ledger::State, fee| {
+        s.accounts
+            .iter()
+            .map(|(k, a)| (*k, a.balance + if *k == signer { fee } else { 0 }))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(balances(after, fee), balances(&before, 0), "a refused tx changed balances beyond its fee");
+    let mut totals = before.totals.clone();
+    totals.supply -= fee;
+    totals.fees_burned += fee;
+    assert_eq!(after.totals, totals);
 }
 
 #[test]

@@ -235,7 +235,11 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
 fn check_invariants(net: &Net, genesis_supply: Amount) {
     let s = net.ledger.state();
     assert_eq!(net.held(), s.totals.supply, "held amounts must equal the supply");
-    assert_eq!(s.totals.supply + s.totals.slashed, genesis_supply, "only slashing removes supply");
+    assert_eq!(
+        s.totals.supply + s.totals.slashed + s.totals.fees_burned,
+        genesis_supply,
+        "only slashing and transaction fees remove supply"
+    );
     // Amounts are unsigned and checked, so a "negative" balance could only show up as a wrap to
     // a huge value: none may exceed the supply.
     for a in s.accounts.values() {
@@ -291,17 +295,33 @@ fn run(actions: &[Action]) -> (Net, Vec<(BlockContext, Vec<SignedTx>)>) {
             let mut without = net.ledger.clone();
             let out = net.ledger.apply_block(&ctx, &batch).unwrap();
             if out.receipts.iter().all(|r| r.result.is_err()) {
-                // Refused txs change nothing but the nonces they consume.
+                // Refused txs change nothing but the nonces they consume and the fees they pay
+                // (at most one each; a duty pays none).
                 without.apply_block(&ctx, &[]).unwrap();
-                let strip = |l: &polylink_ledger::Ledger| {
-                    let mut s = l.state().clone();
+                let fee = net.ledger.params().tx_fee;
+                let mut paid = 0;
+                let mut refunded = net.ledger.state().clone();
+                for signer in batch.iter().map(|tx| tx.tx.signer).collect::<std::collections::BTreeSet<_>>() {
+                    let spent = without.account(&signer).balance - net.ledger.account(&signer).balance;
+                    let carried = net.ledger.account(&signer).nonce - without.account(&signer).nonce;
+                    assert!(spent == 0 || spent == fee * carried as u128, "a refused tx cost {spent}");
+                    paid += spent;
+                    if let Some(a) = refunded.accounts.get_mut(&signer) {
+                        a.balance += spent;
+                    }
+                }
+                assert_eq!(refunded.totals.fees_burned - without.totals().fees_burned, paid);
+                refunded.totals.fees_burned -= paid;
+                refunded.totals.supply += paid;
+                let strip = |s: &polylink_ledger::State| {
+                    let mut s = s.clone();
                     s.accounts.retain(|_, a| a.balance != 0);
                     s.accounts.values_mut().for_each(|a| a.nonce = 0);
                     s
                 };
                 assert_eq!(
-                    strip(&without),
-                    strip(&net.ledger),
+                    strip(without.state()),
+                    strip(&refunded),
                     "a refused tx changed the state: {:?}",
                     out.receipts
                 );

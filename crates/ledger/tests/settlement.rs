@@ -288,7 +288,11 @@ fn no_eligible_validator_settles_at_once_with_a_refund() {
     net.submit_result(WORKER, task, (10, 0), &[10_000]).unwrap();
     let out = net.block(&[]);
     assert_eq!(settled(&out.events), (SettleOutcome::NoQuorum, None));
-    assert_eq!(net.balance(USER), DEV_BALANCE);
+    assert_eq!(
+        net.balance(USER),
+        DEV_BALANCE - net.fees(USER, 0),
+        "the escrow back, less its SubmitTask's fee"
+    );
 }
 
 #[test]

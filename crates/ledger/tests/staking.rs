@@ -11,7 +11,7 @@ fn bond_unbond_withdraw_after_the_period() {
     let mut net = Net::new(test_params());
     net.ok(0, TxKind::Bond(Bond { amount: 1_000 }));
     assert_eq!(net.ledger.stake(&net.pk(0)).bonded, 1_000);
-    assert_eq!(net.balance(0), DEV_BALANCE - 1_000);
+    assert_eq!(net.balance(0), DEV_BALANCE - 1_000 - net.fees(0, 0));
     let events = net.ok(0, TxKind::Unbond(Unbond { amount: 400 }));
     let (h, t) = (net.ledger.height(), net.ledger.time_ms());
     let (release_height, release_ms) = (h + 20, t + 70_000);
@@ -29,7 +29,7 @@ fn bond_unbond_withdraw_after_the_period() {
         net.block(&[]);
     }
     net.ok(0, TxKind::Withdraw);
-    assert_eq!(net.balance(0), DEV_BALANCE - 600);
+    assert_eq!(net.balance(0), DEV_BALANCE - 600 - net.fees(0, 0), "bond, unbond and withdraw paid fees");
     let stake = net.ledger.stake(&net.pk(0));
     assert_eq!((stake.bonded, stake.unbonding.len()), (600, 0));
     assert_eq!(net.held(), net.ledger.totals().supply);
@@ -53,7 +53,8 @@ fn a_head_that_unbonded_under_the_minimum_cannot_report_and_the_user_gets_the_es
         net.block(&[]);
     }
     assert_eq!(net.ledger.task(&task).unwrap().status, polylink_ledger::TaskStatus::Reclaimed);
-    assert_eq!(net.balance(USER), user_before);
+    let fee = net.ledger.params().tx_fee;
+    assert_eq!(net.balance(USER), user_before - fee, "the escrow back, less its SubmitTask's fee");
     assert_eq!(net.ledger.stake(&net.pk(WORKER)).at_risk_tasks, 0);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }

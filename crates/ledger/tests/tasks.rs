@@ -10,10 +10,11 @@ use polylink_types::*;
 fn submit_escrows_and_result_refunds_unused_tokens() {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);
-    assert_eq!(net.balance(USER), DEV_BALANCE - 1_000, "100 tokens x price 10 escrowed");
+    let fee = net.ledger.params().tx_fee;
+    assert_eq!(net.balance(USER), DEV_BALANCE - 1_000 - fee, "100 tokens x price 10 escrowed, and the fee");
     let events = net.submit_result(WORKER, task, (20, 30), &[10_000]).unwrap();
     assert_eq!(events, vec![Event::ResultSubmitted { task, billed_tokens: 50, fee: 500, refund: 500 }]);
-    assert_eq!(net.balance(USER), DEV_BALANCE - 500);
+    assert_eq!(net.balance(USER), DEV_BALANCE - 500 - fee);
     let t = net.ledger.task(&task).unwrap();
     assert_eq!((t.escrow, t.status), (500, TaskStatus::AwaitingCommittee));
     assert_eq!(net.ledger.model(1).unwrap().epoch_tokens, 0, "demand counts once the task is paid");
@@ -70,7 +71,9 @@ fn price_above_max_unknown_model_and_bad_pipelines_are_refused() {
     assert!(matches!(net.run(USER, k), Err(LedgerError::Invalid { what: "task", .. })));
     let k = mk(&net, 1, PRICE_FLOOR, &[WORKER, WORKER]);
     assert!(matches!(net.run(USER, k), Err(LedgerError::Invalid { what: "task", .. })));
-    assert_eq!(net.balance(USER), DEV_BALANCE, "nothing escrowed by refused tasks");
+    // Each refused SubmitTask was carried (its nonce consumed) and paid its fee, nothing more.
+    let fee = net.ledger.params().tx_fee;
+    assert_eq!(net.balance(USER), DEV_BALANCE - 5 * fee, "nothing escrowed by refused tasks");
 }
 
 #[test]
@@ -154,7 +157,11 @@ fn an_open_task_past_its_deadline_gives_the_escrow_back_without_anyone_acting() 
         Err(LedgerError::OutsideWindow { .. })
     ));
     assert_eq!(net.ledger.task(&task).unwrap().status, TaskStatus::Reclaimed);
-    assert_eq!(net.balance(USER), DEV_BALANCE);
+    assert_eq!(
+        net.balance(USER),
+        DEV_BALANCE - net.fees(USER, 0),
+        "the escrow back, less its SubmitTask's fee"
+    );
     assert_eq!(net.ledger.stake(&net.pk(WORKER)).at_risk_tasks, 0, "the worker's stake is free again");
     assert!(matches!(net.run(USER, reclaim), Err(LedgerError::WrongTaskStatus { .. })));
     assert_eq!(net.held(), net.ledger.totals().supply);

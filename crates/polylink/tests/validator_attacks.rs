@@ -138,7 +138,8 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     let bps = |b: u16| fee * u128::from(b) / 10_000;
     let workers_share = fee - bps(p.validator_share_bps) - bps(p.treasury_share_bps) - bps(ROYALTY_BPS);
     let unearned = workers_share - workers_share * median / 1000;
-    assert_eq!(user_before - balance(&net, &user()).await, fee - unearned);
+    // Four requests, four SubmitTasks, each at the transaction fee.
+    assert_eq!(user_before - balance(&net, &user()).await, fee - unearned + 4 * p.tx_fee);
     for n in nodes {
         n.stop().await;
     }

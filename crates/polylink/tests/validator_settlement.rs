@@ -144,7 +144,9 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
         vals += validators / 3;
         // The user paid the fee (the rest of the escrow came back with the result) and gets
         // back the worker share the median did not earn.
-        usr += (workers - worker_pay) as i128 - fee as i128;
+        // The user's SubmitTask cost the transaction fee; the worker's result and the
+        // validators' commits and reveals are duties, free.
+        usr += (workers - worker_pay) as i128 - fee as i128 - params.tx_fee as i128;
     }
     let mut after = Vec::new();
     for k in &who {

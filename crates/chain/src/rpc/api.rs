@@ -17,6 +17,8 @@ pub enum ErrorCode {
     WrongNonce,
     /// The spendable balance does not cover the transaction.
     InsufficientBalance,
+    /// The balance does not cover the transaction fee.
+    FeeUnpaid,
     /// The bonded stake does not cover the action.
     InsufficientStake,
     /// A zero amount.
@@ -67,6 +69,8 @@ pub enum ErrorCode {
     AlreadyPending,
     /// The mempool is full.
     MempoolFull,
+    /// The sender has the most transactions pending that one sender may.
+    SenderQueueFull,
     /// The node cannot read its state right now.
     Unavailable,
     /// The request does not parse (body, hex, transaction bytes, path).
@@ -81,6 +85,7 @@ impl From<&LedgerError> for ErrorCode {
             LedgerError::BadSignature(_) => Self::BadSignature,
             LedgerError::WrongNonce { .. } => Self::WrongNonce,
             LedgerError::InsufficientBalance { .. } => Self::InsufficientBalance,
+            LedgerError::FeeUnpaid { .. } => Self::FeeUnpaid,
             LedgerError::InsufficientStake { .. } => Self::InsufficientStake,
             LedgerError::ZeroAmount => Self::ZeroAmount,
             LedgerError::TooManyUnbonding { .. } => Self::TooManyUnbonding,
@@ -161,6 +166,8 @@ pub struct Status {
     pub state_root: Hash32,
     /// Pending transactions in this node's mempool.
     pub mempool: usize,
+    /// Tasks in the state (unsettled and recently final; older ones are in the node's archive).
+    pub tasks_held: usize,
     /// Committee size.
     pub validators: usize,
 }

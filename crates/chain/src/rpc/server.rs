@@ -116,6 +116,7 @@ async fn status<M: Queryable, S>(State(state): Ctx<M, S>) -> Result<Json<Status>
         time_ms: guard.last_block.as_ref().map_or(0, |b| b.timestamp_ms),
         state_root: guard.machine.state_root(),
         mempool: state.submitter.pending(),
+        tasks_held: guard.machine.tasks_held(),
         validators: state.validators,
     }))
 }
@@ -143,9 +144,17 @@ async fn model<M: Queryable, S>(s: Ctx<M, S>, Path(id): Path<u64>) -> Result<Jso
     read(s, |m: &M| m.model(id), "model").await
 }
 
-async fn task<M: Queryable, S>(s: Ctx<M, S>, Path(id): Path<String>) -> Result<Json<Task>, ApiError> {
+/// A task from the state, else from this node's archive of pruned tasks.
+async fn task<M: Queryable, S>(
+    State(state): Ctx<M, S>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
     let id = Hash32::from_str(&id).map_err(bad_request)?;
-    read(s, |m: &M| m.task(&id), "task").await
+    let live = state.shared.state.read().map_err(|_| unavailable())?.machine.task(&id);
+    match live {
+        Some(task) => Ok(Json(task)),
+        None => state.shared.archived.task(&id).await.map(Json).ok_or_else(|| not_found("task")),
+    }
 }
 
 async fn block<M: Queryable, S>(

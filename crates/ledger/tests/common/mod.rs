@@ -110,6 +110,19 @@ impl Net {
         self.ledger.account(&self.pk(i)).balance
     }
 
+    /// Fees account `i` has paid: one per applied transaction (its nonce) that is not a free
+    /// duty (`duties` of them).
+    pub fn fees(&self, i: usize, duties: u64) -> Amount {
+        let nonce = self.ledger.account(&self.pk(i)).nonce;
+        Amount::from(nonce - duties) * self.ledger.params().tx_fee
+    }
+
+    /// What the genesis minted: the supply plus everything burned since.
+    pub fn minted(&self) -> Amount {
+        let t = self.ledger.totals();
+        t.supply + t.slashed + t.fees_burned
+    }
+
     /// Σ balances + stakes + escrow + treasury, which must equal the supply.
     pub fn held(&self) -> Amount {
         let s = self.ledger.state();

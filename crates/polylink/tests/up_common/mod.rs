@@ -226,6 +226,9 @@ pub fn assert_only_these_tasks_moved_money(
     seen: &[&Value],
 ) {
     let mut expected: std::collections::HashMap<String, i128> = Default::default();
+    // Each request is one SubmitTask the user signed, and each costs the transaction fee.
+    let tx_fee = amount(&get(rpc, "/params")["params"]["tx_fee"]) as i128;
+    *expected.entry(user.to_string()).or_default() -= tx_fee * seen.len() as i128;
     for answer in seen {
         let tokens = answer["usage"]["total_tokens"].as_u64().unwrap() as u128;
         let task = answer["polylink"]["task_id"].as_str().unwrap();
