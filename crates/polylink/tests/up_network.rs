@@ -49,6 +49,9 @@ fn openai_client_through_up_pays_workers_validators_and_developer() {
     assert_eq!(stream["usage"]["total_tokens"], chat["usage"]["total_tokens"]);
 
     let mut expected: HashMap<String, i128> = HashMap::new();
+    // Each request is one SubmitTask the user signed, and each costs the transaction fee.
+    let tx_fee = amount(&up_common::get(&rpc, "/params")["params"]["tx_fee"]) as i128;
+    expected.insert(user.clone(), -2 * tx_fee);
     let mut heads = Vec::new();
     for (task_id, charge, usage) in [
         (chat["task_id"].as_str().unwrap(), amount(&chat["charge"]), &chat["usage"]),
