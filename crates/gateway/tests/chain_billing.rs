@@ -157,7 +157,9 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         assert_eq!(record.user, user.public_key());
         assert_eq!(record.result.as_ref().map(|r| r.fee), Some(charge), "{record:?}");
     }
-    assert_eq!(balance(&client, &user).await, before - charge1 - charge2);
+    // (And by the fee of each SubmitTask it signed.)
+    let tx_fee = client.params().await.unwrap().params.tx_fee;
+    assert_eq!(balance(&client, &user).await, before - charge1 - charge2 - 2 * tx_fee);
     let metrics = gateway.metrics().render();
     assert!(
         metrics.contains(&format!("polylink_gateway_charged_units_total {}\n", charge1 + charge2)),

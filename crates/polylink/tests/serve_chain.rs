@@ -8,6 +8,7 @@
 mod validator_common;
 
 use polylink_ledger::TaskStatus;
+use polylink_protocol::GatewayReady;
 use polylink_types::{SecretKey, SettleOutcome, Transfer, TxKind};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -21,24 +22,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Drops terminal colour codes from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,30 +48,21 @@ async fn serve_with_a_chain_bills_its_registered_model_and_keeps_transcripts() {
         .args(["--chain", &net.url, "--worker-seed", &hex::encode(worker.seed())])
         .arg("--transcripts-dir")
         .arg(net.dir.path().join("serve-transcripts"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let server = Server(child);
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let line = plain(&line);
-            eprintln!("serve: {line}");
-            if !sent && let Some(at) = line.find("gateway listening addr=") {
-                let addr =
-                    line[at + "gateway listening addr=".len()..].split_whitespace().next().unwrap_or("");
-                sent = addr_tx.send(addr.to_string()).is_ok();
-            }
-        }
-    });
-    let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(std::time::Duration::from_secs(300)))
-        .await
-        .unwrap()
-        .expect("polylink serve never said where it listens");
+    // The gateway announces itself with one typed line on stdout; its log goes to stderr.
+    let ready = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout).lines().map_while(Result::ok).find_map(|line| GatewayReady::from_line(&line))
+    })
+    .await
+    .unwrap()
+    .expect("polylink serve never said where it listens");
+    assert_eq!(ready.worker, Some(worker.public_key()));
+    assert_eq!(ready.chain_model, Some(net.model_id));
+    let addr = ready.addr;
     let base = format!("http://{addr}");
 
     let node = validator_node(&net, 0, std::slice::from_ref(&base), None).await;

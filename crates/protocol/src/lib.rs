@@ -12,7 +12,7 @@
 //! - The transcript record: the [`Transcript`] a gateway keeps of each billed request (its
 //!   prompt as a [`PromptRecord`]) and the signed [`TranscriptRequest`] a committee member sends
 //!   to fetch it.
-//! - The ready lines: the [`WorkerReady`] and [`ValidatorReady`] JSON line a child process prints
+//! - The ready lines: the [`WorkerReady`], [`ValidatorReady`] and [`GatewayReady`] JSON line a child process prints
 //!   once it serves, which `polylink up` reads back.
 //!
 //! Data flow: a gateway validates a request into a [`Prompt`] and [`GenerationParams`], a backend
@@ -36,7 +36,7 @@ pub use backend::{
 pub use error::{ProtocolError, Result};
 pub use hash::{output_hash, prompt_hash};
 pub use prompt::{ChatMessage, Prompt, Role};
-pub use ready::{LinkMeasure, LinkSummary, PeerReport, ValidatorReady, WorkerReady};
+pub use ready::{GatewayReady, LinkMeasure, LinkSummary, PeerReport, ValidatorReady, WorkerReady};
 pub use transcript::{Ending, PromptRecord, Transcript};
 pub use transcript_request::{
     HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, SKEW_MS_MAX, TRANSCRIPTS_PATH, TranscriptRequest, now_ms,

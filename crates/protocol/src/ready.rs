@@ -1,4 +1,4 @@
-//! Ready lines: the one JSON line a worker or validator process prints on stdout once it serves,
+//! Ready lines: the one JSON line a worker, validator or gateway process prints on stdout once it serves,
 //! read back by whoever started it (`polylink up`, the launch helpers, tests). Each is declared
 //! once here and both sides go through [`WorkerReady::to_line`] / [`WorkerReady::from_line`] (and
 //! the validator's twins), so no field is ever read by name.
@@ -47,6 +47,19 @@ pub struct ValidatorReady {
     pub chain_id: String,
     /// Pending commitments found in its data directory and resumed.
     pub resumed: usize,
+}
+
+/// What `polylink serve` announces once its gateway listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayReady {
+    /// Where the OpenAI-compatible API listens (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// The model name clients ask for.
+    pub model: String,
+    /// With a chain: the worker account that reports results.
+    pub worker: Option<PublicKey>,
+    /// With a chain: the on-chain model its tasks are opened for.
+    pub chain_model: Option<ModelId>,
 }
 
 /// What one peer's link measured.
@@ -103,6 +116,7 @@ macro_rules! json_line {
 
 json_line!(WorkerReady);
 json_line!(ValidatorReady);
+json_line!(GatewayReady);
 
 #[cfg(test)]
 mod tests {

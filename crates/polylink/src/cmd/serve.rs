@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::Args;
 use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_pipeline::{LocalBackend, LocalOptions};
+use polylink_protocol::GatewayReady;
 use polylink_types::SecretKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -102,6 +103,7 @@ impl ServeCmd {
         let model_id = gateway_model_id(&gateway)?;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(async move {
+            let mut ready = GatewayReady { addr: self.listen, model: model_id.clone(), worker: None, chain_model: None };
             let gateway = match &self.chain {
                 Some(url) => {
                     let seed = self.worker_seed.as_deref().context("--chain needs --worker-seed (the worker key)")?;
@@ -121,6 +123,7 @@ impl ServeCmd {
                     let store = StoreConfig { dir: Some(self.transcripts_dir.clone()), ..StoreConfig::default() };
                     let transcripts = Transcripts::connect(url, store).await?;
                     info!(chain = %url, worker = %worker.public_key(), model = chain_model, transcripts = %self.transcripts_dir.display(), "billing on");
+                    (ready.worker, ready.chain_model) = (Some(worker.public_key()), Some(chain_model));
                     gateway.with_billing(Arc::new(billing)).with_transcripts(Arc::new(transcripts))
                 }
                 None => {
@@ -132,7 +135,11 @@ impl ServeCmd {
             let listener = tokio::net::TcpListener::bind(self.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", self.listen))?;
-            info!(addr = %listener.local_addr()?, "gateway listening");
+            ready.addr = listener.local_addr()?;
+            info!(addr = %ready.addr, "gateway listening");
+            // The one line on stdout: whoever started this process reads where it listens.
+            println!("{}", ready.to_line());
+            std::io::Write::flush(&mut std::io::stdout())?;
             tokio::select! {
                 served = Arc::new(gateway).serve(listener) => served.context("serving"),
                 _ = stop => { info!("shutting down"); Ok(()) }
