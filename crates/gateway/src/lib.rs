@@ -28,6 +28,7 @@
 //!
 //! Modules depend one way: `routes` → `handler` → `respond` → `state` → `billing`, `keys`,
 //! `limits`, `metrics`, `transcripts` → `transcript_store`; nothing below imports what is above.
+#![warn(missing_docs, unreachable_pub)]
 
 mod billing;
 mod chain;
