@@ -7,8 +7,8 @@
 //! executed finalized block with its receipts and ledger events). Every error answer is a
 //! [`Refusal`]: a machine-readable [`ErrorCode`] and a message.
 mod api;
-pub mod client;
-pub mod server;
+mod client;
+pub(crate) mod server;
 mod signer;
 
 pub use api::{
