@@ -5,12 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::StreamExt;
-use polylink_chain::{
-    ledger::{from_config, genesis_value},
-    network::{NetworkSpec, configs},
-    node,
-    rpc::client::Client,
-};
+use polylink_chain::{NetworkSpec, configs, genesis_value, ledger_from_config, rpc::Client, run_node};
 use polylink_ledger::{Genesis, dev_key};
 use polylink_types::{SecretKey, Transfer, TxKind, UnsignedTx};
 use rand::{SeedableRng, rngs::StdRng};
@@ -46,8 +41,8 @@ fn start_network(validators: usize, base_port: u16, data: &std::path::Path) -> V
         config.data_dir = data.join(format!("node{k}"));
         let tx = tx.clone();
         std::thread::spawn(move || {
-            let ledger = from_config(&config).unwrap();
-            node::run(config, ledger, move |addr| tx.send(format!("http://{addr}")).unwrap()).unwrap();
+            let ledger = ledger_from_config(&config).unwrap();
+            run_node(config, ledger, move |addr| tx.send(format!("http://{addr}")).unwrap()).unwrap();
         });
     }
     (0..validators).map(|_| rx.recv_timeout(Duration::from_secs(60)).unwrap()).collect()

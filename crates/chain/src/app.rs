@@ -32,7 +32,7 @@ const SEED_WAIT_MS: u64 = 2_000;
 const ANCESTRY_SCAN_MAX: usize = 256;
 
 /// Marshal's mailbox, for finalized blocks and certificates.
-pub type Marshal = Mailbox<Scheme, Standard<Block>>;
+pub(crate) type Marshal = Mailbox<Scheme, Standard<Block>>;
 
 /// Proposal and verification rules shared by every validator of a chain.
 #[derive(Clone)]

@@ -19,7 +19,7 @@ pub trait TaskIndex: Send + Sync {
 }
 
 /// The archive of pruned tasks, keyed by task id.
-pub struct TaskArchive<E: commonware_storage::Context> {
+pub(crate) struct TaskArchive<E: commonware_storage::Context> {
     store: Mutex<Option<Store<E>>>,
 }
 
@@ -33,13 +33,13 @@ fn storage(e: impl std::fmt::Display) -> Error {
 
 impl<E: commonware_storage::Context> TaskArchive<E> {
     /// Opens (or creates) the archive with `config`.
-    pub async fn init(context: E, config: immutable::Config<()>) -> Result<Self, Error> {
+    pub(crate) async fn init(context: E, config: immutable::Config<()>) -> Result<Self, Error> {
         let store = Store::init(context, config).await.map_err(storage)?;
         Ok(Self { store: Mutex::new(Some(store)) })
     }
 
     /// Stores `tasks` (skipping any already kept, as after a replay) and syncs them to disk.
-    pub async fn keep(&self, tasks: Vec<(TaskId, Task)>) -> Result<(), Error> {
+    pub(crate) async fn keep(&self, tasks: Vec<(TaskId, Task)>) -> Result<(), Error> {
         if tasks.is_empty() {
             return Ok(());
         }

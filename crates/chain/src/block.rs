@@ -8,7 +8,7 @@ use commonware_cryptography::{Digestible, Hasher, Sha256};
 use polylink_types::{BLOCK_TXS_MAX, Hash32, SignedTx};
 
 /// Most transactions a block may carry (a consensus rule: decoding rejects more).
-pub const BLOCK_TXS_LIMIT: usize = 1024;
+pub(crate) const BLOCK_TXS_LIMIT: usize = 1024;
 const _: () = assert!(BLOCK_TXS_LIMIT <= BLOCK_TXS_MAX);
 
 /// A block as consensus orders it.

@@ -82,7 +82,7 @@ fn decode_hex<T: Read<Cfg = ()>>(what: &str, text: &str) -> Result<T, Error> {
 
 /// The consensus namespace of a chain: distinct per chain id, so seeds never repeat across
 /// networks that happen to share a key.
-pub fn namespace(chain_id: &str) -> Vec<u8> {
+pub(crate) fn namespace(chain_id: &str) -> Vec<u8> {
     format!("polylink-consensus-v1/{chain_id}").into_bytes()
 }
 
@@ -145,7 +145,7 @@ impl NodeConfig {
 }
 
 /// A freshly dealt committee: keys sorted like the participant set, with matching shares.
-pub struct Committee {
+pub(crate) struct Committee {
     /// Private keys, in the sorted order of their public keys.
     pub private_keys: Vec<PrivateKey>,
     /// The public polynomial (hex).
@@ -155,7 +155,7 @@ pub struct Committee {
 }
 
 /// Generates `n` identities and deals them threshold shares (quorum `n - (n-1)/3`).
-pub fn deal_committee(mut rng: impl CryptoRng, n: usize) -> Result<Committee, Error> {
+pub(crate) fn deal_committee(mut rng: impl CryptoRng, n: usize) -> Result<Committee, Error> {
     let mut private_keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::random(&mut rng)).collect();
     private_keys.sort_by_key(|k| k.public_key());
     let players = Set::try_from(private_keys.iter().map(|k| k.public_key()).collect::<Vec<_>>())

@@ -2,7 +2,7 @@
 //! the RPC address comes out.
 
 use crate::Error;
-use crate::ledger::{from_config, genesis_value};
+use crate::ledger::{genesis_value, ledger_from_config};
 use crate::network::{NetworkSpec, configs};
 use polylink_ledger::Genesis;
 use std::path::Path;
@@ -32,13 +32,13 @@ pub fn spawn_dev(genesis: &Genesis, dir: &Path, block_interval_ms: u64) -> Resul
     let mut config =
         configs(&spec, rand::rng())?.pop().ok_or_else(|| Error::Keys("no config for the dev node".into()))?;
     config.data_dir = dir.to_path_buf();
-    let ledger = from_config(&config)?;
+    let ledger = ledger_from_config(&config)?;
     let (ready, started) = mpsc::channel::<Result<std::net::SocketAddr, Error>>();
     let failed = ready.clone();
     std::thread::Builder::new()
         .name("dev-chain".into())
         .spawn(move || {
-            let result = crate::node::run(config, ledger, move |rpc| {
+            let result = crate::node::run_node(config, ledger, move |rpc| {
                 let _ = ready.send(Ok(rpc));
             });
             if let Err(e) = result {

@@ -65,7 +65,7 @@ impl<M> Clone for Shared<M> {
 
 /// The marshal reporter half: forwards updates to the executor task.
 #[derive(Clone)]
-pub struct Finalized {
+pub(crate) struct Finalized {
     sender: mpsc::UnboundedSender<Update<Block>>,
 }
 
@@ -83,7 +83,7 @@ impl Reporter for Finalized {
 type Store<E> = Metadata<E, U64, Vec<u8>>;
 
 /// Applies finalized blocks to the machine and persists it.
-pub struct Executor<E: commonware_storage::Context, M: Machine> {
+pub(crate) struct Executor<E: commonware_storage::Context, M: Machine> {
     store: Option<Store<E>>,
     shared: Shared<M>,
     mempool: Mempool,
@@ -95,7 +95,7 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
     /// Opens the store in `partition`, restores the latest snapshot (or starts from `genesis`),
     /// and returns the executor, the marshal reporter and the shared state. Pruned tasks go to
     /// `archive`.
-    pub async fn init(
+    pub(crate) async fn init(
         context: E,
         partition: String,
         genesis: M,
@@ -136,7 +136,7 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
 
     /// Runs until marshal goes away or the store fails (a failure stops acknowledging, so marshal
     /// re-delivers the block after a restart).
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         while let Some(update) = self.updates.next().await {
             let Update::Block(block, ack) = update else {
                 continue;

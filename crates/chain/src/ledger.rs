@@ -119,7 +119,7 @@ impl Queryable for Ledger {
 
 /// Builds the height-0 ledger from a node config's `genesis` table (which must name the same
 /// chain id as the node).
-pub fn from_config(config: &crate::config::NodeConfig) -> Result<Ledger, crate::Error> {
+pub fn ledger_from_config(config: &crate::config::NodeConfig) -> Result<Ledger, crate::Error> {
     let genesis: polylink_ledger::Genesis =
         config.genesis.clone().try_into().map_err(|e| crate::Error::Ledger(format!("genesis: {e}")))?;
     if genesis.chain_id != config.chain_id {

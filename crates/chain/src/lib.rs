@@ -5,40 +5,53 @@
 //! executed state and pooled ([`Mempool`]) and gossiped to the other validators. The leader's
 //! [`App`] builds a paced [`Block`] from the pool, carrying the certified seed of its parent's
 //! round (verified by every validator against the group key). Simplex orders blocks; marshal
-//! delivers finalized blocks in height order to the [`executor`], which applies them to the
+//! delivers finalized blocks in height order to the executor, which applies them to the
 //! [`Machine`] with that seed, persists the snapshot, then acknowledges the block, and publishes it
-//! to the RPC's event stream. The [`engine`] wires it all, generic over runtime and network.
-//! Tasks the ledger prunes from its state go to the node's own [`archive`], from which the RPC
+//! to the RPC's event stream ([`Shared`]). The [`engine`] wires it all, generic over runtime and
+//! network; [`run_node`] starts one node on tokio with TCP p2p and the [`rpc`] server. Tasks the
+//! ledger prunes from its state go to the node's own archive ([`TaskIndex`]), from which the RPC
 //! still answers them.
 //!
 //! Seed choice: block `h` is executed with `sha256(seed(round of h's parent))`. That seed is a
 //! unique threshold signature fixed before `h` was proposed, so the proposer of `h` cannot choose
 //! it (though it knows it when picking transactions; the ledger draws a task's committee from the
 //! seed of the block *after* its result, which the result's proposer could not know).
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod app;
-pub mod archive;
-pub mod block;
-pub mod config;
-pub mod dev;
+mod app;
+mod archive;
+mod block;
+mod config;
+mod dev;
+// A namespace of its own: the engine's wiring (`start`, its config, p2p channels, timing) is the
+// sub-API that embeds a validator in any runtime and network, as the simulation tests do.
 pub mod engine;
 mod error;
-pub mod executor;
-pub mod ledger;
-pub mod machine;
-pub mod mempool;
-pub mod network;
-pub mod node;
+mod executor;
+mod ledger;
+mod machine;
+mod mempool;
+mod network;
+mod node;
+// A namespace of its own: the RPC's wire types, client and signer are how every other role talks
+// to the chain.
 pub mod rpc;
-pub mod seeds;
-pub mod submit;
+mod seeds;
+mod submit;
 
 pub use app::App;
+pub use archive::TaskIndex;
 pub use block::Block;
+pub use config::{Keys, NodeConfig, ValidatorEntry};
+pub use dev::spawn_dev;
 pub use error::Error;
-pub use executor::Shared;
-pub use machine::Machine;
-pub use mempool::Mempool;
+pub use executor::{ChainState, Shared};
+pub use ledger::{genesis_value, ledger_from_config};
+pub use machine::{Checked, Machine, Queryable};
+pub use mempool::{Mempool, Refusal};
+pub use network::{NetworkSpec, configs, testnet_init};
+pub use node::run_node;
+pub use seeds::SeedBook;
 pub use submit::Submitter;
 
 use commonware_consensus::simplex::scheme::bls12381_threshold::vrf;

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 /// Most transactions one sender may have pending (a gateway's user account opens a task per
 /// request in flight).
-pub const PENDING_PER_SENDER_MAX: usize = 256;
+pub(crate) const PENDING_PER_SENDER_MAX: usize = 256;
 
 /// Why the pool refused a transaction.
 #[derive(Debug, PartialEq, Eq)]

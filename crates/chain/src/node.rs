@@ -26,7 +26,7 @@ const P2P_MESSAGE_BYTES_MAX: u32 = 2 * 1024 * 1024;
 const LINK_DELAY_MS: u64 = 250;
 
 /// Runs a node until its engine stops; `on_rpc` is called with the RPC's bound address.
-pub fn run<M: Queryable>(
+pub fn run_node<M: Queryable>(
     config: NodeConfig,
     genesis: M,
     on_rpc: impl FnOnce(SocketAddr) + Send + 'static,

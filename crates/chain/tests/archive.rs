@@ -24,7 +24,7 @@ async fn a_pruned_task_still_answers_from_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let (mut genesis, _) = Genesis::dev("polylink-archive-test", 3);
     genesis.params.task_retention_blocks = 2;
-    let url = polylink_chain::dev::spawn_dev(&genesis, &dir.path().join("chain"), 50).unwrap();
+    let url = polylink_chain::spawn_dev(&genesis, &dir.path().join("chain"), 50).unwrap();
     let client = Client::new(&url).unwrap();
     client.wait_for_height(1, WAIT).await.unwrap();
     let (developer, worker, user) = (dev_key(0), dev_key(1), dev_key(2));

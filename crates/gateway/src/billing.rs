@@ -82,7 +82,7 @@ pub trait Billing: Send + Sync + 'static {
 }
 
 /// The charge for `usage` on `ticket`: billed tokens × price, as the ledger computes it.
-pub fn charge_for(ticket: &Ticket, usage: &UsageReport) -> Charge {
+pub(crate) fn charge_for(ticket: &Ticket, usage: &UsageReport) -> Charge {
     let tokens = Amount::from(usage.prompt_tokens) + Amount::from(usage.completion_tokens);
     Charge { amount: tokens.saturating_mul(ticket.price_per_token) }
 }

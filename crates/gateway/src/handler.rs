@@ -22,7 +22,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 /// Handles one completion request on `endpoint`.
-pub async fn completions(
+pub(crate) async fn completions(
     State(gw): State<Arc<Gateway>>,
     endpoint: Endpoint,
     headers: HeaderMap,

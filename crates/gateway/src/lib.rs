@@ -28,6 +28,7 @@
 //!
 //! Modules depend one way: `routes` → `handler` → `respond` → `state` → `billing`, `keys`,
 //! `limits`, `metrics`, `transcripts` → `transcript_store`; nothing below imports what is above.
+#![warn(missing_docs, unreachable_pub)]
 
 mod billing;
 mod chain;
@@ -51,7 +52,7 @@ pub use chain::ChainBilling;
 pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
 pub use limits::Limits;
-pub use metrics::Metrics;
+pub use metrics::{InFlight, Metrics};
 pub use state::Gateway;
 pub use transcript_store::{StoreConfig, TranscriptStore};
 pub use transcripts::{SEEN_PER_KEY_MAX, Transcripts};

@@ -22,7 +22,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 /// What a [`Run`] is made of.
-pub struct RunParts {
+pub(crate) struct RunParts {
     /// The gateway.
     pub gw: Arc<Gateway>,
     /// Ids shared by the response's objects.
@@ -43,7 +43,7 @@ pub struct RunParts {
 
 /// What the next step of a run produced.
 #[derive(Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// Text for the client.
     Text(String),
     /// The end.
@@ -53,7 +53,7 @@ pub enum Step {
 }
 
 /// A generation being answered.
-pub struct Run {
+pub(crate) struct Run {
     parts: RunParts,
     tokens: Option<TokenStream>,
     pending_finish: Option<FinishReason>,
@@ -70,7 +70,7 @@ pub struct Run {
 
 impl Run {
     /// Starts answering the generation `tokens`.
-    pub fn new(parts: RunParts, tokens: TokenStream) -> Self {
+    pub(crate) fn new(parts: RunParts, tokens: TokenStream) -> Self {
         let timeout = Duration::from_millis(parts.gw.limits.request_timeout_ms);
         let deadline = tokio::time::Instant::from_std(parts.started) + timeout;
         let in_flight = parts.gw.metrics.in_flight();
@@ -91,7 +91,7 @@ impl Run {
     }
 
     /// The next piece of the answer.
-    pub async fn next(&mut self) -> Step {
+    pub(crate) async fn next(&mut self) -> Step {
         if let Some(f) = self.pending_finish.take() {
             return Step::Finish(f);
         }
@@ -161,18 +161,18 @@ impl Run {
     }
 
     /// Records that `text` (and every token generated so far) reached the client.
-    pub fn delivered(&mut self, text: &str) {
+    pub(crate) fn delivered(&mut self, text: &str) {
         self.delivered = self.generated;
         self.text.push_str(text);
     }
 
     /// Token counts so far.
-    pub fn usage(&self) -> Usage {
+    pub(crate) fn usage(&self) -> Usage {
         Usage::new(self.parts.prompt_tokens, self.delivered)
     }
 
     /// Settles once: metrics, and the task's result on chain with the tokens delivered.
-    pub fn settle(&mut self, cancelled: bool) -> Option<Charge> {
+    pub(crate) fn settle(&mut self, cancelled: bool) -> Option<Charge> {
         if self.settled {
             return None;
         }
@@ -246,7 +246,7 @@ impl Drop for Run {
 }
 
 /// A transcript and the store it goes to once the result is on chain.
-pub type Record = (Arc<Transcripts>, Transcript);
+pub(crate) type Record = (Arc<Transcripts>, Transcript);
 
 fn spawn_close(
     billing: Arc<dyn Billing>,
@@ -275,7 +275,7 @@ fn spawn_close(
 
 /// Reports a task whose generation never started (nothing delivered), with its transcript (an
 /// empty output that ended [`Ending::Failed`]) when the gateway keeps them.
-pub fn settle_in_background(
+pub(crate) fn settle_in_background(
     billing: Arc<dyn Billing>,
     metrics: Arc<Metrics>,
     ticket: Ticket,
@@ -296,7 +296,7 @@ fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> R
 }
 
 /// Collects the whole answer into one JSON object.
-pub async fn json(mut run: Run) -> Response {
+pub(crate) async fn json(mut run: Run) -> Response {
     let mut text = String::new();
     let finish = loop {
         match run.next().await {
@@ -331,7 +331,7 @@ fn event(value: &Value) -> Bytes {
 }
 
 /// Streams the answer as server-sent events.
-pub fn sse(run: Run, include_usage: bool) -> Response {
+pub(crate) fn sse(run: Run, include_usage: bool) -> Response {
     let headers = run.headers(None);
     run.parts.gw.metrics.request(run.parts.head.endpoint.path(), 200);
     let stream = futures::stream::unfold((run, Phase::First), move |(mut run, phase)| async move {

@@ -4,7 +4,7 @@
 
 /// What one delta released.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Released {
+pub(crate) struct Released {
     /// Text safe to send now.
     pub text: String,
     /// A stop sequence was found: send `text`, then finish with `"stop"`.
@@ -13,19 +13,19 @@ pub struct Released {
 
 /// Filters deltas against the request's stop sequences.
 #[derive(Debug, Clone, Default)]
-pub struct StopFilter {
+pub(crate) struct StopFilter {
     stops: Vec<String>,
     held: String,
 }
 
 impl StopFilter {
     /// A filter for `stops` (empty: everything passes at once).
-    pub fn new(stops: Vec<String>) -> Self {
+    pub(crate) fn new(stops: Vec<String>) -> Self {
         Self { stops, held: String::new() }
     }
 
     /// Adds a delta; returns what can be released.
-    pub fn push(&mut self, delta: &str) -> Released {
+    pub(crate) fn push(&mut self, delta: &str) -> Released {
         self.held.push_str(delta);
         if let Some(cut) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
             let mut text = std::mem::take(&mut self.held);
@@ -39,7 +39,7 @@ impl StopFilter {
     }
 
     /// What is still held back when generation ends without a stop sequence.
-    pub fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         std::mem::take(&mut self.held)
     }
 

@@ -21,7 +21,11 @@ impl IntoResponse for Refusal {
 }
 
 /// `GET /polylink/v1/transcripts/{task_id}`.
-pub async fn serve(State(gw): State<Arc<Gateway>>, Path(task): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn serve(
+    State(gw): State<Arc<Gateway>>,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let answer = async {
         let t = gw
             .transcripts

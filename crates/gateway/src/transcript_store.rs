@@ -15,7 +15,7 @@ const FILE_BYTES_MAX: u64 = 4 << 20;
 
 /// A transcript waiting for its output; made when the generation starts.
 #[derive(Debug, Clone)]
-pub struct Draft {
+pub(crate) struct Draft {
     model: String,
     prompt: Prompt,
     prompt_ids: Vec<u32>,
@@ -24,12 +24,18 @@ pub struct Draft {
 
 impl Draft {
     /// The request's side of the transcript.
-    pub fn new(model: &str, prompt: &Prompt, prompt_ids: &[u32], params: GenerationParams) -> Self {
+    pub(crate) fn new(model: &str, prompt: &Prompt, prompt_ids: &[u32], params: GenerationParams) -> Self {
         Self { model: model.to_string(), prompt: prompt.clone(), prompt_ids: prompt_ids.to_vec(), params }
     }
 
     /// The whole transcript once the output is known.
-    pub fn finish(self, task: TaskId, output: String, output_ids: Vec<u32>, finish: Ending) -> Transcript {
+    pub(crate) fn finish(
+        self,
+        task: TaskId,
+        output: String,
+        output_ids: Vec<u32>,
+        finish: Ending,
+    ) -> Transcript {
         let t =
             Transcript::new(task, &self.model, &self.prompt, &self.prompt_ids, self.params, output, finish);
         Transcript { output_ids, ..t }

@@ -148,7 +148,7 @@ impl Transcripts {
 
 /// Why a fetch was refused.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) message: String,

@@ -11,15 +11,15 @@ use polylink_protocol::{ChatMessage, GenerationParams, Prompt, Role};
 use serde_json::{Map, Value};
 
 /// Most stop sequences per request (OpenAI's limit).
-pub const STOP_SEQUENCES_MAX: usize = 4;
+pub(crate) const STOP_SEQUENCES_MAX: usize = 4;
 /// Longest stop sequence, bytes.
-pub const STOP_BYTES_MAX: usize = 64;
+pub(crate) const STOP_BYTES_MAX: usize = 64;
 /// Most chat messages per request.
-pub const MESSAGES_MAX: usize = 256;
+pub(crate) const MESSAGES_MAX: usize = 256;
 
 /// A request that passed every check.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValidRequest {
+pub(crate) struct ValidRequest {
     /// The endpoint it came in on.
     pub endpoint: Endpoint,
     /// The model id asked for.
@@ -37,7 +37,7 @@ pub struct ValidRequest {
 }
 
 /// Parses and checks a request body for `endpoint`.
-pub fn parse(endpoint: Endpoint, body: &[u8], limits: &Limits) -> Result<ValidRequest> {
+pub(crate) fn parse(endpoint: Endpoint, body: &[u8], limits: &Limits) -> Result<ValidRequest> {
     let text = std::str::from_utf8(body)
         .map_err(|e| GatewayError::BadBody(format!("request body is not valid utf-8: {e}")))?;
     let value: Value = serde_json::from_str(text)

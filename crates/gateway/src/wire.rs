@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 /// Which OpenAI endpoint a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `/v1/chat/completions`.
     Chat,
     /// `/v1/completions`.
@@ -15,7 +15,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The route path (also the metrics label).
-    pub fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Self::Chat => "/v1/chat/completions",
             Self::Completion => "/v1/completions",
@@ -25,7 +25,7 @@ impl Endpoint {
 
 /// Token counts, in every response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Prompt tokens.
     pub prompt_tokens: u32,
     /// Completion tokens delivered.
@@ -36,7 +36,7 @@ pub struct Usage {
 
 impl Usage {
     /// Usage of `prompt_tokens` in and `completion_tokens` out.
-    pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
+    pub(crate) fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
         Self {
             prompt_tokens,
             completion_tokens,
@@ -47,7 +47,7 @@ impl Usage {
 
 /// What every object of one response shares.
 #[derive(Debug, Clone)]
-pub struct Head {
+pub(crate) struct Head {
     /// The endpoint.
     pub endpoint: Endpoint,
     /// `chatcmpl-…` / `cmpl-…`.
@@ -60,7 +60,7 @@ pub struct Head {
 
 impl Head {
     /// A head for a new response; the id is unique per request.
-    pub fn new(endpoint: Endpoint, model: &str, request_seq: u64) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, model: &str, request_seq: u64) -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let prefix = match endpoint {
             Endpoint::Chat => "chatcmpl",
@@ -79,7 +79,7 @@ impl Head {
     }
 
     /// The whole (non-streamed) answer.
-    pub fn full(&self, text: &str, finish: FinishReason, usage: Usage) -> Value {
+    pub(crate) fn full(&self, text: &str, finish: FinishReason, usage: Usage) -> Value {
         let choice = match self.endpoint {
             Endpoint::Chat => json!({
                 "index": 0,
@@ -98,7 +98,7 @@ impl Head {
     }
 
     /// One streamed chunk: the first carries the role, the last the finish reason.
-    pub fn chunk(&self, text: Option<&str>, first: bool, finish: Option<FinishReason>) -> Value {
+    pub(crate) fn chunk(&self, text: Option<&str>, first: bool, finish: Option<FinishReason>) -> Value {
         let choice = match self.endpoint {
             Endpoint::Chat => {
                 let mut delta = serde_json::Map::new();
@@ -122,7 +122,7 @@ impl Head {
     }
 
     /// The usage chunk sent last when `stream_options.include_usage` is set (no choices).
-    pub fn usage_chunk(&self, usage: Usage) -> Value {
+    pub(crate) fn usage_chunk(&self, usage: Usage) -> Value {
         json!({
             "id": self.id, "object": self.object(true), "created": self.created, "model": self.model,
             "choices": [], "usage": usage,
@@ -131,7 +131,7 @@ impl Head {
 }
 
 /// `GET /v1/models`.
-pub fn model_list(models: &[ModelCard], created: u64) -> Value {
+pub(crate) fn model_list(models: &[ModelCard], created: u64) -> Value {
     let data: Vec<Value> = models
         .iter()
         .map(|m| json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}))

@@ -30,7 +30,7 @@ fn start_chain(dir: &std::path::Path) -> String {
     genesis.params.reveal_window_blocks = 10_000;
     genesis.params.unbonding_period_blocks = 20_003;
     genesis.params.epoch_length_blocks = 1_000_000;
-    polylink_chain::dev::spawn_dev(&genesis, dir, 100).unwrap()
+    polylink_chain::spawn_dev(&genesis, dir, 100).unwrap()
 }
 
 async fn send(client: &Client, key: &SecretKey, kind: TxKind) {

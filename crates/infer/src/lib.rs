@@ -18,9 +18,9 @@
 //! - [`generate()`] with [`GenerateParams`]/[`Sampler`] (greedy, temperature, top-k, top-p, seed,
 //!   stop sequences, max tokens) and a streaming detokenizer that never splits a character. The
 //!   sampler follows a verifiable rule (each draw a pure function of seed, step and row;
-//!   [`generate::sample::margin`] checks one token), and a row's logits never depend on how many
+//!   [`sample::margin`] checks one token), and a row's logits never depend on how many
 //!   rows are processed together, so a validator's teacher-forced pass sees the worker's logits.
-//! - [`Bert`]: a BERT-class encoder (MiniLM) in f32 from a [`safetensors`] checkpoint, fed by the
+//! - [`Bert`]: a BERT-class encoder (MiniLM) in f32 from a safetensors checkpoint, fed by the
 //!   [`WordPiece`] tokenizer; last-layer hidden states for sentence scoring ([`mean_rows`],
 //!   [`cosine`]). It shares the worker [`Pool`] and the model ops with the decoders.
 //! - [`Model`] opens a file in one call; [`ModelInfo`] gives shape and bytes per layer for
@@ -33,21 +33,27 @@
 //! quantized to Q8 blocks as ggml does, AVX2 versions (one row, four activation rows for prompts,
 //! four weight rows for decoding) picked at run time with portable scalar fallbacks that compute
 //! the same bits (one canonical arithmetic, `quant::scalar`), and a persistent worker pool.
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod error;
-pub mod generate;
+mod error;
+mod generate;
+// A namespace of its own: the file format's pieces (`gguf::Value`, `gguf::TensorInfo`) read
+// best qualified; the reader itself is also [`Gguf`] at the root.
 pub mod gguf;
-pub mod hidden;
-pub mod kv;
+mod hidden;
+mod kv;
 mod loaded;
-pub mod model;
-pub mod pool;
+mod model;
+mod pool;
+// A namespace of its own: the quantized formats, kernels and their canonical arithmetic
+// (`quant::scalar`) are a large sub-API that tests and benchmarks drive directly.
 pub mod quant;
-pub mod safetensors;
-pub mod tokenizer;
+mod safetensors;
+mod tokenizer;
 
 pub use error::{InferError, Result};
 pub use generate::chat::ChatTemplate;
+pub use generate::decode::{Decoded, Decoding};
 pub use generate::sample::{Sampler, SamplingParams};
 pub use generate::{Finish, GenerateParams, Generation, generate};
 pub use gguf::Gguf;
@@ -55,8 +61,11 @@ pub use hidden::{hidden_from_bytes, hidden_to_bytes};
 pub use kv::KvCache;
 pub use loaded::Model;
 pub use model::bert::{Bert, cosine, mean_rows};
-pub use model::config::{Arch, HParams};
+pub use model::config::{Activation, Arch, HParams};
 pub use model::info::ModelInfo;
 pub use model::shard::{LogitsMode, OutputKind, Shard, ShardInput};
 pub use pool::Pool;
-pub use tokenizer::{BertInput, Segment, Tokenizer, WordPiece};
+pub use tokenizer::{BertInput, PreTokenizer, Segment, Tokenizer, TokenizerModel, WordPiece};
+
+// The verifiable sampling rule is a protocol rule, so it keeps a namespace of its own.
+pub use generate::sample;

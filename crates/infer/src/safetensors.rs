@@ -24,7 +24,7 @@ struct Entry {
 
 /// One f32 tensor.
 #[derive(Debug, Clone)]
-pub struct Tensor {
+pub(crate) struct Tensor {
     /// Dimensions, outermost first.
     pub shape: Vec<usize>,
     /// Row-major values.
@@ -32,7 +32,7 @@ pub struct Tensor {
 }
 
 /// Every F32 tensor of a safetensors file, by name (other dtypes are skipped).
-pub fn read_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
+pub(crate) fn read_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bad = |reason: String| InferError::BadFile { path: path.to_path_buf(), reason };
     let io = |source| InferError::Io { path: path.to_path_buf(), source };
     let len = std::fs::metadata(path).map_err(io)?.len();
@@ -44,7 +44,7 @@ pub fn read_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// Parses safetensors bytes; errors are plain messages.
-pub fn parse(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
+pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
     let head: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or("shorter than 8 bytes")?;
     let n = u64::from_le_bytes(head);
     if n > HEADER_BYTES_MAX || n > (bytes.len() - 8) as u64 {

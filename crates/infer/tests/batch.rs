@@ -4,7 +4,7 @@
 
 mod common;
 
-use polylink_infer::generate::sample::argmax;
+use polylink_infer::sample::argmax;
 use polylink_infer::{KvCache, LogitsMode, Model, ShardInput};
 
 #[test]

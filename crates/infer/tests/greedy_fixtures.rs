@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 
-use polylink_infer::generate::sample::argmax;
+use polylink_infer::sample::argmax;
 use polylink_infer::{LogitsMode, Model, ShardInput};
 use serde::Deserialize;
 

@@ -7,8 +7,8 @@
 
 mod common;
 
-use polylink_infer::generate::sample::argmax;
 use polylink_infer::quant::{Kernels, with_kernels};
+use polylink_infer::sample::argmax;
 use polylink_infer::{KvCache, LogitsMode, Model, ShardInput};
 
 const STEPS: usize = 80;

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use polylink_infer::generate::sample::argmax;
+use polylink_infer::sample::argmax;
 use polylink_infer::{
     Gguf, KvCache, LogitsMode, OutputKind, Pool, Shard, ShardInput, Tokenizer, hidden_from_bytes,
     hidden_to_bytes,

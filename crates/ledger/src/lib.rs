@@ -30,6 +30,7 @@
 //! its minimum is inactive (that is how a role is left). Only the task's head worker may submit
 //! its result. Withdraw releases matured unbonding stake; slashing takes bonded stake first,
 //! then the newest unbonding entries. Treasury payments name [`TREASURY`] as the account.
+#![warn(missing_docs, unreachable_pub)]
 
 mod committee;
 mod error;

@@ -115,7 +115,8 @@ fn a_late_duty_is_free_and_a_strangers_duty_pays() {
     let task = net.submit_task(10, &[WORKER]);
     net.submit_result(WORKER, task, (1, 5), &[10_000]).unwrap();
     let committee = net.committee(&task);
-    let stranger = VALIDATORS.find(|v| !committee.contains(v)).expect("a validator outside the committee");
+    let mut validators = VALIDATORS;
+    let stranger = validators.find(|v| !committee.contains(v)).expect("a validator outside the committee");
     let t = net.ledger.task(&task).unwrap();
     net.advance_past(t.commit_end_height, t.commit_end_ms);
     let commit = |net: &Net, v: usize| {

@@ -14,7 +14,7 @@ use crate::onchain::{self, Role, send};
 use crate::split::LocalSplit;
 use crate::supervise::{Child, Spawn, log_path, polylink_exe};
 use commonware_runtime::{Spawner, Supervisor, tokio as cw};
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::Client;
 use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_ledger::dev_key;
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};

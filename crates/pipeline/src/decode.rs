@@ -6,9 +6,9 @@
 
 use crate::PipelineError;
 use crate::wire::SampleSpec;
+use polylink_infer::Decoding;
+use polylink_infer::Finish;
 use polylink_infer::Tokenizer;
-use polylink_infer::generate::Finish;
-use polylink_infer::generate::decode::Decoding;
 use polylink_protocol::{FinishReason, GenerationParams, TokenEvent, TokenSender};
 
 /// Runs one session's forwards.

@@ -3,7 +3,7 @@
 //!
 //! A task with a seed (fixed on chain before inference) and the worker's own token ids is
 //! checked exactly: each token must be the one the verifiable-sampling rule draws from the
-//! validator's row for that step (`polylink_infer::generate::sample::margin` within
+//! validator's row for that step (`polylink_infer::sample::margin` within
 //! `margin_tolerance` logits), greedy and sampled alike, and the score follows the fraction of
 //! tokens that are. Rows are bit-identical to the worker's under the numerics rule, so an honest
 //! answer has every margin 0 on the same kernels; the tolerance absorbs other SIMD paths.
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use polylink_infer::Model;
-use polylink_infer::generate::sample::{self, SamplingParams};
+use polylink_infer::sample::{self, SamplingParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -10,7 +10,7 @@
 use crate::task::Finish;
 
 /// Name of the layout; a head trained on another is refused.
-pub const LAYOUT: &str = "minilm-scalars-v2";
+pub(crate) const LAYOUT: &str = "minilm-scalars-v2";
 
 /// Feature names, in order (also the evidence keys).
 pub const NAMES: [&str; 12] = [
@@ -44,7 +44,7 @@ pub struct Encoded {
 }
 
 /// The feature vector, in [`NAMES`] order.
-pub fn vector(e: &Encoded, prompt: &str, output: &str, finish: Finish) -> Vec<f32> {
+pub(crate) fn vector(e: &Encoded, prompt: &str, output: &str, finish: Finish) -> Vec<f32> {
     let words: Vec<&str> = output.split_whitespace().collect();
     let ends = output.trim_end().ends_with(['.', '!', '?', ':', ')', '"', '`', '*', ']']);
     let pieces = e.pieces.max(1) as f32;

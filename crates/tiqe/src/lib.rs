@@ -24,6 +24,7 @@
 //!
 //! The data sets, the head's training and the benchmark live in `lab`, behind the cargo feature
 //! of that name, so a validator carries none of it.
+#![warn(missing_docs, unreachable_pub)]
 
 mod cascade;
 mod consistency;
@@ -32,6 +33,7 @@ mod error;
 mod features;
 mod head;
 mod judge;
+// A namespace of its own: the lab is a large sub-API (data sets, training, benchmark) behind a feature.
 #[cfg(feature = "lab")]
 pub mod lab;
 mod open;

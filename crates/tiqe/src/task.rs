@@ -32,7 +32,7 @@ pub struct Generation {
     pub top_p: f32,
     /// The task's sampling seed, when the chain fixed it before inference: every token (greedy
     /// or sampled) is then checked against the verifiable-sampling rule
-    /// (`polylink_infer::generate::sample`); without it sampled answers get the statistical test.
+    /// (`polylink_infer::sample`); without it sampled answers get the statistical test.
     pub seed: Option<u64>,
     /// Most tokens the task allows.
     pub max_tokens: usize,

@@ -22,7 +22,7 @@ pub fn file_sha256(path: &Path) -> Result<[u8; 32]> {
 }
 
 /// 0 at or below `lo`, 1 at or above `hi`, linear between.
-pub fn ramp(x: f64, lo: f64, hi: f64) -> f64 {
+pub(crate) fn ramp(x: f64, lo: f64, hi: f64) -> f64 {
     if hi <= lo {
         return f64::from(u8::from(x >= hi));
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use polylink_infer::generate::sample::margin;
+use polylink_infer::sample::margin;
 use polylink_infer::{GenerateParams, LogitsMode, Model, SamplingParams, Shard, ShardInput, generate};
 use polylink_tiqe::lab::{self, Source};
 use polylink_tiqe::{ConsistencyConfig, Evaluator, Finish, Generation, ModelConsistency, Task};

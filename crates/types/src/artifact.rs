@@ -12,7 +12,7 @@ use crate::{BoundedVec, Hash32, PublicKey, codec_fields};
 use serde::{Deserialize, Serialize};
 
 /// What precedes the developer's key at the end of a claimable artifact.
-pub const DEVELOPER_TRAILER_TAG: &[u8] = b"polylink-developer-v1";
+pub(crate) const DEVELOPER_TRAILER_TAG: &[u8] = b"polylink-developer-v1";
 /// Bytes of the trailer: the tag, then the 32-byte key.
 pub const DEVELOPER_TRAILER_LEN: usize = DEVELOPER_TRAILER_TAG.len() + 32;
 /// Longest tail a claim carries: the rest of the last 64-byte block, then the trailer.

@@ -19,7 +19,9 @@
 //! ([`BoundedVec`], [`BoundedString`]); blocks take a [`BlockLimits`]. Decoders bound lengths before
 //! allocating, never panic and reject trailing bytes ([`SignedTx::from_bytes`],
 //! [`Block::from_bytes`]); a successful decode re-encodes to the same bytes.
+#![warn(missing_docs, unreachable_pub)]
 
+// A module, not a re-export: `#[serde(with = "polylink_types::amount_serde")]` names a path.
 pub mod amount_serde;
 mod artifact;
 mod block;

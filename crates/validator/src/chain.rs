@@ -11,7 +11,7 @@ use std::time::Duration;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A connected signer.
-pub struct Chain {
+pub(crate) struct Chain {
     signer: Signer,
 }
 
@@ -21,56 +21,51 @@ fn rpc(e: impl std::fmt::Display) -> ValidatorError {
 
 impl Chain {
     /// Connects to the node at `url` and learns its chain id.
-    pub async fn connect(url: &str, key: SecretKey) -> Result<Self> {
+    pub(crate) async fn connect(url: &str, key: SecretKey) -> Result<Self> {
         let client = Client::new(url).map_err(rpc)?;
         let signer = Signer::connect(client, key).await.map_err(|e| rpc(format!("{url}: {e}")))?;
         Ok(Self { signer })
     }
 
     /// The typed RPC client.
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         self.signer.client()
     }
 
     /// The chain id (bound into every signature).
-    pub fn chain_id(&self) -> &str {
+    pub(crate) fn chain_id(&self) -> &str {
         self.signer.chain_id()
     }
 
     /// This validator's account key.
-    pub fn public_key(&self) -> PublicKey {
+    pub(crate) fn public_key(&self) -> PublicKey {
         self.signer.public_key()
     }
 
-    /// The signing key.
-    pub fn key(&self) -> &SecretKey {
-        self.signer.key()
-    }
-
     /// This validator's account record.
-    pub async fn account(&self) -> Result<AccountView> {
+    pub(crate) async fn account(&self) -> Result<AccountView> {
         self.client().account(&self.public_key()).await.map_err(rpc)
     }
 
     /// Signs `kind` with the next nonce and submits it; the node's refusal is the error.
-    pub async fn send(&self, kind: TxKind) -> Result<TxId> {
+    pub(crate) async fn send(&self, kind: TxKind) -> Result<TxId> {
         let name = kind.name();
         self.signer.send(kind).await.map_err(|e| rpc(format!("{name} refused: {e}")))
     }
 
     /// A task's record.
-    pub async fn task(&self, task: &TaskId) -> Result<Task> {
+    pub(crate) async fn task(&self, task: &TaskId) -> Result<Task> {
         self.client().task(task).await.map_err(rpc)
     }
 
     /// A model's artifact hash.
-    pub async fn artifact(&self, model: ModelId) -> Result<Hash32> {
+    pub(crate) async fn artifact(&self, model: ModelId) -> Result<Hash32> {
         Ok(self.client().model(model).await.map_err(rpc)?.artifact_hash)
     }
 
     /// Bonds up to `stake` (twice the chain's minimum when `None`) and registers as a validator unless
     /// already registered; returns the stake bonded.
-    pub async fn register(&self, stake: Option<Amount>) -> Result<Amount> {
+    pub(crate) async fn register(&self, stake: Option<Amount>) -> Result<Amount> {
         let min = self.client().params().await.map_err(rpc)?.params.validator_stake_min;
         // By default twice the minimum: one slash leaves the validator in the committees.
         let want = stake.unwrap_or(min.saturating_mul(2));

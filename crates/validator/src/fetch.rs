@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// What one fetch got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// A 200 answer's body (at most one byte past the limit: the check refuses it).
     Body(Vec<u8>),
     /// A refusal: status and body text.
@@ -18,7 +18,7 @@ pub enum Fetched {
 }
 
 /// One signed `GET {base}/polylink/v1/transcripts/{task}`.
-pub async fn fetch(
+pub(crate) async fn fetch(
     http: &reqwest::Client,
     base: &str,
     chain_id: &str,

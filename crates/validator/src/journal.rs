@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 /// A committed score waiting for its reveal window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The seat.
     pub seat: Seat,
     /// The score committed to.
@@ -25,19 +25,19 @@ pub struct Pending {
 
 impl Pending {
     /// A fresh random salt for `score` and evaluation digest `work` on `seat`.
-    pub fn new(seat: Seat, score: u16, work: Hash32) -> Self {
+    pub(crate) fn new(seat: Seat, score: u16, work: Hash32) -> Self {
         Self { seat, score, work, salt: Hash32(rand::random()) }
     }
 
     /// The commitment `who` publishes.
-    pub fn commitment(&self, who: &PublicKey) -> Hash32 {
+    pub(crate) fn commitment(&self, who: &PublicKey) -> Hash32 {
         score_commitment(self.score, &self.work, &self.salt, who)
     }
 }
 
 /// The pending commitments on disk (or nowhere, without a data directory).
 #[derive(Debug, Clone)]
-pub struct Journal {
+pub(crate) struct Journal {
     dir: Option<PathBuf>,
 }
 
@@ -47,7 +47,7 @@ fn disk(path: &Path, e: impl std::fmt::Display) -> ValidatorError {
 
 impl Journal {
     /// The journal under `data_dir/commits` (created), or an in-memory-only one.
-    pub fn open(data_dir: Option<&Path>) -> Result<Self> {
+    pub(crate) fn open(data_dir: Option<&Path>) -> Result<Self> {
         let dir = data_dir.map(|d| d.join("commits"));
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|e| disk(dir, e))?;
@@ -60,7 +60,7 @@ impl Journal {
     }
 
     /// Writes `p` durably (file synced, then renamed into place, then the directory synced).
-    pub fn save(&self, p: &Pending) -> Result<()> {
+    pub(crate) fn save(&self, p: &Pending) -> Result<()> {
         let (Some(path), Some(dir)) = (self.file(&p.seat.task), self.dir.as_ref()) else { return Ok(()) };
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(p).map_err(|e| disk(&path, e))?;
@@ -71,14 +71,14 @@ impl Journal {
     }
 
     /// Forgets a seat once revealed or over.
-    pub fn remove(&self, task: &TaskId) {
+    pub(crate) fn remove(&self, task: &TaskId) {
         if let Some(path) = self.file(task) {
             let _ = std::fs::remove_file(path);
         }
     }
 
     /// Every pending commitment found on disk (unreadable files are skipped and named in the log).
-    pub fn load(&self) -> Vec<Pending> {
+    pub(crate) fn load(&self) -> Vec<Pending> {
         let Some(dir) = &self.dir else { return Vec::new() };
         let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
         let mut out = Vec::new();

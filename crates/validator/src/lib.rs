@@ -4,26 +4,29 @@
 //!
 //! Key types:
 //! - [`Config`] → [`start`] → [`Running`] (with its [`polylink_protocol::ValidatorReady`] announcement).
-//! - [`schedule::Seat`]: a committee seat and its windows; [`schedule::seats`] reads them from a
-//!   block, [`schedule::Seat::phase`] says what may be sent at a height (the pure core).
-//! - [`verify::check`]: a transcript against the chain (prompt ids hash, output hash, token
+//!
+//! Inside (private; the face is the list above and [`ScorerConfig`]):
+//! - `schedule::Seat`: a committee seat and its windows; `schedule::seats` reads them from a
+//!   block, `Seat::phase` says what may be sent at a height (the pure core).
+//! - `verify::check`: a transcript against the chain (prompt ids hash, output hash, token
 //!   counts) → score it, score 0 (the worker's fault), or abstain.
-//! - [`scorer::Scorer`]: the TIQE cascade over the registered model (found by its artifact hash)
+//! - `scorer::Scorer`: the TIQE cascade over the registered model (found by its artifact hash)
 //!   on its own thread.
-//! - [`journal::Journal`]: salts and scores on disk before the commit is sent.
+//! - `journal::Journal`: salts and scores on disk before the commit is sent.
 //!
 //! Data flow per seat: `committee_elected` event → signed transcript fetch from the gateway
 //! (retried until a quarter of the commit window is left; withheld → 0) → checks → cascade score
 //! → salt persisted → `CommitScore` → (reveal window) `RevealScore`, resent until the chain has it.
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod chain;
-pub mod error;
-pub mod fetch;
-pub mod journal;
-pub mod node;
-pub mod schedule;
-pub mod scorer;
-pub mod verify;
+mod chain;
+mod error;
+mod fetch;
+mod journal;
+mod node;
+mod schedule;
+mod scorer;
+mod verify;
 
 pub use error::{Result, ValidatorError};
 pub use node::{Config, Running, start};

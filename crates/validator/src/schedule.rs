@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 
 /// Block time a transaction is assumed to need to be included, ms: a commit is only sent while
 /// the window stays open at least this long by time (or for another block by height).
-pub const INCLUSION_MS: u64 = 3_000;
+pub(crate) const INCLUSION_MS: u64 = 3_000;
 
 /// The latest executed block as the validator saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tip {
+pub(crate) struct Tip {
     /// Its height.
     pub height: u64,
     /// Its timestamp, ms.
@@ -28,7 +28,7 @@ pub struct Tip {
 
 /// A committee seat this validator holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seat {
+pub(crate) struct Seat {
     /// The task.
     pub task: TaskId,
     /// Height of the block that drew the committee …
@@ -47,7 +47,7 @@ pub struct Seat {
 
 /// Where a seat stands at the latest executed block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// A commit submitted now can still be included.
     Commit,
     /// Too late to commit, too early to reveal (the commit window may still be open).
@@ -60,7 +60,7 @@ pub enum Phase {
 
 impl Seat {
     /// The phase when the latest executed block is `tip`.
-    pub fn phase(&self, tip: Tip) -> Phase {
+    pub(crate) fn phase(&self, tip: Tip) -> Phase {
         let next = tip.height + 1;
         // By height a commit gets a block to spare: the next block may already be proposed.
         if next < self.commit_end_height || tip.time_ms + INCLUSION_MS <= self.commit_end_ms {
@@ -77,7 +77,7 @@ impl Seat {
     /// Whether a commitment must leave now to be included in time: the commit window has no more
     /// than a margin left (two blocks to spare by height, two inclusion times by time). A
     /// validator still scoring then commits an abstention rather than nothing.
-    pub fn last_call(&self, tip: Tip) -> bool {
+    pub(crate) fn last_call(&self, tip: Tip) -> bool {
         let by_height = tip.height + 3 < self.commit_end_height;
         let by_time = tip.time_ms + 2 * INCLUSION_MS <= self.commit_end_ms;
         !(by_height || by_time)
@@ -87,7 +87,7 @@ impl Seat {
     /// commit window (3 to 20 blocks, and a quarter of its time but at least three inclusion
     /// times) is left to evaluate and commit. It always comes before [`Seat::last_call`], so a
     /// withheld transcript is scored 0, never abstained on.
-    pub fn fetch_over(&self, tip: Tip) -> bool {
+    pub(crate) fn fetch_over(&self, tip: Tip) -> bool {
         let window = self.commit_end_height.saturating_sub(self.elected_height);
         let margin = (window / 4).clamp(3, 20).min(window.saturating_sub(1));
         let by_height = tip.height >= self.commit_end_height - margin;
@@ -98,7 +98,7 @@ impl Seat {
 }
 
 /// The seats `me` holds among the `committee_elected` events of one finalized block.
-pub fn seats(block: &FinalizedBlock, me: &PublicKey) -> Vec<Seat> {
+pub(crate) fn seats(block: &FinalizedBlock, me: &PublicKey) -> Vec<Seat> {
     block
         .executed
         .events

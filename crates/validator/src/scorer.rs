@@ -39,7 +39,7 @@ impl Default for ScorerConfig {
 
 /// A score with what it rests on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scored {
+pub(crate) struct Scored {
     /// 0..=1000.
     pub score: u16,
     /// Each stage's evidence, or why the transcript was refused.
@@ -55,7 +55,7 @@ pub struct Scored {
 /// score without evaluating cannot reveal it, and the ledger slashes a digest a majority
 /// contradicts (`SlashReason::Unproven`). A transcript refused before any model ran has the
 /// digest of its refusal.
-pub fn work_digest(task: &TaskId, evidence: Option<&Value>) -> Hash32 {
+pub(crate) fn work_digest(task: &TaskId, evidence: Option<&Value>) -> Hash32 {
     let Some(c) = evidence.map(|e| &e["stages"]["consistency"]["evidence"]) else {
         return Hash32::digest(&[b"polylink-work-v1", &task.0, b"rejected"]);
     };
@@ -82,7 +82,7 @@ pub fn work_digest(task: &TaskId, evidence: Option<&Value>) -> Hash32 {
 
 /// The local GGUF whose sha256 is `artifact`: a catalogue model's pinned file, else one of
 /// `models` (each hashed to find out).
-pub fn gguf_for(artifact: &Hash32, models: &[PathBuf]) -> Result<PathBuf> {
+pub(crate) fn gguf_for(artifact: &Hash32, models: &[PathBuf]) -> Result<PathBuf> {
     let want = artifact.to_string();
     let found = CATALOGUE.iter().find_map(|m| {
         m.files.iter().find(|f| f.name.ends_with(".gguf") && f.sha256 == want).map(|f| (m.id, f.name))
@@ -107,7 +107,7 @@ struct Job {
 }
 
 /// Handle to the evaluation thread of one registered model.
-pub struct Scorer {
+pub(crate) struct Scorer {
     jobs: mpsc::Sender<Job>,
 }
 
@@ -117,7 +117,7 @@ fn tiqe(e: impl std::fmt::Display) -> ValidatorError {
 
 impl Scorer {
     /// Finds the model file of `artifact`, checks its hash and loads the cascade on a new thread.
-    pub async fn start(artifact: Hash32, cfg: &ScorerConfig) -> Result<Self> {
+    pub(crate) async fn start(artifact: Hash32, cfg: &ScorerConfig) -> Result<Self> {
         let files = Files {
             registered: gguf_for(&artifact, &cfg.models)?,
             minilm: MiniLmFiles {
@@ -249,7 +249,7 @@ impl Scorer {
     }
 
     /// Scores a checked transcript; `None` when the evaluators cannot judge it (abstain).
-    pub async fn score(&self, checked: Checked) -> Result<Option<Scored>> {
+    pub(crate) async fn score(&self, checked: Checked) -> Result<Option<Scored>> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { checked, reply })

@@ -10,11 +10,11 @@ use polylink_protocol::{Ending, PromptRecord, Transcript, output_hash, prompt_ha
 use polylink_types::{Hash32, ModelId, TaskId};
 
 /// Largest transcript body read, bytes; a larger one scores 0.
-pub const TRANSCRIPT_BYTES_MAX: usize = 1 << 20;
+pub(crate) const TRANSCRIPT_BYTES_MAX: usize = 1 << 20;
 
 /// What the chain says about a task that is being scored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnChain {
+pub(crate) struct OnChain {
     /// The task.
     pub task: TaskId,
     /// Its model.
@@ -35,7 +35,7 @@ pub struct OnChain {
 
 impl OnChain {
     /// What the chain's record of task `task` says; the task must have its result.
-    pub fn from_task(task: TaskId, record: &Task) -> Result<Self> {
+    pub(crate) fn from_task(task: TaskId, record: &Task) -> Result<Self> {
         let result = record
             .result
             .as_ref()
@@ -55,7 +55,7 @@ impl OnChain {
 
 /// A transcript consistent with the chain, ready for the evaluators.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// The task.
     pub task: TaskId,
     /// The request's prompt, as the gateway recorded it.
@@ -83,7 +83,7 @@ pub struct Checked {
 
 /// The verdict of the checks.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Consistent; score it.
     Score(Checked),
     /// The worker is at fault: score 0, for this reason.
@@ -91,7 +91,7 @@ pub enum Verdict {
 }
 
 /// Checks a transcript body against the chain.
-pub fn check(body: &[u8], chain: &OnChain) -> Verdict {
+pub(crate) fn check(body: &[u8], chain: &OnChain) -> Verdict {
     if body.len() > TRANSCRIPT_BYTES_MAX {
         return Verdict::Zero(format!("transcript of {} bytes exceeds {TRANSCRIPT_BYTES_MAX}", body.len()));
     }

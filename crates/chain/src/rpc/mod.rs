@@ -1,5 +1,5 @@
-//! The HTTP JSON RPC: wire types ([`api`], declared once) shared by the [`server`] and the typed
-//! [`client`], and the [`Signer`] every role uses to send its transactions.
+//! The HTTP JSON RPC: wire types (`api`, declared once) shared by the node's server and the typed
+//! [`Client`], and the [`Signer`] every role uses to send its transactions.
 //!
 //! Endpoints: `POST /tx` (hex canonical `SignedTx`), `GET /status`, `GET /account/{pk}`,
 //! `GET /models`, `GET /model/{id}`, `GET /workers`, `GET /validators`, `GET /task/{id}`,
@@ -7,8 +7,8 @@
 //! executed finalized block with its receipts and ledger events). Every error answer is a
 //! [`Refusal`]: a machine-readable [`ErrorCode`] and a message.
 mod api;
-pub mod client;
-pub mod server;
+mod client;
+pub(crate) mod server;
 mod signer;
 
 pub use api::{

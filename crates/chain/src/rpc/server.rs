@@ -28,7 +28,7 @@ use std::{convert::Infallible, net::SocketAddr, str::FromStr, sync::Arc};
 use tokio::{net::TcpListener, sync::broadcast};
 
 /// What the handlers share.
-pub struct RpcState<M, S> {
+pub(crate) struct RpcState<M, S> {
     /// Admits submitted transactions.
     pub submitter: Submitter<M, S>,
     /// The latest executed state.
@@ -65,7 +65,7 @@ fn unavailable() -> ApiError {
 }
 
 /// Builds the router over `state`.
-pub fn router<M, S>(state: RpcState<M, S>) -> Router
+pub(crate) fn router<M, S>(state: RpcState<M, S>) -> Router
 where
     M: Queryable,
     S: Sender<PublicKey = PublicKey>,
@@ -87,7 +87,7 @@ where
 }
 
 /// Serves `router` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+pub(crate) async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
 }
 

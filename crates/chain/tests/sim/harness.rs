@@ -13,11 +13,9 @@ use commonware_p2p::{
 use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor, deterministic};
 use commonware_utils::{NZU32, NZUsize};
 use polylink_chain::{
-    Digest, PublicKey, Scheme, Shared, Submitter,
-    config::{Keys, NodeConfig},
+    Digest, Keys, NetworkSpec, NodeConfig, PublicKey, Scheme, Shared, Submitter, configs,
     engine::{self, Channels, EngineConfig, channel},
-    ledger::genesis_value,
-    network::{NetworkSpec, configs},
+    genesis_value,
 };
 use polylink_ledger::{Genesis, Ledger};
 use polylink_types::{SecretKey, Transfer, TxKind, UnsignedTx};

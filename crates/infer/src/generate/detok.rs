@@ -3,18 +3,18 @@
 
 /// Accumulates token bytes and releases complete characters.
 #[derive(Debug, Default)]
-pub struct StreamDecoder {
+pub(crate) struct StreamDecoder {
     pending: Vec<u8>,
 }
 
 impl StreamDecoder {
     /// An empty decoder.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a token's bytes; returns the text that is now complete (maybe empty).
-    pub fn push(&mut self, bytes: &[u8]) -> String {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let mut out = String::new();
         loop {
@@ -44,7 +44,7 @@ impl StreamDecoder {
     }
 
     /// Flushes what is left at the end of generation (an unfinished character becomes U+FFFD).
-    pub fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         let s = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
         s

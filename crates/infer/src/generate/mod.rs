@@ -1,9 +1,9 @@
 //! Text generation over a whole model: chat templates, sampling, stop sequences and a streaming
 //! detokenizer.
 
-pub mod chat;
-pub mod decode;
-pub mod detok;
+pub(crate) mod chat;
+pub(crate) mod decode;
+pub(crate) mod detok;
 pub mod sample;
 
 use std::time::Instant;

@@ -10,7 +10,8 @@ use std::io::BufReader;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-pub use value::{MetaExt, Value};
+pub(crate) use value::MetaExt;
+pub use value::Value;
 
 use crate::error::{InferError, Result, malformed};
 use crate::quant::GgmlType;

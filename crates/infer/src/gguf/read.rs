@@ -7,12 +7,12 @@ use super::value::Value;
 use crate::error::{Result, malformed};
 
 /// Longest metadata string or tensor name accepted (chat templates run to tens of KB).
-pub const STRING_BYTES_MAX: u64 = 1 << 20;
+pub(super) const STRING_BYTES_MAX: u64 = 1 << 20;
 /// Deepest array nesting accepted.
 const ARRAY_DEPTH_MAX: u32 = 2;
 
 /// A reader that knows its position and how many bytes the file has left.
-pub struct Cursor<R> {
+pub(super) struct Cursor<R> {
     inner: R,
     pos: u64,
     len: u64,
@@ -20,17 +20,17 @@ pub struct Cursor<R> {
 
 impl<R: Read> Cursor<R> {
     /// Wraps a reader at offset 0 of a file of `len` bytes.
-    pub fn new(inner: R, len: u64) -> Self {
+    pub(super) fn new(inner: R, len: u64) -> Self {
         Self { inner, pos: 0, len }
     }
 
     /// Current offset.
-    pub fn pos(&self) -> u64 {
+    pub(super) fn pos(&self) -> u64 {
         self.pos
     }
 
     /// Bytes left in the file.
-    pub fn remaining(&self) -> u64 {
+    pub(super) fn remaining(&self) -> u64 {
         self.len.saturating_sub(self.pos)
     }
 
@@ -45,17 +45,17 @@ impl<R: Read> Cursor<R> {
     }
 
     /// Reads a u32.
-    pub fn u32(&mut self) -> Result<u32> {
+    pub(super) fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.bytes()?))
     }
 
     /// Reads a u64.
-    pub fn u64(&mut self) -> Result<u64> {
+    pub(super) fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.bytes()?))
     }
 
     /// Reads a count and checks that `count * min_item_bytes` bytes can still follow.
-    pub fn count(&mut self, min_item_bytes: u64, what: &str) -> Result<usize> {
+    pub(super) fn count(&mut self, min_item_bytes: u64, what: &str) -> Result<usize> {
         let at = self.pos;
         let n = self.u64()?;
         if n.saturating_mul(min_item_bytes) > self.remaining() {
@@ -65,7 +65,7 @@ impl<R: Read> Cursor<R> {
     }
 
     /// Reads a length-prefixed UTF-8 string.
-    pub fn string(&mut self) -> Result<String> {
+    pub(super) fn string(&mut self) -> Result<String> {
         let at = self.pos;
         let n = self.u64()?;
         if n > STRING_BYTES_MAX || n > self.remaining() {
@@ -78,7 +78,7 @@ impl<R: Read> Cursor<R> {
     }
 
     /// Reads a value of GGUF type `ty`.
-    pub fn value(&mut self, ty: u32) -> Result<Value> {
+    pub(super) fn value(&mut self, ty: u32) -> Result<Value> {
         self.value_at_depth(ty, 0)
     }
 

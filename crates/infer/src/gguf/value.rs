@@ -95,7 +95,7 @@ impl Value {
 }
 
 /// Typed, erroring look-ups over a metadata map.
-pub trait MetaExt {
+pub(crate) trait MetaExt {
     /// The raw value of a key.
     fn value(&self, key: &str) -> Option<&Value>;
 

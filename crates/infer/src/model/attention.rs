@@ -16,7 +16,7 @@ use crate::quant::half::{f16_to_f32, f32_to_f16};
 use crate::quant::simd_f16;
 
 /// Appends rows of keys and values (f32) to the layer cache as f16.
-pub fn append_kv(lkv: &mut LayerKv, k: &[f32], v: &[f32]) {
+pub(super) fn append_kv(lkv: &mut LayerKv, k: &[f32], v: &[f32]) {
     lkv.k.extend(k.iter().map(|&x| f32_to_f16(x)));
     lkv.v.extend(v.iter().map(|&x| f32_to_f16(x)));
 }
@@ -24,7 +24,7 @@ pub fn append_kv(lkv: &mut LayerKv, k: &[f32], v: &[f32]) {
 /// Attention for `n` queries at positions `pos0..pos0+n` (their keys already cached);
 /// `out` receives `n × q_dim`. Online softmax with an f16 query and f16 running output.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(
+pub(super) fn attend(
     pool: &Pool,
     hp: &HParams,
     lkv: &LayerKv,

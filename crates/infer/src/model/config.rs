@@ -80,7 +80,7 @@ const DIM_MAX: usize = 1 << 16;
 const HEADS_MAX: usize = 1024;
 const CONTEXT_MAX: usize = 1 << 20;
 /// Longest attention head a model may have (the attention kernel's stack buffers hold one).
-pub const HEAD_DIM_MAX: usize = 1024;
+pub(crate) const HEAD_DIM_MAX: usize = 1024;
 
 impl HParams {
     /// Reads and checks the hyper-parameters of the file's architecture.

@@ -2,9 +2,9 @@
 //! llama family; and the BERT-class encoder ([`bert`]) that shares their kernels.
 
 mod attention;
-pub mod bert;
-pub mod config;
-pub mod info;
+pub(crate) mod bert;
+pub(crate) mod config;
+pub(crate) mod info;
 mod ops;
-pub mod shard;
+pub(crate) mod shard;
 mod weights;

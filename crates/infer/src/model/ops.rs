@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use crate::quant::half::{f16_to_f32, f32_to_f16};
 
 /// `out = x / rms(x) * w` for one row.
-pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+pub(super) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0 / (mean + eps).sqrt();
@@ -18,7 +18,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// In-place RMSNorm of one row.
-pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+pub(super) fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0 / (mean + eps).sqrt();
@@ -28,7 +28,7 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 /// Fills `cs` with (cos, sin) pairs for `dims/2` frequencies at position `pos`.
-pub fn rope_angles(pos: usize, base: f32, dims: usize, cs: &mut [(f32, f32)]) {
+pub(super) fn rope_angles(pos: usize, base: f32, dims: usize, cs: &mut [(f32, f32)]) {
     let theta_scale = base.powf(-2.0 / dims as f32);
     let mut theta = pos as f32;
     for c in cs.iter_mut().take(dims / 2) {
@@ -38,7 +38,7 @@ pub fn rope_angles(pos: usize, base: f32, dims: usize, cs: &mut [(f32, f32)]) {
 }
 
 /// Rotates one head in place: interleaved pairs, or NEOX halves.
-pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], dims: usize, neox: bool) {
+pub(super) fn rope_head(x: &mut [f32], cs: &[(f32, f32)], dims: usize, neox: bool) {
     let half = dims / 2;
     for (i, &(c, s)) in cs.iter().enumerate().take(half) {
         let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
@@ -49,7 +49,7 @@ pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], dims: usize, neox: bool) {
 }
 
 /// `gate = silu(gate) * up`.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+pub(super) fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }
@@ -66,7 +66,7 @@ fn gelu_table() -> &'static [f32] {
 }
 
 /// `gate = gelu_tanh(gate) * up`, GELU looked up at f16 precision as ggml does.
-pub fn geglu(gate: &mut [f32], up: &[f32]) {
+pub(super) fn geglu(gate: &mut [f32], up: &[f32]) {
     let table = gelu_table();
     for (g, &u) in gate.iter_mut().zip(up) {
         let x = *g;
@@ -81,7 +81,7 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) {
 }
 
 /// In-place LayerNorm of every `gamma.len()`-wide row (f32 sums, as BERT checkpoints expect).
-pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+pub(super) fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let d = gamma.len();
     for row in x.chunks_exact_mut(d) {
         let mean = row.iter().sum::<f32>() / d as f32;
@@ -94,7 +94,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 }
 
 /// GELU with the exact error function (BERT's "gelu"), element-wise in place.
-pub fn gelu_erf(x: &mut [f32]) {
+pub(super) fn gelu_erf(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)));
 }
 

@@ -7,7 +7,7 @@ use crate::quant::{GgmlType, QMatrix, scalar};
 
 /// One transformer block's weights.
 #[derive(Debug)]
-pub struct Layer {
+pub(super) struct Layer {
     pub attn_norm: Vec<f32>,
     pub wq: QMatrix,
     pub wk: QMatrix,
@@ -31,7 +31,7 @@ fn shape_err(name: &str, actual: &[u64], expected: &[u64]) -> InferError {
 }
 
 /// Reads a 2-D matrix of `rows × cols` (GGUF dims `[cols, rows]`).
-pub fn matrix(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<QMatrix> {
+pub(super) fn matrix(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<QMatrix> {
     let info = g.tensor(name).ok_or_else(|| InferError::MissingTensor(name.to_string()))?;
     let expected = [cols as u64, rows as u64];
     if info.dims != expected {
@@ -41,7 +41,7 @@ pub fn matrix(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<QMatrix>
 }
 
 /// Reads a 1-D vector of `n` values as f32.
-pub fn vector(g: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
+pub(super) fn vector(g: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
     let info = g.tensor(name).ok_or_else(|| InferError::MissingTensor(name.to_string()))?;
     if info.dims != [n as u64] || !matches!(info.ty, GgmlType::F32 | GgmlType::F16) {
         return Err(shape_err(name, &info.dims, &[n as u64]));
@@ -56,7 +56,7 @@ fn opt_vector(g: &Gguf, name: &str, n: usize) -> Result<Option<Vec<f32>>> {
 }
 
 /// Loads block `il`.
-pub fn layer(g: &Gguf, hp: &HParams, il: usize) -> Result<Layer> {
+pub(super) fn layer(g: &Gguf, hp: &HParams, il: usize) -> Result<Layer> {
     let n = |s: &str| format!("blk.{il}.{s}.weight");
     let b = |s: &str| format!("blk.{il}.{s}.bias");
     let (dim, qd, kvd, ffn) = (hp.dim, hp.q_dim(), hp.kv_dim(), hp.ffn_dim);

@@ -73,13 +73,13 @@ pub(crate) fn has_avx2() -> bool {
 
 /// Quantizes one activation row.
 #[inline]
-pub fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
+pub(super) fn quantize_act(act: ActType, x: &[f32], out: &mut [u8]) {
     scalar::quantize_act(act, x, out);
 }
 
 /// Dot product of one weight row and one activation row.
 #[inline]
-pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(super) fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         let nb = n / ty.block_elems();
@@ -104,7 +104,7 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
 /// Four dot products of one weight row with four activation rows, if a multi-row kernel exists
 /// for `ty` on this CPU.
 #[inline]
-pub fn vec_dot_x4(ty: GgmlType, w: &[u8], a: [&[u8]; 4], n: usize) -> Option<[f32; 4]> {
+pub(super) fn vec_dot_x4(ty: GgmlType, w: &[u8], a: [&[u8]; 4], n: usize) -> Option<[f32; 4]> {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         use super::x86_multi as m;
@@ -129,13 +129,13 @@ pub fn vec_dot_x4(ty: GgmlType, w: &[u8], a: [&[u8]; 4], n: usize) -> Option<[f3
 }
 
 /// Whether [`vec_dot_x4`] has a kernel for `ty` here.
-pub fn has_x4(ty: GgmlType) -> bool {
+pub(super) fn has_x4(ty: GgmlType) -> bool {
     has_avx2() && !matches!(ty, GgmlType::F32 | GgmlType::F16)
 }
 
 /// Four weight rows times one activation row, if a multi-row kernel exists for `ty` here.
 #[inline]
-pub fn vec_dot_r4(ty: GgmlType, w: [&[u8]; 4], a: &[u8], n: usize) -> Option<[f32; 4]> {
+pub(super) fn vec_dot_r4(ty: GgmlType, w: [&[u8]; 4], a: &[u8], n: usize) -> Option<[f32; 4]> {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         use super::x86_multi as m;
@@ -158,6 +158,6 @@ pub fn vec_dot_r4(ty: GgmlType, w: [&[u8]; 4], a: &[u8], n: usize) -> Option<[f3
 }
 
 /// Whether [`vec_dot_r4`] has a kernel for `ty` here.
-pub fn has_r4(ty: GgmlType) -> bool {
+pub(super) fn has_r4(ty: GgmlType) -> bool {
     has_avx2() && matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0)
 }

@@ -48,7 +48,7 @@ mod x86 {
     use super::{f16_to_f32, f32_to_f16};
 
     #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
+    pub(super) unsafe fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = _mm256_setzero_ps();
         let mut i = 0;
@@ -70,12 +70,12 @@ mod x86 {
     /// One f32 to f16 bits with F16C (the rounding the vector kernels use).
     #[cfg(test)]
     #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn to_f16(f: f32) -> u16 {
+    pub(super) unsafe fn to_f16(f: f32) -> u16 {
         _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(f))) as u16
     }
 
     #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn mad_f16(y: &mut [u16], x: &[u16], v: f32) {
+    pub(super) unsafe fn mad_f16(y: &mut [u16], x: &[u16], v: f32) {
         let n = y.len().min(x.len());
         let vv = _mm256_set1_ps(v);
         let mut i = 0;

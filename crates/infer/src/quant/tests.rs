@@ -7,13 +7,13 @@ use super::*;
 pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn next_u32(&mut self) -> u32 {
+    pub(super) fn next_u32(&mut self) -> u32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 32) as u32
     }
-    pub fn f32(&mut self) -> f32 {
+    pub(super) fn f32(&mut self) -> f32 {
         self.next_u32() as f32 / u32::MAX as f32 * 2.0 - 1.0
     }
 }

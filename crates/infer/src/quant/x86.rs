@@ -23,7 +23,7 @@ unsafe fn f32_at(p: *const u8) -> f32 {
 /// The canonical reduction of the eight lanes ([`super::scalar::reduce_lanes`]'s order).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
@@ -48,7 +48,7 @@ fn dot_i8(x: __m256i, y: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
+pub(super) unsafe fn dot_q4_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let (w, a) = (w.as_ptr(), a.as_ptr());
     for i in 0..nb {
@@ -65,7 +65,7 @@ pub unsafe fn dot_q4_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
+pub(super) unsafe fn dot_q4_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
     let (w, a) = (w.as_ptr(), a.as_ptr());
@@ -96,7 +96,7 @@ fn bits_to_bytes(bits: u32) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q5_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
+pub(super) unsafe fn dot_q5_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let (w, a) = (w.as_ptr(), a.as_ptr());
     for i in 0..nb {
@@ -116,7 +116,7 @@ pub unsafe fn dot_q5_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
+pub(super) unsafe fn dot_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let (w, a) = (w.as_ptr(), a.as_ptr());
     for i in 0..nb {
@@ -133,7 +133,7 @@ pub unsafe fn dot_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+pub(super) unsafe fn dot_q4k(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = 0f32;
     let m4 = _mm256_set1_epi8(0x0f);
@@ -176,7 +176,7 @@ pub unsafe fn dot_q4k(w: &[u8], a: &[u8], nb: usize) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q6k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+pub(super) unsafe fn dot_q6k(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(3);

@@ -8,13 +8,13 @@ use super::scalar::q4k_scale_min;
 use super::x86::hsum;
 
 /// Type selectors for [`dot_small_x4`].
-pub const Q4_0: u8 = 0;
+pub(super) const Q4_0: u8 = 0;
 /// Q4_1 selector.
-pub const Q4_1: u8 = 1;
+pub(super) const Q4_1: u8 = 1;
 /// Q5_0 selector.
-pub const Q5_0: u8 = 2;
+pub(super) const Q5_0: u8 = 2;
 /// Q8_0 selector.
-pub const Q8_0: u8 = 3;
+pub(super) const Q8_0: u8 = 3;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -32,7 +32,7 @@ unsafe fn f32_at(p: *const u8) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn hsum_i32(v: __m256i) -> i32 {
+pub(super) fn hsum_i32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
     _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)))
@@ -58,7 +58,7 @@ fn bits_to_bytes(bits: u32) -> __m256i {
 /// Four dot products of a 32-element-block row (type `TY`) with Q8_0/Q8_1 rows `a`.
 /// `a[k]` must each hold `nb` activation blocks and `w` `nb` weight blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
+pub(super) unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
     let (wbb, abb, aq) = match TY {
         Q4_0 => (18, 36, 4),
         Q4_1 => (20, 40, 8),
@@ -107,7 +107,7 @@ pub unsafe fn dot_small_x4<const TY: u8>(w: &[u8], a: [&[u8]; 4], nb: usize) -> 
 
 /// Four Q4_K × Q8_K dot products.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
+pub(super) unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut acc_m = [0f32; 4];
     let m4 = _mm256_set1_epi8(0x0f);
@@ -158,7 +158,7 @@ pub unsafe fn dot_q4k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
 
 /// Four Q6_K × Q8_K dot products.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q6k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
+pub(super) unsafe fn dot_q6k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     let (m4, m2, m32) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3), _mm256_set1_epi8(32));
     for i in 0..nb {
@@ -211,7 +211,7 @@ pub unsafe fn dot_q6k_x4(w: &[u8], a: [&[u8]; 4], nb: usize) -> [f32; 4] {
 /// Four weight rows (type `TY`) times one Q8_0/Q8_1 row: four independent accumulator chains
 /// for token-by-token decoding.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> [f32; 4] {
+pub(super) unsafe fn dot_small_r4<const TY: u8>(w: [&[u8]; 4], a: &[u8], nb: usize) -> [f32; 4] {
     let (wbb, abb, aq) = match TY {
         Q4_0 => (18, 36, 4),
         Q4_1 => (20, 40, 8),

@@ -20,7 +20,7 @@ pub enum PreTokenizer {
 }
 
 /// GPT-2's byte → printable character map.
-pub fn byte_to_char() -> [char; 256] {
+pub(super) fn byte_to_char() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..=255u8 {
@@ -38,7 +38,7 @@ pub fn byte_to_char() -> [char; 256] {
 }
 
 /// The byte a GPT-2 printable character stands for.
-pub fn char_to_byte(c: char) -> Option<u8> {
+pub(super) fn char_to_byte(c: char) -> Option<u8> {
     let c = c as u32;
     let printable =
         |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
@@ -50,7 +50,7 @@ pub fn char_to_byte(c: char) -> Option<u8> {
 }
 
 /// Splits `text` into words as the pre-tokenizer does.
-pub fn pre_tokenize(pre: PreTokenizer, text: &str) -> Vec<&str> {
+pub(super) fn pre_tokenize(pre: PreTokenizer, text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     match pre {
         PreTokenizer::Gpt2 => gpt2_split(text, &mut out),
@@ -223,7 +223,7 @@ fn llama3_split<'a>(text: &'a str, max_digits: usize, out: &mut Vec<&'a str>) {
 }
 
 /// Merges the symbols of one byte-level-encoded word by rank; returns the final pieces.
-pub fn merge_word(word: &str, ranks: &HashMap<String, u32>) -> Vec<String> {
+pub(super) fn merge_word(word: &str, ranks: &HashMap<String, u32>) -> Vec<String> {
     let mut syms: Vec<String> = word.chars().map(String::from).collect();
     let mut prev: Vec<isize> = (0..syms.len() as isize).map(|i| i - 1).collect();
     let mut next: Vec<isize> = (1..=syms.len() as isize).collect();

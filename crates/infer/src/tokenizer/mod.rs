@@ -30,7 +30,7 @@ fn special_type(ty: i64) -> bool {
 
 /// Which algorithm the vocabulary uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Model {
+pub enum TokenizerModel {
     /// Byte-level BPE with merges and a pre-tokenizer.
     Bpe(PreTokenizer),
     /// SentencePiece BPE from scores.
@@ -40,7 +40,7 @@ pub enum Model {
 /// A tokenizer from GGUF metadata.
 #[derive(Debug)]
 pub struct Tokenizer {
-    model: Model,
+    model: TokenizerModel,
     texts: Vec<String>,
     types: Vec<i64>,
     scores: Vec<f32>,
@@ -92,20 +92,20 @@ impl Tokenizer {
             None => vec![0.0; n],
         };
         let model = match model_name {
-            "gpt2" => Model::Bpe(match g.opt_str("tokenizer.ggml.pre")?.unwrap_or("default") {
+            "gpt2" => TokenizerModel::Bpe(match g.opt_str("tokenizer.ggml.pre")?.unwrap_or("default") {
                 "smollm" | "codeshell" | "exaone" | "minerva" => PreTokenizer::DigitsThenGpt2,
                 "default" | "gpt2" | "gpt-2" => PreTokenizer::Gpt2,
                 "llama3" | "llama-v3" | "llama-bpe" => PreTokenizer::Llama3,
                 "qwen2" | "deepseek-r1-qwen" => PreTokenizer::Qwen2,
                 other => return Err(bad(format!("unsupported pre-tokenizer {other:?}"))),
             }),
-            "llama" => Model::Spm,
+            "llama" => TokenizerModel::Spm,
             other => return Err(bad(format!("unsupported tokenizer model {other:?}"))),
         };
         let ids: HashMap<Vec<u8>, u32> =
             texts.iter().enumerate().map(|(i, t)| (t.as_bytes().to_vec(), i as u32)).collect();
         let mut ranks = HashMap::new();
-        if matches!(model, Model::Bpe(_)) {
+        if matches!(model, TokenizerModel::Bpe(_)) {
             let merges = g
                 .opt_array("tokenizer.ggml.merges")?
                 .ok_or_else(|| bad("bpe vocabulary without merges".into()))?;
@@ -128,7 +128,7 @@ impl Tokenizer {
             id_key("tokenizer.ggml.eos_token_id")?,
             id_key("tokenizer.ggml.eot_token_id")?,
         );
-        let is_spm = model == Model::Spm;
+        let is_spm = model == TokenizerModel::Spm;
         let add_bos = g.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(is_spm);
         let add_space_prefix = g.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(is_spm);
         let mut special: Vec<u32> = (0..n as u32).filter(|&i| special_type(types[i as usize])).collect();
@@ -171,7 +171,7 @@ impl Tokenizer {
     }
 
     /// The algorithm in use.
-    pub fn model(&self) -> &Model {
+    pub fn model(&self) -> &TokenizerModel {
         &self.model
     }
 
@@ -257,7 +257,7 @@ impl Tokenizer {
 
     fn encode_text(&self, s: &str, prev_special: bool, out: &mut Vec<u32>) {
         match &self.model {
-            Model::Bpe(pre) => {
+            TokenizerModel::Bpe(pre) => {
                 let map = bpe::byte_to_char();
                 for word in bpe::pre_tokenize(*pre, s) {
                     let encoded: String = word.bytes().map(|b| map[b as usize]).collect();
@@ -269,7 +269,7 @@ impl Tokenizer {
                     }
                 }
             }
-            Model::Spm => {
+            TokenizerModel::Spm => {
                 let mut text = String::with_capacity(s.len() + 3);
                 if self.add_space_prefix && prev_special {
                     text.push(' ');
@@ -331,13 +331,15 @@ impl Tokenizer {
         let ty = self.types[id as usize];
         match (&self.model, ty) {
             (_, TYPE_CONTROL | TYPE_USER_DEFINED | TYPE_UNKNOWN) => text.as_bytes().to_vec(),
-            (Model::Spm, TYPE_BYTE) => {
+            (TokenizerModel::Spm, TYPE_BYTE) => {
                 let hex = text.strip_prefix("<0x").and_then(|t| t.strip_suffix('>'));
                 hex.and_then(|h| u8::from_str_radix(h, 16).ok())
                     .map_or_else(|| text.as_bytes().to_vec(), |b| vec![b])
             }
-            (Model::Spm, _) => text.replace('\u{2581}', " ").into_bytes(),
-            (Model::Bpe(_), _) => text.chars().map(|c| bpe::char_to_byte(c).unwrap_or(b'?')).collect(),
+            (TokenizerModel::Spm, _) => text.replace('\u{2581}', " ").into_bytes(),
+            (TokenizerModel::Bpe(_), _) => {
+                text.chars().map(|c| bpe::char_to_byte(c).unwrap_or(b'?')).collect()
+            }
         }
     }
 

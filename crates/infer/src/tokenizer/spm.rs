@@ -4,7 +4,7 @@
 use std::collections::{BinaryHeap, HashMap};
 
 /// The vocabulary view the SentencePiece merge needs.
-pub struct SpmVocab<'a> {
+pub(super) struct SpmVocab<'a> {
     /// Token text → id.
     pub ids: &'a HashMap<Vec<u8>, u32>,
     /// Scores by id.
@@ -35,7 +35,7 @@ impl Ord for Bigram {
 }
 
 /// Tokenizes already-escaped text (spaces as `▁`) and appends ids to `out`.
-pub fn encode(v: &SpmVocab<'_>, text: &[u8], out: &mut Vec<u32>) {
+pub(super) fn encode(v: &SpmVocab<'_>, text: &[u8], out: &mut Vec<u32>) {
     // Symbols are UTF-8 characters: (start, len), linked by prev/next.
     let mut sym: Vec<(usize, usize)> = Vec::new();
     let mut offs = 0;
@@ -95,7 +95,7 @@ pub fn encode(v: &SpmVocab<'_>, text: &[u8], out: &mut Vec<u32>) {
 }
 
 /// Length of the UTF-8 sequence a lead byte starts (1 for stray continuation bytes).
-pub fn utf8_len(b: u8) -> usize {
+pub(super) fn utf8_len(b: u8) -> usize {
     match b >> 4 {
         0xf => 4,
         0xe => 3,

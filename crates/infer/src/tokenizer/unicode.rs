@@ -7,7 +7,7 @@ use regex_syntax::hir::{Class, HirKind};
 
 /// Character classes of one code point, as llama.cpp's pre-tokenizers see them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flags {
+pub(super) struct Flags {
     /// `\p{L}`.
     pub letter: bool,
     /// `\p{N}`.
@@ -55,7 +55,7 @@ fn in_ranges(r: &[(char, char)], c: char) -> bool {
 }
 
 /// The classes of `c`.
-pub fn flags(c: char) -> Flags {
+pub(super) fn flags(c: char) -> Flags {
     let t = tables();
     if c.is_ascii() {
         return Flags {

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use polylink_infer::{LogitsMode, Model, ShardInput, generate::sample::argmax};
+use polylink_infer::{LogitsMode, Model, ShardInput, sample::argmax};
 
 /// A ~1,200-character paragraph (about 240 tokens): the benchmark prompt.
 const PROMPT: &str = "The history of long-distance communication is a story of trading speed against reliability. \

@@ -3,11 +3,7 @@ use super::wallet::block_on;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use polylink_chain::{
-    config::NodeConfig,
-    ledger::{from_config, genesis_value},
-    network::{NetworkSpec, configs, testnet_init},
-    node,
-    rpc::client::Client,
+    NetworkSpec, NodeConfig, configs, genesis_value, ledger_from_config, rpc::Client, testnet_init,
 };
 use polylink_ledger::{DEV_BALANCE, Genesis};
 use std::{net::SocketAddr, path::PathBuf};
@@ -123,8 +119,8 @@ fn spec(
 }
 
 fn run_node(config: NodeConfig) -> anyhow::Result<()> {
-    let ledger = from_config(&config)?;
-    node::run(config, ledger, |rpc| println!("rpc listening on http://{rpc}"))?;
+    let ledger = ledger_from_config(&config)?;
+    polylink_chain::run_node(config, ledger, |rpc| println!("rpc listening on http://{rpc}"))?;
     Ok(())
 }
 

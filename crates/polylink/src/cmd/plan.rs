@@ -4,7 +4,7 @@
 use super::wallet::block_on;
 use anyhow::Context;
 use clap::Args;
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::Client;
 use polylink_node::registry;
 use polylink_pipeline::plan::{DeviceProfile, LinkProfile, Objective, PlanRequest, plan};
 use serde::Deserialize;

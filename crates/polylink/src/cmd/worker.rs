@@ -8,7 +8,7 @@ use super::wallet::WalletOpts;
 use anyhow::Context;
 use clap::Args;
 use commonware_runtime::{Runner, Supervisor};
-use polylink_chain::rpc::client::Client;
+use polylink_chain::rpc::Client;
 use polylink_node::onchain::{self, WorkerRegistration};
 use polylink_node::peers::{self, ProbeConfig};
 use polylink_node::worker::{self, WorkerConfig};

@@ -1,7 +1,7 @@
 //! Helpers for end-to-end chain tests: run the `polylink` binary, find free ports, poll the RPC.
 #![allow(dead_code)]
 
-use polylink_chain::rpc::{Status, client::Client};
+use polylink_chain::rpc::{Client, Status};
 use std::{
     io::{BufRead, BufReader},
     net::TcpListener,

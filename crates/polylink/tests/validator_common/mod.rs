@@ -71,7 +71,7 @@ pub async fn start_with(committee_size: u32, adjust: impl FnOnce(&mut Params)) -
     genesis.params.reveal_window_ms = 2_000;
     genesis.params.epoch_length_blocks = 1_000_000;
     adjust(&mut genesis.params);
-    let url = polylink_chain::dev::spawn_dev(&genesis, &dir.path().join("chain"), 100).unwrap();
+    let url = polylink_chain::spawn_dev(&genesis, &dir.path().join("chain"), 100).unwrap();
     let client = Client::new(&url).unwrap();
     client.wait_for_height(1, Duration::from_secs(60)).await.unwrap();
     let sha = polylink_models::CATALOGUE

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use polylink_infer::{
     Finish as InferFinish, GenerateParams, Gguf, LogitsMode, Model, OutputKind, Pool, Sampler,
-    SamplingParams, Shard, ShardInput, Tokenizer, generate, generate::sample::argmax,
+    SamplingParams, Shard, ShardInput, Tokenizer, generate, sample::argmax,
 };
 
 use serde::{Deserialize, Serialize};

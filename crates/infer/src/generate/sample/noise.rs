@@ -7,7 +7,7 @@
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// splitmix64's output for state `z`: one bijective 64-bit mix.
-pub fn mix(z: u64) -> u64 {
+pub(super) fn mix(z: u64) -> u64 {
     let mut z = z.wrapping_add(GAMMA);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -15,33 +15,33 @@ pub fn mix(z: u64) -> u64 {
 }
 
 /// The key of output step `step` of a generation seeded with `seed`.
-pub fn step_key(seed: u64, step: u64) -> u64 {
+pub(super) fn step_key(seed: u64, step: u64) -> u64 {
     mix(mix(seed) ^ step)
 }
 
 /// The 52 random bits of token `token` at the step whose key is `key`.
-pub fn token_bits(key: u64, token: u32) -> u64 {
+pub(super) fn token_bits(key: u64, token: u32) -> u64 {
     mix(key ^ u64::from(token)) >> 12
 }
 
 /// The Gumbel noise of `bits` (from [`token_bits`]): `−ln(−ln u)` with `u = (bits + ½) · 2⁻⁵²`
 /// strictly inside (0, 1), so the result is finite. Non-decreasing in `bits`.
-pub fn gumbel_of_bits(bits: u64) -> f64 {
+pub(super) fn gumbel_of_bits(bits: u64) -> f64 {
     let u = (bits as f64 + 0.5) * (1.0 / (1u64 << 52) as f64);
     -ln(-ln(u))
 }
 
 /// The Gumbel noise of token `token` at the step whose key is `key`.
-pub fn gumbel(key: u64, token: u32) -> f64 {
+pub(super) fn gumbel(key: u64, token: u32) -> f64 {
     gumbel_of_bits(token_bits(key, token))
 }
 
 /// Bits at or below this (u ≤ 0.98) give noise of at most [`skip_gumbel`].
-pub const SKIP_BITS: u64 = (0.98 * (1u64 << 52) as f64) as u64;
+pub(super) const SKIP_BITS: u64 = (0.98 * (1u64 << 52) as f64) as u64;
 
 /// An upper bound of the noise of any bits up to [`SKIP_BITS`] (about 3.90), with a margin far
 /// above the rounding of [`ln`], so skipping a token on it never changes a draw.
-pub fn skip_gumbel() -> f64 {
+pub(super) fn skip_gumbel() -> f64 {
     gumbel_of_bits(SKIP_BITS) + 1e-9
 }
 
@@ -51,7 +51,7 @@ const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 /// Natural logarithm of a positive normal `x`: `x = m·2^e` with `m` in [√½, √2), then
 /// `ln m = 2·atanh(s)`, `s = (m − 1)/(m + 1)`, by its series to `s²³` (|s| ≤ 0.172, so the
 /// truncation is below 2⁻⁵⁵). Within a few ulps of the true value, and the same bits everywhere.
-pub fn ln(x: f64) -> f64 {
+pub(super) fn ln(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 {
         return if x == 0.0 { f64::NEG_INFINITY } else { f64::NAN };
     }
@@ -79,7 +79,7 @@ pub fn ln(x: f64) -> f64 {
 
 /// `e^x` for `x ≤ 0` (the nucleus weights `exp((l − l_max)/T)`): 0 below −700, else
 /// `2^k · e^r` with `k = round(x/ln 2)`, `|r| ≤ ½ ln 2`, and `e^r` by its Taylor series to `r¹⁴`.
-pub fn exp_neg(x: f64) -> f64 {
+pub(super) fn exp_neg(x: f64) -> f64 {
     if x.is_nan() || x < -700.0 {
         return 0.0;
     }

@@ -6,7 +6,7 @@ use crate::pool::Pool;
 use crate::quant::SyncPtr;
 
 /// `qkv` is `n × 3d` (queries, keys, values side by side); the context goes to `ctx` (`n × d`).
-pub fn attention(pool: &Pool, qkv: &[f32], n: usize, d: usize, heads: usize, ctx: &mut Vec<f32>) {
+pub(super) fn attention(pool: &Pool, qkv: &[f32], n: usize, d: usize, heads: usize, ctx: &mut Vec<f32>) {
     assert!(heads > 0 && d.is_multiple_of(heads) && qkv.len() == n * 3 * d, "attention shapes disagree");
     ctx.clear();
     ctx.resize(n * d, 0.0);

@@ -8,19 +8,19 @@ use crate::quant::LinearF32;
 use crate::safetensors::{self, Tensor};
 
 /// The f32 tensors of one safetensors file, names with or without the `bert.` prefix.
-pub struct Weights {
+pub(super) struct Weights {
     t: HashMap<String, Tensor>,
     path: PathBuf,
 }
 
 impl Weights {
     /// Reads every f32 tensor of `path`.
-    pub fn read(path: &Path) -> Result<Self> {
+    pub(super) fn read(path: &Path) -> Result<Self> {
         Ok(Self { t: safetensors::read_f32(path)?, path: path.to_path_buf() })
     }
 
     /// An error about this file.
-    pub fn bad(&self, reason: String) -> InferError {
+    pub(super) fn bad(&self, reason: String) -> InferError {
         InferError::BadFile { path: self.path.clone(), reason }
     }
 
@@ -29,18 +29,18 @@ impl Weights {
     }
 
     /// Whether the file holds `name`.
-    pub fn has(&self, name: &str) -> bool {
+    pub(super) fn has(&self, name: &str) -> bool {
         self.key(name).is_some()
     }
 
     /// The shape of `name`.
-    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+    pub(super) fn shape(&self, name: &str) -> Result<Vec<usize>> {
         let k = self.key(name).ok_or_else(|| self.bad(format!("missing tensor {name}")))?;
         Ok(self.t.get(&k).map(|t| t.shape.clone()).unwrap_or_default())
     }
 
     /// Removes `name`, which must have exactly `shape`.
-    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    pub(super) fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         match self.key(name).and_then(|k| self.t.remove(&k)) {
             Some(Tensor { shape: s, data }) if s == shape => Ok(data),
             Some(Tensor { shape: s, .. }) => {
@@ -51,7 +51,7 @@ impl Weights {
     }
 
     /// The dense layer `name.weight` (`out × inp`) with `name.bias`.
-    pub fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LinearF32> {
+    pub(super) fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LinearF32> {
         Ok(LinearF32::new(
             self.take(&format!("{name}.weight"), &[out, inp])?,
             self.take(&format!("{name}.bias"), &[out])?,
@@ -60,7 +60,7 @@ impl Weights {
     }
 
     /// The LayerNorm `name` (gain and bias, `dim` each).
-    pub fn norm(&mut self, name: &str, dim: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub(super) fn norm(&mut self, name: &str, dim: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         Ok((self.take(&format!("{name}.weight"), &[dim])?, self.take(&format!("{name}.bias"), &[dim])?))
     }
 }
