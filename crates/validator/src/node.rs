@@ -50,6 +50,8 @@ struct Shared {
     journal: Journal,
     tip: watch::Receiver<Tip>,
     scorers: Mutex<HashMap<Hash32, Arc<Scorer>>>,
+    /// The `--model` files by sha256, hashed once at start.
+    local_models: HashMap<String, std::path::PathBuf>,
 }
 
 /// A started validator; dropping it (or [`Running::stop`]) stops every duty.
@@ -85,7 +87,12 @@ pub async fn start(cfg: Config) -> Result<Running> {
         chain_id: chain.chain_id().to_string(),
         resumed: 0,
     };
-    let shared = Arc::new(Shared { chain, http, cfg, journal, tip, scorers: Mutex::new(HashMap::new()) });
+    let files = cfg.scorer.models.clone();
+    let local_models = tokio::task::spawn_blocking(move || crate::scorer::hash_models(&files))
+        .await
+        .map_err(|e| ValidatorError::Tiqe(format!("hashing the --model files: {e}")))?;
+    let scorers = Mutex::new(HashMap::new());
+    let shared = Arc::new(Shared { chain, http, cfg, journal, tip, scorers, local_models });
     if shared.cfg.score_override.is_none() {
         preload(&shared).await;
     }
@@ -106,7 +113,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
 async fn preload(sh: &Arc<Shared>) {
     let Ok(models) = sh.chain.client().models().await else { return };
     for artifact in models.into_iter().map(|m| m.model.artifact_hash) {
-        if crate::scorer::gguf_for(&artifact, &sh.cfg.scorer.models).is_ok()
+        if crate::scorer::gguf_for(&artifact, &sh.local_models).is_ok()
             && let Err(e) = scorer(sh, artifact).await
         {
             warn!(%artifact, error = %e, "cannot load the evaluators of a registered model");
@@ -181,7 +188,7 @@ async fn scorer(sh: &Shared, artifact: Hash32) -> Result<Arc<Scorer>> {
     if let Some(s) = scorers.get(&artifact) {
         return Ok(s.clone());
     }
-    let s = Arc::new(Scorer::start(artifact, &sh.cfg.scorer).await?);
+    let s = Arc::new(Scorer::start(artifact, &sh.cfg.scorer, &sh.local_models).await?);
     scorers.insert(artifact, s.clone());
     Ok(s)
 }

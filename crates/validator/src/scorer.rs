@@ -12,6 +12,7 @@ use polylink_tiqe::{
 };
 use polylink_types::{Hash32, TaskId};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
@@ -80,9 +81,24 @@ pub(crate) fn work_digest(task: &TaskId, evidence: Option<&Value>) -> Hash32 {
     Hash32::digest(&[b"polylink-work-v1", &task.0, line.as_bytes()])
 }
 
-/// The local GGUF whose sha256 is `artifact`: a catalogue model's pinned file, else one of
-/// `models` (each hashed to find out).
-pub(crate) fn gguf_for(artifact: &Hash32, models: &[PathBuf]) -> Result<PathBuf> {
+/// The `--model` files by sha256 (hex), hashed once when the validator starts; a file that
+/// cannot be read is left out with a warning.
+pub(crate) fn hash_models(models: &[PathBuf]) -> HashMap<String, PathBuf> {
+    let mut by_sha = HashMap::new();
+    for path in models {
+        match polylink_models::sha256_file(path) {
+            Ok(sha) => {
+                by_sha.insert(sha, path.clone());
+            }
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot hash a model file"),
+        }
+    }
+    by_sha
+}
+
+/// The local GGUF whose sha256 is `artifact`: a catalogue model's pinned file, else one of the
+/// `local` files (see [`hash_models`]).
+pub(crate) fn gguf_for(artifact: &Hash32, local: &HashMap<String, PathBuf>) -> Result<PathBuf> {
     let want = artifact.to_string();
     let found = CATALOGUE.iter().find_map(|m| {
         m.files.iter().find(|f| f.name.ends_with(".gguf") && f.sha256 == want).map(|f| (m.id, f.name))
@@ -91,14 +107,9 @@ pub(crate) fn gguf_for(artifact: &Hash32, models: &[PathBuf]) -> Result<PathBuf>
         return polylink_models::path(model, file)
             .map_err(|e| ValidatorError::NoModel(format!("{want} ({e})")));
     }
-    for path in models {
-        match polylink_models::sha256_file(path) {
-            Ok(sha) if sha == want => return Ok(path.clone()),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot hash a model file"),
-        }
-    }
-    Err(ValidatorError::NoModel(format!("{want} (neither in the catalogue nor among --model files)")))
+    local.get(&want).cloned().ok_or_else(|| {
+        ValidatorError::NoModel(format!("{want} (neither in the catalogue nor among --model files)"))
+    })
 }
 
 struct Job {
@@ -117,9 +128,13 @@ fn tiqe(e: impl std::fmt::Display) -> ValidatorError {
 
 impl Scorer {
     /// Finds the model file of `artifact`, checks its hash and loads the cascade on a new thread.
-    pub(crate) async fn start(artifact: Hash32, cfg: &ScorerConfig) -> Result<Self> {
+    pub(crate) async fn start(
+        artifact: Hash32,
+        cfg: &ScorerConfig,
+        local: &HashMap<String, PathBuf>,
+    ) -> Result<Self> {
         let files = Files {
-            registered: gguf_for(&artifact, &cfg.models)?,
+            registered: gguf_for(&artifact, local)?,
             minilm: MiniLmFiles {
                 weights: polylink_models::path(MINILM_L6_V2, "model.safetensors").map_err(tiqe)?,
                 vocab: polylink_models::path(MINILM_L6_V2, "vocab.txt").map_err(tiqe)?,
