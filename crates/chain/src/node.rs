@@ -20,7 +20,11 @@ use std::{net::SocketAddr, time::Duration};
 use tracing::{error, info};
 
 /// Largest p2p message, bytes (a full block of maximum-size transactions fits).
-const P2P_MESSAGE_BYTES_MAX: u32 = 2 * 1024 * 1024;
+const P2P_MESSAGE_BYTES_MAX: u32 = 4 * 1024 * 1024;
+const _: () = assert!(
+    crate::block::BLOCK_TXS_LIMIT * polylink_types::TX_BYTES_MAX + 64 * 1024
+        <= P2P_MESSAGE_BYTES_MAX as usize
+);
 /// One-way message delay the consensus timeouts allow for: generous for loopback and LAN
 /// testnets on busy machines (leader timeout = block interval + 1 s).
 const LINK_DELAY_MS: u64 = 250;

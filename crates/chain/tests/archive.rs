@@ -63,8 +63,11 @@ async fn a_pruned_task_still_answers_from_the_archive() {
         output_hash: Hash32::digest(&[b"output"]),
         prompt_tokens: 2,
         completion_tokens: 3,
-        stage_shares_bps: BoundedVec::new(vec![10_000]).unwrap(),
-        stand_ins: BoundedVec::default(),
+        receipts: BoundedVec::new(vec![
+            WorkReceipt { task, worker: worker.public_key(), layer_start: 0, layer_end: 4, rows: 5 }
+                .sign(&worker),
+        ])
+        .unwrap(),
     };
     send(&worker, TxKind::SubmitResult(result)).await;
     // No validator is registered: the task settles at its draw, then leaves the state.

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_protocol::Placement;
-use polylink_types::{Amount, Hash32, PublicKey, TaskId};
+use polylink_types::{Amount, Hash32, PublicKey, SignedReceipt, TaskId};
 
 /// An opened task: what the response headers announce before the first token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +23,6 @@ pub struct Ticket {
     pub escrow: Amount,
     /// The workers named on the task, in pipeline order; the first reports the result.
     pub workers: Vec<PublicKey>,
-    /// Each worker's share of the work, basis points.
-    pub shares_bps: Vec<u16>,
 }
 
 /// What the gateway reports after a generation.
@@ -36,9 +34,9 @@ pub struct UsageReport {
     pub prompt_tokens: u32,
     /// Completion tokens delivered to the client.
     pub completion_tokens: u32,
-    /// Who did the work, when the backend said (see [`polylink_protocol::TokenEvent::Work`]);
-    /// otherwise the ticket's shares stand.
-    pub work: Option<Vec<(PublicKey, u64)>>,
+    /// The receipts the workers that computed the answer signed for the task (see
+    /// [`polylink_protocol::Receipts`]): only they are paid, by layers x rows.
+    pub receipts: Vec<SignedReceipt>,
 }
 
 /// The amount a task was charged.

@@ -4,8 +4,8 @@
 //! model's current price, that price as the most the user accepts, this gateway's worker as the
 //! head) and submits it; the mempool admits it only if the balance covers the escrow, so
 //! inference starts without waiting for a block. Close: once the task is executed on chain, the
-//! worker key signs a SubmitResult with the output hash and the delivered token counts; the
-//! ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
+//! worker key signs a SubmitResult with the output hash, the delivered token counts and the
+//! workers' signed receipts; the ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
 //! account can have several tasks pending in the same block.
 
 use crate::billing::{Billing, Charge, Opening, Ticket, UsageReport};
@@ -14,8 +14,8 @@ use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_chain::rpc::{Client, ErrorCode, Signer};
 use polylink_types::{
-    Amount, BoundedVec, Hash32, ModelId, PublicKey, STAGES_MAX, SecretKey, StandIn, SubmitResult, SubmitTask,
-    TxKind,
+    Amount, BoundedVec, Hash32, ModelId, PublicKey, RECEIPTS_MAX, SecretKey, SubmitResult, SubmitTask,
+    TxKind, uncovered_layer,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,8 +97,8 @@ impl ChainBilling {
                 account.address
             )));
         }
-        let (workers, shares_bps) = if placement.workers.is_empty() {
-            (vec![self.worker.public_key()], vec![10_000u16])
+        let workers = if placement.workers.is_empty() {
+            vec![self.worker.public_key()]
         } else {
             let head = &placement.workers[0];
             if *head != self.worker.public_key() && !self.worker_keys.contains_key(head) {
@@ -106,7 +106,7 @@ impl ChainBilling {
                     "no key to report results for head worker {head}"
                 )));
             }
-            (placement.workers.clone(), placement.shares_bps.clone())
+            placement.workers.clone()
         };
         let on_chain = BoundedVec::new(workers.clone()).map_err(|e| GatewayError::Billing(e.to_string()))?;
         let kind = TxKind::SubmitTask(SubmitTask {
@@ -120,7 +120,7 @@ impl ChainBilling {
             seed,
         });
         let task = self.send(&account.key, kind).await?;
-        Ok(Ticket { task, price_per_token: price, escrow, workers, shares_bps })
+        Ok(Ticket { task, price_per_token: price, escrow, workers })
     }
 
     async fn close_task(&self, ticket: &Ticket, usage: UsageReport) -> Result<Charge> {
@@ -139,15 +139,29 @@ impl ChainBilling {
             }
         };
         let price = record.price;
-        // Shares by the work actually done; by the placement when the backend did not say (or
-        // more stand-ins served than a result can name).
-        let (shares, stand_ins) = match usage.work.as_deref().map(|w| shares_of_work(&ticket.workers, w)) {
-            Some((shares, stand_ins)) if stand_ins.len() <= STAGES_MAX => (shares, stand_ins),
-            _ => (ticket.shares_bps.clone(), Vec::new()),
+        // The workers' receipts are the proof of the work: without any, nothing can be billed
+        // (the ledger pays only workers that signed), so the user is charged nothing.
+        // A stage that never answered its close leaves its layers without a receipt; the ledger
+        // refuses such a bill, so it is reported as nothing billed (the user pays nothing, and no
+        // worker answers for the task).
+        let layers = self.client.model(record.model).await.map_err(chain)?.layer_count;
+        let mut receipts = usage.receipts;
+        receipts.retain(|r| r.receipt.task == ticket.task);
+        receipts.truncate(RECEIPTS_MAX);
+        let covered = uncovered_layer(receipts.iter().map(|r| &r.receipt), layers).is_none();
+        let (prompt_tokens, completion_tokens) = if covered && !receipts.is_empty() {
+            (usage.prompt_tokens, usage.completion_tokens)
+        } else {
+            if usage.prompt_tokens + usage.completion_tokens > 0 {
+                tracing::warn!(
+                    task = %ticket.task, receipts = receipts.len(),
+                    "the workers' receipts do not cover the model's {layers} layers; reporting nothing billed"
+                );
+            }
+            receipts.clear();
+            (0, 0)
         };
-        let bounded = |e: polylink_types::Error| GatewayError::Billing(e.to_string());
-        let shares = BoundedVec::new(shares).map_err(bounded)?;
-        let stand_ins = BoundedVec::new(stand_ins).map_err(bounded)?;
+        let receipts = BoundedVec::new(receipts).map_err(|e| GatewayError::Billing(e.to_string()))?;
         let head = ticket.workers.first().copied().unwrap_or_else(|| self.worker.public_key());
         let signer = if head == self.worker.public_key() {
             &self.worker
@@ -159,36 +173,14 @@ impl ChainBilling {
         let result = SubmitResult {
             task: ticket.task,
             output_hash: usage.output_hash,
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            stage_shares_bps: shares,
-            stand_ins,
+            prompt_tokens,
+            completion_tokens,
+            receipts,
         };
         self.send(signer, TxKind::SubmitResult(result)).await?;
-        let tokens = Amount::from(usage.prompt_tokens) + Amount::from(usage.completion_tokens);
+        let tokens = Amount::from(prompt_tokens) + Amount::from(completion_tokens);
         Ok(Charge { amount: tokens.saturating_mul(price) })
     }
-}
-
-/// Basis points of the work for the task's listed `workers` (aligned with them) and for the
-/// stand-ins outside the list, from each worker's part of the `work`; they sum to 10,000, the
-/// rounding remainder going to the head (the first listed worker).
-fn shares_of_work(workers: &[PublicKey], work: &[(PublicKey, u64)]) -> (Vec<u16>, Vec<StandIn>) {
-    let total: u128 = work.iter().map(|(_, w)| u128::from(*w)).sum::<u128>().max(1);
-    let bps = |w: u64| (u128::from(w) * 10_000 / total) as u16;
-    let of = |who: &PublicKey| work.iter().filter(|(w, _)| w == who).map(|(_, w)| *w).sum::<u64>();
-    let mut shares: Vec<u16> = workers.iter().map(|w| bps(of(w))).collect();
-    let mut stand_ins: Vec<StandIn> = Vec::new();
-    for (who, _) in work.iter().filter(|(w, _)| !workers.contains(w)) {
-        if !stand_ins.iter().any(|s| &s.worker == who) {
-            stand_ins.push(StandIn { worker: *who, share_bps: bps(of(who)) });
-        }
-    }
-    let given: u32 = shares.iter().chain(stand_ins.iter().map(|s| &s.share_bps)).map(|&b| u32::from(b)).sum();
-    if let Some(head) = shares.first_mut() {
-        *head += (10_000 - given.min(10_000)) as u16;
-    }
-    (shares, stand_ins)
 }
 
 impl Billing for ChainBilling {

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use polylink_protocol::{Ending, prompt_hash};
+use polylink_protocol::{Ending, GenerationParams, prompt_hash};
 use polylink_types::Amount;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -92,7 +92,9 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
     };
     let transcript = (gw.transcripts.is_some() && ticket.is_some())
         .then(|| Draft::new(&request.model, &request.prompt, &prompt_ids, request.params));
-    let tokens = match gw.backend.generate_on(&request.model, &placement, prompt_ids, request.params) {
+    // The workers sign their receipts for the task this generation serves.
+    let params = GenerationParams { task: ticket.as_ref().map(|t| t.task), ..request.params };
+    let tokens = match gw.backend.generate_on(&request.model, &placement, prompt_ids, params) {
         Ok(t) => t,
         Err(e) => {
             // The task is open but nothing ran: report zero completion tokens so the escrow

@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use polylink_protocol::{Ending, FinishReason, TokenEvent, TokenStream, Transcript, output_hash};
+use polylink_protocol::{Ending, FinishReason, Receipts, TokenEvent, TokenStream, Transcript, output_hash};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,16 +64,19 @@ pub(crate) struct Run {
     ids: Vec<u32>,
     settled: bool,
     ending: Option<Ending>,
-    work: Option<Vec<(polylink_types::PublicKey, u64)>>,
+    /// The workers' receipts, signed once their sessions close (after the end, or after the
+    /// client went away): taken before the stream is dropped, so they still arrive then.
+    receipts: Option<Receipts>,
     _in_flight: InFlight,
 }
 
 impl Run {
     /// Starts answering the generation `tokens`.
-    pub(crate) fn new(parts: RunParts, tokens: TokenStream) -> Self {
+    pub(crate) fn new(parts: RunParts, mut tokens: TokenStream) -> Self {
         let timeout = Duration::from_millis(parts.gw.limits.request_timeout_ms);
         let deadline = tokio::time::Instant::from_std(parts.started) + timeout;
         let in_flight = parts.gw.metrics.in_flight();
+        let receipts = tokens.take_receipts();
         Self {
             parts,
             tokens: Some(tokens),
@@ -85,7 +88,7 @@ impl Run {
             ids: Vec::new(),
             settled: false,
             ending: None,
-            work: None,
+            receipts,
             _in_flight: in_flight,
         }
     }
@@ -135,7 +138,6 @@ impl Run {
                     self.ending = Some(Ending::Failed);
                     return Step::Failed(message);
                 }
-                Some(TokenEvent::Work(work)) => self.work = Some(work),
                 None => {
                     self.tokens = None;
                     self.ending = Some(Ending::Failed);
@@ -195,7 +197,7 @@ impl Run {
             output_hash: output_hash(&self.text),
             prompt_tokens: self.parts.prompt_tokens,
             completion_tokens: self.delivered,
-            work: self.work.take(),
+            receipts: Vec::new(),
         };
         let charge = charge_for(&ticket, &usage);
         // A run that never reached an ending was cut short by its client going away.
@@ -210,7 +212,7 @@ impl Run {
         let transcript = (gw.transcripts.clone())
             .zip(self.parts.transcript.take())
             .map(|(store, draft)| (store, draft.finish(ticket.task, self.text.clone(), ids, finish)));
-        spawn_close(billing, gw.metrics.clone(), ticket, usage, transcript);
+        spawn_close(billing, gw.metrics.clone(), ticket, usage, self.receipts.take(), transcript);
         Some(charge)
     }
 
@@ -248,11 +250,16 @@ impl Drop for Run {
 /// A transcript and the store it goes to once the result is on chain.
 pub(crate) type Record = (Arc<Transcripts>, Transcript);
 
+/// How long the result waits for the workers' receipts (their stages close the session after the
+/// last token; a stage that does not answer within its call timeout is skipped).
+const RECEIPTS_WAIT: Duration = Duration::from_secs(60);
+
 fn spawn_close(
     billing: Arc<dyn Billing>,
     metrics: Arc<Metrics>,
     ticket: Ticket,
-    usage: UsageReport,
+    mut usage: UsageReport,
+    receipts: Option<Receipts>,
     transcript: Option<Record>,
 ) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -260,6 +267,12 @@ fn spawn_close(
         return;
     };
     runtime.spawn(async move {
+        if let Some(receipts) = receipts {
+            match tokio::time::timeout(RECEIPTS_WAIT, receipts.wait()).await {
+                Ok(signed) => usage.receipts = signed,
+                Err(_) => warn!(task = %ticket.task, "the workers' receipts did not come"),
+            }
+        }
         match billing.close(&ticket, usage).await {
             Ok(charge) => {
                 metrics.charged(charge.amount);
@@ -282,8 +295,13 @@ pub(crate) fn settle_in_background(
     prompt_tokens: u32,
     transcript: Option<Record>,
 ) {
-    let usage = UsageReport { output_hash: output_hash(""), prompt_tokens, completion_tokens: 0, work: None };
-    spawn_close(billing, metrics, ticket, usage, transcript);
+    let usage = UsageReport {
+        output_hash: output_hash(""),
+        prompt_tokens,
+        completion_tokens: 0,
+        receipts: Vec::new(),
+    };
+    spawn_close(billing, metrics, ticket, usage, None, transcript);
 }
 
 fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {

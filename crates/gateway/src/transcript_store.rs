@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn transcript(i: u8) -> Transcript {
-        let params = GenerationParams { max_tokens: 8, temperature: 0.0, top_p: 1.0, seed: 0 };
+        let params = GenerationParams { max_tokens: 8, temperature: 0.0, top_p: 1.0, seed: 0, task: None };
         Draft::new("m", &Prompt::Text(format!("p{i}")), &[1, 2, u32::from(i)], params).finish(
             TaskId::digest(&[&[i]]),
             format!("out {i}"),

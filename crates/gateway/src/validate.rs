@@ -100,7 +100,13 @@ pub(crate) fn parse(endpoint: Endpoint, body: &[u8], limits: &Limits) -> Result<
         }
         Some(_) => return Err(GatewayError::invalid("stream_options", "stream_options must be an object")),
     };
-    let params = GenerationParams { max_tokens, temperature: temperature as f32, top_p: top_p as f32, seed };
+    let params = GenerationParams {
+        max_tokens,
+        temperature: temperature as f32,
+        top_p: top_p as f32,
+        seed,
+        task: None,
+    };
     Ok(ValidRequest { endpoint, model, prompt, params, stop: stop(&obj)?, stream, include_usage })
 }
 

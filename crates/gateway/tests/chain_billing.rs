@@ -87,8 +87,13 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     // The gateway: SmolLM2 locally, billed on the chain; one funded key and one unfunded key.
     let user = dev_key(2);
     let path = polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap();
-    let options =
-        LocalOptions { threads: 1, model_id: Some(common::MODEL.into()), ..LocalOptions::default() };
+    // The worker computes here and signs each task's receipt.
+    let options = LocalOptions {
+        threads: 1,
+        model_id: Some(common::MODEL.into()),
+        signer: Some(worker.clone()),
+        ..LocalOptions::default()
+    };
     let backend = Arc::new(LocalBackend::load(&path, &options).unwrap());
     let mut keys = ApiKeys::new();
     keys.insert(USER_KEY, Account::new(user.clone()));

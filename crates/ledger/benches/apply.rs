@@ -141,8 +141,17 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                         output_hash: Hash32::ZERO,
                         prompt_tokens: 40,
                         completion_tokens: 100,
-                        stage_shares_bps: BoundedVec::new(vec![10_000]).unwrap(),
-                        stand_ins: BoundedVec::default(),
+                        receipts: BoundedVec::new(vec![
+                            WorkReceipt {
+                                task: *task,
+                                worker: wpk,
+                                layer_start: 0,
+                                layer_end: 30,
+                                rows: 140,
+                            }
+                            .sign(&b.keys[worker]),
+                        ])
+                        .unwrap(),
                     }),
                 )
             })

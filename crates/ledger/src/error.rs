@@ -126,6 +126,17 @@ pub enum LedgerError {
         /// Why it does not parse.
         reason: String,
     },
+    /// A result carries a receipt the ledger cannot accept (wrong task, forged signature, a
+    /// worker that serves no such layers, a duplicate, or receipts that leave layers uncovered).
+    #[error("receipt of {worker} for task {task}: {reason}")]
+    BadReceipt {
+        /// The task.
+        task: TaskId,
+        /// The worker the receipt names.
+        worker: PublicKey,
+        /// What is wrong.
+        reason: String,
+    },
     /// A registration or task field is out of its allowed range.
     #[error("invalid {what}: {reason}")]
     Invalid {

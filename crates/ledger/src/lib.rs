@@ -39,6 +39,7 @@ mod genesis;
 mod ledger;
 mod params;
 mod pricing;
+mod receipts;
 mod records;
 mod registry;
 mod scoring;

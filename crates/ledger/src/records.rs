@@ -4,8 +4,8 @@ use crate::params::{COMMITTEE_MAX, UNBONDING_ENTRIES_MAX};
 use polylink_types::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use polylink_types::{
     __bytes::BufMut, ARCHITECTURE_LEN_MAX, Amount, BoundedString, BoundedVec, DeviceProfile,
-    ENDPOINT_LEN_MAX, Hash32, ModelId, PublicKey, SERVED_MAX, STAGES_MAX, ServedRange, SettleOutcome,
-    StandIn, TaskId, amount_serde, codec_fields,
+    ENDPOINT_LEN_MAX, Hash32, ModelId, PublicKey, RECEIPTS_MAX, SERVED_MAX, STAGES_MAX, ServedRange,
+    SettleOutcome, TaskId, WorkReceipt, amount_serde, codec_fields,
 };
 use serde::{Deserialize, Serialize};
 
@@ -152,25 +152,16 @@ pub struct TaskResult {
     pub prompt_tokens: u32,
     /// Completion tokens.
     pub completion_tokens: u32,
-    /// Per-stage work shares, bps, aligned with the task's workers.
-    pub stage_shares_bps: BoundedVec<u16, STAGES_MAX>,
-    /// Workers that stood in for failed stages, with their shares.
-    pub stand_ins: BoundedVec<StandIn, STAGES_MAX>,
+    /// What each worker that computed it signed for (signatures checked when the result was
+    /// applied): only these workers are paid or struck for the task.
+    pub receipts: BoundedVec<WorkReceipt, RECEIPTS_MAX>,
     /// Fee (billed tokens x price), held in escrow until settlement.
     #[serde(with = "amount_serde")]
     pub fee: Amount,
     /// Height at which the result was included.
     pub height: u64,
 }
-codec_fields!(TaskResult {
-    output_hash,
-    prompt_tokens,
-    completion_tokens,
-    stage_shares_bps,
-    stand_ins,
-    fee,
-    height
-});
+codec_fields!(TaskResult { output_hash, prompt_tokens, completion_tokens, receipts, fee, height });
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -143,17 +143,6 @@ pub(crate) fn register_validator(v: &mut View, who: &PublicKey) -> Result<()> {
 
 /// Checks that `workers` are active workers whose ranges of `model` chain from layer 0 to the
 /// last layer in the given order (one worker: the whole model).
-/// Checks that `who` may stand in for a failed stage of a task on `model_id`: a registered,
-/// staked worker serving some range of that model.
-pub(crate) fn check_stand_in(v: &View, model_id: ModelId, who: &PublicKey) -> Result<()> {
-    let worker = v.workers.get(who).ok_or(LedgerError::UnknownWorker(*who))?;
-    require_stake(v, who, "worker", v.base.params.worker_stake_min)?;
-    if !worker.served.iter().any(|r| r.model == model_id) {
-        return Err(invalid("result", format!("stand-in {who} serves no range of model {model_id}")));
-    }
-    Ok(())
-}
-
 /// Returns the pipeline's registered time per token, µs (each range's layers x its layer time).
 pub(crate) fn check_pipeline(v: &View, model_id: ModelId, workers: &[PublicKey]) -> Result<u64> {
     let model = v.models.get(&model_id).ok_or(LedgerError::UnknownModel(model_id))?;

@@ -3,7 +3,7 @@
 
 use crate::TREASURY;
 use crate::error::{add, bps_of, mul};
-use crate::params::{BPS_ONE, SCORE_MAX};
+use crate::params::SCORE_MAX;
 use crate::records::TaskStatus;
 use crate::view::View;
 use crate::{LedgerError, Result};
@@ -103,9 +103,10 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
             }
         }
     }
-    let stand_ins: Vec<PublicKey> =
-        task.result.iter().flat_map(|r| r.stand_ins.iter().map(|s| s.worker)).collect();
-    let served: Vec<PublicKey> = task.workers.iter().copied().chain(stand_ins.iter().copied()).collect();
+    // Only the workers that signed a receipt answer for the task (the others were let go when
+    // the result came).
+    let served: Vec<PublicKey> =
+        crate::receipts::signers(task.result.as_ref().map_or(&[][..], |r| r.receipts.as_slice()));
     match (outcome, mid) {
         (SettleOutcome::Paid, Some(m)) => {
             split_fee(v, id, fee, m, &honest)?;
@@ -125,10 +126,7 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
         }
         _ => v.pay(id, &task.user, PayeeRole::User, fee)?,
     }
-    for w in task.workers.iter() {
-        v.release(w)?;
-    }
-    for w in &stand_ins {
+    for w in &served {
         v.release(w)?;
     }
     task.escrow = 0;
@@ -210,9 +208,8 @@ fn pay_checkers_from_treasury(v: &mut View, id: &TaskId, fee: Amount, honest: &[
 
 /// Splits a paid fee: developer royalty, treasury share, validators' share (equal parts to the
 /// honest revealers; to the treasury if none), and the workers' share scaled by
-/// `median / 1000` (the rest back to the user), divided among the stages and any stand-ins that
-/// took over a failed stage by their work shares. Rounding dust goes to the head worker (stages)
-/// and the treasury (validators).
+/// `median / 1000` (the rest back to the user), divided among the workers that signed receipts by
+/// layers x rows. Rounding dust goes to the head worker (workers) and the treasury (validators).
 fn split_fee(v: &mut View, id: &TaskId, fee: Amount, median: u16, honest: &[PublicKey]) -> Result<()> {
     let task = v.task(id)?;
     let base = v.base;
@@ -237,26 +234,29 @@ fn split_fee(v: &mut View, id: &TaskId, fee: Amount, median: u16, honest: &[Publ
     }
     let validator_dust = validators - each * honest.len() as Amount;
     v.pay(id, &TREASURY, PayeeRole::Treasury, add(treasury, validator_dust, "treasury")?)?;
-    let (shares, stand_ins) = result_shares(&task)?;
+    let result = task.result.as_ref().ok_or(LedgerError::Overflow("result missing at settlement"))?;
+    let billed = u64::from(result.prompt_tokens) + u64::from(result.completion_tokens);
+    let work = result.receipts.as_slice();
+    let total: u128 = work.iter().map(|r| crate::receipts::weight(r, billed)).sum();
     let mut paid = 0;
-    let others = task.workers.iter().zip(shares.iter()).skip(1);
-    for (who, bps) in others.chain(stand_ins.iter().map(|s| (&s.worker, &s.share_bps))) {
-        let part = mul(worker_pay, Amount::from(*bps), "stage share")? / Amount::from(BPS_ONE);
-        v.pay(id, who, PayeeRole::Worker, part)?;
+    for r in work {
+        let Some(part) =
+            mul(worker_pay, crate::receipts::weight(r, billed), "work share")?.checked_div(total)
+        else {
+            break;
+        };
+        v.pay(id, &r.worker, PayeeRole::Worker, part)?;
         paid += part;
     }
-    if let Some(head) = task.workers.as_slice().first() {
-        v.pay(id, head, PayeeRole::Worker, worker_pay - paid)?;
+    // Rounding dust (or, with no receipts, the whole workers' pay) goes to the head worker when it
+    // served, else to the first worker that did, else back to the user.
+    let signers = crate::receipts::signers(work);
+    let head = task.workers.as_slice().first().filter(|h| signers.contains(h)).or(signers.first());
+    match head {
+        Some(head) => v.pay(id, head, PayeeRole::Worker, worker_pay - paid)?,
+        None => v.pay(id, &task.user, PayeeRole::User, worker_pay - paid)?,
     }
     v.pay(id, &task.user, PayeeRole::User, workers - worker_pay)
-}
-
-/// The listed workers' shares and the stand-ins of a task's result.
-fn result_shares(task: &crate::records::Task) -> Result<(Vec<u16>, Vec<polylink_types::StandIn>)> {
-    task.result
-        .as_ref()
-        .map(|r| (r.stage_shares_bps.as_slice().to_vec(), r.stand_ins.as_slice().to_vec()))
-        .ok_or(LedgerError::Overflow("result missing at settlement"))
 }
 
 #[cfg(test)]

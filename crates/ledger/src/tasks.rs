@@ -2,10 +2,11 @@
 //!
 //! Who may submit a result: only the task's head worker (`workers[0]`), signing with its own
 //! worker key. A gateway that hosts that worker signs with the worker's key; nobody else can
-//! report, so a result can neither be forged nor raced in by a third party.
+//! report, so a result can neither be forged nor raced in by a third party. Who answers for it:
+//! only the workers whose signed receipts it carries (`crate::receipts`), listed or stand-ins.
 
 use crate::error::mul;
-use crate::params::{BPS_ONE, DEADLINE_SPEED_MARGIN, Params};
+use crate::params::{DEADLINE_SPEED_MARGIN, Params};
 use crate::records::{SettleKey, Task, TaskResult, TaskStatus};
 use crate::registry::check_pipeline;
 use crate::view::View;
@@ -102,39 +103,22 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
             window: format!("the deadline was {} ms, the block is at {} ms", task.deadline_ms, v.time_ms),
         });
     }
-    let shares = r.stage_shares_bps.as_slice();
-    let stand_ins = r.stand_ins.as_slice();
-    let share_sum: u32 =
-        shares.iter().chain(stand_ins.iter().map(|s| &s.share_bps)).map(|s| u32::from(*s)).sum();
-    if shares.len() != task.workers.len() || share_sum != u32::from(BPS_ONE) {
-        return Err(LedgerError::Invalid {
-            what: "result",
-            reason: format!(
-                "{} stage shares and {} stand-in shares summing to {share_sum} bps for {} workers; need one per worker, all summing to {BPS_ONE}",
-                shares.len(),
-                stand_ins.len(),
-                task.workers.len()
-            ),
-        });
-    }
-    for (i, stand_in) in stand_ins.iter().enumerate() {
-        if task.workers.as_slice().contains(&stand_in.worker)
-            || stand_ins[..i].iter().any(|s| s.worker == stand_in.worker)
-        {
-            return Err(LedgerError::Invalid {
-                what: "result",
-                reason: format!("stand-in {} is listed already", stand_in.worker),
-            });
-        }
-        crate::registry::check_stand_in(v, task.model, &stand_in.worker)?;
-        v.hold(&stand_in.worker)?;
-    }
     let billed_tokens = u64::from(r.prompt_tokens) + u64::from(r.completion_tokens);
     if billed_tokens > u64::from(task.max_tokens) {
         return Err(LedgerError::Invalid {
             what: "result",
             reason: format!("{billed_tokens} tokens exceed the task's max_tokens {}", task.max_tokens),
         });
+    }
+    let work = crate::receipts::check(v, &r.task, &task, r.receipts.as_slice(), billed_tokens)?;
+    // From here only the workers that signed answer for the task: a listed worker without a
+    // receipt is let go, a stand-in that signed is held until settlement.
+    let signers = crate::receipts::signers(&work);
+    for w in task.workers.iter().filter(|w| !signers.contains(w)) {
+        v.release(w)?;
+    }
+    for w in signers.iter().filter(|w| !task.workers.as_slice().contains(w)) {
+        v.hold(w)?;
     }
     let fee = mul(Amount::from(billed_tokens), task.price, "fee")?;
     let refund = task.escrow.checked_sub(fee).ok_or(LedgerError::Overflow("refund"))?;
@@ -145,8 +129,8 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
         output_hash: r.output_hash,
         prompt_tokens: r.prompt_tokens,
         completion_tokens: r.completion_tokens,
-        stage_shares_bps: r.stage_shares_bps.clone(),
-        stand_ins: r.stand_ins.clone(),
+        receipts: BoundedVec::new(work)
+            .map_err(|e| LedgerError::Invalid { what: "result", reason: e.to_string() })?,
         fee,
         height: v.height,
     });

@@ -153,7 +153,33 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
             let task = net.ledger.task(&id).unwrap();
             let signer =
                 task.workers.as_slice().first().map(|h| net.index_of(h)).filter(|_| s % 3 != 0).unwrap_or(s);
-            let shares = if task.workers.len() == 2 { vec![share, 10_000 - share] } else { vec![10_000] };
+            // Each listed worker signs for the range it serves in the pipeline, with rows that
+            // vary; now and then a stage's receipt is missing (the result is then refused).
+            let mut next = 0;
+            let mut receipts = Vec::new();
+            for (i, w) in task.workers.iter().enumerate() {
+                let Some(range) = net.ledger.worker(w).and_then(|r| {
+                    r.served.iter().find(|r| r.model == task.model && r.layer_start == next).copied()
+                }) else {
+                    break;
+                };
+                next = range.layer_end;
+                let rows = u32::from(share) % 997 + u32::from(i == 0) * 5;
+                if share % 5 == 0 && i == 1 {
+                    continue;
+                }
+                let who = net.index_of(w);
+                receipts.push(
+                    WorkReceipt {
+                        task: id,
+                        worker: *w,
+                        layer_start: range.layer_start,
+                        layer_end: range.layer_end,
+                        rows,
+                    }
+                    .sign(&net.keys[who]),
+                );
+            }
             (
                 signer,
                 TxKind::SubmitResult(SubmitResult {
@@ -161,8 +187,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     output_hash: Hash32::ZERO,
                     prompt_tokens: task.max_tokens * k / 200,
                     completion_tokens: task.max_tokens * k / 200,
-                    stage_shares_bps: BoundedVec::new(shares).unwrap(),
-                    stand_ins: BoundedVec::default(),
+                    receipts: BoundedVec::new(receipts).unwrap(),
                 }),
             )
         }
@@ -260,12 +285,18 @@ fn check_invariants(net: &Net, genesis_supply: Amount) {
     // for them and none is ever forgotten.
     let mut at_risk: std::collections::BTreeMap<PublicKey, u32> = Default::default();
     for t in s.tasks.values() {
-        let stand_ins = t.result.iter().flat_map(|r| r.stand_ins.iter().map(|x| x.worker));
+        // After the result, only the workers that signed a receipt (each once) answer for it.
+        let mut signers: Vec<PublicKey> = Vec::new();
+        for r in t.result.iter().flat_map(|r| r.receipts.iter()) {
+            if !signers.contains(&r.worker) {
+                signers.push(r.worker);
+            }
+        }
         let members = t.committee.iter().map(|m| m.validator);
         let named: Vec<PublicKey> = match t.status {
             TaskStatus::Open => t.workers.iter().copied().collect(),
-            TaskStatus::AwaitingCommittee => t.workers.iter().copied().chain(stand_ins).collect(),
-            TaskStatus::Scoring => t.workers.iter().copied().chain(stand_ins).chain(members).collect(),
+            TaskStatus::AwaitingCommittee => signers,
+            TaskStatus::Scoring => signers.into_iter().chain(members).collect(),
             TaskStatus::Settled(_) | TaskStatus::Reclaimed => Vec::new(),
         };
         for who in named {

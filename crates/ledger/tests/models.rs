@@ -23,7 +23,7 @@ fn scored(net: &mut Net, user: usize, worker: usize, tokens: (u32, u32), score: 
     let tx = net.tx(user, kind);
     let task = tx.id();
     net.block(&[tx]).receipts[0].result.clone().unwrap();
-    net.submit_result(worker, task, tokens, &[10_000]).unwrap();
+    net.submit_result(worker, task, tokens).unwrap();
     let committee = net.committee(&task);
     net.score(task, &committee.iter().map(|&v| (v, score, true)).collect::<Vec<_>>());
     assert!(matches!(net.ledger.task(&task).unwrap().status, TaskStatus::Settled(_)));

@@ -43,7 +43,7 @@ fn a_head_that_unbonded_under_the_minimum_cannot_report_and_the_user_gets_the_es
     let user_before = net.balance(USER);
     let task = net.submit_task(100, &[WORKER]);
     net.ok(WORKER, TxKind::Unbond(Unbond { amount: 10_000 }));
-    let refused = net.submit_result(WORKER, task, (10, 10), &[10_000]);
+    let refused = net.submit_result(WORKER, task, (10, 10));
     assert!(
         matches!(refused, Err(LedgerError::StakeBelowMinimum { role: "worker", have: 0, .. })),
         "{refused:?}"
@@ -85,7 +85,7 @@ fn slashing_reaches_unbonding_stake() {
     params.strikes_to_slash = 1;
     let mut net = Net::market(params);
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (10, 10), &[10_000]).unwrap();
+    net.submit_result(WORKER, task, (10, 10)).unwrap();
     // The worker starts leaving right after serving: its stake is all unbonding now.
     net.ok(WORKER, TxKind::Unbond(Unbond { amount: 10_000 }));
     let committee = net.committee(&task);

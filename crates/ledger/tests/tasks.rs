@@ -12,7 +12,7 @@ fn submit_escrows_and_result_refunds_unused_tokens() {
     let task = net.submit_task(100, &[WORKER]);
     let fee = net.ledger.params().tx_fee;
     assert_eq!(net.balance(USER), DEV_BALANCE - 1_000 - fee, "100 tokens x price 10 escrowed, and the fee");
-    let events = net.submit_result(WORKER, task, (20, 30), &[10_000]).unwrap();
+    let events = net.submit_result(WORKER, task, (20, 30)).unwrap();
     assert_eq!(events, vec![Event::ResultSubmitted { task, billed_tokens: 50, fee: 500, refund: 500 }]);
     assert_eq!(net.balance(USER), DEV_BALANCE - 500 - fee);
     let t = net.ledger.task(&task).unwrap();
@@ -26,26 +26,20 @@ fn only_the_head_worker_may_report_and_only_once() {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);
     assert!(matches!(
-        net.submit_result(USER, task, (1, 1), &[10_000]),
+        net.submit_result(USER, task, (1, 1)),
         Err(LedgerError::WrongRole { action: "submit a result", .. })
     ));
     assert!(matches!(
-        net.submit_result(WORKER, task, (1, 1), &[5_000]),
+        net.submit_result_receipts(WORKER, task, (1, 1), &[]),
         Err(LedgerError::Invalid { what: "result", .. })
     ));
     assert!(matches!(
-        net.submit_result(WORKER, task, (60, 41), &[10_000]),
+        net.submit_result(WORKER, task, (60, 41)),
         Err(LedgerError::Invalid { what: "result", .. })
     ));
-    net.submit_result(WORKER, task, (1, 1), &[10_000]).unwrap();
-    assert!(matches!(
-        net.submit_result(WORKER, task, (1, 1), &[10_000]),
-        Err(LedgerError::WrongTaskStatus { .. })
-    ));
-    assert_eq!(
-        net.submit_result(WORKER, Hash32::ZERO, (1, 1), &[10_000]),
-        Err(LedgerError::UnknownTask(Hash32::ZERO))
-    );
+    net.submit_result(WORKER, task, (1, 1)).unwrap();
+    assert!(matches!(net.submit_result(WORKER, task, (1, 1)), Err(LedgerError::WrongTaskStatus { .. })));
+    assert_eq!(net.submit_result(WORKER, Hash32::ZERO, (1, 1)), Err(LedgerError::UnknownTask(Hash32::ZERO)));
 }
 
 #[test]
@@ -77,7 +71,7 @@ fn price_above_max_unknown_model_and_bad_pipelines_are_refused() {
 }
 
 #[test]
-fn pipeline_needs_contiguous_ranges_and_pays_stages_by_share() {
+fn pipeline_needs_contiguous_ranges_and_pays_stages_by_layers_times_rows() {
     let mut net = Net::market(test_params());
     net.ok(WORKER, register_worker(&[(0, 12)]));
     net.ok(WORKER2, register_worker(&[(12, LAYERS)]));
@@ -91,47 +85,55 @@ fn pipeline_needs_contiguous_ranges_and_pays_stages_by_share() {
     });
     assert!(matches!(net.run(USER, wrong_order), Err(LedgerError::Invalid { what: "task", .. })));
     let task = net.submit_task(1_000, &[WORKER, WORKER2]);
-    net.submit_result(WORKER, task, (300, 700), &[4_000, 6_000]).unwrap();
+    net.submit_result(WORKER, task, (300, 700)).unwrap();
     let committee = net.committee(&task);
     let w1 = net.balance(WORKER);
     let w2 = net.balance(WORKER2);
     net.score(task, &committee.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
     // fee 10_000; worker pool = 10_000 - 10% royalty - 5% treasury - 10% validators = 7_500;
-    // median 1000 pays all of it: 40% / 60%.
+    // median 1000 pays all of it, by layers (12 and 18 of 30, the same rows): 40% / 60%.
     assert_eq!(net.balance(WORKER) - w1, 3_000);
     assert_eq!(net.balance(WORKER2) - w2, 4_500);
 }
 
 #[test]
-fn a_stand_in_that_took_over_a_failed_stage_is_paid_its_share_and_bad_ones_are_refused() {
+fn a_stand_in_that_took_over_a_failed_stage_is_paid_for_its_receipt_and_bad_ones_are_refused() {
     const STAND_IN: usize = 9;
     let mut net = Net::market(test_params());
     net.ok(WORKER, register_worker(&[(0, 12)]));
     net.ok(WORKER2, register_worker(&[(12, LAYERS)]));
     let task = net.submit_task(1_000, &[WORKER, WORKER2]);
+    // Stage 2 died after 300 of the 1,000 rows; the whole-model worker replayed them and finished
+    // layers 12..30 (1,000 rows). The failed stage signed nothing.
+    let head = net.receipt(WORKER, task, (0, 12), 1_000);
+    let stand_in = net.receipt(STAND_IN, task, (12, LAYERS), 1_000);
 
     // Not a worker yet: refused, and nothing changes.
-    let refused = net.submit_result_with(WORKER, task, (300, 700), &[4_000, 3_000], &[(STAND_IN, 3_000)]);
+    let refused = net.submit_result_receipts(WORKER, task, (300, 700), &[head, stand_in]);
     assert!(matches!(refused, Err(LedgerError::UnknownWorker(_))), "{refused:?}");
     net.ok(STAND_IN, TxKind::Bond(Bond { amount: 10_000 }));
     net.ok(STAND_IN, register_worker(&[(0, LAYERS)]));
-    for (stand_ins, shares) in [
-        (vec![(STAND_IN, 3_000)], [4_000, 4_000]), // shares sum past 10,000
-        (vec![(WORKER2, 3_000)], [4_000, 3_000]),  // already listed
-        (vec![(STAND_IN, 1_500), (STAND_IN, 1_500)], [4_000, 3_000]), // twice
+    for receipts in [
+        vec![head],                     // layers 12..30 uncovered
+        vec![head, stand_in, stand_in], // twice
     ] {
-        let refused = net.submit_result_with(WORKER, task, (300, 700), &shares, &stand_ins);
-        assert!(matches!(refused, Err(LedgerError::Invalid { what: "result", .. })), "{refused:?}");
+        let refused = net.submit_result_receipts(WORKER, task, (300, 700), &receipts);
+        assert!(
+            matches!(
+                refused,
+                Err(LedgerError::Invalid { what: "result", .. } | LedgerError::BadReceipt { .. })
+            ),
+            "{refused:?}"
+        );
     }
 
-    // Stage 2 died 30% of the way in and the whole-model worker finished it.
-    net.submit_result_with(WORKER, task, (300, 700), &[4_000, 1_800], &[(STAND_IN, 4_200)]).unwrap();
+    net.submit_result_receipts(WORKER, task, (300, 700), &[head, stand_in]).unwrap();
     let committee = net.committee(&task);
     let before = [WORKER, WORKER2, STAND_IN].map(|i| net.balance(i));
     net.score(task, &committee.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
-    // Worker pool 7_500 (as above): 40% / 18% / 42%.
+    // Worker pool 7_500 (as above), by layers x rows: 12 / 18 of 30; the failed stage nothing.
     let after = [WORKER, WORKER2, STAND_IN].map(|i| net.balance(i));
-    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [3_000, 1_350, 3_150]);
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [3_000, 0, 4_500]);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
 
@@ -152,10 +154,7 @@ fn an_open_task_past_its_deadline_gives_the_escrow_back_without_anyone_acting() 
         net.block(&[]);
     }
     // The first block past the deadline refuses the result and returns the escrow at its end.
-    assert!(matches!(
-        net.submit_result(WORKER, task, (1, 1), &[10_000]),
-        Err(LedgerError::OutsideWindow { .. })
-    ));
+    assert!(matches!(net.submit_result(WORKER, task, (1, 1)), Err(LedgerError::OutsideWindow { .. })));
     assert_eq!(net.ledger.task(&task).unwrap().status, TaskStatus::Reclaimed);
     assert_eq!(
         net.balance(USER),
@@ -197,7 +196,7 @@ fn result_at_the_deadline_is_accepted_and_blocks_reclaim() {
     while net.next_ms + BLOCK_MS <= deadline {
         net.block(&[]);
     }
-    net.submit_result(WORKER, task, (1, 1), &[10_000]).unwrap();
+    net.submit_result(WORKER, task, (1, 1)).unwrap();
     assert!(matches!(
         net.run(USER, TxKind::ReclaimTask(ReclaimTask { task })),
         Err(LedgerError::WrongTaskStatus { .. })

@@ -41,23 +41,13 @@ pub fn this_device(gguf: &Path, threads: usize) -> Result<DeviceProfile, NodeErr
 pub struct LocalSplit {
     /// Each stage's layers, in order.
     pub ranges: Vec<Range<usize>>,
-    /// Each stage's predicted decode time per token (its layers, and the LM head on the last):
-    /// what its share of the fee follows.
-    pub work_us: Vec<u64>,
 }
 
 /// Layer ranges for `stages` workers of the model at `gguf` on this machine, each with `threads`
 /// threads, balanced by the planner (maybe fewer stages: see [`balanced_ranges`]).
 pub fn local_stages(gguf: &Path, stages: usize, threads: usize) -> Result<LocalSplit, NodeError> {
     let model = model_profile(&Gguf::open(gguf)?)?;
-    let n_layers = model.layer_bytes.len();
     let device = this_device(gguf, threads)?;
     let ranges = balanced_ranges(&model, &device, stages)?;
-    let work_us = ranges
-        .iter()
-        .map(|r| {
-            device.layer_time_us * r.len() as u64 + if r.end == n_layers { device.head_time_us } else { 0 }
-        })
-        .collect();
-    Ok(LocalSplit { ranges, work_us })
+    Ok(LocalSplit { ranges })
 }

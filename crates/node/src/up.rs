@@ -391,7 +391,7 @@ fn plan_workers(
     }
     let n_layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(gguf)?)?.n_layers;
     let split = if config.stages == 0 {
-        LocalSplit { ranges: Vec::new(), work_us: Vec::new() }
+        LocalSplit { ranges: Vec::new() }
     } else {
         launch.progress("measuring this machine and planning the pipeline's layer split");
         let planned = crate::split::local_stages(gguf, config.stages.min(n_layers), config.threads)?;
@@ -497,7 +497,7 @@ async fn deployments(
         let main = (0..stages).filter_map(|k| named(&format!("worker-stage{k}")).map(|w| w.spec.clone()));
         let deployment =
             Deployment::new(format!("pipeline-{stages}"), head("head_pipeline", main.collect())?);
-        deployments.push(deployment.await.with_work_shares(&split.work_us));
+        deployments.push(deployment.await);
         head_accounts.push(SecretKey::from_seed(first.seed));
     }
     Ok((deployments, head_accounts))

@@ -91,7 +91,9 @@ where
         .local_addr()
         .map_err(|e| NodeError::Listen { addr: config.listen, reason: e.to_string() })?;
     on_ready(Ready { addr, key: config.key.public_key(), layers, measured }).await?;
-    let engine = EngineHandle::start(context.child("engine"), shard, config.limits);
+    // The worker signs a receipt for every task session it serves with its own account key.
+    let signer = polylink_pipeline::transport::account_key(&config.key);
+    let engine = EngineHandle::start(context.child("engine"), shard, config.limits, Some(signer));
     let server = context.spawn(move |context| {
         serve(context, config.key, listener, engine, WireLimits::default(), Admission::Anyone)
     });

@@ -25,7 +25,7 @@ fn a_stage_server_is_measured_and_bad_peers_are_skipped_within_the_timeout() {
     let gguf = Gguf::open(&path).unwrap();
     let shard = Arc::new(Shard::load(&gguf, 0..1, Arc::new(Pool::new(1))).unwrap());
     tokio::Runner::default().start(|context| async move {
-        let engine = EngineHandle::start(context.child("engine"), shard, EngineLimits::default());
+        let engine = EngineHandle::start(context.child("engine"), shard, EngineLimits::default(), None);
         let local = SocketAddr::from(([127, 0, 0, 1], 0));
         let listener = context.bind(local).await.unwrap();
         let served = listener.local_addr().unwrap();

@@ -16,7 +16,7 @@ use crate::wire::SampleSpec;
 use commonware_runtime::{Clock, Network, Spawner};
 use polylink_infer::{ChatTemplate, Gguf, ModelInfo, Tokenizer};
 use polylink_protocol::{
-    GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, ProtocolError, Result, TokenEvent,
+    GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, ProtocolError, Receipts, Result,
     TokenStream,
 };
 use rand_core::CryptoRng;
@@ -103,7 +103,7 @@ where
             .min_by_key(|&k| self.deployments[k].running())
             .ok_or_else(|| ProtocolError::Backend("no deployment".into()))?;
         let deployment = &self.deployments[slot];
-        Ok(Placement { workers: deployment.workers.clone(), shares_bps: deployment.shares_bps.clone(), slot })
+        Ok(Placement { workers: deployment.workers.clone(), slot })
     }
 
     fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream> {
@@ -128,20 +128,25 @@ where
             .ok_or_else(|| ProtocolError::Backend(format!("no deployment {}", placement.slot)))?
             .clone();
         let (tx, stream) = TokenStream::channel();
+        let (receipts_tx, receipts) = Receipts::channel();
         let running = deployment.enter();
         let tokenizer = self.tokenizer.clone();
         self.context.child("generation").spawn(move |_| async move {
             let _running = running;
-            let mut session = deployment.head.open();
+            let mut session = match params.task {
+                Some(task) => deployment.head.open_for(task),
+                None => deployment.head.open(),
+            };
             let mut steps = HeadSteps { head: &deployment.head, session: &mut session };
             let end = decode::run(&mut steps, &tokenizer, &prompt_ids, &params, PREFILL_CHUNK, &tx).await;
             if let Some(end) = end {
-                let _ = tx.unbounded_send(TokenEvent::Work(deployment.work(&session)));
                 let _ = tx.unbounded_send(end);
             }
-            deployment.head.close(session).await;
+            // Closed however the generation ended (the client gone included): the stages sign
+            // for the rows they computed.
+            let _ = receipts_tx.send(deployment.head.close(session).await);
         });
-        Ok(stream)
+        Ok(stream.with_receipts(receipts))
     }
 }
 

@@ -18,12 +18,18 @@
 //! calls it once per sampled step, in order: a prefill chunk that needs no token asks for
 //! nothing, and a replay onto a replacement stage samples its steps again, so the sampler is where
 //! it was.
+//!
+//! A session serves the task its first forward names. Closing it answers with a receipt per span,
+//! signed with the worker's key: the task, the layers and the rows this worker computed (its KV
+//! cache's length, a replay onto it included), so the worker is paid only for what it ran and
+//! answers only for tasks it signed.
 
 use crate::wire::{ErrorCode, Input, Request, Response, Want};
 use commonware_runtime::{Clock, Spawner};
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use polylink_infer::{KvCache, LogitsMode, OutputKind, Sampler, SamplingParams, Shard, ShardInput};
+use polylink_types::{Hash32, SecretKey, WorkReceipt};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
@@ -88,11 +94,17 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Starts the engine for `shard` as a task of `context` on a dedicated thread (forwards block
-    /// it for their whole length).
-    pub fn start<E: Spawner + Clock>(context: E, shard: Arc<Shard>, limits: EngineLimits) -> Self {
+    /// it for their whole length); with `signer` (the worker's key) it signs a receipt for each
+    /// session that served a task when the session closes.
+    pub fn start<E: Spawner + Clock>(
+        context: E,
+        shard: Arc<Shard>,
+        limits: EngineLimits,
+        signer: Option<SecretKey>,
+    ) -> Self {
         let (jobs, rx) = mpsc::unbounded::<Job>();
         context.dedicated().spawn(move |clock| {
-            Engine { clock, shard, limits, sessions: HashMap::new(), out: Vec::new() }.run(rx)
+            Engine { clock, shard, limits, signer, sessions: HashMap::new(), out: Vec::new() }.run(rx)
         });
         Self { jobs }
     }
@@ -108,6 +120,8 @@ impl EngineHandle {
 }
 
 struct Session {
+    /// The task it serves (all zeros for none).
+    task: Hash32,
     kv: KvCache,
     /// Created at the session's first sampled step.
     sampler: Option<Sampler>,
@@ -140,6 +154,7 @@ struct Engine<C> {
     clock: C,
     shard: Arc<Shard>,
     limits: EngineLimits,
+    signer: Option<SecretKey>,
     sessions: HashMap<SessionKey, Session>,
     out: Vec<f32>,
 }
@@ -214,24 +229,31 @@ impl<C: Clock> Engine<C> {
 
     /// Whether `job` is one valid decode step of a session at its cached position.
     fn decodable(&self, job: &Job) -> bool {
-        let Request::Forward { session, pos, layers, input, want } = &job.request else { return false };
+        let Request::Forward { session, task, pos, layers, input, want } = &job.request else { return false };
         input.rows() == 1
             && *want != Want::Nothing
             && self.check(span(layers), input, *want).is_ok()
-            && self
-                .sessions
-                .get(&(job.owner, *session, layers.start as usize))
-                .is_some_and(|s| s.kv.len() == *pos as usize && s.kv.span() == span(layers))
+            && self.sessions.get(&(job.owner, *session, layers.start as usize)).is_some_and(|s| {
+                s.kv.len() == *pos as usize && s.kv.span() == span(layers) && s.task == *task
+            })
     }
 
     fn handle(&mut self, owner: [u8; 32], request: Request, now: SystemTime) -> Response {
         match request {
             Request::Close { session } => {
-                self.sessions.retain(|k, _| (k.0, k.1) != (owner, session));
-                Response::Done
+                let mut closed: Vec<(Hash32, Range<usize>, usize)> = Vec::new();
+                self.sessions.retain(|k, s| {
+                    let mine = (k.0, k.1) == (owner, session);
+                    if mine {
+                        closed.push((s.task, s.kv.span(), s.kv.len()));
+                    }
+                    !mine
+                });
+                Response::Receipts(self.receipts(&closed))
             }
-            Request::Forward { session, pos, layers, input, want } => {
-                self.forward((owner, session, layers.start as usize), pos, span(&layers), input, want, now)
+            Request::Forward { session, task, pos, layers, input, want } => {
+                let key = (owner, session, layers.start as usize);
+                self.forward(key, task, pos, span(&layers), input, want, now)
             }
             Request::Echo { payload } => Response::Echo(payload),
         }
@@ -270,9 +292,33 @@ impl<C: Clock> Engine<C> {
         }
     }
 
+    /// The signed receipts of closed sessions that served a task (none without a key).
+    fn receipts(&self, closed: &[(Hash32, Range<usize>, usize)]) -> Vec<polylink_types::SignedReceipt> {
+        let Some(key) = &self.signer else { return Vec::new() };
+        let mut out: Vec<_> = closed
+            .iter()
+            .filter(|(task, _, rows)| *task != Hash32::ZERO && *rows > 0)
+            .map(|(task, span, rows)| {
+                WorkReceipt {
+                    task: *task,
+                    worker: key.public_key(),
+                    layer_start: span.start as u32,
+                    layer_end: span.end as u32,
+                    rows: u32::try_from(*rows).unwrap_or(u32::MAX),
+                }
+                .sign(key)
+            })
+            .collect();
+        out.sort_by_key(|r| r.receipt.layer_start);
+        out.truncate(polylink_types::RECEIPTS_MAX);
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         key: SessionKey,
+        task: Hash32,
         pos: u32,
         layers: Range<usize>,
         input: Input,
@@ -297,11 +343,15 @@ impl<C: Clock> Engine<C> {
                 Ok(kv) => kv,
                 Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
             };
-            self.sessions.insert(key, Session { kv, sampler: None, last_used: now });
+            self.sessions.insert(key, Session { task, kv, sampler: None, last_used: now });
         }
         let Some(session) = self.sessions.get_mut(&key) else {
             return engine_error("session vanished");
         };
+        if session.task != task {
+            let message = format!("session {} serves task {}, not {task}", key.1, session.task);
+            return refuse(ErrorCode::BadRequest, message);
+        }
         if session.kv.span() != layers {
             let message = format!("session {} runs layers {:?}, not {layers:?}", key.1, session.kv.span());
             return refuse(ErrorCode::BadRequest, message);

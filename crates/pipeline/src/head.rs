@@ -17,6 +17,12 @@
 //! engine can batch their decode steps, while the stages work on different sessions at the same
 //! time. A call counts as stalled when it outlives the call timeout plus a per-row allowance for
 //! every row this head has in flight at that stage (its own and those queued with it).
+//!
+//! A session opened for an on-chain task names it in every forward; closing the session collects
+//! each stage's signed receipt and keeps only those that state what this head saw: the session's
+//! task, the stage's worker and layers, and no more rows than this head sent it. A stage that
+//! failed is not asked (it is gone) and so is not paid; a stand-in signs for what it replayed and
+//! ran.
 
 use crate::PipelineError;
 use crate::transport::{self, DialedLink};
@@ -24,6 +30,7 @@ use crate::wire::{Input, Request, Response, SampleSpec, Want, WireLimits};
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_runtime::{Clock, Network, Supervisor};
 use futures::future::{Either, select};
+use polylink_types::{Hash32, SignedReceipt};
 use rand_core::CryptoRng;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -117,6 +124,8 @@ struct Sent {
 #[derive(Debug)]
 pub struct HeadSession {
     id: u64,
+    /// The on-chain task it serves (all zeros for none).
+    task: Hash32,
     /// Per stage: every input sent, in order and in its original chunks.
     history: Vec<Vec<Sent>>,
     /// Per stage: the worker holding this session's cache.
@@ -229,8 +238,13 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         self.shared().specs.clone()
     }
 
-    /// A new session.
+    /// A new session serving no on-chain task.
     pub fn open(&self) -> HeadSession {
+        self.open_for(Hash32::ZERO)
+    }
+
+    /// A new session for on-chain `task`: its stages sign receipts for it when it closes.
+    pub fn open_for(&self, task: Hash32) -> HeadSession {
         let n = {
             let mut shared = self.shared();
             shared.open_sessions += 1;
@@ -238,6 +252,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         };
         HeadSession {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            task,
             history: vec![Vec::new(); n],
             placed: vec![None; n],
             work: vec![Vec::new(); n],
@@ -298,12 +313,14 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         Err(PipelineError::Protocol("the last stage returned no token".into()))
     }
 
-    /// Frees the session on every stage that holds it (best effort: a dead stage holds nothing).
-    pub async fn close(&self, session: HeadSession) {
+    /// Frees the session on every stage that holds it (best effort: a dead stage holds nothing)
+    /// and returns the stages' receipts for its task that match what this head saw.
+    pub async fn close(&self, session: HeadSession) -> Vec<SignedReceipt> {
         {
             let mut shared = self.shared();
             shared.open_sessions = shared.open_sessions.saturating_sub(1);
         }
+        let mut receipts: Vec<SignedReceipt> = Vec::new();
         for (k, placed) in session.placed.iter().enumerate() {
             let spec = self.shared().specs[k].clone();
             if placed.as_ref() != Some(&spec.peer) {
@@ -311,10 +328,43 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             }
             let Ok(mut link) = self.link(k, &spec).await else { continue };
             let close = Request::Close { session: session.id };
-            if let Ok(Ok(_)) = self.timed(k, 1, link.call(&close)).await {
-                self.put_back(k, link);
+            let Ok(Ok(response)) = self.timed(k, 1, link.call(&close)).await else { continue };
+            self.put_back(k, link);
+            let Response::Receipts(signed) = response else { continue };
+            for receipt in signed {
+                match self.vouch(&session, &receipt) {
+                    Ok(()) if !receipts.contains(&receipt) => receipts.push(receipt),
+                    Ok(()) => {}
+                    Err(why) => tracing::warn!(stage = k, addr = %spec.addr, "dropped a receipt: {why}"),
+                }
             }
         }
+        receipts
+    }
+
+    /// Whether `receipt` states what this head saw of `session`: its task, a stage's current
+    /// worker and layers, and at most the rows that worker computed here.
+    fn vouch(&self, session: &HeadSession, receipt: &SignedReceipt) -> Result<(), String> {
+        let r = &receipt.receipt;
+        if r.task != session.task || session.task == Hash32::ZERO {
+            return Err(format!("it is for task {}, the session served {}", r.task, session.task));
+        }
+        if !receipt.verify() {
+            return Err(format!("the signature is not {}'s", r.worker));
+        }
+        let specs = self.shared().specs.clone();
+        let stage = specs.iter().enumerate().find(|(_, s)| {
+            crate::transport::peer_bytes(&s.peer) == r.worker.0
+                && wire_layers(&s.layers) == (r.layer_start..r.layer_end)
+        });
+        let Some((k, spec)) = stage else {
+            return Err(format!("no stage of {} runs layers {}..{}", r.worker, r.layer_start, r.layer_end));
+        };
+        let rows: u64 = session.work[k].iter().filter(|(w, _)| *w == spec.peer).map(|(_, n)| n).sum();
+        if u64::from(r.rows) > rows {
+            return Err(format!("it claims {} rows, this head sent {rows}", r.rows));
+        }
+        Ok(())
     }
 
     async fn run_stage(
@@ -432,6 +482,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             for sent in &session.history[k] {
                 let replay = Request::Forward {
                     session: session.id,
+                    task: session.task,
                     pos,
                     layers: wire_layers(&spec.layers),
                     input: sent.input.clone(),
@@ -454,6 +505,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         }
         let request = Request::Forward {
             session: session.id,
+            task: session.task,
             pos: session.pos as u32,
             layers: wire_layers(&spec.layers),
             input: input.clone(),

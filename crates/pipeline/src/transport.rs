@@ -137,6 +137,15 @@ pub fn key_from_seed(seed: &[u8; 32]) -> Result<PrivateKey, PipelineError> {
         .map_err(|e| PipelineError::Decode(format!("ed25519 seed: {e}")))
 }
 
+/// The account key behind a link key (the same ed25519 seed), which signs receipts.
+pub fn account_key(key: &PrivateKey) -> polylink_types::SecretKey {
+    let mut seed = [0u8; 32];
+    let encoded = key.encode();
+    let n = encoded.len().min(32);
+    seed[..n].copy_from_slice(&encoded[..n]);
+    polylink_types::SecretKey::from_seed(seed)
+}
+
 /// The link key whose 32 raw bytes are `bytes` (an account key on chain or in a ready line).
 pub fn peer_from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, PipelineError> {
     PublicKey::read_cfg(&mut commonware_codec::Copying(bytes), &())

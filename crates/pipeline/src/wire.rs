@@ -9,6 +9,7 @@ use bytes::{Buf as _, BufMut};
 use commonware_codec::{
     Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write,
 };
+use polylink_types::{Hash32, RECEIPTS_MAX, SignedReceipt};
 use std::ops::Range;
 
 /// Bounds on what a peer may send.
@@ -104,6 +105,9 @@ pub enum Request {
     Forward {
         /// Session id, chosen by the head.
         session: u64,
+        /// The on-chain task the session serves (all zeros for none). Fixed for the life of the
+        /// session: the stage signs a receipt for it when the session closes.
+        task: Hash32,
         /// Position of the first row; must equal what the stage has cached.
         pos: u32,
         /// The model layers to run: the stage's own range, or a span of it when the worker
@@ -114,7 +118,8 @@ pub enum Request {
         /// What to return.
         want: Want,
     },
-    /// Forget a session and free its KV cache.
+    /// Forget a session and free its KV cache; the stage answers with its signed receipts for
+    /// the session's task ([`Response::Receipts`]).
     Close {
         /// Session id.
         session: u64,
@@ -160,6 +165,9 @@ pub enum Response {
     },
     /// The payload of an [`Request::Echo`], unchanged.
     Echo(Vec<u8>),
+    /// A closed session's receipts, one per layer span this worker ran for it (none when the
+    /// session served no task or the stage has no key to sign with).
+    Receipts(Vec<SignedReceipt>),
 }
 
 fn write_f32s(values: &[f32], buf: &mut impl BufMut) {
@@ -284,9 +292,10 @@ impl Read for Want {
 impl Write for Request {
     fn write(&self, buf: &mut impl BufMut) {
         match self {
-            Request::Forward { session, pos, layers, input, want } => {
+            Request::Forward { session, task, pos, layers, input, want } => {
                 0u8.write(buf);
                 session.write(buf);
+                task.write(buf);
                 pos.write(buf);
                 layers.start.write(buf);
                 layers.end.write(buf);
@@ -308,7 +317,7 @@ impl Write for Request {
 impl EncodeSize for Request {
     fn encode_size(&self) -> usize {
         1 + match self {
-            Request::Forward { input, want, .. } => 8 + 4 + 8 + input.encode_size() + want.encode_size(),
+            Request::Forward { input, want, .. } => 8 + 32 + 4 + 8 + input.encode_size() + want.encode_size(),
             Request::Close { .. } => 8,
             Request::Echo { payload } => payload.encode_size(),
         }
@@ -320,13 +329,14 @@ impl Read for Request {
     fn read_cfg(buf: &mut impl Buf, limits: &WireLimits) -> Result<Self, CodecError> {
         match u8::read(buf)? {
             0 => {
-                let (session, pos) = (u64::read(buf)?, u32::read(buf)?);
+                let (session, task, pos) = (u64::read(buf)?, Hash32::read(buf)?, u32::read(buf)?);
                 let layers = u32::read(buf)?..u32::read(buf)?;
                 if layers.is_empty() {
                     return Err(CodecError::Invalid("forward", "empty layer range"));
                 }
                 Ok(Request::Forward {
                     session,
+                    task,
                     pos,
                     layers,
                     input: Input::read_cfg(buf, limits)?,
@@ -362,6 +372,10 @@ impl Write for Response {
                 4u8.write(buf);
                 payload.write(buf);
             }
+            Response::Receipts(receipts) => {
+                5u8.write(buf);
+                receipts.write(buf);
+            }
         }
     }
 }
@@ -374,6 +388,7 @@ impl EncodeSize for Response {
             Response::Done => 0,
             Response::Error { message, .. } => 1 + message.as_bytes().to_vec().encode_size(),
             Response::Echo(payload) => payload.encode_size(),
+            Response::Receipts(receipts) => receipts.encode_size(),
         }
     }
 }
@@ -402,6 +417,10 @@ impl Read for Response {
                 Ok(Response::Error { code, message })
             }
             4 => Ok(Response::Echo(read_echo(buf, limits)?)),
+            5 => Ok(Response::Receipts(Vec::<SignedReceipt>::read_cfg(
+                buf,
+                &(RangeCfg::new(0..=RECEIPTS_MAX), ()),
+            )?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }

@@ -14,7 +14,8 @@ fn concurrent_sampled_answers_equal_generate_alone() {
     let backend = LocalBackend::load(&path, &options).unwrap();
     let model = Model::open(&path, None, 1).unwrap();
     let questions = ["Name three colours.", "Why is the sky blue?", "Count to five.", "Say hello."];
-    let params = |seed: u64| GenerationParams { max_tokens: 20, temperature: 0.8, top_p: 0.95, seed };
+    let params =
+        |seed: u64| GenerationParams { max_tokens: 20, temperature: 0.8, top_p: 0.95, seed, task: None };
     // Four at once with room for three: the fourth waits, and the others batch their steps.
     let mut streams = Vec::new();
     for (i, q) in questions.iter().enumerate() {

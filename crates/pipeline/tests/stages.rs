@@ -11,8 +11,9 @@ use polylink_pipeline::PipelineError;
 use polylink_pipeline::engine::{EngineHandle, EngineLimits};
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::server::{Admission, serve};
-use polylink_pipeline::transport::key_from_seed;
+use polylink_pipeline::transport::{account_key, key_from_seed, peer_bytes};
 use polylink_pipeline::wire::{SampleSpec, WireLimits};
+use polylink_types::{Hash32, PublicKey};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -62,7 +63,8 @@ async fn start_stage(
     layers: Range<usize>,
 ) -> (StageSpec, commonware_runtime::Handle<Result<(), PipelineError>>) {
     let shard = Arc::new(Shard::load(&m.gguf, layers.clone(), Arc::new(Pool::new(1))).unwrap());
-    let engine = EngineHandle::start(context.child("engine"), shard, EngineLimits::default());
+    let signer = Some(account_key(&key(seed)));
+    let engine = EngineHandle::start(context.child("engine"), shard, EngineLimits::default(), signer);
     let listener = context.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = context.child("stage").spawn(move |context| {
@@ -86,9 +88,21 @@ async fn run(
     prompt: &[u32],
     n: usize,
     sample: SampleSpec,
-    mut on_step: impl FnMut(usize),
+    on_step: impl FnMut(usize),
 ) -> Vec<u32> {
-    let mut session = head.open();
+    run_for(head, Hash32::ZERO, prompt, n, sample, on_step).await.0
+}
+
+/// [`run`] for on-chain `task`; also returns the receipts the head kept when it closed.
+async fn run_for(
+    head: &PipelineHead<tokio::Context>,
+    task: Hash32,
+    prompt: &[u32],
+    n: usize,
+    sample: SampleSpec,
+    mut on_step: impl FnMut(usize),
+) -> (Vec<u32>, Vec<polylink_types::SignedReceipt>) {
+    let mut session = head.open_for(task);
     let mut ids = Vec::new();
     let mut next = head.step(&mut session, prompt, sample).await.unwrap();
     ids.push(next);
@@ -97,8 +111,8 @@ async fn run(
         next = head.step(&mut session, &[next], sample).await.unwrap();
         ids.push(next);
     }
-    head.close(session).await;
-    ids
+    let receipts = head.close(session).await;
+    (ids, receipts)
 }
 
 /// A 2-stage pipeline gives the whole model's ids for `sample`, before and after its second
@@ -217,5 +231,58 @@ fn bad_requests_are_refused_and_the_stage_keeps_serving() {
         let mut session = head.open();
         let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
         assert!(err.to_string().contains("this stage holds 0..15"), "{err}");
+    });
+}
+
+/// Each stage signs a receipt for the rows it computed when the head closes the session, and
+/// only the stages that computed sign: a stage that died mid-answer signs nothing, its stand-in
+/// signs for its replay and the rest, and a session that served no task is receipted by nobody.
+#[test]
+fn receipts_come_from_the_stages_that_computed_and_only_them() {
+    let m = model();
+    let prompt = prompt(&m);
+    let n = 16;
+    let rows = (prompt.len() + n - 1) as u32;
+    tokio::Runner::default().start(|context| async move {
+        let (first, _h1) = start_stage(&context, &m, 1, 0..15).await;
+        let (second, h2) = start_stage(&context, &m, 2, 15..30).await;
+        let (spare, _h3) = start_stage(&context, &m, 3, 15..30).await;
+        let worker = |spec: &StageSpec| PublicKey(peer_bytes(&spec.peer));
+        let head = new_head(&context, vec![first.clone(), second.clone()], StandbyList(vec![spare.clone()]));
+
+        let (_, none) = run_for(&head, Hash32::ZERO, &prompt, 4, GREEDY, |_| {}).await;
+        assert!(none.is_empty(), "a session for no task is receipted: {none:?}");
+
+        let task = Hash32::digest(&[b"a task"]);
+        let (_, receipts) = run_for(&head, task, &prompt, n, GREEDY, |_| {}).await;
+        let got: Vec<_> = receipts
+            .iter()
+            .map(|r| (r.receipt.worker, r.receipt.layer_start, r.receipt.layer_end, r.receipt.rows))
+            .collect();
+        assert_eq!(got, [(worker(&first), 0, 15, rows), (worker(&second), 15, 30, rows)]);
+        assert!(receipts.iter().all(|r| r.verify() && r.receipt.task == task));
+
+        // Stage 2 dies 8 tokens in: the spare replays its history and finishes; only stage 1 and
+        // the spare sign, each for every row.
+        let mut h2 = Some(h2);
+        let (_, receipts) = run_for(&head, task, &prompt, n, GREEDY, |i| {
+            if i == 8
+                && let Some(h) = h2.take()
+            {
+                h.abort();
+            }
+        })
+        .await;
+        let got: Vec<_> = receipts
+            .iter()
+            .map(|r| (r.receipt.worker, r.receipt.layer_start, r.receipt.layer_end, r.receipt.rows))
+            .collect();
+        assert_eq!(got, [(worker(&first), 0, 15, rows), (worker(&spare), 15, 30, rows)]);
+
+        // A session cut after 3 tokens (as when its client leaves) is receipted for the rows
+        // computed so far.
+        let (_, receipts) = run_for(&head, task, &prompt, 3, GREEDY, |_| {}).await;
+        assert!(receipts.iter().all(|r| r.receipt.rows == (prompt.len() + 2) as u32), "{receipts:?}");
+        assert_eq!(receipts.len(), 2);
     });
 }

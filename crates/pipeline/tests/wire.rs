@@ -5,6 +5,7 @@
 use polylink_pipeline::wire::{
     ErrorCode, Input, Request, Response, SampleSpec, Want, WireLimits, decode, encode,
 };
+use polylink_types::{Hash32, RECEIPTS_MAX, SecretKey, WorkReceipt};
 use proptest::prelude::*;
 
 fn limits() -> WireLimits {
@@ -16,6 +17,7 @@ fn every_message_round_trips() {
     let requests = vec![
         Request::Forward {
             session: 7,
+            task: Hash32::digest(&[b"task"]),
             pos: 0,
             layers: 0..30,
             input: Input::Tokens(vec![1, 2, 3]),
@@ -23,6 +25,7 @@ fn every_message_round_trips() {
         },
         Request::Forward {
             session: u64::MAX,
+            task: Hash32::ZERO,
             pos: 41,
             layers: 12..30,
             input: Input::Hidden {
@@ -33,6 +36,7 @@ fn every_message_round_trips() {
         },
         Request::Forward {
             session: 1,
+            task: Hash32::ZERO,
             pos: 3,
             layers: 0..30,
             input: Input::Tokens(vec![5]),
@@ -48,16 +52,33 @@ fn every_message_round_trips() {
         Response::Token(49151),
         Response::Done,
         Response::Error { code: ErrorCode::Busy, message: "too many sessions".into() },
+        Response::Receipts(Vec::new()),
+        Response::Receipts(vec![receipt(40)]),
     ];
     for response in responses {
         assert_eq!(decode::<Response>(&encode(&response), &limits()).unwrap(), response);
     }
 }
 
+fn receipt(rows: u32) -> polylink_types::SignedReceipt {
+    let key = SecretKey::from_label("stage");
+    let task = Hash32::digest(&[b"task"]);
+    WorkReceipt { task, worker: key.public_key(), layer_start: 0, layer_end: 15, rows }.sign(&key)
+}
+
+#[test]
+fn more_receipts_than_a_result_can_carry_are_refused() {
+    let fits = Response::Receipts(vec![receipt(1); RECEIPTS_MAX]);
+    assert_eq!(decode::<Response>(&encode(&fits), &limits()).unwrap(), fits);
+    let over = Response::Receipts(vec![receipt(1); RECEIPTS_MAX + 1]);
+    assert!(decode::<Response>(&encode(&over), &limits()).is_err());
+}
+
 #[test]
 fn frames_outside_the_limits_are_refused() {
     let too_many_rows = Request::Forward {
         session: 1,
+        task: Hash32::ZERO,
         pos: 0,
         layers: 0..30,
         input: Input::Tokens(vec![1; 17]),
@@ -70,6 +91,7 @@ fn frames_outside_the_limits_are_refused() {
     assert!(decode::<Response>(&encode(&ragged), &limits()).is_err());
     let empty = Request::Forward {
         session: 1,
+        task: Hash32::ZERO,
         pos: 0,
         layers: 0..30,
         input: Input::Tokens(vec![]),
@@ -78,6 +100,7 @@ fn frames_outside_the_limits_are_refused() {
     assert!(decode::<Request>(&encode(&empty), &limits()).is_err());
     let bad_sampling = Request::Forward {
         session: 1,
+        task: Hash32::ZERO,
         pos: 0,
         layers: 0..30,
         input: Input::Tokens(vec![1]),
@@ -87,6 +110,7 @@ fn frames_outside_the_limits_are_refused() {
     #[allow(clippy::reversed_empty_ranges)]
     let no_layers = Request::Forward {
         session: 1,
+        task: Hash32::ZERO,
         pos: 0,
         layers: 7..7,
         input: Input::Tokens(vec![1]),

@@ -24,7 +24,7 @@ async fn an_outsiders_flood_of_signed_fetches_locks_no_validator_out() {
         dir: Some(net.dir.path().join("transcripts")),
         fetches_per_key_max: PER_KEY,
     };
-    let gw = gateway_with(&net, local(&smollm2()), &worker(0), Some(store)).await;
+    let gw = gateway_with(&net, local(&smollm2(), &worker(0)), &worker(0), Some(store)).await;
 
     // The flood: validly signed, fresh (as late as the skew allows, so they would stay longest),
     // each for a task id of its own.

@@ -59,11 +59,11 @@ async fn chat(base: &str, max_price: Option<u128>) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overbilling_is_refunded_and_struck_and_the_users_price_cap_holds() {
     let net = start_with(1, |p| p.reveals_min = 1).await;
-    let cheat = gateway_billing(&net, local(&smollm2()), &worker(0), Some(store(&net, 0)), |b| {
+    let cheat = gateway_billing(&net, local(&smollm2(), &worker(0)), &worker(0), Some(store(&net, 0)), |b| {
         Arc::new(Inflating(b))
     })
     .await;
-    let honest = gateway_with(&net, local(&smollm2()), &worker(1), Some(store(&net, 1))).await;
+    let honest = gateway_with(&net, local(&smollm2(), &worker(1)), &worker(1), Some(store(&net, 1))).await;
     let node = validator_node(&net, 0, &[cheat.clone(), honest.clone()], None).await;
 
     // The inflated bill.

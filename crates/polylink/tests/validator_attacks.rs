@@ -1,5 +1,6 @@
 //! Attacks on a real dev chain, with real gateways and real models, scored by real validators:
-//! - workers that serve another model (Gemma-3-270M registered as SmolLM2) or truncate their
+//! - workers that serve another model (Gemma-3-270M registered as SmolLM2, its receipts claiming
+//!   SmolLM2's layers so that it is paid) or truncate their
 //!   answers are scored low, not paid and slashed, and the user is refunded, while an honest
 //!   worker on the same chain is paid; one that withholds its transcript gets no score (every
 //!   validator abstains: a transcript a validator could not fetch is no evidence, and a gateway
@@ -18,11 +19,12 @@ use polylink_chain::rpc::ErrorCode;
 use polylink_ledger::{Params, Task, TaskStatus};
 use polylink_pipeline::LocalBackend;
 use polylink_protocol::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, TokenEvent,
+    FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, Receipts, TokenEvent,
     TokenStream,
 };
 use polylink_types::{
-    Bond, CommitScore, Hash32, RevealScore, SettleOutcome, TaskId, TxKind, score_commitment,
+    Bond, CommitScore, Hash32, RevealScore, SecretKey, SettleOutcome, TaskId, TxKind, WorkReceipt,
+    score_commitment,
 };
 use std::str::FromStr;
 use std::sync::Arc;
@@ -50,7 +52,11 @@ impl InferenceBackend for Truncating {
         params: GenerationParams,
     ) -> Result<TokenStream, ProtocolError> {
         let mut inner = self.inner.generate(model, ids, params)?;
-        let (tx, stream) = TokenStream::channel();
+        let (tx, mut stream) = TokenStream::channel();
+        // The worker still signs for what it computed (its receipt is honest; its answer is not).
+        if let Some(receipts) = inner.take_receipts() {
+            stream = stream.with_receipts(receipts);
+        }
         let keep = self.keep;
         tokio::spawn(async move {
             let mut sent = 0;
@@ -67,6 +73,46 @@ impl InferenceBackend for Truncating {
             }
         });
         Ok(stream)
+    }
+}
+
+/// A worker that serves another model and, to be paid, signs receipts claiming every layer of
+/// the registered one (its engine ran a model of fewer layers).
+struct Claiming {
+    inner: Arc<LocalBackend>,
+    key: SecretKey,
+    layers: u32,
+}
+
+impl InferenceBackend for Claiming {
+    fn models(&self) -> Vec<ModelCard> {
+        self.inner.models()
+    }
+
+    fn tokenize(&self, model: &str, prompt: &Prompt) -> Result<Vec<u32>, ProtocolError> {
+        self.inner.tokenize(model, prompt)
+    }
+
+    fn generate(
+        &self,
+        model: &str,
+        ids: Vec<u32>,
+        params: GenerationParams,
+    ) -> Result<TokenStream, ProtocolError> {
+        let mut stream = self.inner.generate(model, ids, params)?;
+        let Some(genuine) = stream.take_receipts() else { return Ok(stream) };
+        let (tx, claimed) = Receipts::channel();
+        let (key, layers) = (self.key.clone(), self.layers);
+        tokio::spawn(async move {
+            let forged = genuine
+                .wait()
+                .await
+                .into_iter()
+                .map(|r| WorkReceipt { layer_start: 0, layer_end: layers, ..r.receipt }.sign(&key))
+                .collect();
+            let _ = tx.send(forged);
+        });
+        Ok(stream.with_receipts(claimed))
     }
 }
 
@@ -87,13 +133,15 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     // each cheat caught, unpaid and costing stake end to end.
     let net = start_with(3, |p| p.strikes_to_slash = 1).await;
     let p = params(&net).await;
-    let smol = local(&smollm2());
-    let gemma = local(&polylink_models::gguf_path(polylink_models::GEMMA3_270M).unwrap());
-    let honest = gateway(&net, smol.clone(), &worker(0), false).await;
-    let substitute = gateway(&net, gemma, &worker(1), false).await;
-    let truncating =
-        gateway(&net, Arc::new(Truncating { inner: smol.clone(), keep: 3 }), &worker(2), false).await;
-    let withholding = gateway(&net, smol.clone(), &worker(3), true).await;
+    // Each worker computes on its own machine and signs its own receipts.
+    let gemma = local(&polylink_models::gguf_path(polylink_models::GEMMA3_270M).unwrap(), &worker(1));
+    let honest = gateway(&net, local(&smollm2(), &worker(0)), &worker(0), false).await;
+    let layers = net.client.model(net.model_id).await.unwrap().layer_count;
+    let claiming = Arc::new(Claiming { inner: gemma, key: worker(1), layers });
+    let substitute = gateway(&net, claiming, &worker(1), false).await;
+    let inner = local(&smollm2(), &worker(2));
+    let truncating = gateway(&net, Arc::new(Truncating { inner, keep: 3 }), &worker(2), false).await;
+    let withholding = gateway(&net, local(&smollm2(), &worker(3)), &worker(3), true).await;
     let gws = vec![honest.clone(), substitute.clone(), truncating.clone(), withholding.clone()];
     let mut nodes = Vec::new();
     for i in 0..3 {
@@ -149,7 +197,7 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
 async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins() {
     let net = start(9).await;
     let p = params(&net).await;
-    let gw = gateway(&net, local(&smollm2()), &worker(0), false).await;
+    let gw = gateway(&net, local(&smollm2(), &worker(0)), &worker(0), false).await;
     let gws = vec![gw.clone()];
     let mut nodes = Vec::new();
     for i in 0..3 {

@@ -34,7 +34,7 @@ async fn get_transcript(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     let net = start(3).await;
-    let gw = gateway(&net, local(&smollm2()), &worker(0), false).await;
+    let gw = gateway(&net, local(&smollm2(), &worker(0)), &worker(0), false).await;
     let gws = vec![gw.clone()];
     let mut nodes = Vec::new();
     for i in 0..3 {

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::prompt::Prompt;
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use polylink_types::PublicKey;
+use futures::channel::oneshot;
+use polylink_types::{Hash32, PublicKey, SignedReceipt};
 
 /// A model a backend serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct GenerationParams {
     pub top_p: f32,
     /// Random seed.
     pub seed: u64,
+    /// The on-chain task this generation serves, when billed: the workers sign their receipts
+    /// for it.
+    pub task: Option<Hash32>,
 }
 
 /// Why a generation ended.
@@ -70,10 +74,6 @@ pub enum TokenEvent {
     Done(FinishReason),
     /// The generation failed.
     Failed(String),
-    /// Who did the work, sent just before the generation's last event by backends that spread
-    /// it over workers: each worker's part of the work, in any one unit. It differs from the
-    /// placement's shares when a failed stage moved to a stand-in mid-answer.
-    Work(Vec<(PublicKey, u64)>),
 }
 
 /// The backend's end of a generation: closed once the [`TokenStream`] is dropped.
@@ -83,13 +83,26 @@ pub type TokenSender = UnboundedSender<TokenEvent>;
 #[derive(Debug)]
 pub struct TokenStream {
     rx: UnboundedReceiver<TokenEvent>,
+    receipts: Option<Receipts>,
 }
 
 impl TokenStream {
     /// A new generation's two ends: the backend sends on the first, the front end reads the second.
     pub fn channel() -> (TokenSender, TokenStream) {
         let (tx, rx) = unbounded();
-        (tx, Self { rx })
+        (tx, Self { rx, receipts: None })
+    }
+
+    /// Attaches where the generation's work receipts will come (see [`Receipts`]).
+    pub fn with_receipts(mut self, receipts: Receipts) -> Self {
+        self.receipts = Some(receipts);
+        self
+    }
+
+    /// Takes the generation's receipts, if its backend gives any: they outlive the stream, so a
+    /// front end whose client went away still collects them.
+    pub fn take_receipts(&mut self) -> Option<Receipts> {
+        self.receipts.take()
     }
 
     /// The next event; `None` if the backend went away without a `Done`.
@@ -98,16 +111,35 @@ impl TokenStream {
     }
 }
 
+/// The work receipts of a generation, signed by the workers that computed it once their
+/// sessions close (after the last token, or after the client went away): what the head reports
+/// on chain, so only workers that signed are paid or answer for the task.
+#[derive(Debug)]
+pub struct Receipts(oneshot::Receiver<Vec<SignedReceipt>>);
+
+/// Where a backend sends a generation's receipts.
+pub type ReceiptSender = oneshot::Sender<Vec<SignedReceipt>>;
+
+impl Receipts {
+    /// A new pair of ends.
+    pub fn channel() -> (ReceiptSender, Receipts) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Self(rx))
+    }
+
+    /// The receipts; none when the backend went away without sending them.
+    pub async fn wait(self) -> Vec<SignedReceipt> {
+        self.0.await.unwrap_or_default()
+    }
+}
+
 /// Where a generation will run: the workers that serve it, in pipeline order (the first reports
-/// the result), and each one's share of the work. Chosen before the task is opened, so the task
-/// names the workers that are paid for it.
+/// the result). Chosen before the task is opened, so the task names the workers that may serve it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
     /// The serving workers' on-chain keys; empty when the backend runs the model itself (the
     /// gateway's own worker key then stands for it).
     pub workers: Vec<PublicKey>,
-    /// Each worker's share of the work, basis points summing to 10,000 (empty with `workers`).
-    pub shares_bps: Vec<u16>,
     /// Which of the backend's deployments runs it.
     pub slot: usize,
 }

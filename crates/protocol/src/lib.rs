@@ -30,8 +30,8 @@ mod transcript;
 mod transcript_request;
 
 pub use backend::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, TokenEvent, TokenSender,
-    TokenStream,
+    FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, ReceiptSender, Receipts,
+    TokenEvent, TokenSender, TokenStream,
 };
 pub use error::{ProtocolError, Result};
 pub use hash::{output_hash, prompt_hash};

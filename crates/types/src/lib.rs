@@ -31,6 +31,7 @@ mod error;
 mod event;
 mod hexbytes;
 mod keys;
+mod receipt;
 mod signed;
 mod tx;
 
@@ -41,10 +42,11 @@ pub use error::Error;
 pub use event::{Event, PayeeRole, SettleOutcome, SlashReason};
 pub use hexbytes::{Hash32, PublicKey, Signature};
 pub use keys::SecretKey;
+pub use receipt::{RECEIPTS_MAX, SignedReceipt, WorkReceipt, uncovered_layer};
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
     ARCHITECTURE_LEN_MAX, Bond, ClaimModel, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask,
-    RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, StandIn, SubmitResult,
+    RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, SubmitResult,
     SubmitTask, Transfer, TxKind, Unbond, score_commitment,
 };
 

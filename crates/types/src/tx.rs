@@ -1,7 +1,10 @@
 //! Transaction kinds and their payloads (what a user, developer, worker or validator asks for).
 
 use crate::codec_fields;
-use crate::{Amount, ArtifactClaim, BoundedString, BoundedVec, Hash32, ModelId, PublicKey, TaskId};
+use crate::{
+    Amount, ArtifactClaim, BoundedString, BoundedVec, Hash32, ModelId, PublicKey, RECEIPTS_MAX,
+    SignedReceipt, TaskId,
+};
 use bytes::BufMut;
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use serde::{Deserialize, Serialize};
@@ -134,31 +137,12 @@ pub struct SubmitResult {
     pub prompt_tokens: u32,
     /// Completion tokens generated.
     pub completion_tokens: u32,
-    /// Each listed worker's share of the work in basis points, aligned with the task's workers;
-    /// with `stand_ins`' shares it sums to 10,000.
-    pub stage_shares_bps: BoundedVec<u16, STAGES_MAX>,
-    /// Workers outside the task's list that did part of the work: the head re-planned a failed
-    /// stage onto them mid-answer. Each must be a registered worker of the task's model.
-    pub stand_ins: BoundedVec<StandIn, STAGES_MAX>,
+    /// The signed receipts of the workers that computed it: the listed workers that served and
+    /// any stand-in that took over a failed stage. Only they are paid (by rows x layers) or
+    /// answer for the result.
+    pub receipts: BoundedVec<SignedReceipt, RECEIPTS_MAX>,
 }
-codec_fields!(SubmitResult {
-    task,
-    output_hash,
-    prompt_tokens,
-    completion_tokens,
-    stage_shares_bps,
-    stand_ins
-});
-
-/// A worker that stood in for a failed stage of a task, and its share of the work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StandIn {
-    /// The worker.
-    pub worker: PublicKey,
-    /// Its share of the work, basis points.
-    pub share_bps: u16,
-}
-codec_fields!(StandIn { worker, share_bps });
+codec_fields!(SubmitResult { task, output_hash, prompt_tokens, completion_tokens, receipts });
 
 /// A committee member commits to its score and the digest of its evaluation:
 /// `commitment = score_commitment(score, work, salt, signer)`.

@@ -74,16 +74,33 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                     seed,
                 }
             )),
-        (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u16>(), 0..=STAGES_MAX)).prop_map(
-            |(p, c, shares)| TxKind::SubmitResult(SubmitResult {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            proptest::collection::vec((any::<u8>(), any::<u32>()), 0..=RECEIPTS_MAX)
+        )
+            .prop_map(|(p, c, work)| TxKind::SubmitResult(SubmitResult {
                 task: hash(3),
                 output_hash: hash(4),
                 prompt_tokens: p,
                 completion_tokens: c,
-                stage_shares_bps: BoundedVec::new(shares).unwrap(),
-                stand_ins: BoundedVec::default(),
-            })
-        ),
+                receipts: BoundedVec::new(
+                    work.into_iter()
+                        .map(|(who, rows)| {
+                            let sk = key(who % 4);
+                            WorkReceipt {
+                                task: hash(3),
+                                worker: sk.public_key(),
+                                layer_start: u32::from(who),
+                                layer_end: u32::MAX,
+                                rows,
+                            }
+                            .sign(&sk)
+                        })
+                        .collect()
+                )
+                .unwrap(),
+            })),
         Just(TxKind::CommitScore(CommitScore { task: hash(5), commitment: hash(6) })),
         any::<u16>().prop_map(|score| TxKind::RevealScore(RevealScore {
             task: hash(5),
@@ -242,4 +259,40 @@ fn largest_worker_registration_fits_and_longer_endpoints_are_refused() {
     long[at] -= 1;
     long.pop();
     assert_eq!(RegisterWorker::decode(long.clone()).unwrap(), register);
+}
+
+#[test]
+fn largest_result_fits_a_transaction() {
+    let receipts: Vec<SignedReceipt> = (0..RECEIPTS_MAX as u8)
+        .map(|i| {
+            let sk = key(i);
+            let receipt = WorkReceipt {
+                task: hash(3),
+                worker: sk.public_key(),
+                layer_start: u32::MAX,
+                layer_end: u32::MAX,
+                rows: u32::MAX,
+            };
+            receipt.sign(&sk)
+        })
+        .collect();
+    let result = SubmitResult {
+        task: hash(3),
+        output_hash: hash(4),
+        prompt_tokens: u32::MAX,
+        completion_tokens: u32::MAX,
+        receipts: BoundedVec::new(receipts).unwrap(),
+    };
+    let sk = key(0);
+    let tx = UnsignedTx { signer: sk.public_key(), nonce: u64::MAX, kind: TxKind::SubmitResult(result) }
+        .sign(&sk, &"c".repeat(CHAIN_ID_LEN_MAX));
+    let bytes = tx.to_bytes();
+    assert!(bytes.len() <= TX_BYTES_MAX, "{} bytes", bytes.len());
+    assert_eq!(SignedTx::from_bytes(&bytes).unwrap(), tx);
+    assert!(BoundedVec::<SignedReceipt, RECEIPTS_MAX>::new(vec![tx_receipt(); RECEIPTS_MAX + 1]).is_err());
+}
+
+fn tx_receipt() -> SignedReceipt {
+    let sk = key(1);
+    WorkReceipt { task: hash(3), worker: sk.public_key(), layer_start: 0, layer_end: 1, rows: 1 }.sign(&sk)
 }

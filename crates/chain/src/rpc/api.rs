@@ -49,6 +49,8 @@ pub enum ErrorCode {
     BadEndpoint,
     /// A field out of its allowed range.
     Invalid,
+    /// A result's work receipt that the ledger cannot accept.
+    BadReceipt,
     /// The model's price is above what the user accepts.
     PriceAboveMax,
     /// The signer may not take this action.
@@ -101,6 +103,7 @@ impl From<&LedgerError> for ErrorCode {
             LedgerError::UnknownWorker(_) => Self::UnknownWorker,
             LedgerError::BadEndpoint { .. } => Self::BadEndpoint,
             LedgerError::Invalid { .. } => Self::Invalid,
+            LedgerError::BadReceipt { .. } => Self::BadReceipt,
             LedgerError::PriceAboveMax { .. } => Self::PriceAboveMax,
             LedgerError::WrongRole { .. } => Self::WrongRole,
             LedgerError::WrongTaskStatus { .. } => Self::WrongTaskStatus,

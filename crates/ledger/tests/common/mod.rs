@@ -163,26 +163,43 @@ impl Net {
         id
     }
 
+    /// The head `signer` reports `tokens` (prompt, completion) for `task`, with a receipt from
+    /// every listed worker for its registered range of model 1, each for all the billed rows.
     pub fn submit_result(
         &mut self,
         signer: usize,
         task: TaskId,
         tokens: (u32, u32),
-        shares: &[u16],
     ) -> Result<Vec<Event>, LedgerError> {
-        self.submit_result_with(signer, task, tokens, shares, &[])
+        let t = self.ledger.task(&task).cloned();
+        let receipts: Vec<SignedReceipt> = t
+            .iter()
+            .flat_map(|t| t.workers.iter().copied().collect::<Vec<_>>())
+            .map(|w| {
+                let i = self.index_of(&w);
+                let range =
+                    self.ledger.worker(&w).and_then(|r| r.served.iter().find(|s| s.model == 1).copied());
+                let (start, end) = range.map_or((0, LAYERS), |r| (r.layer_start, r.layer_end));
+                self.receipt(i, task, (start, end), tokens.0 + tokens.1)
+            })
+            .collect();
+        self.submit_result_receipts(signer, task, tokens, &receipts)
     }
 
-    /// A result that also pays `stand_ins` (account index, share) for taking over failed stages.
-    pub fn submit_result_with(
+    /// Account `i`'s signed receipt for `layers` and `rows` of `task`.
+    pub fn receipt(&self, i: usize, task: TaskId, layers: (u32, u32), rows: u32) -> SignedReceipt {
+        WorkReceipt { task, worker: self.pk(i), layer_start: layers.0, layer_end: layers.1, rows }
+            .sign(&self.keys[i])
+    }
+
+    /// The head `signer` reports `tokens` for `task` with exactly these receipts.
+    pub fn submit_result_receipts(
         &mut self,
         signer: usize,
         task: TaskId,
         tokens: (u32, u32),
-        shares: &[u16],
-        stand_ins: &[(usize, u16)],
+        receipts: &[SignedReceipt],
     ) -> Result<Vec<Event>, LedgerError> {
-        let stand_ins = stand_ins.iter().map(|&(i, share_bps)| StandIn { worker: self.pk(i), share_bps });
         self.run(
             signer,
             TxKind::SubmitResult(SubmitResult {
@@ -190,8 +207,7 @@ impl Net {
                 output_hash: Hash32::digest(&[b"output"]),
                 prompt_tokens: tokens.0,
                 completion_tokens: tokens.1,
-                stage_shares_bps: BoundedVec::new(shares.to_vec()).unwrap(),
-                stand_ins: BoundedVec::new(stand_ins.collect()).unwrap(),
+                receipts: BoundedVec::new(receipts.to_vec()).unwrap(),
             }),
         )
     }

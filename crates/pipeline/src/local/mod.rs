@@ -13,8 +13,10 @@ use futures::channel::mpsc;
 use futures::{StreamExt, future, stream};
 use polylink_infer::{ChatTemplate, Model, Shard, Tokenizer};
 use polylink_protocol::{
-    GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, Result, TokenSender, TokenStream,
+    GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, ReceiptSender, Receipts, Result,
+    TokenSender, TokenStream,
 };
+use polylink_types::{Hash32, SecretKey};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::Path;
@@ -35,11 +37,14 @@ pub struct LocalOptions {
     pub prefill_chunk_tokens: usize,
     /// Model id clients use (default: the file name without `.gguf`).
     pub model_id: Option<String>,
+    /// The worker key this machine serves under: with it, each billed generation's work is
+    /// receipted (signed for its task), as a remote stage's is.
+    pub signer: Option<SecretKey>,
 }
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self { threads: 2, sessions_max: 8, prefill_chunk_tokens: 64, model_id: None }
+        Self { threads: 2, sessions_max: 8, prefill_chunk_tokens: 64, model_id: None, signer: None }
     }
 }
 
@@ -49,6 +54,7 @@ struct Job {
     prompt: Vec<u32>,
     params: GenerationParams,
     events: TokenSender,
+    receipts: ReceiptSender,
 }
 
 /// A loaded model served from its own runtime thread.
@@ -86,6 +92,7 @@ impl LocalBackend {
             limits: EngineLimits { sessions_max, context_max: context_tokens, ..EngineLimits::default() },
             prefill_chunk: options.prefill_chunk_tokens.max(1),
             sampled: sampled.clone(),
+            signer: options.signer.clone(),
         };
         std::thread::Builder::new()
             .name("polylink-local".into())
@@ -123,11 +130,12 @@ impl InferenceBackend for LocalBackend {
             return Err(ProtocolError::Backend("an empty prompt cannot start a generation".into()));
         }
         let (tx, stream) = TokenStream::channel();
-        let job = Job { prompt: prompt_ids, params, events: tx };
+        let (receipts_tx, receipts) = Receipts::channel();
+        let job = Job { prompt: prompt_ids, params, events: tx, receipts: receipts_tx };
         self.jobs
             .unbounded_send(job)
             .map_err(|_| ProtocolError::Backend("the engine thread has stopped".into()))?;
-        Ok(stream)
+        Ok(stream.with_receipts(receipts))
     }
 }
 
@@ -139,6 +147,7 @@ struct Serve {
     limits: EngineLimits,
     prefill_chunk: usize,
     sampled: Arc<AtomicU64>,
+    signer: Option<SecretKey>,
 }
 
 enum Event {
@@ -151,7 +160,12 @@ impl Serve {
     /// Starts the engine and a generation per job (at most `sessions_max` at once), until the
     /// backend is dropped and every generation has finished.
     async fn run(self, context: cw::Context, jobs: mpsc::UnboundedReceiver<Job>) {
-        let engine = EngineHandle::start(context.child("engine"), self.shard.clone(), self.limits);
+        let engine = EngineHandle::start(
+            context.child("engine"),
+            self.shard.clone(),
+            self.limits,
+            self.signer.clone(),
+        );
         let (finished, finishes) = mpsc::unbounded::<()>();
         let jobs = jobs.map(Event::Job).chain(stream::once(future::ready(Event::JobsClosed)));
         let mut events = stream::select(jobs, finishes.map(|()| Event::Finished));
@@ -172,6 +186,7 @@ impl Serve {
                 let steps = EngineSteps {
                     engine: engine.clone(),
                     session,
+                    task: job.params.task.unwrap_or(Hash32::ZERO),
                     pos: 0,
                     layers: self.layers.clone(),
                     sampled: self.sampled.clone(),
@@ -185,7 +200,12 @@ impl Serve {
                     if let Some(end) = end.await {
                         let _ = job.events.unbounded_send(end);
                     }
-                    steps.engine.call(OWNER, Request::Close { session: steps.session }).await;
+                    let closed = steps.engine.call(OWNER, Request::Close { session: steps.session }).await;
+                    let receipts = match closed {
+                        Response::Receipts(receipts) => receipts,
+                        _ => Vec::new(),
+                    };
+                    let _ = job.receipts.send(receipts);
                     let _ = finished.unbounded_send(());
                 });
             }
@@ -197,6 +217,7 @@ impl Serve {
 struct EngineSteps {
     engine: EngineHandle,
     session: u64,
+    task: Hash32,
     pos: u32,
     layers: Range<u32>,
     sampled: Arc<AtomicU64>,
@@ -210,6 +231,7 @@ impl Steps for EngineSteps {
     ) -> impl Future<Output = Result<Option<u32>, PipelineError>> + Send {
         let request = Request::Forward {
             session: self.session,
+            task: self.task,
             pos: self.pos,
             layers: self.layers.clone(),
             input: Input::Tokens(tokens.to_vec()),

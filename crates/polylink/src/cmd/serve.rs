@@ -80,10 +80,22 @@ impl ServeCmd {
             keys.insert(key, Account::new(SecretKey::from_label(key)));
         }
         anyhow::ensure!(!keys.is_empty(), "no API keys: give --keys FILE or --api-key KEY");
+        let worker_key = match self.worker_seed.as_deref() {
+            Some(seed) => {
+                let seed: [u8; 32] = hex::decode(seed.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .context("--worker-seed must be 64 hex characters")?;
+                Some(SecretKey::from_seed(seed))
+            }
+            None => None,
+        };
         let options = LocalOptions {
             threads: self.threads,
             sessions_max: self.sessions,
             model_id: self.model_id.clone(),
+            // The worker key signs the receipt of each billed generation this machine computes.
+            signer: worker_key.clone(),
             ..LocalOptions::default()
         };
         info!(model = %model.display(), "loading");
@@ -106,12 +118,7 @@ impl ServeCmd {
             let mut ready = GatewayReady { addr: self.listen, model: model_id.clone(), worker: None, chain_model: None };
             let gateway = match &self.chain {
                 Some(url) => {
-                    let seed = self.worker_seed.as_deref().context("--chain needs --worker-seed (the worker key)")?;
-                    let seed: [u8; 32] = hex::decode(seed.trim())
-                        .ok()
-                        .and_then(|b| b.try_into().ok())
-                        .context("--worker-seed must be 64 hex characters")?;
-                    let worker = SecretKey::from_seed(seed);
+                    let worker = worker_key.clone().context("--chain needs --worker-seed (the worker key)")?;
                     let chain_model = match self.chain_model {
                         Some(id) => id,
                         None => registered_model(url, &model).await?,

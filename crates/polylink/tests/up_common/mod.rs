@@ -161,28 +161,36 @@ pub fn settle_and_split(rpc: &str, task_id: &str, user: &str, charge: u128, toke
             (validators / honest.len() as u128) as i128,
         ));
     }
+    // The workers that signed receipts share the workers' pay by layers x rows (rows counted
+    // up to the billed tokens); the dust goes to the head when it signed, else the first signer.
     let stage_workers: Vec<&str> =
         task["workers"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
-    let shares: Vec<u128> = task["result"]["stage_shares_bps"]
+    let billed = task["result"]["prompt_tokens"].as_u64().unwrap() as u128
+        + task["result"]["completion_tokens"].as_u64().unwrap() as u128;
+    let receipts: Vec<(&str, u128)> = task["result"]["receipts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b.as_u64().unwrap() as u128)
+        .map(|r| {
+            let layers =
+                r["layer_end"].as_u64().unwrap() as u128 - r["layer_start"].as_u64().unwrap() as u128;
+            let rows = (r["rows"].as_u64().unwrap() as u128).min(billed);
+            (r["worker"].as_str().unwrap(), layers * rows)
+        })
         .collect();
-    let stand_ins: Vec<(&str, u128)> = task["result"]["stand_ins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["worker"].as_str().unwrap(), s["share_bps"].as_u64().unwrap() as u128))
-        .collect();
+    let total: u128 = receipts.iter().map(|(_, w)| w).sum();
     let mut paid = 0;
-    let others = stage_workers.iter().copied().zip(shares.iter().copied()).skip(1);
-    for (who, share) in others.chain(stand_ins.iter().copied()) {
-        let part = worker_pay * share / 10_000;
+    for (who, weight) in &receipts {
+        let part = (worker_pay * weight).checked_div(total).unwrap_or(0);
         deltas.push((who.to_string(), part as i128));
         paid += part;
     }
-    deltas.push((stage_workers[0].to_string(), (worker_pay - paid) as i128));
+    let dust_to = receipts
+        .iter()
+        .map(|(w, _)| *w)
+        .find(|w| *w == stage_workers[0])
+        .or(receipts.first().map(|(w, _)| *w));
+    deltas.push((dust_to.unwrap_or(user).to_string(), (worker_pay - paid) as i128));
     Settled { deltas, stages: stage_workers.len(), result: task["result"].clone() }
 }
 

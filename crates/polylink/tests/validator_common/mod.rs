@@ -130,9 +130,15 @@ pub fn smollm2() -> PathBuf {
     polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap()
 }
 
-/// A local backend over `gguf` that calls itself [`MODEL`].
-pub fn local(gguf: &std::path::Path) -> Arc<LocalBackend> {
-    let options = LocalOptions { threads: 1, model_id: Some(MODEL.into()), ..LocalOptions::default() };
+/// A local backend over `gguf` that calls itself [`MODEL`], computing as `worker` (which signs
+/// the receipts of its generations).
+pub fn local(gguf: &std::path::Path, worker: &SecretKey) -> Arc<LocalBackend> {
+    let options = LocalOptions {
+        threads: 1,
+        model_id: Some(MODEL.into()),
+        signer: Some(worker.clone()),
+        ..LocalOptions::default()
+    };
     Arc::new(LocalBackend::load(gguf, &options).unwrap())
 }
 
