@@ -153,8 +153,14 @@ impl ChainBilling {
             (usage.prompt_tokens, usage.completion_tokens)
         } else {
             if usage.prompt_tokens + usage.completion_tokens > 0 {
+                let spans: Vec<String> = receipts
+                    .iter()
+                    .map(|r| {
+                        format!("{}:{}..{}", r.receipt.worker, r.receipt.layer_start, r.receipt.layer_end)
+                    })
+                    .collect();
                 tracing::warn!(
-                    task = %ticket.task, receipts = receipts.len(),
+                    task = %ticket.task, receipts = ?spans,
                     "the workers' receipts do not cover the model's {layers} layers; reporting nothing billed"
                 );
             }

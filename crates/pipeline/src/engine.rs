@@ -185,6 +185,16 @@ impl<C: Clock> Engine<C> {
                 queue.push_back(job);
             }
             let now = self.clock.current();
+            // Closes go first: they are cheap, and a head sends one only after every forward of
+            // its session was answered, so none overtakes its own session's work. The head is
+            // waiting on them for the stages' receipts.
+            let (closes, rest): (VecDeque<Job>, VecDeque<Job>) =
+                queue.drain(..).partition(|job| matches!(job.request, Request::Close { .. }));
+            queue = rest;
+            for job in closes {
+                let response = self.handle(job.owner, job.request, now);
+                let _ = job.reply.send(response);
+            }
             let idle = self.limits.idle_timeout;
             // A clock that stepped back counts as no time passed.
             self.sessions.retain(|_, s| now.duration_since(s.last_used).unwrap_or_default() < idle);

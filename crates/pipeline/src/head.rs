@@ -37,7 +37,7 @@ use std::ops::Range;
 use std::pin::pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where a stage runs and which layers it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,13 @@ pub struct HeadConfig {
     pub per_row: Duration,
     /// Most fail-overs within one step.
     pub failovers_max: usize,
+    /// How long closing a session may wait for a stage's answer (its receipt): a busy stage
+    /// answers after the forward it is running.
+    pub close_timeout: Duration,
+    /// How long a link may sit idle in the pool and still be used: well under the read timeout
+    /// after which a stage closes a silent link (60 s in the Commonware runtime), since a dead
+    /// pooled link would count as a failed stage.
+    pub idle_link_age_max: Duration,
     /// Frame limits.
     pub limits: WireLimits,
 }
@@ -106,6 +113,8 @@ impl Default for HeadConfig {
             call_timeout: Duration::from_secs(2),
             per_row: Duration::from_millis(50),
             failovers_max: 3,
+            close_timeout: Duration::from_secs(30),
+            idle_link_age_max: Duration::from_secs(20),
             limits: WireLimits::default(),
         }
     }
@@ -172,7 +181,8 @@ const IDLE_LINKS_MAX: usize = 64;
 /// that failed, and the rows this head has in flight at each stage.
 struct Shared<E: Network> {
     specs: Vec<StageSpec>,
-    idle: Vec<Vec<DialedLink<E>>>,
+    /// Per stage, idle links and when each was last used.
+    idle: Vec<Vec<(DialedLink<E>, SystemTime)>>,
     failed: Vec<PublicKey>,
     rows_in_flight: Vec<usize>,
     /// Calls in flight at each stage, and sessions open.
@@ -326,11 +336,31 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             if placed.as_ref() != Some(&spec.peer) {
                 continue;
             }
-            let Ok(mut link) = self.link(k, &spec).await else { continue };
+            let Ok(mut link) = self.link(k, &spec).await else {
+                tracing::warn!(stage = k, addr = %spec.addr, "no link to close a session: its receipt is lost");
+                continue;
+            };
             let close = Request::Close { session: session.id };
-            let Ok(Ok(response)) = self.timed(k, 1, link.call(&close)).await else { continue };
+            let sleep = self.context.sleep(self.config.close_timeout);
+            let response = match select(pin!(link.call(&close)), pin!(sleep)).await {
+                Either::Left((Ok(response), _)) => response,
+                Either::Left((Err(e), _)) => {
+                    tracing::warn!(stage = k, addr = %spec.addr, "closing a session failed, its receipt is lost: {e}");
+                    continue;
+                }
+                Either::Right(_) => {
+                    tracing::warn!(stage = k, addr = %spec.addr, "closing a session timed out: its receipt is lost");
+                    continue;
+                }
+            };
             self.put_back(k, link);
-            let Response::Receipts(signed) = response else { continue };
+            let signed = match response {
+                Response::Receipts(signed) if !signed.is_empty() || session.task == Hash32::ZERO => signed,
+                other => {
+                    tracing::warn!(stage = k, addr = %spec.addr, session = session.id, "closing a task's session gave no receipt: {other:?}");
+                    continue;
+                }
+            };
             for receipt in signed {
                 match self.vouch(&session, &receipt) {
                     Ok(()) if !receipts.contains(&receipt) => receipts.push(receipt),
@@ -440,10 +470,16 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
 
     /// An idle link to stage `k`'s current worker, or a new one.
     async fn link(&self, k: usize, spec: &StageSpec) -> Result<DialedLink<E>, PipelineError> {
+        let now = self.context.current();
         let idle = {
             let mut shared = self.shared();
+            // A stage closes a link that stays silent for its read timeout: links idle for
+            // longer than the configured age are let go.
+            let age_max = self.config.idle_link_age_max;
+            let fresh = |used: &SystemTime| now.duration_since(*used).unwrap_or_default() < age_max;
+            shared.idle[k].retain(|(_, used)| fresh(used));
             let idle = shared.idle[k].pop();
-            idle.filter(|link| link.peer == spec.peer)
+            idle.map(|(link, _)| link).filter(|link| link.peer == spec.peer)
         };
         if let Some(link) = idle {
             return Ok(link);
@@ -462,7 +498,7 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
     fn put_back(&self, k: usize, link: DialedLink<E>) {
         let mut shared = self.shared();
         if shared.specs[k].peer == link.peer && shared.idle[k].len() < IDLE_LINKS_MAX {
-            shared.idle[k].push(link);
+            shared.idle[k].push((link, self.context.current()));
         }
     }
 

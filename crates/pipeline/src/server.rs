@@ -87,7 +87,8 @@ where
                     Request::Echo { payload } => Response::Echo(payload),
                     request => engine.call(owner, request).await,
                 };
-                if link.respond(&response).await.is_err() {
+                if let Err(e) = link.respond(&response).await {
+                    tracing::info!(%addr, "cannot answer, closing the link: {e}");
                     return;
                 }
             }

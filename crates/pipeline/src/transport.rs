@@ -71,7 +71,10 @@ impl<Tx: commonware_stream::Sender, Rx: commonware_stream::Receiver> Link<Tx, Rx
     pub async fn next_request(&mut self) -> Result<Option<Request>, PipelineError> {
         let frame = match self.receiver.recv().await {
             Ok(bufs) => Vec::from(bufs.coalesce()),
-            Err(_) => return Ok(None),
+            Err(e) => {
+                tracing::info!("link closed: {e}");
+                return Ok(None);
+            }
         };
         wire::decode::<Request>(&frame, &self.limits)
             .map(Some)

@@ -286,3 +286,31 @@ fn receipts_come_from_the_stages_that_computed_and_only_them() {
         assert_eq!(receipts.len(), 2);
     });
 }
+
+/// A stage closes a link that stays silent for its runtime's read timeout (60 s by default, 1 s
+/// here): the head must not reuse such a link from its pool, or a healthy stage would count as
+/// failed (with no spare, the next answer would fail).
+#[test]
+fn a_link_idle_past_the_stages_read_timeout_is_not_reused() {
+    let m = model();
+    let prompt = prompt(&m);
+    let expected = whole_model_ids(&m, &prompt, 4, GREEDY);
+    let config = tokio::Config::default().with_read_write_timeout(std::time::Duration::from_secs(1));
+    tokio::Runner::new(config).start(|context| async move {
+        let (whole, _h) = start_stage(&context, &m, 7, 0..30).await;
+        let config =
+            HeadConfig { idle_link_age_max: std::time::Duration::from_millis(500), ..HeadConfig::default() };
+        let head = PipelineHead::new(
+            context.child("head"),
+            key(9),
+            vec![whole],
+            Box::new(StandbyList::default()),
+            config,
+        )
+        .unwrap();
+        assert_eq!(run(&head, &prompt, 4, GREEDY, |_| {}).await, expected);
+        // The pooled link outlives the stage's read timeout: the stage closes its end.
+        commonware_runtime::Clock::sleep(&context, std::time::Duration::from_secs(3)).await;
+        assert_eq!(run(&head, &prompt, 4, GREEDY, |_| {}).await, expected, "the stage is healthy");
+    });
+}
