@@ -156,12 +156,6 @@ impl HeadSession {
         self.pos == 0
     }
 
-    /// Per stage, the rows each worker computed for this session: one worker per stage unless a
-    /// stage failed over, when the stand-in's rows (its replay included) follow the failed one's.
-    pub fn work(&self) -> &[Vec<(PublicKey, u64)>] {
-        &self.work
-    }
-
     fn record_work(&mut self, k: usize, worker: &PublicKey, rows: usize) {
         let stage = &mut self.work[k];
         match stage.iter_mut().find(|(w, _)| w == worker) {
