@@ -32,6 +32,18 @@ pub fn elect(candidates: &[(PublicKey, Amount)], k: usize, seed: &Hash32, task: 
     chosen
 }
 
+/// The commit window of `task` in milliseconds: the base window and `commit_ms_per_token` for
+/// every token of its result, at most `commit_window_max_ms`. A long answer takes a validator
+/// long to check; a fixed window would expire it unchecked (no quorum, its workers unpaid).
+pub(crate) fn commit_window_ms(params: &crate::Params, task: &crate::records::Task) -> u64 {
+    let tokens =
+        task.result.as_ref().map_or(0, |r| u64::from(r.prompt_tokens) + u64::from(r.completion_tokens));
+    params
+        .commit_window_ms
+        .saturating_add(tokens.saturating_mul(params.commit_ms_per_token))
+        .min(params.commit_window_max_ms)
+}
+
 /// Draws the committee of a task whose result was included in an earlier block, and opens its
 /// commit window and then its reveal window, each open until both its blocks and its
 /// milliseconds have passed (see [`crate::Task::commit_open`]).
@@ -60,7 +72,7 @@ pub(crate) fn draw(v: &mut View, id: &TaskId, seed: &Hash32) -> Result<()> {
     }
     let commit_end_height = v.height.saturating_add(params.commit_window_blocks);
     let reveal_end_height = commit_end_height.saturating_add(params.reveal_window_blocks);
-    let commit_end_ms = v.time_ms.saturating_add(params.commit_window_ms);
+    let commit_end_ms = v.time_ms.saturating_add(commit_window_ms(params, &task));
     let reveal_end_ms = commit_end_ms.saturating_add(params.reveal_window_ms);
     for m in &members {
         v.hold(m)?;

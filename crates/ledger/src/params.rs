@@ -55,8 +55,14 @@ pub struct Params {
     /// Blocks after the committee draw during which members may commit …
     pub commit_window_blocks: u64,
     /// … and block-time milliseconds: the window closes once both have passed, so it holds
-    /// whether blocks come fast (under load) or slow (a stalled leader).
+    /// whether blocks come fast (under load) or slow (a stalled leader). The window in
+    /// milliseconds grows by `commit_ms_per_token` for every token of the result (prompt and
+    /// completion: what a validator re-runs), up to `commit_window_max_ms`.
     pub commit_window_ms: u64,
+    /// See `commit_window_ms`.
+    pub commit_ms_per_token: u64,
+    /// Longest commit window in milliseconds, however long the task.
+    pub commit_window_max_ms: u64,
     /// Blocks after the commit window during which members may reveal …
     pub reveal_window_blocks: u64,
     /// … and milliseconds, as for the commit window.
@@ -117,6 +123,8 @@ codec_fields!(Params {
     committee_size,
     commit_window_blocks,
     commit_window_ms,
+    commit_ms_per_token,
+    commit_window_max_ms,
     reveal_window_blocks,
     reveal_window_ms,
     reveals_min,
@@ -160,6 +168,11 @@ impl Default for Params {
             // cores, measured by `polylink bench traffic`) still commits a score, not an
             // abstention; settlement follows about 80 s after the result.
             commit_window_ms: 60_000,
+            // A validator on two cores checks a long answer at about 35 ms a token (a 2,048-token
+            // answer took over 70 s under `polylink bench traffic`); 60 ms a token leaves room
+            // for the queue ahead of it.
+            commit_ms_per_token: 60,
+            commit_window_max_ms: 600_000,
             reveal_window_blocks: 10,
             reveal_window_ms: 20_000,
             reveals_min: 2,
@@ -202,11 +215,11 @@ impl Params {
     }
 
     /// The longest a task can answer for its workers' stake in block time, at the nominal block
-    /// time: the longest deadline, the commit and reveal windows, and a block each for the
-    /// committee draw and the settlement.
+    /// time: the longest deadline, the longest commit window, the reveal window, and a block each
+    /// for the committee draw and the settlement.
     pub fn task_lifetime_ms(&self) -> u64 {
         self.task_deadline_max_ms
-            .saturating_add(self.commit_window_ms)
+            .saturating_add(self.commit_window_max_ms)
             .saturating_add(self.reveal_window_ms)
             .saturating_add(self.block_time_ms.saturating_mul(2))
     }
@@ -254,6 +267,12 @@ impl Params {
         })?;
         check(p.commit_window_blocks >= 1 && p.reveal_window_blocks >= 1, || {
             "commit and reveal windows must be >= 1 block".into()
+        })?;
+        check(p.commit_window_max_ms >= p.commit_window_ms, || {
+            format!(
+                "commit_window_max_ms {} must be >= commit_window_ms {}",
+                p.commit_window_max_ms, p.commit_window_ms
+            )
         })?;
         check(p.score_delta <= SCORE_MAX && p.quality_min <= SCORE_MAX, || {
             format!("score_delta {} and quality_min {} must be <= {SCORE_MAX}", p.score_delta, p.quality_min)

@@ -69,6 +69,8 @@ fn params() -> Params {
         // validator decides a task).
         commit_window_blocks: 10,
         commit_window_ms: 1_000,
+        commit_ms_per_token: 0,
+        commit_window_max_ms: 1_000,
         reveal_window_blocks: 10,
         reveal_window_ms: 1_000,
         epoch_length_blocks: 10,

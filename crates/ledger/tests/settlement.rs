@@ -265,6 +265,7 @@ fn an_abstaining_member_is_neither_paid_nor_slashed_and_stake_waits_for_settleme
 fn windows_hold_when_blocks_come_fast_and_settle_when_they_come_slowly() {
     let mut params = test_params();
     params.commit_window_ms = 20_000;
+    params.commit_window_max_ms = 20_000;
     params.reveal_window_ms = 20_000;
     params.unbonding_period_ms = params.task_lifetime_ms() + 1;
     let (mut net, task, c) = scored_task(params);
@@ -275,6 +276,24 @@ fn windows_hold_when_blocks_come_fast_and_settle_when_they_come_slowly() {
     let events = net.score(task, &c.iter().map(|&v| (v, Some(800), true)).collect::<Vec<_>>());
     assert_eq!(settled(&events), (SettleOutcome::Paid, Some(800)));
     assert!(net.ledger.height() > t.reveal_end_height + 30, "the time, not the height, closed the windows");
+}
+
+#[test]
+fn the_commit_window_grows_with_the_tokens_to_check_up_to_its_cap() {
+    let mut params = test_params();
+    params.commit_window_ms = 1_000;
+    params.commit_ms_per_token = 100;
+    params.commit_window_max_ms = 8_000;
+    params.unbonding_period_ms = params.task_lifetime_ms() + 1;
+    let mut net = Net::market(params);
+    for (tokens, window) in [((20, 30), 6_000), ((10, 0), 2_000), ((200, 300), 8_000)] {
+        let task = net.submit_task(600, &[WORKER]);
+        net.submit_result(WORKER, task, tokens).unwrap();
+        net.committee(&task);
+        let t = net.ledger.task(&task).unwrap();
+        assert_eq!(t.commit_end_ms - net.ledger.time_ms(), window, "{tokens:?} tokens to check");
+        assert_eq!(t.reveal_end_ms - t.commit_end_ms, 1_000, "the reveal window does not grow");
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The cascade: checks the submission, runs every cheap evaluator, and lets the first (the
-//! workhorse, model consistency) decide when it is sure. When it is not, the cheap scores are
+//! The cascade: checks the submission, runs every cheap evaluator (or, for a validator, stops
+//! at the first when it is sure), and lets the first (the workhorse, model consistency) decide
+//! when it is sure. When it is not, the cheap scores are
 //! combined by a weighted geometric mean, and the judge is called when that combination falls in
 //! the uncertain band or a cheap stage is unsure. A seeded draw over the task's own hash also
 //! sends a sample of tasks to the judge for calibration, without changing their score.
@@ -29,6 +30,11 @@ pub struct CascadeConfig {
     pub calibration_per_mille: u16,
     /// The validator's seed for the calibration draw.
     pub seed: u64,
+    /// Stop at the first stage when it is sure: the later stages and the calibration sample
+    /// cannot change such a score, so a validator skips them (the benchmarks run them all to
+    /// measure each stage).
+    #[serde(default)]
+    pub stop_when_sure: bool,
 }
 
 impl Default for CascadeConfig {
@@ -40,6 +46,7 @@ impl Default for CascadeConfig {
             judge_weight: 0.4,
             calibration_per_mille: 50,
             seed: 0,
+            stop_when_sure: false,
         }
     }
 }
@@ -120,6 +127,9 @@ impl Cascade {
                 first_sure = Some(v.score);
             }
             stages.insert(ev.name().into(), serde_json::to_value(&v).unwrap_or(Value::Null));
+            if first_sure.is_some() && self.cfg.stop_when_sure {
+                break;
+            }
         }
         let combined = match first_sure {
             Some(score) => score,
@@ -129,7 +139,8 @@ impl Cascade {
         let cheap_ms = t0.elapsed().as_secs_f64() * 1e3;
         let in_band = (self.cfg.uncertain_low..=self.cfg.uncertain_high).contains(&combined);
         let decide = first_sure.is_none() && (in_band || unsure);
-        let calibrate = !decide && self.calibration_draw(task);
+        let calibrate =
+            !decide && !(first_sure.is_some() && self.cfg.stop_when_sure) && self.calibration_draw(task);
         let (mut score, mut judge_ms, mut judge_called) = (combined, 0.0, false);
         if let Some(judge) = self.judge.as_ref().filter(|_| decide || calibrate) {
             let t1 = Instant::now();
@@ -192,5 +203,58 @@ impl Cascade {
         h.update(task.digest());
         let d = h.finalize();
         u16::from_le_bytes([d[0], d[1]]) % 1000 < self.cfg.calibration_per_mille
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// An evaluator with a fixed verdict that counts its runs.
+    struct Fixed {
+        name: &'static str,
+        score: u16,
+        uncertain: bool,
+        runs: Rc<Cell<u32>>,
+    }
+
+    impl Evaluator for Fixed {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn evaluate(&self, _: &Task) -> Result<Verdict> {
+            self.runs.set(self.runs.get() + 1);
+            Ok(Verdict { score: self.score, uncertain: self.uncertain, evidence: json!({}) })
+        }
+    }
+
+    fn cascade(first_uncertain: bool, stop_when_sure: bool) -> (Cascade, [Rc<Cell<u32>>; 3]) {
+        let runs = [Rc::new(Cell::new(0)), Rc::new(Cell::new(0)), Rc::new(Cell::new(0))];
+        let stage = |name, score, uncertain, i: usize| -> Box<dyn Evaluator> {
+            Box::new(Fixed { name, score, uncertain, runs: runs[i].clone() })
+        };
+        let cheap =
+            vec![(stage("first", 900, first_uncertain, 0), 1.0), (stage("second", 100, false, 1), 1.0)];
+        // Every task in the calibration sample: only `stop_when_sure` keeps the judge out.
+        let cfg = CascadeConfig { calibration_per_mille: 1000, stop_when_sure, ..CascadeConfig::default() };
+        (Cascade::new(cheap, Some(stage("judge", 500, false, 2)), cfg), runs)
+    }
+
+    #[test]
+    fn a_sure_first_stage_ends_a_validators_cascade() {
+        let task = Task::greedy("q", "a", 16, Finish::Eos);
+        let (all, runs) = cascade(false, false);
+        assert_eq!(all.score(&task).unwrap().verdict.score, 900, "the sure first stage decides");
+        assert_eq!(runs.each_ref().map(|r| r.get()), [1, 1, 1], "benchmarks run every stage");
+        let (validator, runs) = cascade(false, true);
+        let report = validator.score(&task).unwrap();
+        assert_eq!(report.verdict.score, 900, "stopping early changes no score");
+        assert_eq!(runs.each_ref().map(|r| r.get()), [1, 0, 0], "nothing after a sure first stage");
+        assert!(!report.judge_called);
+        let (unsure, runs) = cascade(true, true);
+        unsure.score(&task).unwrap();
+        assert_eq!(runs.each_ref().map(|r| r.get()), [1, 1, 1], "an unsure first stage goes on");
     }
 }

@@ -287,8 +287,11 @@ async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<(u16, Hash32)>> {
         }
     };
     let artifact = sh.chain.artifact(on_chain.model).await?;
-    let Some(scored) = scorer(sh, artifact).await?.score(checked).await? else { return Ok(None) };
-    info!(%task, score = scored.score, work = %scored.work, evidence = %scored.evidence, "scored");
+    let started = std::time::Instant::now();
+    let scorer = scorer(sh, artifact).await?;
+    let Some(scored) = scorer.score(checked, seat.commit_end_ms).await? else { return Ok(None) };
+    let waited_and_scored_ms = started.elapsed().as_millis() as u64;
+    info!(%task, score = scored.score, work = %scored.work, waited_and_scored_ms, scoring_ms = scored.ms, evidence = %scored.evidence, "scored");
     Ok(Some((scored.score, scored.work)))
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct Scored {
     pub evidence: Value,
     /// The digest of the evaluation ([`work_digest`]), revealed with the score.
     pub work: Hash32,
+    /// Milliseconds the evaluators ran (not counting the queue).
+    pub ms: u64,
 }
 
 /// The digest of an evaluation of `task`'s transcript: what every validator that really ran the
@@ -117,9 +119,43 @@ struct Job {
     reply: oneshot::Sender<Result<Option<Scored>>>,
 }
 
+/// The queued jobs, taken earliest commit deadline first (in arrival order among equals): a
+/// short answer's window closes sooner than a long one's (the chain scales the commit window
+/// by the tokens to check), so a burst of short tasks is not stuck behind one long check, and
+/// a long one still comes up when its deadline is the nearest.
+struct Queue<T> {
+    jobs: Vec<(u64, u64, T)>,
+    arrived: u64,
+}
+
+impl<T> Queue<T> {
+    fn new() -> Self {
+        Self { jobs: Vec::new(), arrived: 0 }
+    }
+
+    fn push(&mut self, deadline_ms: u64, job: T) {
+        self.arrived += 1;
+        self.jobs.push((deadline_ms, self.arrived, job));
+    }
+
+    /// Waits for work when there is none, takes in everything sent meanwhile, and returns the
+    /// job with the nearest deadline; `None` once every sender is gone and nothing is queued.
+    fn next(&mut self, rx: &mpsc::Receiver<(u64, T)>) -> Option<T> {
+        if self.jobs.is_empty() {
+            let (deadline_ms, job) = rx.recv().ok()?;
+            self.push(deadline_ms, job);
+        }
+        while let Ok((deadline_ms, job)) = rx.try_recv() {
+            self.push(deadline_ms, job);
+        }
+        let first = (0..self.jobs.len()).min_by_key(|&i| (self.jobs[i].0, self.jobs[i].1))?;
+        Some(self.jobs.swap_remove(first).2)
+    }
+}
+
 /// Handle to the evaluation thread of one registered model.
 pub(crate) struct Scorer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<(u64, Job)>,
 }
 
 fn tiqe(e: impl std::fmt::Display) -> ValidatorError {
@@ -140,7 +176,7 @@ impl Scorer {
                 vocab: polylink_models::path(MINILM_L6_V2, "vocab.txt").map_err(tiqe)?,
             },
         };
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<(u64, Job)>();
         let (ready_tx, ready) = oneshot::channel();
         let cfg = cfg.clone();
         std::thread::Builder::new()
@@ -161,7 +197,12 @@ impl Scorer {
                         output_bytes_max: 64 << 10,
                         max_tokens_max: 8192,
                     };
-                    let cascade_cfg = CascadeConfig { limits, seed: cfg.seed, ..CascadeConfig::default() };
+                    let cascade_cfg = CascadeConfig {
+                        limits,
+                        seed: cfg.seed,
+                        stop_when_sure: true,
+                        ..CascadeConfig::default()
+                    };
                     let cascade = open_cascade(&files, model.clone(), sha, head, cascade_cfg, cfg.threads)
                         .map_err(tiqe)?;
                     Ok((model, cascade))
@@ -177,7 +218,8 @@ impl Scorer {
                     }
                 };
                 info!(model = %files.registered.display(), "tiqe cascade loaded");
-                while let Ok(job) = queue.recv() {
+                let mut pending = Queue::new();
+                while let Some(job) = pending.next(&queue) {
                     if job.reply.is_closed() {
                         // Its seat gave up waiting (and abstained): scoring it would only delay the next.
                         continue;
@@ -190,6 +232,7 @@ impl Scorer {
                         score: 0,
                         evidence: json!({ "rejected": why }),
                         work: work_digest(&task, None),
+                        ms: 0,
                     };
                     if rendered.as_ref() != Some(&c.prompt_ids) {
                         let why = "the prompt does not render to the hashed prompt ids";
@@ -244,6 +287,7 @@ impl Scorer {
                     };
                     let answer = match cascade.score_submission(sub) {
                         Ok(r) => Ok(Some(Scored {
+                            ms: (r.cheap_ms + r.judge_ms) as u64,
                             score: r.verdict.score,
                             work: work_digest(&task, Some(&r.verdict.evidence)),
                             evidence: r.verdict.evidence,
@@ -263,11 +307,12 @@ impl Scorer {
         Ok(Self { jobs })
     }
 
-    /// Scores a checked transcript; `None` when the evaluators cannot judge it (abstain).
-    pub(crate) async fn score(&self, checked: Checked) -> Result<Option<Scored>> {
+    /// Scores a checked transcript whose seat commits by `deadline_ms` (block time; the nearest
+    /// deadline is scored first); `None` when the evaluators cannot judge it (abstain).
+    pub(crate) async fn score(&self, checked: Checked, deadline_ms: u64) -> Result<Option<Scored>> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { checked, reply })
+            .send((deadline_ms, Job { checked, reply }))
             .map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?;
         answer.await.map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?
     }
@@ -286,7 +331,24 @@ fn overbilled(billed: u32, counted: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::overbilled;
+    use super::{Queue, overbilled};
+    use std::sync::mpsc;
+
+    #[test]
+    fn the_nearest_deadline_is_scored_first() {
+        let (tx, rx) = mpsc::channel();
+        let mut q = Queue::new();
+        tx.send((90_000, "long")).unwrap();
+        tx.send((40_000, "short")).unwrap();
+        tx.send((40_000, "short, later")).unwrap();
+        assert_eq!(q.next(&rx), Some("short"));
+        tx.send((10_000, "urgent")).unwrap();
+        assert_eq!(q.next(&rx), Some("urgent"), "a job sent meanwhile is taken in");
+        assert_eq!(q.next(&rx), Some("short, later"), "arrival order among equal deadlines");
+        assert_eq!(q.next(&rx), Some("long"));
+        drop(tx);
+        assert_eq!(q.next(&rx), None, "no senders and nothing queued");
+    }
 
     #[test]
     fn billing_beyond_what_the_text_accounts_for_is_caught() {

@@ -39,6 +39,8 @@ pub fn test_params() -> Params {
         task_ms_per_token_min: 0,
         commit_window_blocks: 3,
         commit_window_ms: 1_000,
+        commit_ms_per_token: 0,
+        commit_window_max_ms: 1_000,
         reveal_window_blocks: 3,
         reveal_window_ms: 1_000,
         epoch_length_blocks: 1_000,

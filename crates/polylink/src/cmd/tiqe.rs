@@ -145,6 +145,9 @@ pub struct BenchArgs {
     /// (0 skips it).
     #[arg(long, default_value_t = 500)]
     sampled: usize,
+    /// Each cheat's seeded answers per temperature [default: as many as `--sampled`].
+    #[arg(long)]
+    sampled_cheats: Option<usize>,
     /// Where the seeded answers are cached between runs.
     #[arg(long, default_value = "tiqe-sampled-cache")]
     sampled_cache: PathBuf,
@@ -280,6 +283,7 @@ impl BenchArgs {
                 dropped: dropped.clone(),
                 prompts: &prompts,
                 per_temperature: self.sampled,
+                cheats_per_temperature: self.sampled_cheats.unwrap_or(self.sampled),
                 max_tokens: self.max_tokens,
                 seed: self.seed,
                 cache: &self.sampled_cache,

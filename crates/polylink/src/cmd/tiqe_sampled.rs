@@ -25,8 +25,10 @@ pub struct SampledSpec<'a> {
     pub dropped: std::ops::Range<usize>,
     /// The prompts, cycled.
     pub prompts: &'a [String],
-    /// Answers per temperature.
+    /// Honest answers per temperature.
     pub per_temperature: usize,
+    /// Each cheat's answers per temperature (the first of the honest tasks).
+    pub cheats_per_temperature: usize,
     /// Most tokens per answer.
     pub max_tokens: usize,
     /// Seed of the tasks' seeds.
@@ -42,7 +44,6 @@ pub struct SampledSpec<'a> {
 /// Runs the sampled benchmark and prints its table.
 pub fn run(s: &SampledSpec<'_>) -> anyhow::Result<()> {
     std::fs::create_dir_all(s.cache)?;
-    let tasks = lab::seeded_tasks(s.prompts, s.per_temperature, s.seed);
     let key = hex::encode(s.sha256);
     let consistency = ModelConsistency::new(s.model.clone(), s.sha256, ConsistencyConfig::default());
     let tok = &s.model.tokenizer;
@@ -50,6 +51,8 @@ pub fn run(s: &SampledSpec<'_>) -> anyhow::Result<()> {
     let chosen =
         Source::ALL.into_iter().filter(|x| s.sources.is_empty() || s.sources.iter().any(|n| n == x.name()));
     for source in chosen {
+        let n = if source == Source::Honest { s.per_temperature } else { s.cheats_per_temperature };
+        let tasks = lab::seeded_tasks(s.prompts, n, s.seed);
         let path = s.cache.join(format!("{}.json", source.name()));
         let t0 = Instant::now();
         let mut progress = |done: usize| tracing::info!("{}: {done}/{} answers", source.name(), tasks.len());
@@ -97,10 +100,11 @@ pub fn run(s: &SampledSpec<'_>) -> anyhow::Result<()> {
     let cell = |source: Source, t: f32| table.get(&(source, format!("{t:.1}"))).copied();
     println!(
         "seeded consistency (fails below {}): honest false positives and cheats caught, answers up to {} \
-         tokens, {} per temperature",
+         tokens, {} honest and {} of each cheat per temperature",
         lab::PASS_SCORE,
         s.max_tokens,
-        s.per_temperature
+        s.per_temperature,
+        s.cheats_per_temperature
     );
     println!(
         "| {:>3} | {:>8} | {:>9} | {:>9} | {:>16} | {:>15} | {:>14} | {:>12} |",

@@ -68,6 +68,7 @@ pub async fn start_with(committee_size: u32, adjust: impl FnOnce(&mut Params)) -
     genesis.params.unbonding_period_blocks = COMMIT_WINDOW + REVEAL_WINDOW + 3;
     // The blocks decide (at 100 ms a block the windows' time passes first).
     genesis.params.commit_window_ms = 2_000;
+    genesis.params.commit_ms_per_token = 0;
     genesis.params.reveal_window_ms = 2_000;
     genesis.params.epoch_length_blocks = 1_000_000;
     adjust(&mut genesis.params);

@@ -112,6 +112,9 @@ struct Stored {
     eos: bool,
 }
 
+/// Answers generated between two saves of the cache file.
+const SAVE_EVERY: usize = 64;
+
 /// Answers of `shard` (reading and writing with `model`'s tokenizer and template) to `tasks`,
 /// reusing those in the cache file `path` made under the same `key`, and writing new ones back.
 pub fn seeded_answers(
@@ -135,7 +138,9 @@ pub fn seeded_answers(
         index.insert(id(&a.task), i);
     }
     let missing: Vec<&SeededTask> = tasks.iter().filter(|t| !index.contains_key(&id(t))).collect();
-    if !missing.is_empty() {
+    // Saved after every chunk: a run stopped part-way keeps what it made.
+    let mut done = 0;
+    for missing in missing.chunks(SAVE_EVERY) {
         let jobs: Vec<(Vec<u32>, SamplingParams)> = missing
             .iter()
             .map(|t| {
@@ -145,8 +150,9 @@ pub fn seeded_answers(
                 (ids, params)
             })
             .collect();
-        let made = decode_batched(shard, &model.tokenizer, &jobs, max_tokens, progress)?;
-        for (t, a) in missing.into_iter().zip(made) {
+        let made = decode_batched(shard, &model.tokenizer, &jobs, max_tokens, &mut |n| progress(done + n))?;
+        done += missing.len();
+        for (&t, a) in missing.iter().zip(made) {
             index.insert(id(t), file.answers.len());
             let eos = a.finish == Finish::Eos;
             file.answers.push(Stored { task: t.clone(), text: a.text, ids: a.ids, eos });
