@@ -62,7 +62,7 @@ pub use records::{
     Worker,
 };
 pub use registry::LAYERS_MAX;
-pub use settle::{ABSTAIN, median};
+pub use settle::{ABSTAIN, BUSY, median};
 pub use state::State;
 pub use tasks::deadline_after_ms;
 

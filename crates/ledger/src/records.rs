@@ -200,6 +200,7 @@ impl TaskStatus {
             TaskStatus::Settled(SettleOutcome::LowQuality) => 4,
             TaskStatus::Settled(SettleOutcome::NoQuorum) => 5,
             TaskStatus::Reclaimed => 6,
+            TaskStatus::Settled(SettleOutcome::Unchecked) => 7,
         }
     }
 }
@@ -227,6 +228,7 @@ impl Read for TaskStatus {
             4 => TaskStatus::Settled(SettleOutcome::LowQuality),
             5 => TaskStatus::Settled(SettleOutcome::NoQuorum),
             6 => TaskStatus::Reclaimed,
+            7 => TaskStatus::Settled(SettleOutcome::Unchecked),
             other => return Err(CodecError::InvalidEnum(other)),
         })
     }

@@ -2,7 +2,7 @@
 
 use crate::params::SCORE_MAX;
 use crate::records::{Task, TaskStatus};
-use crate::settle::ABSTAIN;
+use crate::settle::{ABSTAIN, BUSY};
 use crate::view::View;
 use crate::{LedgerError, Result};
 use polylink_types::{CommitScore, Event, PublicKey, RevealScore, TaskId, score_commitment};
@@ -55,7 +55,7 @@ pub(crate) fn reveal(v: &mut View, who: &PublicKey, r: &RevealScore) -> Result<(
     if !task.reveal_open(v.height, v.time_ms) {
         return Err(closed(&r.task, "reveal a score", task.reveal_end_height, task.reveal_end_ms, v));
     }
-    if r.score > SCORE_MAX && r.score != ABSTAIN {
+    if r.score > SCORE_MAX && r.score != ABSTAIN && r.score != BUSY {
         return Err(LedgerError::Invalid { what: "score", reason: format!("{} above {SCORE_MAX}", r.score) });
     }
     let mut members = task.committee.as_slice().to_vec();

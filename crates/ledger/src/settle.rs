@@ -32,7 +32,7 @@ fn middle(scores: &[u16]) -> Option<(u16, u16)> {
 /// more revealed: what an honest evaluation of the transcript computes, every validator alike.
 fn majority_work(committee: &[crate::records::Member]) -> Option<Hash32> {
     let works: Vec<Hash32> =
-        committee.iter().filter(|m| m.score.is_some_and(|s| s != ABSTAIN)).filter_map(|m| m.work).collect();
+        committee.iter().filter(|m| m.score.is_some_and(judged)).filter_map(|m| m.work).collect();
     if works.len() < 2 {
         return None;
     }
@@ -40,8 +40,20 @@ fn majority_work(committee: &[crate::records::Member]) -> Option<Hash32> {
 }
 
 /// A revealed score that abstains: the validator could not judge the task (it is excluded from
-/// the median, neither paid nor slashed).
+/// the median, neither paid nor slashed). A validator abstains when the transcript never came
+/// (which may be the worker's doing): a task that ends without quorum this way pays no worker.
 pub const ABSTAIN: u16 = u16::MAX;
+
+/// A revealed score that says the validator ran out of time (its queue was too long to reach
+/// the task by its last call): no evidence about the worker either way. Neither paid nor
+/// slashed. A task whose committee was busy rather than unable settles
+/// [`SettleOutcome::Unchecked`]: its workers are paid, since the shortfall was the validators'.
+pub const BUSY: u16 = u16::MAX - 1;
+
+/// Whether a revealed score is a judgement (not an abstention or a busy seat).
+fn judged(score: u16) -> bool {
+    score != ABSTAIN && score != BUSY
+}
 
 /// Whether `score` is an outlier: farther than `delta` from every score that could be called the
 /// median (both middle scores of an even count), so an honest middle score never is one.
@@ -75,27 +87,45 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     let proven = majority_work(task.committee.as_slice());
     let mut unproven: Vec<PublicKey> = Vec::new();
     for m in task.committee.iter() {
-        if m.score.is_some_and(|s| s != ABSTAIN) && proven.is_some_and(|w| m.work != Some(w)) {
+        if m.score.is_some_and(judged) && proven.is_some_and(|w| m.work != Some(w)) {
             v.slash(&m.validator, params.outlier_slash_bps, SlashReason::Unproven, id)?;
             unproven.push(m.validator);
         }
     }
     let counted = |m: &&crate::records::Member| !unproven.contains(&m.validator);
     let scores: Vec<u16> =
-        task.committee.iter().filter(counted).filter_map(|m| m.score).filter(|s| *s != ABSTAIN).collect();
+        task.committee.iter().filter(counted).filter_map(|m| m.score).filter(|s| judged(*s)).collect();
+    let busy = task.committee.iter().filter(|m| m.score == Some(BUSY)).count();
     let fee = task.escrow;
     let quorum = scores.len() >= params.reveals_min as usize;
+    // Too few judgements because seats were busy, not because the transcript was missing, and
+    // none of those made fails the worker: the validators fell short, not the worker.
+    let unchecked = !quorum
+        && busy > 0
+        && scores.len() + busy >= params.reveals_min as usize
+        && scores.iter().all(|s| *s >= params.quality_min);
     let mids = middle(&scores).filter(|_| quorum);
     let mid = mids.map(|(lo, hi)| ((u32::from(lo) + u32::from(hi)) / 2) as u16);
     let outcome = match mid {
+        None if unchecked => SettleOutcome::Unchecked,
         None => SettleOutcome::NoQuorum,
         Some(m) if m < params.quality_min => SettleOutcome::LowQuality,
         Some(_) => SettleOutcome::Paid,
     };
     let mut honest: Vec<PublicKey> = Vec::new();
+    if unchecked {
+        // The members that did judge it (every one passed the worker) are paid for it.
+        honest.extend(
+            task.committee
+                .iter()
+                .filter(counted)
+                .filter(|m| m.score.is_some_and(judged))
+                .map(|m| m.validator),
+        );
+    }
     if let Some(middles) = mids {
         for member in task.committee.iter().filter(counted) {
-            let Some(score) = member.score.filter(|s| *s != ABSTAIN) else { continue };
+            let Some(score) = member.score.filter(|s| judged(*s)) else { continue };
             if outlier(score, middles, params.score_delta) {
                 v.slash(&member.validator, params.outlier_slash_bps, SlashReason::ScoreOutlier, id)?;
             } else {
@@ -107,17 +137,20 @@ pub(crate) fn settle(v: &mut View, id: &TaskId) -> Result<()> {
     // the result came).
     let served: Vec<PublicKey> =
         crate::receipts::signers(task.result.as_ref().map_or(&[][..], |r| r.receipts.as_slice()));
-    match (outcome, mid) {
-        (SettleOutcome::Paid, Some(m)) => {
+    match outcome {
+        SettleOutcome::Paid | SettleOutcome::Unchecked => {
+            // Unchecked: at the judgements made (all passing), else full marks.
+            let m = mid.or_else(|| median(&scores)).unwrap_or(SCORE_MAX);
             split_fee(v, id, fee, m, &honest)?;
-            for w in &served {
+            // Only a checked pass is evidence that wears a strike off.
+            for w in served.iter().filter(|_| outcome == SettleOutcome::Paid) {
                 wear_off(v, w)?;
             }
             if !served.contains(&task.user) {
                 count_demand(v, &task)?;
             }
         }
-        (SettleOutcome::LowQuality, _) => {
+        SettleOutcome::LowQuality => {
             for w in &served {
                 strike(v, w, id)?;
             }

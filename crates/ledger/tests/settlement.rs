@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use polylink_ledger::{ABSTAIN, DEV_BALANCE, LedgerError, Params, TREASURY, TaskStatus};
+use polylink_ledger::{ABSTAIN, BUSY, DEV_BALANCE, LedgerError, Params, TREASURY, TaskStatus};
 use polylink_types::*;
 
 /// A market with a task whose result (20 + 30 tokens, fee 500) is in and whose committee is drawn.
@@ -90,6 +90,68 @@ fn odd_committee_median_pays_honest_and_slashes_outlier() {
         (0, TaskStatus::Settled(SettleOutcome::Paid), Some(800))
     );
     assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn a_committee_out_of_time_pays_the_worker_unchecked() {
+    // Before, a task whose validators were all too busy to score it by their last call ended
+    // without quorum: the user refunded and the honest worker unpaid for work it did.
+    let (mut net, task, c) = scored_task(test_params());
+    let (user0, dev0, w0) = (net.balance(USER), net.balance(DEV), net.balance(WORKER));
+    let v0: Vec<_> = c.iter().map(|v| net.balance(*v)).collect();
+    let stakes: Vec<_> = c.iter().map(|v| net.ledger.stake(&net.pk(*v)).bonded).collect();
+    let events =
+        net.score(task, &[(c[0], Some(BUSY), true), (c[1], Some(BUSY), true), (c[2], Some(900), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::Unchecked, None));
+    // fee 500: royalty 50, treasury 25, validators 50 (all to the one that judged), worker pool
+    // 375 scaled by its 0.9 = 337, the other 38 back to the user.
+    assert_eq!(net.balance(DEV) - dev0, 50);
+    assert_eq!(net.balance(WORKER) - w0, 337);
+    assert_eq!(net.balance(USER) - user0, 38);
+    assert_eq!(net.balance(c[2]) - v0[2], 50);
+    assert_eq!((net.balance(c[0]), net.balance(c[1])), (v0[0], v0[1]), "a busy seat is not paid");
+    let now: Vec<_> = c.iter().map(|v| net.ledger.stake(&net.pk(*v)).bonded).collect();
+    assert_eq!(now, stakes, "nor slashed");
+    assert_eq!(net.held(), net.ledger.totals().supply);
+    let t = net.ledger.task(&task).unwrap();
+    assert_eq!(t.status, TaskStatus::Settled(SettleOutcome::Unchecked));
+
+    // Every seat busy: the worker's full share; the validators' share to the treasury.
+    let (mut net, task, c) = scored_task(test_params());
+    let (w0, t0) = (net.balance(WORKER), net.ledger.totals().treasury);
+    let events = net.score(task, &c.iter().map(|&v| (v, Some(BUSY), true)).collect::<Vec<_>>());
+    assert_eq!(settled(&events), (SettleOutcome::Unchecked, None));
+    assert_eq!(net.balance(WORKER) - w0, 375);
+    assert_eq!(net.ledger.totals().treasury - t0, 75);
+    assert_eq!(net.held(), net.ledger.totals().supply);
+}
+
+#[test]
+fn a_busy_seat_never_outvotes_a_failing_judgement_or_a_missing_transcript() {
+    // One judgement fails the worker and the other seats were busy: no quorum, nobody paid,
+    // no strike (a single validator decides nothing).
+    let (mut net, task, c) = scored_task(test_params());
+    let (user0, w0) = (net.balance(USER), net.balance(WORKER));
+    let events =
+        net.score(task, &[(c[0], Some(BUSY), true), (c[1], Some(BUSY), true), (c[2], Some(200), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::NoQuorum, None));
+    assert_eq!((net.balance(USER) - user0, net.balance(WORKER)), (500, w0));
+    assert_eq!(net.ledger.stake(&net.pk(WORKER)).strikes, 0);
+    // The transcript never came (abstentions): a busy seat does not turn that into pay.
+    let (mut net, task, c) = scored_task(test_params());
+    let w0 = net.balance(WORKER);
+    let events = net
+        .score(task, &[(c[0], Some(ABSTAIN), true), (c[1], Some(ABSTAIN), true), (c[2], Some(BUSY), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::NoQuorum, None));
+    assert_eq!(net.balance(WORKER), w0);
+    // With a quorum of judgements a busy seat is left out of the median, never an outlier.
+    let (mut net, task, c) = scored_task(test_params());
+    let stake = net.ledger.stake(&net.pk(c[2])).bonded;
+    let events =
+        net.score(task, &[(c[0], Some(900), true), (c[1], Some(950), true), (c[2], Some(BUSY), true)]);
+    assert_eq!(settled(&events), (SettleOutcome::Paid, Some(925)));
+    assert!(slashed(&events, SlashReason::ScoreOutlier).is_empty());
+    assert_eq!(net.ledger.stake(&net.pk(c[2])).bonded, stake);
 }
 
 #[test]

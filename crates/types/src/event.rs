@@ -46,6 +46,10 @@ pub enum SettleOutcome {
     LowQuality,
     /// Too few reveals (or no eligible validator): nobody paid, user refunded, no worker slash.
     NoQuorum,
+    /// Too few judgements because elected validators ran out of time (they revealed
+    /// `ledger::BUSY`), and none of those made failed the worker: paid as a pass (at the
+    /// judgements' median, full marks with none), the validators that judged it paid.
+    Unchecked,
 }
 
 /// One state change worth telling a client about.

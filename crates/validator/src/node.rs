@@ -10,7 +10,7 @@ use crate::scorer::{Scorer, ScorerConfig};
 use crate::verify::{self, OnChain, Verdict};
 use futures::StreamExt;
 use polylink_chain::rpc::FinalizedBlock;
-use polylink_ledger::ABSTAIN;
+use polylink_ledger::{ABSTAIN, BUSY};
 use polylink_protocol::ValidatorReady;
 use polylink_types::{Amount, CommitScore, Hash32, RevealScore, SecretKey, TxKind};
 use std::collections::HashMap;
@@ -198,8 +198,8 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
     let task = seat.task;
     // A seat left empty is slashed: one this validator cannot judge is committed as an
     // abstention (excluded from the median, neither paid nor slashed).
-    // Scoring that runs into the last call is abandoned for an abstention (the scorer drops a
-    // job nobody waits for), so an overloaded validator still commits in time.
+    // Scoring that runs into the last call is abandoned for a busy seat (the scorer drops a job
+    // nobody waits for), so an overloaded validator still commits in time.
     let abstain = (ABSTAIN, Hash32::ZERO);
     let (score, work) = tokio::select! {
         scored = evaluate(&sh, &seat) => match scored {
@@ -212,8 +212,10 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
         },
         () = wait_until(&sh, |tip| seat.last_call(tip)) => {
             let tip = now(&sh);
-            warn!(%task, height = tip.height, time_ms = tip.time_ms, "not scored by the last call; abstaining");
-            abstain
+            warn!(%task, height = tip.height, time_ms = tip.time_ms, "not scored by the last call; committing busy");
+            // Out of time: no evidence about the worker (a task whose committee was busy is
+            // paid unchecked, where a missing transcript pays nobody).
+            (BUSY, Hash32::ZERO)
         }
     };
     if seat.phase(now(&sh)) != Phase::Commit {

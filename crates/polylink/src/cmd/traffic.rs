@@ -182,6 +182,7 @@ impl TrafficArgs {
                 TaskStatus::Settled(SettleOutcome::Paid) => "paid",
                 TaskStatus::Settled(SettleOutcome::LowQuality) => "low_quality",
                 TaskStatus::Settled(SettleOutcome::NoQuorum) => "no_quorum",
+                TaskStatus::Settled(SettleOutcome::Unchecked) => "unchecked",
                 TaskStatus::Reclaimed => "reclaimed",
                 _ => "open",
             };
