@@ -139,8 +139,9 @@ impl Cascade {
         let cheap_ms = t0.elapsed().as_secs_f64() * 1e3;
         let in_band = (self.cfg.uncertain_low..=self.cfg.uncertain_high).contains(&combined);
         let decide = first_sure.is_none() && (in_band || unsure);
-        let calibrate =
-            !decide && !(first_sure.is_some() && self.cfg.stop_when_sure) && self.calibration_draw(task);
+        // A validator's sure first stage ends the cascade: nothing after it could change the score.
+        let stopped = first_sure.is_some() && self.cfg.stop_when_sure;
+        let calibrate = !(decide || stopped) && self.calibration_draw(task);
         let (mut score, mut judge_ms, mut judge_called) = (combined, 0.0, false);
         if let Some(judge) = self.judge.as_ref().filter(|_| decide || calibrate) {
             let t1 = Instant::now();
