@@ -124,32 +124,25 @@ struct Job {
 /// by the tokens to check), so a burst of short tasks is not stuck behind one long check, and
 /// a long one still comes up when its deadline is the nearest.
 struct Queue<T> {
-    jobs: Vec<(u64, u64, T)>,
-    arrived: u64,
+    /// (deadline, job) in arrival order.
+    jobs: Vec<(u64, T)>,
 }
 
 impl<T> Queue<T> {
     fn new() -> Self {
-        Self { jobs: Vec::new(), arrived: 0 }
-    }
-
-    fn push(&mut self, deadline_ms: u64, job: T) {
-        self.arrived += 1;
-        self.jobs.push((deadline_ms, self.arrived, job));
+        Self { jobs: Vec::new() }
     }
 
     /// Waits for work when there is none, takes in everything sent meanwhile, and returns the
     /// job with the nearest deadline; `None` once every sender is gone and nothing is queued.
     fn next(&mut self, rx: &mpsc::Receiver<(u64, T)>) -> Option<T> {
         if self.jobs.is_empty() {
-            let (deadline_ms, job) = rx.recv().ok()?;
-            self.push(deadline_ms, job);
+            self.jobs.push(rx.recv().ok()?);
         }
-        while let Ok((deadline_ms, job)) = rx.try_recv() {
-            self.push(deadline_ms, job);
-        }
-        let first = (0..self.jobs.len()).min_by_key(|&i| (self.jobs[i].0, self.jobs[i].1))?;
-        Some(self.jobs.swap_remove(first).2)
+        self.jobs.extend(rx.try_iter());
+        // `min_by_key` keeps the first of equal deadlines: the earliest arrival.
+        let first = (0..self.jobs.len()).min_by_key(|&i| self.jobs[i].0)?;
+        Some(self.jobs.remove(first).1)
     }
 }
 
