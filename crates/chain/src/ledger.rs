@@ -1,7 +1,8 @@
 //! The PolyLink ledger as the node's state machine: admission, execution, snapshots, queries.
 use crate::machine::{Checked, Machine, Queryable};
 use crate::rpc::{
-    AccountView, Executed, ModelEntry, ParamsView, Refusal, TxOutcome, TxReceipt, ValidatorEntry, WorkerEntry,
+    AccountView, Executed, GatewayEntry, ModelEntry, ParamsView, Refusal, TxOutcome, TxReceipt,
+    ValidatorEntry, WorkerEntry,
 };
 use polylink_ledger::{BlockOutcome, Ledger, Model, Receipt, Task};
 use polylink_types::{BlockContext, Hash32, ModelId, PublicKey, SignedTx, TaskId};
@@ -76,6 +77,7 @@ impl Queryable for Ledger {
             stake: self.stake(account),
             worker: self.worker(account).cloned(),
             validator: self.validator(account).cloned(),
+            gateway: self.gateway(account).cloned(),
         }
     }
 
@@ -88,7 +90,19 @@ impl Queryable for Ledger {
     }
 
     fn workers(&self) -> Vec<WorkerEntry> {
-        self.state().workers.iter().map(|(k, w)| WorkerEntry { account: *k, worker: w.clone() }).collect()
+        self.state()
+            .workers
+            .iter()
+            .map(|(k, w)| WorkerEntry { account: *k, worker: w.clone(), stake: self.stake(k) })
+            .collect()
+    }
+
+    fn gateways(&self) -> Vec<GatewayEntry> {
+        self.state()
+            .gateways
+            .iter()
+            .map(|(k, g)| GatewayEntry { account: *k, gateway: g.clone(), stake: self.stake(k) })
+            .collect()
     }
 
     fn validators(&self) -> Vec<ValidatorEntry> {

@@ -1,6 +1,8 @@
 //! The seam between consensus and the application state machine: what the node needs from the
 //! ledger to admit, execute, persist and serve transactions.
-use crate::rpc::{AccountView, Executed, ModelEntry, ParamsView, Refusal, ValidatorEntry, WorkerEntry};
+use crate::rpc::{
+    AccountView, Executed, GatewayEntry, ModelEntry, ParamsView, Refusal, ValidatorEntry, WorkerEntry,
+};
 use polylink_ledger::{Model, Task};
 use polylink_types::{BlockContext, Hash32, ModelId, PublicKey, SignedTx, TaskId};
 
@@ -49,6 +51,8 @@ pub trait Queryable: Machine {
     fn model(&self, id: ModelId) -> Option<Model>;
     /// Every registered worker.
     fn workers(&self) -> Vec<WorkerEntry>;
+    /// Every registered gateway with its stake.
+    fn gateways(&self) -> Vec<GatewayEntry>;
     /// Every registered score validator with its stake.
     fn validators(&self) -> Vec<ValidatorEntry>;
     /// One task, while it is in the state.

@@ -49,12 +49,16 @@ async fn a_pruned_task_still_answers_from_the_archive() {
         endpoint: BoundedString::new("127.0.0.1:7000").unwrap(),
     };
     send(&worker, TxKind::RegisterWorker(register)).await;
+    // The worker is also the gateway that reports (one stake backs both roles).
+    let gateway = RegisterGateway { endpoint: BoundedString::new("127.0.0.1:8080").unwrap() };
+    send(&worker, TxKind::RegisterGateway(gateway)).await;
     let submit = SubmitTask {
         model: 1,
         max_tokens: 10,
         prompt_hash: Hash32::digest(&[b"prompt"]),
         max_price: 10,
         workers: BoundedVec::new(vec![worker.public_key()]).unwrap(),
+        gateway: worker.public_key(),
         seed: 3,
     };
     let task = send(&user, TxKind::SubmitTask(submit)).await;

@@ -21,7 +21,7 @@ pub struct Ticket {
     pub price_per_token: Amount,
     /// Amount escrowed (`tokens_max × price`).
     pub escrow: Amount,
-    /// The workers named on the task, in pipeline order; the first reports the result.
+    /// The workers named on the task, in pipeline order.
     pub workers: Vec<PublicKey>,
 }
 

@@ -1,11 +1,13 @@
 //! [`Billing`] against a PolyLink chain node, through its typed RPC client.
 //!
 //! Open: the gateway signs a SubmitTask for the caller's account (escrow `tokens × price` at the
-//! model's current price, that price as the most the user accepts, this gateway's worker as the
-//! head) and submits it; the mempool admits it only if the balance covers the escrow, so
-//! inference starts without waiting for a block. Close: once the task is executed on chain, the
-//! worker key signs a SubmitResult with the output hash, the delivered token counts and the
-//! workers' signed receipts; the ledger charges those tokens and refunds the rest. Nonces are tracked per signer so one
+//! model's current price, that price as the most the user accepts, the placement's workers, this
+//! gateway as the one that reports and keeps the transcript) and submits it; the mempool admits
+//! it only if the balance covers the escrow, so inference starts without waiting for a block.
+//! Close: once the task is executed on chain, the gateway's own key (a registered gateway's)
+//! signs a SubmitResult with the output hash, the delivered token counts and the workers' signed
+//! receipts; the ledger charges those tokens and refunds the rest. The gateway holds no worker's
+//! key: the receipts are the workers' own signatures. Nonces are tracked per signer so one
 //! account can have several tasks pending in the same block.
 
 use crate::billing::{Billing, Charge, Opening, Ticket, UsageReport};
@@ -27,9 +29,10 @@ pub struct ChainBilling {
     client: Client,
     chain_id: String,
     models: HashMap<String, ModelId>,
-    worker: SecretKey,
-    /// Keys of the other workers this gateway reports for (pipeline heads it operates).
-    worker_keys: HashMap<PublicKey, SecretKey>,
+    /// The registered gateway's key: it is named on every task and reports every result.
+    gateway: SecretKey,
+    /// The worker that serves a placement naming none (a backend on this machine).
+    local_worker: Option<PublicKey>,
     /// One signer per account this gateway sends for, so each keeps its own nonces.
     signers: Mutex<HashMap<PublicKey, Arc<Signer>>>,
     settle_timeout: Duration,
@@ -41,8 +44,12 @@ fn chain(e: polylink_chain::Error) -> GatewayError {
 
 impl ChainBilling {
     /// Connects to the node at `rpc_url`; `models` maps gateway model ids to on-chain model ids,
-    /// `worker` is the registered worker key that serves them and reports results.
-    pub async fn connect(rpc_url: &str, models: HashMap<String, ModelId>, worker: SecretKey) -> Result<Self> {
+    /// `gateway` is this registered gateway's key, which reports results.
+    pub async fn connect(
+        rpc_url: &str,
+        models: HashMap<String, ModelId>,
+        gateway: SecretKey,
+    ) -> Result<Self> {
         let client = Client::new(rpc_url).map_err(|e| GatewayError::Setup(format!("chain client: {e}")))?;
         let status =
             client.status().await.map_err(|e| GatewayError::Setup(format!("chain at {rpc_url}: {e}")))?;
@@ -50,18 +57,23 @@ impl ChainBilling {
             client,
             chain_id: status.chain_id,
             models,
-            worker,
-            worker_keys: HashMap::new(),
+            gateway,
+            local_worker: None,
             signers: Mutex::new(HashMap::new()),
             settle_timeout: Duration::from_secs(120),
         })
     }
 
-    /// Adds worker keys this gateway may report results for: a placement naming one of them as
-    /// its head is billed with it (the others are paid but sign nothing).
-    pub fn with_worker_keys(mut self, keys: impl IntoIterator<Item = SecretKey>) -> Self {
-        self.worker_keys.extend(keys.into_iter().map(|k| (k.public_key(), k)));
+    /// Names `worker` on the tasks of placements that name no worker (a backend computing on
+    /// this machine, which signs its receipts with that worker's key).
+    pub fn with_local_worker(mut self, worker: PublicKey) -> Self {
+        self.local_worker = Some(worker);
         self
+    }
+
+    /// The gateway's account.
+    pub fn gateway(&self) -> PublicKey {
+        self.gateway.public_key()
     }
 
     /// Signs `kind` for `key` with its next nonce and submits it; returns the transaction id.
@@ -97,16 +109,10 @@ impl ChainBilling {
                 account.address
             )));
         }
-        let workers = if placement.workers.is_empty() {
-            vec![self.worker.public_key()]
-        } else {
-            let head = &placement.workers[0];
-            if *head != self.worker.public_key() && !self.worker_keys.contains_key(head) {
-                return Err(GatewayError::Billing(format!(
-                    "no key to report results for head worker {head}"
-                )));
-            }
-            placement.workers.clone()
+        let workers = match (placement.workers.is_empty(), self.local_worker) {
+            (false, _) => placement.workers.clone(),
+            (true, Some(local)) => vec![local],
+            (true, None) => return Err(GatewayError::Billing("the placement names no worker".into())),
         };
         let on_chain = BoundedVec::new(workers.clone()).map_err(|e| GatewayError::Billing(e.to_string()))?;
         let kind = TxKind::SubmitTask(SubmitTask {
@@ -117,6 +123,7 @@ impl ChainBilling {
             // the chain rather than charged.
             max_price: max_price.unwrap_or(price),
             workers: on_chain,
+            gateway: self.gateway.public_key(),
             seed,
         });
         let task = self.send(&account.key, kind).await?;
@@ -168,14 +175,6 @@ impl ChainBilling {
             (0, 0)
         };
         let receipts = BoundedVec::new(receipts).map_err(|e| GatewayError::Billing(e.to_string()))?;
-        let head = ticket.workers.first().copied().unwrap_or_else(|| self.worker.public_key());
-        let signer = if head == self.worker.public_key() {
-            &self.worker
-        } else {
-            self.worker_keys.get(&head).ok_or_else(|| {
-                GatewayError::Billing(format!("no key to report results for head worker {head}"))
-            })?
-        };
         let result = SubmitResult {
             task: ticket.task,
             output_hash: usage.output_hash,
@@ -183,7 +182,7 @@ impl ChainBilling {
             completion_tokens,
             receipts,
         };
-        self.send(signer, TxKind::SubmitResult(result)).await?;
+        self.send(&self.gateway, TxKind::SubmitResult(result)).await?;
         let tokens = Amount::from(prompt_tokens) + Amount::from(completion_tokens);
         Ok(Charge { amount: tokens.saturating_mul(price) })
     }

@@ -11,8 +11,8 @@ use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits};
 use polylink_ledger::{Genesis, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::{
-    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
-    ServedRange, TxKind,
+    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel, RegisterWorker,
+    SecretKey, ServedRange, TxKind,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -98,13 +98,24 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     let mut keys = ApiKeys::new();
     keys.insert(USER_KEY, Account::new(user.clone()));
     keys.insert(POOR_KEY, Account::new(SecretKey::from_label("nobody-funded-this")));
-    let billing =
-        ChainBilling::connect(&url, HashMap::from([(common::MODEL.to_string(), model_id)]), worker.clone())
-            .await
-            .unwrap();
-    let gateway = Arc::new(Gateway::new(backend, keys, Limits::default()).with_billing(Arc::new(billing)));
+    // The gateway has a key of its own, bonded and registered: it opens the tasks and reports
+    // their results, holding no worker's key (the worker's receipts are its own signatures).
+    let gateway_key = dev_key(3);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    send(&client, &gateway_key, TxKind::Bond(Bond { amount: 10_000 })).await;
+    let endpoint = BoundedString::new(addr.to_string()).unwrap();
+    send(&client, &gateway_key, TxKind::RegisterGateway(RegisterGateway { endpoint })).await;
+    let billing = ChainBilling::connect(
+        &url,
+        HashMap::from([(common::MODEL.to_string(), model_id)]),
+        gateway_key.clone(),
+    )
+    .await
+    .unwrap()
+    .with_local_worker(worker.public_key());
+    let gateway = Arc::new(Gateway::new(backend, keys, Limits::default()).with_billing(Arc::new(billing)));
+    let base = format!("http://{addr}/v1");
     tokio::spawn(gateway.clone().serve(listener));
     let http = reqwest::Client::new();
     let before = balance(&client, &user).await;
@@ -160,6 +171,8 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         let record =
             wait_for("the result", async || client.task(&id).await.ok().filter(|t| t.result.is_some())).await;
         assert_eq!(record.user, user.public_key());
+        assert_eq!(record.gateway, gateway_key.public_key());
+        assert_eq!(record.workers.as_slice(), [worker.public_key()]);
         assert_eq!(record.result.as_ref().map(|r| r.fee), Some(charge), "{record:?}");
     }
     // (And by the fee of each SubmitTask it signed.)

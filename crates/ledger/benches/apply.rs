@@ -103,7 +103,12 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
         served: BoundedVec::new(served).unwrap(),
         endpoint: BoundedString::new("127.0.0.1:7000").unwrap(),
     });
-    let mut setup = vec![b.tx(worker, reg)];
+    // The worker is its own gateway (one stake backs both roles).
+    let gateway =
+        TxKind::RegisterGateway(RegisterGateway { endpoint: BoundedString::new("127.0.0.1:8080").unwrap() });
+    let register = b.tx(worker, reg);
+    b.block(&[register]);
+    let mut setup = vec![b.tx(worker, gateway)];
     for v in v0..v0 + validators {
         setup.push(b.tx(v, TxKind::Bond(Bond { amount: 10_000 + v as u128 })));
     }
@@ -124,6 +129,7 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                         prompt_hash: Hash32::ZERO,
                         max_price: 1_000,
                         workers: BoundedVec::new(vec![wpk]).unwrap(),
+                        gateway: wpk,
                         seed: 0,
                     }),
                 )

@@ -29,7 +29,7 @@ impl Outcome {
     }
 }
 
-/// Whether `stx` is a duty its sender holds: the head worker's result, or a committee member's
+/// Whether `stx` is a duty its sender holds: the task gateway's result, or a committee member's
 /// commit or reveal, on a task that exists. A duty is free even when it fails (a commit that
 /// lands after its window), so an honest worker or validator never pays to do its work however
 /// small the task; only the parties a task names can send one, so nobody else can spam for free.
@@ -42,11 +42,7 @@ fn is_duty(v: &View, stx: &SignedTx) -> bool {
         _ => return false,
     };
     v.task(&task).is_ok_and(|t| {
-        if by_member {
-            t.committee.iter().any(|m| m.validator == signer)
-        } else {
-            t.workers.as_slice().first() == Some(&signer)
-        }
+        if by_member { t.committee.iter().any(|m| m.validator == signer) } else { t.gateway == signer }
     })
 }
 
@@ -98,6 +94,7 @@ fn apply_kind(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
         TxKind::RegisterModel(m) => registry::register_model(v, &signer, m),
         TxKind::RegisterWorker(w) => registry::register_worker(v, &signer, w),
         TxKind::RegisterValidator => registry::register_validator(v, &signer),
+        TxKind::RegisterGateway(g) => registry::register_gateway(v, &signer, g),
         TxKind::SubmitTask(s) => tasks::submit_task(v, &signer, id, s),
         TxKind::SubmitResult(r) => tasks::submit_result(v, &signer, r),
         TxKind::CommitScore(c) => scoring::commit(v, &signer, c),

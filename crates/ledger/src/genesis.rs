@@ -84,6 +84,7 @@ impl Genesis {
             artifacts: BTreeMap::new(),
             workers: BTreeMap::new(),
             validators: BTreeMap::new(),
+            gateways: BTreeMap::new(),
             tasks: BTreeMap::new(),
             draw_queue: BTreeSet::new(),
             settle_queue: BTreeSet::new(),

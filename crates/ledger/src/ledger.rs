@@ -1,6 +1,8 @@
 //! The API the chain node calls: genesis, mempool checks, block application, queries, snapshots.
 
-use crate::records::{Account, Model, SettleKey, Stake, Task, TaskStatus, Totals, Validator, Worker};
+use crate::records::{
+    Account, Gateway, Model, SettleKey, Stake, Task, TaskStatus, Totals, Validator, Worker,
+};
 use crate::state::State;
 use crate::view::View;
 use crate::{Genesis, LedgerError, Params, Result, committee, exec, pricing, settle, tasks};
@@ -238,6 +240,11 @@ impl Ledger {
     /// A worker.
     pub fn worker(&self, who: &PublicKey) -> Option<&Worker> {
         self.state.workers.get(who)
+    }
+
+    /// A gateway.
+    pub fn gateway(&self, who: &PublicKey) -> Option<&Gateway> {
+        self.state.gateways.get(who)
     }
 
     /// A validator.

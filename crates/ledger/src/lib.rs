@@ -27,7 +27,7 @@
 //!
 //! Rules worth knowing: one model per artifact hash, its royalty to the developer the artifact
 //! names ([`polylink_types::ArtifactClaim`]), else to the treasury; one stake backs all roles of an account; a role whose stake drops under
-//! its minimum is inactive (that is how a role is left). Only the task's head worker may submit
+//! its minimum is inactive (that is how a role is left). Only the gateway a task names may submit
 //! its result. Withdraw releases matured unbonding stake; slashing takes bonded stake first,
 //! then the newest unbonding entries. Treasury payments name [`TREASURY`] as the account.
 #![warn(missing_docs, unreachable_pub)]
@@ -58,8 +58,8 @@ pub use params::{
 };
 pub use pricing::{next_price, utilization_ppm};
 pub use records::{
-    Account, Member, Model, SettleKey, Stake, Task, TaskResult, TaskStatus, Totals, Unbonding, Validator,
-    Worker,
+    Account, Gateway, Member, Model, SettleKey, Stake, Task, TaskResult, TaskStatus, Totals, Unbonding,
+    Validator, Worker,
 };
 pub use registry::LAYERS_MAX;
 pub use settle::{ABSTAIN, BUSY, median};

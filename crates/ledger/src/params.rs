@@ -36,6 +36,9 @@ pub struct Params {
     /// Least bonded stake of an active validator.
     #[serde(with = "amount_serde")]
     pub validator_stake_min: Amount,
+    /// Least bonded stake of an active gateway (one that may open tasks and report results).
+    #[serde(with = "amount_serde")]
+    pub gateway_stake_min: Amount,
     /// Blocks a settled or reclaimed task stays in the state before it is pruned (nodes keep
     /// its record in an index of their own): the state stays bounded by recent tasks.
     pub task_retention_blocks: u64,
@@ -115,6 +118,7 @@ codec_fields!(Params {
     unbonding_period_ms,
     worker_stake_min,
     validator_stake_min,
+    gateway_stake_min,
     task_retention_blocks,
     task_tokens_max,
     task_deadline_base_ms,
@@ -157,6 +161,7 @@ impl Default for Params {
             unbonding_period_ms: 7_200_000,
             worker_stake_min: 1_000,
             validator_stake_min: 1_000,
+            gateway_stake_min: 1_000,
             task_retention_blocks: 1_000,
             task_tokens_max: 32_768,
             task_deadline_base_ms: 60_000,

@@ -121,6 +121,16 @@ pub struct Worker {
 }
 codec_fields!(Worker { profile, served, endpoint, registered_height });
 
+/// A registered gateway: where the transcripts of the tasks it opens are fetched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    /// Where it serves transcripts (`host:port`, a valid socket address).
+    pub endpoint: BoundedString<ENDPOINT_LEN_MAX>,
+    /// Height of the latest registration.
+    pub registered_height: u64,
+}
+codec_fields!(Gateway { endpoint, registered_height });
+
 /// A registered score validator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validator {
@@ -143,7 +153,7 @@ pub struct Member {
 }
 codec_fields!(Member { validator, commitment, score, work });
 
-/// What the head worker reported.
+/// What the task's gateway reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult {
     /// sha256 of the output.
@@ -251,8 +261,10 @@ pub struct Task {
     /// Base units currently escrowed (max_tokens x price, then the fee, then 0).
     #[serde(with = "amount_serde")]
     pub escrow: Amount,
-    /// Workers in pipeline order; the first is the head that reports.
+    /// Workers in pipeline order.
     pub workers: BoundedVec<PublicKey, STAGES_MAX>,
+    /// The gateway that reports the result and serves the transcript to the committee.
+    pub gateway: PublicKey,
     /// Height of SubmitTask.
     pub submitted_height: u64,
     /// Block time of SubmitTask, ms.
@@ -289,6 +301,7 @@ codec_fields!(Task {
     price,
     escrow,
     workers,
+    gateway,
     submitted_height,
     submitted_ms,
     deadline_ms,

@@ -1,11 +1,12 @@
-//! Registries of models, workers and validators, and the role checks built on them.
+//! Registries of models, workers, gateways and validators, and the role checks built on them.
 
 use crate::error::mul;
-use crate::records::{Model, Validator, Worker};
+use crate::records::{Gateway, Model, Validator, Worker};
 use crate::view::View;
 use crate::{LedgerError, Result, TREASURY};
 use polylink_types::{
-    Amount, ArtifactClaim, ClaimModel, Event, Hash32, ModelId, PublicKey, RegisterModel, RegisterWorker,
+    Amount, ArtifactClaim, ClaimModel, Event, Hash32, ModelId, PublicKey, RegisterGateway, RegisterModel,
+    RegisterWorker,
 };
 
 /// Largest layer count a model may declare.
@@ -128,6 +129,30 @@ pub(crate) fn register_worker(v: &mut View, who: &PublicKey, w: &RegisterWorker)
     v.workers.put(*who, worker);
     v.events.push(Event::WorkerRegistered { worker: *who });
     Ok(())
+}
+
+/// Registers a gateway or moves its endpoint; it needs the gateway minimum bonded.
+pub(crate) fn register_gateway(v: &mut View, who: &PublicKey, g: &RegisterGateway) -> Result<()> {
+    require_stake(v, who, "gateway", v.base.params.gateway_stake_min)?;
+    if let Err(e) = g.endpoint.as_str().parse::<std::net::SocketAddr>() {
+        return Err(LedgerError::BadEndpoint { endpoint: g.endpoint.to_string(), reason: e.to_string() });
+    }
+    v.gateways.put(*who, Gateway { endpoint: g.endpoint.clone(), registered_height: v.height });
+    v.events.push(Event::GatewayRegistered { gateway: *who });
+    Ok(())
+}
+
+/// Fails unless `who` is a registered gateway with the gateway minimum bonded: only such a
+/// gateway may be named on a task (it reports the result and serves the transcript).
+pub(crate) fn check_gateway(v: &View, who: &PublicKey) -> Result<()> {
+    if v.gateways.get(who).is_none() {
+        return Err(LedgerError::WrongRole {
+            account: *who,
+            action: "serve a task as its gateway",
+            reason: "it is not a registered gateway",
+        });
+    }
+    require_stake(v, who, "gateway", v.base.params.gateway_stake_min)
 }
 
 /// Registers a validator; it needs the validator minimum bonded.

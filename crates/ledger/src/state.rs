@@ -1,7 +1,7 @@
 //! The whole ledger state in sorted maps, its canonical encoding (the snapshot) and its root.
 
 use crate::Params;
-use crate::records::{Account, Model, SettleKey, Stake, Task, Totals, Validator, Worker};
+use crate::records::{Account, Gateway, Model, SettleKey, Stake, Task, Totals, Validator, Worker};
 use polylink_types::codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use polylink_types::{__bytes::BufMut, BoundedString, CHAIN_ID_LEN_MAX, Hash32, ModelId, PublicKey, TaskId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,8 @@ pub struct State {
     pub workers: BTreeMap<PublicKey, Worker>,
     /// Validators.
     pub validators: BTreeMap<PublicKey, Validator>,
+    /// Gateways.
+    pub gateways: BTreeMap<PublicKey, Gateway>,
     /// Tasks by id, kept `task_retention_blocks` after they settle (then only in nodes' indexes).
     pub tasks: BTreeMap<TaskId, Task>,
     /// Tasks whose committee is drawn at the next block.
@@ -69,6 +71,7 @@ impl Write for State {
         self.artifacts.write(buf);
         self.workers.write(buf);
         self.validators.write(buf);
+        self.gateways.write(buf);
         self.tasks.write(buf);
         self.draw_queue.write(buf);
         self.settle_queue.write(buf);
@@ -90,6 +93,7 @@ impl EncodeSize for State {
             + self.artifacts.encode_size()
             + self.workers.encode_size()
             + self.validators.encode_size()
+            + self.gateways.encode_size()
             + self.tasks.encode_size()
             + self.draw_queue.encode_size()
             + self.settle_queue.encode_size()
@@ -117,6 +121,7 @@ impl Read for State {
             artifacts: Read::read_cfg(buf, &map)?,
             workers: Read::read_cfg(buf, &map)?,
             validators: Read::read_cfg(buf, &map)?,
+            gateways: Read::read_cfg(buf, &map)?,
             tasks: Read::read_cfg(buf, &map)?,
             draw_queue: Read::read_cfg(buf, &set)?,
             settle_queue: Read::read_cfg(buf, &set)?,

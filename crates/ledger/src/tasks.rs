@@ -1,14 +1,15 @@
 //! Task submission (escrow), results (fee and refund) and reclaiming after the deadline.
 //!
-//! Who may submit a result: only the task's head worker (`workers[0]`), signing with its own
-//! worker key. A gateway that hosts that worker signs with the worker's key; nobody else can
-//! report, so a result can neither be forged nor raced in by a third party. Who answers for it:
-//! only the workers whose signed receipts it carries (`crate::receipts`), listed or stand-ins.
+//! Who may submit a result: only the task's gateway (named by the SubmitTask, a registered
+//! gateway with its minimum bonded), signing with its own key: nobody else can report, so a
+//! result can neither be forged nor raced in by a third party, and no gateway needs a worker's
+//! key. Who answers for it: only the workers whose signed receipts it carries
+//! (`crate::receipts`), listed or stand-ins.
 
 use crate::error::mul;
 use crate::params::{DEADLINE_SPEED_MARGIN, Params};
 use crate::records::{SettleKey, Task, TaskResult, TaskStatus};
-use crate::registry::check_pipeline;
+use crate::registry::{check_gateway, check_pipeline};
 use crate::view::View;
 use crate::{LedgerError, Result};
 use polylink_types::{Amount, BoundedVec, Event, PublicKey, ReclaimTask, SubmitResult, SubmitTask, TaskId};
@@ -32,6 +33,7 @@ pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &Submit
         return Err(LedgerError::PriceAboveMax { model: s.model, price, max_price: s.max_price });
     }
     let token_us = check_pipeline(v, s.model, s.workers.as_slice())?;
+    check_gateway(v, &s.gateway)?;
     if v.tasks.get(&id).is_some() {
         return Err(LedgerError::Invalid { what: "task", reason: format!("task {id} already exists") });
     }
@@ -48,6 +50,7 @@ pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &Submit
             price,
             escrow,
             workers: s.workers.clone(),
+            gateway: s.gateway,
             submitted_height: v.height,
             submitted_ms: v.time_ms,
             deadline_ms,
@@ -79,23 +82,22 @@ pub fn deadline_after_ms(p: &Params, max_tokens: u32, registered_token_us: u64) 
     total.min(p.task_deadline_max_ms)
 }
 
-/// Records the head worker's result: the fee stays escrowed, the unused escrow goes back to the
+/// Records the gateway's result: the fee stays escrowed, the unused escrow goes back to the
 /// user, and the task waits for its committee (drawn at the next block).
 pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) -> Result<()> {
     let mut task = v.task(&r.task)?;
     if task.status != TaskStatus::Open {
         return Err(wrong_status(&r.task, &task, "submit a result"));
     }
-    if task.workers.as_slice().first() != Some(signer) {
+    if task.gateway != *signer {
         return Err(LedgerError::WrongRole {
             account: *signer,
             action: "submit a result",
-            reason: "only the task's head worker (its first listed worker) may",
+            reason: "only the task's gateway may",
         });
     }
-    // The head's stake answers for the result it reports: one that unbonded under the minimum
-    // since the task opened reports nothing (the task expires and the user gets the escrow).
-    crate::registry::require_stake(v, signer, "worker", v.base.params.worker_stake_min)?;
+    // No stake test here: the receipts are the workers' own proof of their work, and a gateway
+    // that unbonded since it opened the task must still be able to get them paid.
     if v.time_ms > task.deadline_ms {
         return Err(LedgerError::OutsideWindow {
             task: r.task,

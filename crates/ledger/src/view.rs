@@ -3,7 +3,7 @@
 //! a refused transaction change nothing, and what lets `check_tx` run the real rules on `&self`.
 
 use crate::error::{add, bps_of};
-use crate::records::{Account, Model, SettleKey, Stake, Task, Totals, Validator, Worker};
+use crate::records::{Account, Gateway, Model, SettleKey, Stake, Task, Totals, Validator, Worker};
 use crate::state::State;
 use crate::{LedgerError, Result};
 use polylink_types::{Amount, Event, Hash32, ModelId, PayeeRole, PublicKey, SlashReason, TaskId};
@@ -40,6 +40,7 @@ pub(crate) struct Writes {
     artifacts: BTreeMap<Hash32, ModelId>,
     workers: BTreeMap<PublicKey, Worker>,
     validators: BTreeMap<PublicKey, Validator>,
+    gateways: BTreeMap<PublicKey, Gateway>,
     tasks: BTreeMap<TaskId, Task>,
 }
 
@@ -77,6 +78,7 @@ pub(crate) struct View<'a> {
     pub(crate) artifacts: Overlay<'a, Hash32, ModelId>,
     pub(crate) workers: Overlay<'a, PublicKey, Worker>,
     pub(crate) validators: Overlay<'a, PublicKey, Validator>,
+    pub(crate) gateways: Overlay<'a, PublicKey, Gateway>,
     pub(crate) tasks: Overlay<'a, TaskId, Task>,
     pub(crate) totals: Totals,
     /// Tasks to enqueue for a committee draw at the next block.
@@ -101,6 +103,7 @@ impl<'a> View<'a> {
             artifacts: Overlay::new(&base.artifacts),
             workers: Overlay::new(&base.workers),
             validators: Overlay::new(&base.validators),
+            gateways: Overlay::new(&base.gateways),
             tasks: Overlay::new(&base.tasks),
             totals: base.totals.clone(),
             draws: Vec::new(),
@@ -119,6 +122,7 @@ impl<'a> View<'a> {
             artifacts: std::mem::take(&mut self.artifacts.writes),
             workers: std::mem::take(&mut self.workers.writes),
             validators: std::mem::take(&mut self.validators.writes),
+            gateways: std::mem::take(&mut self.gateways.writes),
             tasks: std::mem::take(&mut self.tasks.writes),
         }
     }
@@ -131,6 +135,7 @@ impl<'a> View<'a> {
         self.artifacts.writes = w.artifacts;
         self.workers.writes = w.workers;
         self.validators.writes = w.validators;
+        self.gateways.writes = w.gateways;
         self.tasks.writes = w.tasks;
     }
 
@@ -312,6 +317,7 @@ impl State {
         self.artifacts.extend(w.artifacts);
         self.workers.extend(w.workers);
         self.validators.extend(w.validators);
+        self.gateways.extend(w.gateways);
         self.tasks.extend(w.tasks);
         self.totals = changes.totals;
         self.draw_queue.extend(changes.draws);

@@ -94,7 +94,7 @@ fn duties_are_free_so_honest_work_on_a_tiny_task_still_pays() {
     let task = net.submit_task(1, &[WORKER]);
     let before: Vec<Amount> = VALIDATORS.map(|v| net.balance(v)).collect();
     let worker_before = net.balance(WORKER);
-    net.submit_result(WORKER, task, (1, 0)).unwrap();
+    net.submit_result(GATEWAY, task, (1, 0)).unwrap();
     let committee = net.committee(&task);
     net.score(task, &committee.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
     assert!(net.balance(WORKER) > worker_before);
@@ -113,7 +113,7 @@ fn a_late_duty_is_free_and_a_strangers_duty_pays() {
     // nobody but the parties a task names can fill blocks for free.
     let mut net = Net::market(test_params());
     let task = net.submit_task(10, &[WORKER]);
-    net.submit_result(WORKER, task, (1, 5)).unwrap();
+    net.submit_result(GATEWAY, task, (1, 5)).unwrap();
     let committee = net.committee(&task);
     let mut validators = VALIDATORS;
     let stranger = validators.find(|v| !committee.contains(v)).expect("a validator outside the committee");

@@ -21,6 +21,8 @@ enum Action {
     Model(usize, u128, u16),
     Worker(usize, usize, bool),
     Validator(usize),
+    Gateway(usize),
+    /// User, model, tokens, first and second worker (the first also names itself the gateway).
     Task(usize, usize, u32, usize, usize),
     /// Task index, signer hint, tokens in percent of max_tokens, first stage share.
     Result(usize, usize, u32, u16),
@@ -43,6 +45,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (who.clone(), 1u128..50, 0u16..3_000).prop_map(|(a, f, r)| Action::Model(a, f, r)),
         1 => (who.clone(), 0usize..3, any::<bool>()).prop_map(|(a, m, s)| Action::Worker(a, m, s)),
         2 => who.clone().prop_map(Action::Validator),
+        2 => prop_oneof![3 => 1usize..4, 1 => 0usize..N].prop_map(Action::Gateway),
         4 => (who.clone(), prop_oneof![3 => Just(0usize), 1 => 0usize..3], 1u32..400, 1usize..4, prop_oneof![3 => Just(None), 1 => (0usize..N).prop_map(Some)])
             .prop_map(|(u, m, t, w1, w2)| Action::Task(u, m, t, w1, w2.unwrap_or(w1))),
         4 => (0usize..8, 0usize..N, 0u32..=110, 0u16..10_001).prop_map(|(t, s, k, sh)| Action::Result(t, s, k, sh)),
@@ -138,6 +141,12 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
             )
         }
         Action::Validator(v) => (v, TxKind::RegisterValidator),
+        Action::Gateway(g) => (
+            g,
+            TxKind::RegisterGateway(RegisterGateway {
+                endpoint: BoundedString::new("127.0.0.1:8080").unwrap(),
+            }),
+        ),
         Action::Task(u, m, t, w1, w2) => {
             let workers = if w1 == w2 { vec![pk(w1)] } else { vec![pk(w1), pk(w2)] };
             (
@@ -148,6 +157,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     prompt_hash: Hash32::ZERO,
                     max_price: 100,
                     workers: BoundedVec::new(workers).unwrap(),
+                    gateway: pk(w1),
                     seed: 0,
                 }),
             )
@@ -159,8 +169,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                 return vec![];
             };
             let task = net.ledger.task(&id).unwrap();
-            let signer =
-                task.workers.as_slice().first().map(|h| net.index_of(h)).filter(|_| s % 3 != 0).unwrap_or(s);
+            let signer = if s % 3 != 0 { net.index_of(&task.gateway) } else { s };
             // Each listed worker signs for the range it serves in the pipeline, with rows that
             // vary; now and then a stage's receipt is missing (the result is then refused).
             let mut next = 0;

@@ -18,12 +18,13 @@ fn scored(net: &mut Net, user: usize, worker: usize, tokens: (u32, u32), score: 
         prompt_hash: Hash32::digest(&[b"prompt"]),
         max_price: net.ledger.model(1).unwrap().price,
         workers: BoundedVec::new(vec![net.pk(worker)]).unwrap(),
+        gateway: net.pk(GATEWAY),
         seed: 1,
     });
     let tx = net.tx(user, kind);
     let task = tx.id();
     net.block(&[tx]).receipts[0].result.clone().unwrap();
-    net.submit_result(worker, task, tokens).unwrap();
+    net.submit_result(GATEWAY, task, tokens).unwrap();
     let committee = net.committee(&task);
     net.score(task, &committee.iter().map(|&v| (v, score, true)).collect::<Vec<_>>());
     assert!(matches!(net.ledger.task(&task).unwrap().status, TaskStatus::Settled(_)));
@@ -40,6 +41,7 @@ fn staff(net: &mut Net, layer_time_us: u32) {
         w.served = BoundedVec::new(served).unwrap();
     }
     net.ok(WORKER, register);
+    net.gateway();
     for (n, v) in VALIDATORS.enumerate() {
         net.ok(v, TxKind::Bond(Bond { amount: 5_000 + 1_000 * n as Amount }));
         net.ok(v, TxKind::RegisterValidator);

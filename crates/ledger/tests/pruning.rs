@@ -18,11 +18,12 @@ fn a_flood_of_tasks_does_not_grow_the_state_without_bound() {
     net.ok(DEV, register_model(PRICE_FLOOR, 1_000));
     net.ok(WORKER, TxKind::Bond(Bond { amount: 10_000 }));
     net.ok(WORKER, register_worker(&[(0, LAYERS)]));
+    net.gateway();
     // No validator: each task settles (refunded) at its draw, three blocks a task.
     let mut tasks = Vec::new();
     while net.ledger.height() < 2 * RETENTION {
         let task = net.submit_task(1, &[WORKER]);
-        net.submit_result(WORKER, task, (1, 0)).unwrap();
+        net.submit_result(GATEWAY, task, (1, 0)).unwrap();
         net.block(&[]);
         assert!(matches!(net.ledger.task(&task).unwrap().status, TaskStatus::Settled(_)));
         tasks.push(task);

@@ -33,26 +33,26 @@ fn a_head_cannot_put_a_worker_that_did_not_sign_into_its_result() {
     let head = net.receipt(WORKER, task, (0, 12), 500);
 
     // Its own receipt alone leaves the victim's layers uncovered: a billed result is refused.
-    let refused = net.submit_result_receipts(WORKER, task, (200, 300), &[head]);
+    let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[head]);
     assert!(matches!(refused, Err(LedgerError::Invalid { what: "result", .. })), "{refused:?}");
     // A receipt in the victim's name that the head signed itself.
     let forged = WorkReceipt { task, worker: net.pk(VICTIM), layer_start: 12, layer_end: LAYERS, rows: 500 }
         .sign(&net.keys[WORKER]);
-    let refused = net.submit_result_receipts(WORKER, task, (200, 300), &[head, forged]);
+    let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[head, forged]);
     assert!(matches!(refused, Err(LedgerError::BadReceipt { .. })), "{refused:?}");
     // The victim's genuine receipt, but for another task (replayed).
     let other = net.submit_task(1_000, &[WORKER, VICTIM]);
     let replayed = net.receipt(VICTIM, other, (12, LAYERS), 500);
-    let refused = net.submit_result_receipts(WORKER, task, (200, 300), &[head, replayed]);
+    let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[head, replayed]);
     assert!(matches!(refused, Err(LedgerError::BadReceipt { .. })), "{refused:?}");
     // A receipt changed after signing (more rows).
     let mut tampered = net.receipt(VICTIM, task, (12, LAYERS), 500);
     tampered.receipt.rows = 5_000;
-    let refused = net.submit_result_receipts(WORKER, task, (200, 300), &[head, tampered]);
+    let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[head, tampered]);
     assert!(matches!(refused, Err(LedgerError::BadReceipt { .. })), "{refused:?}");
     // Layers the signer is not registered for.
     let stretched = net.receipt(WORKER, task, (0, LAYERS), 500);
-    let refused = net.submit_result_receipts(WORKER, task, (200, 300), &[stretched]);
+    let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[stretched]);
     assert!(matches!(refused, Err(LedgerError::BadReceipt { .. })), "{refused:?}");
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
@@ -69,7 +69,7 @@ fn a_head_that_names_a_victim_and_withholds_the_transcript_never_costs_it_stake(
     for _ in 0..3 {
         let task = net.submit_task(1_000, &[WORKER, VICTIM]);
         assert_eq!(net.ledger.stake(&net.pk(VICTIM)).at_risk_tasks, 1, "named: at risk until the result");
-        net.submit_result_receipts(WORKER, task, (0, 0), &[]).unwrap();
+        net.submit_result_receipts(GATEWAY, task, (0, 0), &[]).unwrap();
         assert_eq!(net.ledger.stake(&net.pk(VICTIM)).at_risk_tasks, 0, "no receipt: let go at the result");
         score_all(&mut net, task, 0);
     }
@@ -88,7 +88,7 @@ fn only_the_workers_that_signed_are_struck_and_paid() {
     let task = net.submit_task(1_000, &[WORKER, VICTIM]);
     let receipts =
         [net.receipt(WORKER, task, (0, 12), 1_000), net.receipt(STAND_IN, task, (12, LAYERS), 1_000)];
-    net.submit_result_receipts(WORKER, task, (300, 700), &receipts).unwrap();
+    net.submit_result_receipts(GATEWAY, task, (300, 700), &receipts).unwrap();
     assert_eq!(net.ledger.stake(&net.pk(VICTIM)).at_risk_tasks, 0);
     assert_eq!(net.ledger.stake(&net.pk(STAND_IN)).at_risk_tasks, 1, "a signer answers until settlement");
     let events = score_all(&mut net, task, 0);
@@ -113,7 +113,7 @@ fn a_stage_that_claims_more_rows_than_were_billed_gains_nothing() {
         let task = net.submit_task(1_000, &[WORKER, VICTIM]);
         let receipts =
             [net.receipt(WORKER, task, (0, 12), 1_000), net.receipt(VICTIM, task, (12, LAYERS), victim_rows)];
-        net.submit_result_receipts(WORKER, task, (300, 700), &receipts).unwrap();
+        net.submit_result_receipts(GATEWAY, task, (300, 700), &receipts).unwrap();
         let before = [net.balance(WORKER), net.balance(VICTIM)];
         score_all(&mut net, task, 1_000);
         assert_eq!(net.held(), net.ledger.totals().supply);

@@ -10,7 +10,7 @@ use polylink_types::*;
 fn scored_task(params: Params) -> (Net, TaskId, Vec<usize>) {
     let mut net = Net::market(params);
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (20, 30)).unwrap();
+    net.submit_result(GATEWAY, task, (20, 30)).unwrap();
     let committee = net.committee(&task);
     (net, task, committee)
 }
@@ -57,7 +57,7 @@ fn a_worker_who_is_also_a_validator_never_scores_its_own_task() {
     net.ok(DEV, TxKind::Bond(Bond { amount: 5_000 }));
     net.ok(DEV, TxKind::RegisterValidator);
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (1, 1)).unwrap();
+    net.submit_result(GATEWAY, task, (1, 1)).unwrap();
     let committee = net.committee(&task);
     assert_eq!(committee.len(), 5, "7 seats, 7 validators, minus the worker and the developer");
     assert!(!committee.contains(&WORKER) && !committee.contains(&DEV));
@@ -231,7 +231,7 @@ fn empty_reveals_refund_the_user_and_slash_silent_committers() {
 /// Scores one more task of `WORKER` (fee 500) with every member revealing `score`.
 fn one_task(net: &mut Net, score: u16) -> Vec<Event> {
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (20, 30)).unwrap();
+    net.submit_result(GATEWAY, task, (20, 30)).unwrap();
     let c = net.committee(&task);
     net.score(task, &c.iter().map(|&v| (v, Some(score), true)).collect::<Vec<_>>())
 }
@@ -250,7 +250,7 @@ fn low_median_strikes_the_worker_refunds_the_user_and_pays_the_checkers() {
     let treasury = net.ledger.totals().treasury;
     assert!(treasury > 0, "one paid task filled the treasury a little");
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (20, 30)).unwrap();
+    net.submit_result(GATEWAY, task, (20, 30)).unwrap();
     let c = net.committee(&task);
     let (user0, dev0, w0) = (net.balance(USER), net.balance(DEV), net.balance(WORKER));
     let v0: Vec<_> = c.iter().map(|v| net.balance(*v)).collect();
@@ -350,7 +350,7 @@ fn the_commit_window_grows_with_the_tokens_to_check_up_to_its_cap() {
     let mut net = Net::market(params);
     for (tokens, window) in [((20, 30), 6_000), ((10, 0), 2_000), ((200, 300), 8_000)] {
         let task = net.submit_task(600, &[WORKER]);
-        net.submit_result(WORKER, task, tokens).unwrap();
+        net.submit_result(GATEWAY, task, tokens).unwrap();
         net.committee(&task);
         let t = net.ledger.task(&task).unwrap();
         assert_eq!(t.commit_end_ms - net.ledger.time_ms(), window, "{tokens:?} tokens to check");
@@ -364,9 +364,10 @@ fn no_eligible_validator_settles_at_once_with_a_refund() {
     net.ok(DEV, register_model(PRICE_FLOOR, 1_000));
     net.ok(WORKER, TxKind::Bond(Bond { amount: 10_000 }));
     net.ok(WORKER, register_worker(&[(0, LAYERS)]));
+    net.gateway();
     net.ok(WORKER, TxKind::RegisterValidator);
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (10, 0)).unwrap();
+    net.submit_result(GATEWAY, task, (10, 0)).unwrap();
     let out = net.block(&[]);
     assert_eq!(settled(&out.events), (SettleOutcome::NoQuorum, None));
     assert_eq!(
@@ -431,7 +432,7 @@ fn epoch_price_rises_with_demand_and_falls_back_to_the_floor() {
     // One staked worker counted at capacity_token_ms (20 ms) a token: 40 s epoch => 2_000.
     let mut net = Net::market(params);
     let task = net.submit_task(2_000, &[WORKER]);
-    net.submit_result(WORKER, task, (300, 1_500)).unwrap();
+    net.submit_result(GATEWAY, task, (300, 1_500)).unwrap();
     let committee = net.committee(&task);
     let mut events = net.score(task, &committee.iter().map(|&v| (v, Some(900), true)).collect::<Vec<_>>());
     assert!(net.ledger.height() < 40);

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 fn market_snapshot() -> (Ledger, Vec<u8>) {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (10, 10)).unwrap();
+    net.submit_result(GATEWAY, task, (10, 10)).unwrap();
     net.committee(&task);
     let snap = net.ledger.snapshot();
     (net.ledger, snap)

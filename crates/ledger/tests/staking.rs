@@ -36,26 +36,23 @@ fn bond_unbond_withdraw_after_the_period() {
 }
 
 #[test]
-fn a_head_that_unbonded_under_the_minimum_cannot_report_and_the_user_gets_the_escrow_back() {
-    // The head of an open task unbonds down to nothing, then reports: its stake no longer
-    // answers for the result, so the report is refused; the task expires and the user is whole.
+fn a_gateway_that_unbonded_opens_no_task_but_still_gets_its_workers_paid() {
+    // The gateway of an open task unbonds down to nothing. It can open no new task, but its
+    // report of the open one still lands: the receipts are the workers' own proof of their work,
+    // and an honest worker must not lose its pay to its gateway leaving.
     let mut net = Net::market(test_params());
-    let user_before = net.balance(USER);
     let task = net.submit_task(100, &[WORKER]);
-    net.ok(WORKER, TxKind::Unbond(Unbond { amount: 10_000 }));
-    let refused = net.submit_result(WORKER, task, (10, 10));
+    net.ok(GATEWAY, TxKind::Unbond(Unbond { amount: 10_000 }));
+    let refused = net.run(USER, net.task_kind(10, &[WORKER]));
     assert!(
-        matches!(refused, Err(LedgerError::StakeBelowMinimum { role: "worker", have: 0, .. })),
+        matches!(refused, Err(LedgerError::StakeBelowMinimum { role: "gateway", have: 0, .. })),
         "{refused:?}"
     );
-    let deadline = net.ledger.task(&task).unwrap().deadline_ms;
-    while net.ledger.time_ms() <= deadline {
-        net.block(&[]);
-    }
-    assert_eq!(net.ledger.task(&task).unwrap().status, polylink_ledger::TaskStatus::Reclaimed);
-    let fee = net.ledger.params().tx_fee;
-    assert_eq!(net.balance(USER), user_before - fee, "the escrow back, less its SubmitTask's fee");
-    assert_eq!(net.ledger.stake(&net.pk(WORKER)).at_risk_tasks, 0);
+    net.submit_result(GATEWAY, task, (10, 10)).unwrap();
+    let committee = net.committee(&task);
+    let worker_before = net.balance(WORKER);
+    net.score(task, &committee.iter().map(|&v| (v, Some(900), true)).collect::<Vec<_>>());
+    assert!(net.balance(WORKER) > worker_before, "the worker was paid");
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
 
@@ -85,7 +82,7 @@ fn slashing_reaches_unbonding_stake() {
     params.strikes_to_slash = 1;
     let mut net = Net::market(params);
     let task = net.submit_task(100, &[WORKER]);
-    net.submit_result(WORKER, task, (10, 10)).unwrap();
+    net.submit_result(GATEWAY, task, (10, 10)).unwrap();
     // The worker starts leaving right after serving: its stake is all unbonding now.
     net.ok(WORKER, TxKind::Unbond(Unbond { amount: 10_000 }));
     let committee = net.committee(&task);

@@ -12,7 +12,7 @@ fn submit_escrows_and_result_refunds_unused_tokens() {
     let task = net.submit_task(100, &[WORKER]);
     let fee = net.ledger.params().tx_fee;
     assert_eq!(net.balance(USER), DEV_BALANCE - 1_000 - fee, "100 tokens x price 10 escrowed, and the fee");
-    let events = net.submit_result(WORKER, task, (20, 30)).unwrap();
+    let events = net.submit_result(GATEWAY, task, (20, 30)).unwrap();
     assert_eq!(events, vec![Event::ResultSubmitted { task, billed_tokens: 50, fee: 500, refund: 500 }]);
     assert_eq!(net.balance(USER), DEV_BALANCE - 500 - fee);
     let t = net.ledger.task(&task).unwrap();
@@ -22,24 +22,27 @@ fn submit_escrows_and_result_refunds_unused_tokens() {
 }
 
 #[test]
-fn only_the_head_worker_may_report_and_only_once() {
+fn only_the_tasks_gateway_may_report_and_only_once() {
     let mut net = Net::market(test_params());
     let task = net.submit_task(100, &[WORKER]);
+    // Neither the user nor the worker itself: the gateway named on the task reports.
+    for outsider in [USER, WORKER] {
+        assert!(matches!(
+            net.submit_result(outsider, task, (1, 1)),
+            Err(LedgerError::WrongRole { action: "submit a result", .. })
+        ));
+    }
     assert!(matches!(
-        net.submit_result(USER, task, (1, 1)),
-        Err(LedgerError::WrongRole { action: "submit a result", .. })
-    ));
-    assert!(matches!(
-        net.submit_result_receipts(WORKER, task, (1, 1), &[]),
+        net.submit_result_receipts(GATEWAY, task, (1, 1), &[]),
         Err(LedgerError::Invalid { what: "result", .. })
     ));
     assert!(matches!(
-        net.submit_result(WORKER, task, (60, 41)),
+        net.submit_result(GATEWAY, task, (60, 41)),
         Err(LedgerError::Invalid { what: "result", .. })
     ));
-    net.submit_result(WORKER, task, (1, 1)).unwrap();
-    assert!(matches!(net.submit_result(WORKER, task, (1, 1)), Err(LedgerError::WrongTaskStatus { .. })));
-    assert_eq!(net.submit_result(WORKER, Hash32::ZERO, (1, 1)), Err(LedgerError::UnknownTask(Hash32::ZERO)));
+    net.submit_result(GATEWAY, task, (1, 1)).unwrap();
+    assert!(matches!(net.submit_result(GATEWAY, task, (1, 1)), Err(LedgerError::WrongTaskStatus { .. })));
+    assert_eq!(net.submit_result(GATEWAY, Hash32::ZERO, (1, 1)), Err(LedgerError::UnknownTask(Hash32::ZERO)));
 }
 
 #[test]
@@ -52,6 +55,7 @@ fn price_above_max_unknown_model_and_bad_pipelines_are_refused() {
             prompt_hash: Hash32::ZERO,
             max_price,
             workers: BoundedVec::new(workers.iter().map(|w| net.pk(*w)).collect()).unwrap(),
+            gateway: net.pk(GATEWAY),
             seed: 0,
         })
     };
@@ -81,11 +85,12 @@ fn pipeline_needs_contiguous_ranges_and_pays_stages_by_layers_times_rows() {
         prompt_hash: Hash32::ZERO,
         max_price: PRICE_FLOOR,
         workers: BoundedVec::new(vec![net.pk(WORKER2), net.pk(WORKER)]).unwrap(),
+        gateway: net.pk(GATEWAY),
         seed: 0,
     });
     assert!(matches!(net.run(USER, wrong_order), Err(LedgerError::Invalid { what: "task", .. })));
     let task = net.submit_task(1_000, &[WORKER, WORKER2]);
-    net.submit_result(WORKER, task, (300, 700)).unwrap();
+    net.submit_result(GATEWAY, task, (300, 700)).unwrap();
     let committee = net.committee(&task);
     let w1 = net.balance(WORKER);
     let w2 = net.balance(WORKER2);
@@ -109,7 +114,7 @@ fn a_stand_in_that_took_over_a_failed_stage_is_paid_for_its_receipt_and_bad_ones
     let stand_in = net.receipt(STAND_IN, task, (12, LAYERS), 1_000);
 
     // Not a worker yet: refused, and nothing changes.
-    let refused = net.submit_result_receipts(WORKER, task, (300, 700), &[head, stand_in]);
+    let refused = net.submit_result_receipts(GATEWAY, task, (300, 700), &[head, stand_in]);
     assert!(matches!(refused, Err(LedgerError::UnknownWorker(_))), "{refused:?}");
     net.ok(STAND_IN, TxKind::Bond(Bond { amount: 10_000 }));
     net.ok(STAND_IN, register_worker(&[(0, LAYERS)]));
@@ -117,7 +122,7 @@ fn a_stand_in_that_took_over_a_failed_stage_is_paid_for_its_receipt_and_bad_ones
         vec![head],                     // layers 12..30 uncovered
         vec![head, stand_in, stand_in], // twice
     ] {
-        let refused = net.submit_result_receipts(WORKER, task, (300, 700), &receipts);
+        let refused = net.submit_result_receipts(GATEWAY, task, (300, 700), &receipts);
         assert!(
             matches!(
                 refused,
@@ -127,7 +132,7 @@ fn a_stand_in_that_took_over_a_failed_stage_is_paid_for_its_receipt_and_bad_ones
         );
     }
 
-    net.submit_result_receipts(WORKER, task, (300, 700), &[head, stand_in]).unwrap();
+    net.submit_result_receipts(GATEWAY, task, (300, 700), &[head, stand_in]).unwrap();
     let committee = net.committee(&task);
     let before = [WORKER, WORKER2, STAND_IN].map(|i| net.balance(i));
     net.score(task, &committee.iter().map(|&v| (v, Some(1_000), true)).collect::<Vec<_>>());
@@ -154,7 +159,7 @@ fn an_open_task_past_its_deadline_gives_the_escrow_back_without_anyone_acting() 
         net.block(&[]);
     }
     // The first block past the deadline refuses the result and returns the escrow at its end.
-    assert!(matches!(net.submit_result(WORKER, task, (1, 1)), Err(LedgerError::OutsideWindow { .. })));
+    assert!(matches!(net.submit_result(GATEWAY, task, (1, 1)), Err(LedgerError::OutsideWindow { .. })));
     assert_eq!(net.ledger.task(&task).unwrap().status, TaskStatus::Reclaimed);
     assert_eq!(
         net.balance(USER),
@@ -196,7 +201,7 @@ fn result_at_the_deadline_is_accepted_and_blocks_reclaim() {
     while net.next_ms + BLOCK_MS <= deadline {
         net.block(&[]);
     }
-    net.submit_result(WORKER, task, (1, 1)).unwrap();
+    net.submit_result(GATEWAY, task, (1, 1)).unwrap();
     assert!(matches!(
         net.run(USER, TxKind::ReclaimTask(ReclaimTask { task })),
         Err(LedgerError::WrongTaskStatus { .. })
@@ -207,13 +212,46 @@ fn result_at_the_deadline_is_accepted_and_blocks_reclaim() {
 fn inactive_worker_cannot_take_tasks() {
     let mut net = Net::market(test_params());
     net.ok(WORKER, TxKind::Unbond(Unbond { amount: 9_500 }));
-    let k = TxKind::SubmitTask(SubmitTask {
-        model: 1,
-        max_tokens: 10,
-        prompt_hash: Hash32::ZERO,
-        max_price: PRICE_FLOOR,
-        workers: BoundedVec::new(vec![net.pk(WORKER)]).unwrap(),
-        seed: 0,
-    });
+    let k = net.task_kind(10, &[WORKER]);
     assert!(matches!(net.run(USER, k), Err(LedgerError::StakeBelowMinimum { role: "worker", .. })));
+}
+
+#[test]
+fn a_task_names_a_registered_gateway_and_the_gateway_an_endpoint() {
+    let mut net = Net::market(test_params());
+    let mk = |net: &Net, gateway: usize| {
+        TxKind::SubmitTask(SubmitTask {
+            model: 1,
+            max_tokens: 10,
+            prompt_hash: Hash32::ZERO,
+            max_price: PRICE_FLOOR,
+            workers: BoundedVec::new(vec![net.pk(WORKER)]).unwrap(),
+            gateway: net.pk(gateway),
+            seed: 0,
+        })
+    };
+    // The worker is no gateway until it registers as one; then one stake backs both roles.
+    let refused = net.run(USER, mk(&net, WORKER));
+    assert!(
+        matches!(refused, Err(LedgerError::WrongRole { action: "serve a task as its gateway", .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        net.run(WORKER, register_gateway("not an address")),
+        Err(LedgerError::BadEndpoint { .. })
+    ));
+    assert!(matches!(
+        net.run(USER, register_gateway("127.0.0.1:9000")),
+        Err(LedgerError::StakeBelowMinimum { role: "gateway", .. })
+    ));
+    let events = net.ok(WORKER, register_gateway("10.0.0.2:8080"));
+    assert_eq!(events, vec![Event::GatewayRegistered { gateway: net.pk(WORKER) }]);
+    assert_eq!(net.ledger.gateway(&net.pk(WORKER)).unwrap().endpoint.as_str(), "10.0.0.2:8080");
+    let tx = net.tx(USER, mk(&net, WORKER));
+    let task = tx.id();
+    net.block(&[tx]).receipts[0].result.clone().unwrap();
+    assert_eq!(net.ledger.task(&task).unwrap().gateway, net.pk(WORKER));
+    // The market's gateway cannot report another gateway's task.
+    assert!(matches!(net.submit_result(GATEWAY, task, (1, 1)), Err(LedgerError::WrongRole { .. })));
+    net.submit_result(WORKER, task, (1, 1)).unwrap();
 }

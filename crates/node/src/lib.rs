@@ -7,10 +7,12 @@
 //! device's real per-layer speed and memory, and [`peers::measure_all`] measures the links to the
 //! other workers the chain lists ([`registry::peers`]) over authenticated echoes, so a worker
 //! registers its real latency, bandwidth and endpoint; [`registry::plan_inputs`] turns the chain's
-//! registry back into the planner's devices and links. [`launch::StageProcess`] starts `polylink stage`
+//! registry back into the planner's devices and links, and [`discovery::follow`] keeps a gateway's
+//! deployments in step with the registered workers that answer. [`launch::StageProcess`] starts `polylink stage`
 //! processes and reads where they listen; [`netem::EmulatedLan`] puts them behind emulated links.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod discovery;
 pub mod launch;
 pub mod netem;
 pub mod onchain;

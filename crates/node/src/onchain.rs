@@ -1,12 +1,12 @@
 //! What a role does on chain at start-up: sign and send a transaction and wait for the finalized
 //! block that includes it, bond the stake a role needs, register a worker with its measured
-//! profile, and find a model by the hash of its artifact.
+//! profile or a gateway with its endpoint, and find a model by the hash of its artifact.
 
 use crate::NodeError;
 use polylink_chain::rpc::{Client, Signer};
 use polylink_types::{
     Amount, Bond, BoundedString, BoundedVec, DeviceProfile, Event, Hash32, ModelId, PublicKey,
-    RegisterWorker, SecretKey, ServedRange, TxKind,
+    RegisterGateway, RegisterWorker, SecretKey, ServedRange, TxKind,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -46,6 +46,8 @@ pub enum Role {
     Worker,
     /// A score validator (`validator_stake_min`).
     Validator,
+    /// A gateway (`gateway_stake_min`).
+    Gateway,
 }
 
 /// The minimum stake of `role` from the chain's params.
@@ -54,6 +56,7 @@ pub async fn stake_min(client: &Client, role: Role) -> Result<Amount, NodeError>
     Ok(match role {
         Role::Worker => params.worker_stake_min,
         Role::Validator => params.validator_stake_min,
+        Role::Gateway => params.gateway_stake_min,
     })
 }
 
@@ -112,4 +115,21 @@ pub async fn register_worker(
         BoundedString::new(registration.endpoint.to_string()).map_err(|e| chain_error("endpoint", e))?;
     send(client, key, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await?;
     Ok(key.public_key())
+}
+
+/// Bonds [`STAKE_BUFFER`] times the gateway minimum if needed and registers (or moves) `key` as a
+/// gateway serving transcripts at `endpoint`; nothing is sent when it is registered there already.
+pub async fn register_gateway(
+    client: &Client,
+    key: &SecretKey,
+    endpoint: SocketAddr,
+) -> Result<(), NodeError> {
+    ensure_bonded(client, key, stake_min(client, Role::Gateway).await?.saturating_mul(STAKE_BUFFER)).await?;
+    let account = client.account(&key.public_key()).await.map_err(|e| chain_error("account", e))?;
+    let endpoint = endpoint.to_string();
+    if account.gateway.is_some_and(|g| g.endpoint.as_str() == endpoint) {
+        return Ok(());
+    }
+    let endpoint = BoundedString::new(endpoint).map_err(|e| chain_error("endpoint", e))?;
+    send(client, key, TxKind::RegisterGateway(RegisterGateway { endpoint })).await.map(|_| ())
 }

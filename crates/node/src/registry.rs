@@ -1,5 +1,6 @@
 //! The chain's worker registry (`GET /workers`) read as typed records: the peers a starting worker
-//! measures, and the devices and links the planner plans over.
+//! measures, and the devices and links the planner plans over; and its gateway registry
+//! (`GET /gateways`): the heads a worker serves.
 //!
 //! [`plan_inputs`] is pure: chain JSON and the model's profile in, planner devices and links out.
 //! A device is a worker serving any layers of the model; the plan says which layers each should
@@ -11,14 +12,43 @@ use commonware_cryptography::{Signer, ed25519};
 use commonware_runtime::{Clock, Network, Supervisor};
 use polylink_chain::rpc::{Client, WorkerEntry};
 use polylink_pipeline::plan::{DeviceProfile, LinkProfile, ModelProfile};
+use polylink_pipeline::server::KeySet;
 use polylink_pipeline::transport;
 use polylink_types::{ModelId, PublicKey};
 use rand_core::CryptoRng;
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Every registered worker, from the chain node at `client`.
 pub async fn fetch(client: &Client) -> Result<Vec<WorkerEntry>, NodeError> {
     client.workers().await.map_err(|e| NodeError::Chain(format!("workers: {e}")))
+}
+
+/// The pipeline keys of the registered gateways with at least the gateway minimum bonded: the
+/// heads a worker on this chain serves.
+pub async fn gateway_keys(client: &Client) -> Result<HashSet<ed25519::PublicKey>, NodeError> {
+    let chain = |what: &str, e: polylink_chain::Error| NodeError::Chain(format!("{what}: {e}"));
+    let min = client.params().await.map_err(|e| chain("params", e))?.params.gateway_stake_min;
+    let gateways = client.gateways().await.map_err(|e| chain("gateways", e))?;
+    Ok(gateways
+        .iter()
+        .filter(|g| g.stake.bonded >= min)
+        .filter_map(|g| transport::peer_from_bytes(&g.account.0).ok())
+        .collect())
+}
+
+/// Keeps `set` equal to [`gateway_keys`], read again every `every` (a failed read keeps the last
+/// set), until the context stops: a gateway that registers is served within `every`, one that
+/// unbonds under the minimum is dropped as fast.
+pub async fn follow_gateways(context: impl Clock, client: Client, set: KeySet, every: Duration) {
+    loop {
+        match gateway_keys(&client).await {
+            Ok(keys) => set.replace(keys),
+            Err(e) => tracing::warn!("reading the registered gateways: {e}"),
+        }
+        context.sleep(every).await;
+    }
 }
 
 /// The workers serving `model` other than `me`, with the endpoints they registered.

@@ -4,12 +4,15 @@
 //! registers the model, funds and bonds every role's key, starts the workers (one serving the
 //! model whole, two serving it as a 2-stage pipeline, optional standbys for fail-over), each of
 //! which profiles itself and registers on chain, serves the OpenAI-compatible gateway in this
-//! process (pipeline heads to both deployments, a task on chain per request, transcripts for the
-//! validators), and starts the score validators. Every child is a `polylink` process of its own
+//! process (registered on chain with its own key and endpoint; pipeline heads to both
+//! deployments, a task on chain per request, transcripts for the validators), and starts the
+//! score validators, which find each task's gateway through the chain. No process holds another
+//! role's key. Every child is a `polylink` process of its own
 //! with its log in the data dir; all stop on Ctrl-C, and a second `up` over the same data dir
 //! resumes the same chain and keys.
 
 use crate::NodeError;
+use crate::discovery::{self, FollowConfig};
 use crate::onchain::{self, Role, send};
 use crate::split::LocalSplit;
 use crate::supervise::{Child, Spawn, log_path, polylink_exe};
@@ -24,7 +27,7 @@ use polylink_protocol::{ValidatorReady, WorkerReady};
 use polylink_types::{
     Amount, BoundedString, Hash32, ModelId, PublicKey, RegisterModel, SecretKey, Transfer, TxKind,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -95,6 +98,8 @@ pub struct Summary {
     pub model: ModelId,
     /// The model's developer account.
     pub developer: String,
+    /// The gateway's account (it opens the tasks, reports their results, keeps transcripts).
+    pub gateway: String,
     /// Every worker.
     pub workers: Vec<WorkerSummary>,
     /// Every validator.
@@ -192,7 +197,6 @@ struct WorkerPlan {
 /// A started worker.
 struct Started {
     name: String,
-    seed: [u8; 32],
     child: Child,
     spec: StageSpec,
     account: PublicKey,
@@ -203,7 +207,7 @@ impl Started {
     fn new(plan: &WorkerPlan, child: Child, ready: &WorkerReady) -> Result<Self, NodeError> {
         let spec = StageSpec::of_ready(ready)
             .map_err(|e| NodeError::Child { name: plan.name.clone(), reason: format!("ready line: {e}") })?;
-        Ok(Self { name: plan.name.clone(), seed: plan.seed, child, spec, account: ready.account })
+        Ok(Self { name: plan.name.clone(), child, spec, account: ready.account })
     }
 
     fn summary(&self) -> WorkerSummary {
@@ -298,18 +302,28 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let (plans, split) = plan_workers(&launch, &seed, &gguf)?;
     let validator_seeds: Vec<[u8; 32]> =
         (0..config.validators).map(|i| role_seed(&seed, "validator", i)).collect();
-    fund_roles(&client, &plans, &validator_seeds).await?;
+    let gateway_key = SecretKey::from_seed(role_seed(&seed, "gateway", 0));
+    fund_roles(&client, &gateway_key, &plans, &validator_seeds).await?;
+    // The gateway registers before the workers start: a worker on a chain serves only the
+    // registered gateways, and reads them as it starts.
+    let listen_error = |e: std::io::Error| NodeError::Listen { addr: config.listen, reason: e.to_string() };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen_error)?;
+    let gateway_addr = listener.local_addr().map_err(listen_error)?;
+    onchain::register_gateway(&client, &gateway_key, gateway_addr).await?;
 
     let workers = start_workers(&launch, &gguf, &rpc_url, &plans)?;
     let summary_workers = workers.iter().map(Started::summary).collect();
     launch.progress("starting the gateway (pipeline heads over encrypted links to the workers)");
-    let (deployments, head_accounts) = deployments(&context, &seed, &workers, &split).await?;
-    let billing = GatewayBilling { rpc_url: &rpc_url, model_id, user: &user, head_accounts };
-    let (gateway, gateway_addr) = start_gateway(&context, &launch, &gguf, deployments, billing).await?;
+    let deployments = deployments(&context, &seed, &workers, &split).await?;
+    let known: HashSet<PublicKey> = workers.iter().map(|w| w.account).collect();
+    let gateway_account = gateway_key.public_key();
+    let billing = GatewayBilling { rpc_url: &rpc_url, model_id, user: &user, gateway: gateway_key };
+    let following =
+        Following { client: client.clone(), key: key_from_seed(&role_seed(&seed, "gateway", 0))?, known };
+    let gateway = start_gateway(&context, &launch, &gguf, deployments, billing, listener, following).await?;
     children.extend(workers.into_iter().map(|w| w.child));
 
-    let (validators, validator_children) =
-        start_validators(&launch, &rpc_url, gateway_addr, &validator_seeds)?;
+    let (validators, validator_children) = start_validators(&launch, &rpc_url, &validator_seeds)?;
     children.extend(validator_children);
     launch.progress("ready");
     let summary = Summary {
@@ -319,6 +333,7 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         rpc_url,
         model: model_id,
         developer: developer.public_key().to_string(),
+        gateway: gateway_account.to_string(),
         workers: summary_workers,
         validators,
     };
@@ -416,15 +431,18 @@ fn plan_workers(
     Ok((plans, split))
 }
 
-/// Tops every worker and validator up to ten times its role's minimum stake (from dev account 2).
+/// Tops the gateway, every worker and every validator up to ten times its role's minimum stake
+/// (from dev account 2).
 async fn fund_roles(
     client: &Client,
+    gateway: &SecretKey,
     workers: &[WorkerPlan],
     validators: &[[u8; 32]],
 ) -> Result<(), NodeError> {
     let funder = dev_key(2);
     let stake_worker = onchain::stake_min(client, Role::Worker).await?;
     let stake_validator = onchain::stake_min(client, Role::Validator).await?;
+    fund(client, &funder, gateway, onchain::stake_min(client, Role::Gateway).await? * 10).await?;
     for plan in workers {
         fund(client, &funder, &SecretKey::from_seed(plan.seed), stake_worker * 10).await?;
     }
@@ -470,14 +488,16 @@ fn start_workers(
 }
 
 /// The pipeline heads over the workers: one over the whole-model worker, one over the pipeline's
-/// stages; with each, the account of its head worker (which reports results on chain).
+/// stages.
 async fn deployments(
     context: &cw::Context,
     seed: &[u8; 32],
     workers: &[Started],
     split: &LocalSplit,
-) -> Result<(Vec<Deployment<cw::Context>>, Vec<SecretKey>), NodeError> {
-    let head_key = key_from_seed(&role_seed(seed, "gateway-head", 0))?;
+) -> Result<Vec<Deployment<cw::Context>>, NodeError> {
+    // The heads link to the workers as the registered gateway (the same key), the only heads
+    // the workers serve.
+    let head_key = key_from_seed(&role_seed(seed, "gateway", 0))?;
     let named = |name: &str| workers.iter().find(|w| w.name == name);
     // Every deployment may re-plan a failed stage onto any worker outside it that holds the
     // stage's layers: a standby serving exactly those, or (with none left) the whole-model worker,
@@ -487,20 +507,30 @@ async fn deployments(
         let standby = Box::new(StandbyList(others.collect()));
         PipelineHead::new(context.child(label), head_key.clone(), main, standby, HeadConfig::default())
     };
-    let (mut deployments, mut head_accounts) = (Vec::new(), Vec::new());
+    let mut deployments = Vec::new();
     if let Some(whole) = named("worker-whole") {
         deployments.push(Deployment::new("whole", head("head_whole", vec![whole.spec.clone()])?).await);
-        head_accounts.push(SecretKey::from_seed(whole.seed));
     }
     let stages = split.ranges.len();
-    if let Some(first) = named("worker-stage0") {
+    if named("worker-stage0").is_some() {
         let main = (0..stages).filter_map(|k| named(&format!("worker-stage{k}")).map(|w| w.spec.clone()));
         let deployment =
             Deployment::new(format!("pipeline-{stages}"), head("head_pipeline", main.collect())?);
         deployments.push(deployment.await);
-        head_accounts.push(SecretKey::from_seed(first.seed));
     }
-    Ok((deployments, head_accounts))
+    if deployments.is_empty() {
+        return Err(setup("no deployment to serve"));
+    }
+    Ok(deployments)
+}
+
+/// How the gateway follows the chain's worker registry beyond the workers `up` started.
+struct Following {
+    client: Client,
+    /// The gateway's pipeline key (the registered gateway's).
+    key: commonware_cryptography::ed25519::PrivateKey,
+    /// The workers `up` deployed itself.
+    known: HashSet<PublicKey>,
 }
 
 /// Whom the gateway bills, on which chain, for which model.
@@ -509,54 +539,56 @@ struct GatewayBilling<'a> {
     model_id: ModelId,
     /// The account behind the printed API key.
     user: &'a SecretKey,
-    /// The head worker of each deployment, in order: the first reports results by default.
-    head_accounts: Vec<SecretKey>,
+    /// The gateway's own key: registered on chain, it opens tasks and reports their results.
+    gateway: SecretKey,
 }
 
-/// Serves the OpenAI-compatible gateway over `deployments` (a task on chain per request,
-/// transcripts kept for the validators) and returns its task and address.
+/// Serves the OpenAI-compatible API (registered on chain at `listener`'s address) over
+/// `deployments` (a task on chain per request, transcripts kept for the validators); returns its
+/// task.
 async fn start_gateway(
     context: &cw::Context,
     launch: &Launch<'_>,
     gguf: &Path,
     deployments: Vec<Deployment<cw::Context>>,
     billing: GatewayBilling<'_>,
-) -> Result<(commonware_runtime::Handle<()>, SocketAddr), NodeError> {
+    listener: tokio::net::TcpListener,
+    following: Following,
+) -> Result<commonware_runtime::Handle<()>, NodeError> {
     let config = launch.config;
-    let backend =
-        PipelineBackend::new(context.child("generations"), gguf, MODEL_ID, deployments).map_err(setup)?;
+    let backend = Arc::new(
+        PipelineBackend::new(context.child("generations"), gguf, MODEL_ID, deployments).map_err(setup)?,
+    );
+    // Beyond its own workers, the gateway serves every worker that registers later and answers.
+    let layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(gguf)?)?.n_layers as u32;
+    let follow = FollowConfig { known: following.known, ..FollowConfig::new(billing.model_id, layers) };
+    let (client, key, followed) = (following.client, following.key, backend.clone());
+    context
+        .child("discovery")
+        .spawn(move |context| discovery::follow(context, client, key, followed, follow));
     let mut keys = ApiKeys::new();
     keys.insert(&config.api_key, Account::new(billing.user.clone()));
-    let mut heads = billing.head_accounts.into_iter();
-    let reporter = heads.next().ok_or_else(|| setup("no deployment to serve"))?;
     let models = HashMap::from([(MODEL_ID.to_string(), billing.model_id)]);
-    let chain_billing = ChainBilling::connect(billing.rpc_url, models, reporter)
-        .await
-        .map_err(setup)?
-        .with_worker_keys(heads);
+    let chain_billing =
+        ChainBilling::connect(billing.rpc_url, models, billing.gateway).await.map_err(setup)?;
     let store = StoreConfig { dir: Some(config.data_dir.join("transcripts")), ..StoreConfig::default() };
     let transcripts = Arc::new(Transcripts::connect(billing.rpc_url, store).await.map_err(setup)?);
-    let gateway =
-        Gateway::new(Arc::new(backend), keys, Limits { requests_per_key_max: 16, ..Limits::default() })
-            .with_billing(Arc::new(chain_billing))
-            .with_transcripts(transcripts);
-    let listen_error = |e: std::io::Error| NodeError::Listen { addr: config.listen, reason: e.to_string() };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen_error)?;
-    let addr = listener.local_addr().map_err(listen_error)?;
+    let gateway = Gateway::new(backend, keys, Limits { requests_per_key_max: 16, ..Limits::default() })
+        .with_billing(Arc::new(chain_billing))
+        .with_transcripts(transcripts);
     let gateway = context.child("gateway").spawn(move |_| async move {
         if let Err(e) = Arc::new(gateway).serve(listener).await {
             tracing::error!("gateway stopped: {e}");
         }
     });
-    Ok((gateway, addr))
+    Ok(gateway)
 }
 
-/// Starts the score validators (fetching transcripts from the gateway at `gateway`) and waits
-/// for each one's ready line.
+/// Starts the score validators (each finds a task's gateway, and so its transcript, through the
+/// chain) and waits for each one's ready line.
 fn start_validators(
     launch: &Launch<'_>,
     rpc_url: &str,
-    gateway: SocketAddr,
     seeds: &[[u8; 32]],
 ) -> Result<(Vec<ValidatorSummary>, Vec<Child>), NodeError> {
     if !seeds.is_empty() {
@@ -572,8 +604,6 @@ fn start_validators(
             "run".into(),
             "--chain".into(),
             rpc_url.into(),
-            "--transcripts".into(),
-            format!("http://{gateway}").into(),
             "--data-dir".into(),
             data.into_os_string(),
         ];

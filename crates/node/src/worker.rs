@@ -31,6 +31,8 @@ pub struct WorkerConfig {
     pub limits: EngineLimits,
     /// Layers to skip while claiming to serve them: a cheating worker, for the attack tests only.
     pub drop_layers: Option<Range<usize>>,
+    /// Which heads may run inference here (on a chain: its registered gateways).
+    pub admission: Admission,
 }
 
 /// A worker that has loaded its shard and bound its address, ready to serve.
@@ -95,7 +97,7 @@ where
     let signer = polylink_pipeline::transport::account_key(&config.key);
     let engine = EngineHandle::start(context.child("engine"), shard, config.limits, Some(signer));
     let server = context.spawn(move |context| {
-        serve(context, config.key, listener, engine, WireLimits::default(), Admission::Anyone)
+        serve(context, config.key, listener, engine, WireLimits::default(), config.admission)
     });
     match server.await {
         Ok(result) => Ok(result?),

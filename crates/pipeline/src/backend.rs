@@ -4,6 +4,9 @@
 //! The backend keeps only the tokenizer and chat template (read from the GGUF's metadata, no
 //! weights). A model may have several deployments (a worker serving it whole, a 2-stage pipeline,
 //! …); each request goes to the one with the fewest generations running, ties taken in turn. The
+//! set changes while serving ([`PipelineBackend::add`], [`PipelineBackend::retain`]: a gateway
+//! following the chain adds a worker that joined and drops one that left); a generation keeps
+//! its deployment until it ends. The
 //! head survives a stage that dies mid-answer by replaying the session onto a standby (see
 //! [`crate::head`]), so the stream goes on with no token lost or repeated. Each generation runs as
 //! a task spawned through the runtime the backend was given, so it can run seeded.
@@ -21,8 +24,8 @@ use polylink_protocol::{
 };
 use rand_core::CryptoRng;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 
 /// Prompt tokens sent in one step: long prompts go in chunks, so one request's prefill never holds a
 /// stage for long and every frame stays well under the wire limits.
@@ -34,23 +37,22 @@ pub struct PipelineBackend<E: Network> {
     card: ModelCard,
     tokenizer: Arc<Tokenizer>,
     template: ChatTemplate,
-    deployments: Vec<Arc<Deployment<E>>>,
+    /// The deployments served now, each with the id placements name it by.
+    deployments: RwLock<Vec<(usize, Arc<Deployment<E>>)>>,
+    next_id: AtomicUsize,
     turn: AtomicUsize,
 }
 
 impl<E: Spawner + Clock + Network + CryptoRng> PipelineBackend<E> {
     /// Reads the tokenizer and chat template of the GGUF at `path` (its weights stay on the
-    /// workers) and serves it as `model_id` over `deployments`, running generations as tasks
-    /// spawned from `context`.
+    /// workers) and serves it as `model_id` over `deployments` (none yet is allowed: requests
+    /// are then refused until one is added), running generations as tasks spawned from `context`.
     pub fn new(
         context: E,
         path: &Path,
         model_id: &str,
         deployments: Vec<Deployment<E>>,
     ) -> Result<Self, PipelineError> {
-        if deployments.is_empty() {
-            return Err(PipelineError::Setup(format!("model {model_id} has no deployment")));
-        }
         let setup = |e: polylink_infer::InferError| PipelineError::Setup(format!("{}: {e}", path.display()));
         let gguf = Gguf::open(path).map_err(setup)?;
         let info = ModelInfo::from_gguf(&gguf).map_err(setup)?;
@@ -61,19 +63,48 @@ impl<E: Spawner + Clock + Network + CryptoRng> PipelineBackend<E> {
             owned_by: "polylink".into(),
             context_tokens: info.hparams.context_len,
         };
+        let count = deployments.len();
         Ok(Self {
             context,
             card,
             tokenizer: Arc::new(tokenizer),
             template,
-            deployments: deployments.into_iter().map(Arc::new).collect(),
+            deployments: RwLock::new(deployments.into_iter().map(Arc::new).enumerate().collect()),
+            next_id: AtomicUsize::new(count),
             turn: AtomicUsize::new(0),
         })
     }
 
-    /// The deployments, in the order given.
-    pub fn deployments(&self) -> &[Arc<Deployment<E>>] {
-        &self.deployments
+    /// The deployments served now, in the order they were added.
+    pub fn deployments(&self) -> Vec<Arc<Deployment<E>>> {
+        self.read().iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    /// Serves `deployment` from now on.
+    pub fn add(&self, deployment: Deployment<E>) {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        tracing::info!(label = %deployment.label, workers = deployment.workers.len(), "deployment added");
+        self.write().push((id, Arc::new(deployment)));
+    }
+
+    /// Keeps only the deployments `keep` accepts; generations running on the others finish there.
+    pub fn retain(&self, mut keep: impl FnMut(&Deployment<E>) -> bool) {
+        self.write().retain(|(_, d)| {
+            let kept = keep(d);
+            if !kept {
+                tracing::info!(label = %d.label, "deployment dropped");
+            }
+            kept
+        });
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(usize, Arc<Deployment<E>>)>> {
+        // A poisoned lock only means a writer panicked between two whole-vector updates.
+        self.deployments.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<(usize, Arc<Deployment<E>>)>> {
+        self.deployments.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn check_model(&self, model: &str) -> Result<()> {
@@ -96,14 +127,15 @@ where
 
     fn place(&self, model: &str) -> Result<Placement> {
         self.check_model(model)?;
-        let n = self.deployments.len();
+        let deployments = self.read();
+        let n = deployments.len();
         let first = self.turn.fetch_add(1, Relaxed) % n.max(1);
-        let slot = (0..n)
+        let k = (0..n)
             .map(|i| (first + i) % n)
-            .min_by_key(|&k| self.deployments[k].running())
-            .ok_or_else(|| ProtocolError::Backend("no deployment".into()))?;
-        let deployment = &self.deployments[slot];
-        Ok(Placement { workers: deployment.workers.clone(), slot })
+            .min_by_key(|&k| deployments[k].1.running())
+            .ok_or_else(|| ProtocolError::Backend(format!("no worker serves {model} now")))?;
+        let (id, deployment) = &deployments[k];
+        Ok(Placement { workers: deployment.workers.clone(), slot: *id })
     }
 
     fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream> {
@@ -122,11 +154,10 @@ where
         if prompt_ids.is_empty() {
             return Err(ProtocolError::Backend("an empty prompt cannot start a generation".into()));
         }
-        let deployment = self
-            .deployments
-            .get(placement.slot)
-            .ok_or_else(|| ProtocolError::Backend(format!("no deployment {}", placement.slot)))?
-            .clone();
+        let deployment =
+            self.read().iter().find(|(id, _)| *id == placement.slot).map(|(_, d)| d.clone()).ok_or_else(
+                || ProtocolError::Backend(format!("deployment {} is no longer served", placement.slot)),
+            )?;
         let (tx, stream) = TokenStream::channel();
         let (receipts_tx, receipts) = Receipts::channel();
         let running = deployment.enter();

@@ -28,6 +28,11 @@ impl<E: Supervisor + Clock + Network + CryptoRng> Deployment<E> {
 }
 
 impl<E: Network> Deployment<E> {
+    /// The workers of its stages, in order (what a task it serves names).
+    pub fn workers(&self) -> &[PublicKey] {
+        &self.workers
+    }
+
     /// Generations running on it now.
     pub fn running(&self) -> usize {
         self.running.load(Relaxed)

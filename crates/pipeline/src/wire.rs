@@ -140,6 +140,8 @@ pub enum ErrorCode {
     Busy = 2,
     /// The engine failed.
     Engine = 3,
+    /// The peer may not run inference here (not a registered gateway).
+    Forbidden = 4,
 }
 
 /// A stage's answer.
@@ -408,6 +410,7 @@ impl Read for Response {
                     1 => ErrorCode::BadRequest,
                     2 => ErrorCode::Busy,
                     3 => ErrorCode::Engine,
+                    4 => ErrorCode::Forbidden,
                     other => return Err(CodecError::InvalidEnum(other)),
                 };
                 let cfg = (RangeCfg::new(0..=limits.message_bytes_max as usize), ());

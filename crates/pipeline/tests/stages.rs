@@ -10,9 +10,9 @@ use polylink_infer::{GenerateParams, Gguf, Pool, SamplingParams, Shard, Tokenize
 use polylink_pipeline::PipelineError;
 use polylink_pipeline::engine::{EngineHandle, EngineLimits};
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
-use polylink_pipeline::server::{Admission, serve};
-use polylink_pipeline::transport::{account_key, key_from_seed, peer_bytes};
-use polylink_pipeline::wire::{SampleSpec, WireLimits};
+use polylink_pipeline::server::{Admission, KeySet, serve};
+use polylink_pipeline::transport::{account_key, dial, key_from_seed, peer_bytes};
+use polylink_pipeline::wire::{Request, Response, SampleSpec, WireLimits};
 use polylink_types::{Hash32, PublicKey};
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -62,14 +62,25 @@ async fn start_stage(
     seed: u8,
     layers: Range<usize>,
 ) -> (StageSpec, commonware_runtime::Handle<Result<(), PipelineError>>) {
+    start_stage_admitting(context, m, seed, layers, Admission::Anyone).await
+}
+
+/// [`start_stage`], serving inference only to the heads `admission` admits.
+async fn start_stage_admitting(
+    context: &tokio::Context,
+    m: &Model,
+    seed: u8,
+    layers: Range<usize>,
+    admission: Admission,
+) -> (StageSpec, commonware_runtime::Handle<Result<(), PipelineError>>) {
     let shard = Arc::new(Shard::load(&m.gguf, layers.clone(), Arc::new(Pool::new(1))).unwrap());
     let signer = Some(account_key(&key(seed)));
     let engine = EngineHandle::start(context.child("engine"), shard, EngineLimits::default(), signer);
     let listener = context.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handle = context.child("stage").spawn(move |context| {
-        serve(context, key(seed), listener, engine, WireLimits::default(), Admission::Anyone)
-    });
+    let handle = context
+        .child("stage")
+        .spawn(move |context| serve(context, key(seed), listener, engine, WireLimits::default(), admission));
     (StageSpec { peer: key(seed).public_key(), addr, layers }, handle)
 }
 
@@ -231,6 +242,43 @@ fn bad_requests_are_refused_and_the_stage_keeps_serving() {
         let mut session = head.open();
         let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
         assert!(err.to_string().contains("this stage holds 0..15"), "{err}");
+    });
+}
+
+/// A stage that admits a set of heads (a worker's registered gateways) runs inference for them
+/// only, as the set stands at each request; anyone may still measure the link.
+#[test]
+fn a_stage_serves_inference_only_to_the_heads_its_set_admits() {
+    let m = model();
+    let prompt = prompt(&m);
+    tokio::Runner::default().start(|context| async move {
+        let gateways = KeySet::default();
+        let admission = Admission::Listed(gateways.clone());
+        let (whole, _h) = start_stage_admitting(&context, &m, 4, 0..30, admission).await;
+
+        // A head outside the set is refused with a reason, and no session is opened for it.
+        let head = new_head(&context, vec![whole.clone()], StandbyList::default());
+        let mut session = head.open();
+        let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
+        assert!(err.to_string().contains("serves registered gateways only"), "{err}");
+        assert!(session.is_empty());
+        // It may still measure the link.
+        let mut link =
+            dial(context.child("probe"), key(9), whole.addr, whole.peer.clone(), WireLimits::default())
+                .await
+                .unwrap();
+        let echo = link.call(&Request::Echo { payload: vec![7; 64] }).await.unwrap();
+        assert_eq!(echo, Response::Echo(vec![7; 64]));
+
+        // Once its key is in the set (the gateway registered), the same head is served at once.
+        gateways.replace([key(9).public_key()].into_iter().collect());
+        let token = head.step(&mut session, &prompt, GREEDY).await.unwrap();
+        assert_eq!(token, whole_model_ids(&m, &prompt, 1, GREEDY)[0]);
+        // And dropped from the set (it unbonded), it is refused again.
+        gateways.replace(Default::default());
+        let mut session = head.open();
+        let err = head.step(&mut session, &prompt, GREEDY).await.unwrap_err();
+        assert!(err.to_string().contains("serves registered gateways only"), "{err}");
     });
 }
 

@@ -61,11 +61,12 @@ async fn serve_with_a_chain_bills_its_registered_model_and_keeps_transcripts() {
     .unwrap()
     .expect("polylink serve never said where it listens");
     assert_eq!(ready.worker, Some(worker.public_key()));
+    assert_eq!(ready.gateway, Some(worker.public_key()), "one operator: its worker key is its gateway's");
     assert_eq!(ready.chain_model, Some(net.model_id));
     let addr = ready.addr;
     let base = format!("http://{addr}");
 
-    let node = validator_node(&net, 0, std::slice::from_ref(&base), None).await;
+    let node = validator_node(&net, 0, None).await;
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(api_key)

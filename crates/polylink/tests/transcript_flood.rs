@@ -42,7 +42,7 @@ async fn an_outsiders_flood_of_signed_fetches_locks_no_validator_out() {
         assert_eq!(status, 404, "request {i} of the flood: the chain knows no such task");
     }
 
-    let node = validator_node(&net, 0, std::slice::from_ref(&gw), None).await;
+    let node = validator_node(&net, 0, None).await;
     let strikes_before = net.client.account(&worker(0).public_key()).await.unwrap().stake.strikes;
     let (task, _) = ask(&gw, "Name a colour.", 8).await;
     let record = settled(&net, &task).await;

@@ -142,10 +142,9 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     let inner = local(&smollm2(), &worker(2));
     let truncating = gateway(&net, Arc::new(Truncating { inner, keep: 3 }), &worker(2), false).await;
     let withholding = gateway(&net, local(&smollm2(), &worker(3)), &worker(3), true).await;
-    let gws = vec![honest.clone(), substitute.clone(), truncating.clone(), withholding.clone()];
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(validator_node(&net, i, &gws, None).await);
+        nodes.push(validator_node(&net, i, None).await);
     }
     let user_before = balance(&net, &user()).await;
     let mut worker_before = Vec::new();
@@ -198,13 +197,12 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
     let net = start(9).await;
     let p = params(&net).await;
     let gw = gateway(&net, local(&smollm2(), &worker(0)), &worker(0), false).await;
-    let gws = vec![gw.clone()];
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(validator_node(&net, i, &gws, None).await);
+        nodes.push(validator_node(&net, i, None).await);
     }
     // Validator 3 reports 0 whatever it is shown (1/5 of the committee's stake).
-    nodes.push(validator_node(&net, 3, &gws, Some(0)).await);
+    nodes.push(validator_node(&net, 3, Some(0)).await);
     // Validator 4 is lazy: driven by hand below.
     let lazy = validator(4);
     send(&net.client, &lazy, TxKind::Bond(Bond { amount: STAKE })).await;
@@ -265,7 +263,7 @@ async fn a_colluding_minority_and_a_lazy_copier_lose_a_colluding_majority_wins()
 
     // Negative control: four more colluders make five of eight revealers; now the lie wins.
     for i in 5..9 {
-        nodes.push(validator_node(&net, i, &gws, Some(0)).await);
+        nodes.push(validator_node(&net, i, Some(0)).await);
     }
     let (task, _) = ask(&gw, "Name a colour.", 16).await;
     let done = settled(&net, &task).await;

@@ -35,10 +35,9 @@ async fn get_transcript(
 async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     let net = start(3).await;
     let gw = gateway(&net, local(&smollm2(), &worker(0)), &worker(0), false).await;
-    let gws = vec![gw.clone()];
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(validator_node(&net, i, &gws, None).await);
+        nodes.push(validator_node(&net, i, None).await);
     }
     assert!(nodes.iter().all(|n| n.ready.registered && n.ready.bonded == STAKE));
     let view = net.client.params().await.unwrap();
@@ -104,7 +103,7 @@ async fn honest_work_is_paid_by_the_params_split_and_transcripts_are_guarded() {
     }
     let stopped = nodes.pop().unwrap();
     stopped.stop().await;
-    let restarted = validator_node(&net, 2, &gws, None).await;
+    let restarted = validator_node(&net, 2, None).await;
     assert!(restarted.ready.resumed >= 1, "the pending commitment is found on disk");
     nodes.push(restarted);
 

@@ -133,14 +133,14 @@ impl Receipts {
     }
 }
 
-/// Where a generation will run: the workers that serve it, in pipeline order (the first reports
-/// the result). Chosen before the task is opened, so the task names the workers that may serve it.
+/// Where a generation will run: the workers that serve it, in pipeline order. Chosen before the task is opened, so the task names the workers that may serve it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
     /// The serving workers' on-chain keys; empty when the backend runs the model itself (the
     /// gateway's own worker key then stands for it).
     pub workers: Vec<PublicKey>,
-    /// Which of the backend's deployments runs it.
+    /// Which of the backend's deployments runs it (an id the backend gave it, which stays valid
+    /// while the deployment is served).
     pub slot: usize,
 }
 

@@ -56,8 +56,11 @@ pub struct GatewayReady {
     pub addr: SocketAddr,
     /// The model name clients ask for.
     pub model: String,
-    /// With a chain: the worker account that reports results.
+    /// With a chain: the worker account that computes the answers (signs their receipts).
     pub worker: Option<PublicKey>,
+    /// With a chain: the registered gateway account that opens tasks and reports results.
+    #[serde(default)]
+    pub gateway: Option<PublicKey>,
     /// With a chain: the on-chain model its tasks are opened for.
     pub chain_model: Option<ModelId>,
 }

@@ -114,6 +114,11 @@ pub enum Event {
         /// The worker's account.
         worker: PublicKey,
     },
+    /// A gateway registered or moved its endpoint.
+    GatewayRegistered {
+        /// The gateway's account.
+        gateway: PublicKey,
+    },
     /// A validator registered.
     ValidatorRegistered {
         /// The validator's account.

@@ -46,8 +46,8 @@ pub use receipt::{RECEIPTS_MAX, SignedReceipt, WorkReceipt, uncovered_layer};
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
     ARCHITECTURE_LEN_MAX, Bond, ClaimModel, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask,
-    RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange, SubmitResult,
-    SubmitTask, Transfer, TxKind, Unbond, score_commitment,
+    RegisterGateway, RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange,
+    SubmitResult, SubmitTask, Transfer, TxKind, Unbond, score_commitment,
 };
 
 /// The codec traits, re-exported so users encode and decode with the same version.

@@ -106,6 +106,17 @@ pub struct RegisterWorker {
 }
 codec_fields!(RegisterWorker { profile, served, endpoint });
 
+/// Register (or update) the signer as a gateway: it opens tasks for its users, relays their
+/// workers' answers, reports each task's result and keeps its transcript for the committee,
+/// served at `endpoint`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterGateway {
+    /// Where it serves transcripts to committees, `host:port` (the ledger requires a socket
+    /// address; validators fetch `http://{endpoint}/v1/transcripts/...`).
+    pub endpoint: BoundedString<ENDPOINT_LEN_MAX>,
+}
+codec_fields!(RegisterGateway { endpoint });
+
 /// Open a task: escrows `max_tokens x current price` of the signer's balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitTask {
@@ -118,15 +129,17 @@ pub struct SubmitTask {
     /// Highest price per token the user accepts; the task fails if the current price is higher.
     #[serde(with = "crate::amount_serde")]
     pub max_price: Amount,
-    /// The worker(s) serving it, in pipeline order; the first (the head) reports the result.
+    /// The worker(s) serving it, in pipeline order.
     pub workers: BoundedVec<PublicKey, STAGES_MAX>,
+    /// The registered gateway that relays it, reports its result and keeps its transcript.
+    pub gateway: PublicKey,
     /// The sampling seed, fixed before inference starts: token i of the answer is drawn with
     /// randomness keyed by (seed, i), so a validator can reproduce an honest sample.
     pub seed: u64,
 }
-codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, seed });
+codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, gateway, seed });
 
-/// The head worker reports the work done for a task.
+/// The task's gateway reports the work done for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitResult {
     /// The task.
@@ -225,6 +238,8 @@ pub enum TxKind {
     ReclaimTask(ReclaimTask),
     /// Tag 12.
     ClaimModel(ClaimModel),
+    /// Tag 13.
+    RegisterGateway(RegisterGateway),
 }
 
 /// Applies `$body` to the payload of every payload-carrying variant.
@@ -242,6 +257,7 @@ macro_rules! with_payload {
             TxKind::RevealScore($p) => $body,
             TxKind::ReclaimTask($p) => $body,
             TxKind::ClaimModel($p) => $body,
+            TxKind::RegisterGateway($p) => $body,
             TxKind::Withdraw | TxKind::RegisterValidator => $unit,
         }
     };
@@ -264,6 +280,7 @@ impl TxKind {
             TxKind::RevealScore(_) => 10,
             TxKind::ReclaimTask(_) => 11,
             TxKind::ClaimModel(_) => 12,
+            TxKind::RegisterGateway(_) => 13,
         }
     }
 
@@ -283,6 +300,7 @@ impl TxKind {
             TxKind::RevealScore(_) => "reveal_score",
             TxKind::ReclaimTask(_) => "reclaim_task",
             TxKind::ClaimModel(_) => "claim_model",
+            TxKind::RegisterGateway(_) => "register_gateway",
         }
     }
 }
@@ -317,6 +335,7 @@ impl Read for TxKind {
             10 => TxKind::RevealScore(ReadExt::read(buf)?),
             11 => TxKind::ReclaimTask(ReadExt::read(buf)?),
             12 => TxKind::ClaimModel(ReadExt::read(buf)?),
+            13 => TxKind::RegisterGateway(ReadExt::read(buf)?),
             other => return Err(CodecError::InvalidEnum(other)),
         })
     }

@@ -62,15 +62,17 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
             any::<u32>(),
             any::<u128>(),
             proptest::collection::vec(pk.clone(), 0..=STAGES_MAX),
+            pk.clone(),
             any::<u64>()
         )
-            .prop_map(|(model, max_tokens, max_price, workers, seed)| TxKind::SubmitTask(
+            .prop_map(|(model, max_tokens, max_price, workers, gateway, seed)| TxKind::SubmitTask(
                 SubmitTask {
                     model,
                     max_tokens,
                     prompt_hash: hash(2),
                     max_price,
                     workers: BoundedVec::new(workers).unwrap(),
+                    gateway,
                     seed,
                 }
             )),
@@ -114,6 +116,9 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
             bytes.extend(developer_trailer(&key(1).public_key()));
             TxKind::ClaimModel(ClaimModel { model, claim: ArtifactClaim::from_artifact(&bytes).unwrap() })
         }),
+        "[0-9a-f:.\\[\\]]{0,64}".prop_map(|endpoint| TxKind::RegisterGateway(RegisterGateway {
+            endpoint: BoundedString::new(endpoint).unwrap()
+        })),
     ]
 }
 

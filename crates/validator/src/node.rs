@@ -12,7 +12,7 @@ use futures::StreamExt;
 use polylink_chain::rpc::FinalizedBlock;
 use polylink_ledger::{ABSTAIN, BUSY};
 use polylink_protocol::ValidatorReady;
-use polylink_types::{Amount, CommitScore, Hash32, RevealScore, SecretKey, TxKind};
+use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TxKind};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,8 +31,6 @@ pub struct Config {
     pub chain_url: String,
     /// The validator's account key.
     pub key: SecretKey,
-    /// The gateways whose transcripts it fetches (each is asked in turn).
-    pub transcripts_urls: Vec<String>,
     /// Where pending commitments are kept (none: a restart forgets them).
     pub data_dir: Option<PathBuf>,
     /// Stake to bond (the chain's minimum when `None`).
@@ -273,11 +271,12 @@ async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<(u16, Hash32)>> {
         // A lazy validator: a score, and a digest it did not compute.
         return Ok(Some((score, Hash32::digest(&[b"lazy", &task.0]))));
     }
-    let on_chain = OnChain::from_task(task, &sh.chain.task(&task).await?)?;
+    let record = sh.chain.task(&task).await?;
+    let on_chain = OnChain::from_task(task, &record)?;
     // A transcript this validator could not get is no evidence against the worker (a gateway
     // may withhold it from some validators only, and a validator may be cut off): it abstains.
     // A worker whose transcript no one gets is not paid (no quorum).
-    let Some(body) = transcript(sh, seat).await else {
+    let Some(body) = transcript(sh, seat, &record.gateway).await else {
         info!(%task, "transcript not served by the fetch deadline; abstaining");
         return Ok(None);
     };
@@ -297,20 +296,26 @@ async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<(u16, Hash32)>> {
     Ok(Some((scored.score, scored.work)))
 }
 
-/// Fetches the transcript from the first gateway that serves it, retrying until the seat's fetch deadline.
-async fn transcript(sh: &Shared, seat: &Seat) -> Option<Vec<u8>> {
+/// Fetches the transcript from the task's gateway at the endpoint it registered on chain (looked
+/// up on every try: a gateway may move), retrying until the seat's fetch deadline.
+async fn transcript(sh: &Shared, seat: &Seat, gateway: &PublicKey) -> Option<Vec<u8>> {
     let key = &sh.cfg.key;
     loop {
-        for url in &sh.cfg.transcripts_urls {
-            match fetch(&sh.http, url, sh.chain.chain_id(), key, &seat.task).await {
-                Fetched::Body(body) => return Some(body),
-                Fetched::Refused(status, why) => {
-                    debug!(task = %seat.task, %url, status, %why, "transcript not served")
-                }
-                Fetched::Unreachable(why) => {
-                    debug!(task = %seat.task, %url, %why, "transcript server unreachable")
+        match sh.chain.client().account(gateway).await.map(|a| a.gateway) {
+            Ok(Some(registered)) => {
+                let url = format!("http://{}", registered.endpoint);
+                match fetch(&sh.http, &url, sh.chain.chain_id(), key, &seat.task).await {
+                    Fetched::Body(body) => return Some(body),
+                    Fetched::Refused(status, why) => {
+                        debug!(task = %seat.task, %url, status, %why, "transcript not served")
+                    }
+                    Fetched::Unreachable(why) => {
+                        debug!(task = %seat.task, %url, %why, "transcript server unreachable")
+                    }
                 }
             }
+            Ok(None) => debug!(task = %seat.task, %gateway, "the task's gateway is not registered"),
+            Err(e) => debug!(task = %seat.task, error = %e, "looking the task's gateway up"),
         }
         if seat.fetch_over(now(sh)) {
             return None;

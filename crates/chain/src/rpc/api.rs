@@ -1,6 +1,6 @@
 //! The RPC's wire types, declared once: the server renders them and the [`super::client`]
 //! decodes them, so every field a caller reads is checked by the compiler on both sides.
-use polylink_ledger::{LedgerError, Model, Params, Stake, Totals, Validator, Worker};
+use polylink_ledger::{Gateway, LedgerError, Model, Params, Stake, Totals, Validator, Worker};
 use polylink_types::{Amount, Event, Hash32, ModelId, PublicKey, ServedRange, SignedTx, TxId, amount_serde};
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +193,8 @@ pub struct AccountView {
     pub worker: Option<Worker>,
     /// Its validator registration, if any.
     pub validator: Option<Validator>,
+    /// Its gateway registration, if any.
+    pub gateway: Option<Gateway>,
 }
 
 impl AccountView {
@@ -218,6 +220,9 @@ pub struct WorkerEntry {
     pub account: PublicKey,
     /// Its registration.
     pub worker: Worker,
+    /// Its stake (a worker under the minimum can be named on no task).
+    #[serde(default)]
+    pub stake: Stake,
 }
 
 impl WorkerEntry {
@@ -229,6 +234,17 @@ impl WorkerEntry {
             .filter(|r| r.model == model)
             .max_by_key(|r| r.layer_end.saturating_sub(r.layer_start))
     }
+}
+
+/// One entry of `GET /gateways`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayEntry {
+    /// The gateway's account.
+    pub account: PublicKey,
+    /// Its registration.
+    pub gateway: Gateway,
+    /// Its stake (a gateway under the minimum can open no task).
+    pub stake: Stake,
 }
 
 /// One entry of `GET /validators`.

@@ -1,8 +1,8 @@
 //! The typed client of the node's RPC: one method per endpoint, each returning the wire type the
 //! server renders; a refusal comes back as [`Error::Refused`] with its code.
 use super::{
-    AccountView, BlockView, FinalizedBlock, ModelEntry, ParamsView, Refusal, Status, SubmitRequest,
-    SubmitResponse, ValidatorEntry, WorkerEntry,
+    AccountView, BlockView, FinalizedBlock, GatewayEntry, ModelEntry, ParamsView, Refusal, Status,
+    SubmitRequest, SubmitResponse, ValidatorEntry, WorkerEntry,
 };
 use crate::Error;
 use futures::{StreamExt, stream::BoxStream};
@@ -99,6 +99,11 @@ impl Client {
     /// Every registered worker.
     pub async fn workers(&self) -> Result<Vec<WorkerEntry>, Error> {
         self.get("/workers").await
+    }
+
+    /// Every registered gateway with its stake.
+    pub async fn gateways(&self) -> Result<Vec<GatewayEntry>, Error> {
+        self.get("/gateways").await
     }
 
     /// Every registered score validator.

@@ -12,8 +12,9 @@ pub(crate) mod server;
 mod signer;
 
 pub use api::{
-    AccountView, BODY_BYTES_MAX, BlockView, ErrorCode, Executed, FinalizedBlock, ModelEntry, ParamsView,
-    Refusal, Status, SubmitRequest, SubmitResponse, TxOutcome, TxReceipt, ValidatorEntry, WorkerEntry,
+    AccountView, BODY_BYTES_MAX, BlockView, ErrorCode, Executed, FinalizedBlock, GatewayEntry, ModelEntry,
+    ParamsView, Refusal, Status, SubmitRequest, SubmitResponse, TxOutcome, TxReceipt, ValidatorEntry,
+    WorkerEntry,
 };
 pub use client::Client;
 pub use signer::{Included, Signer};

@@ -77,6 +77,7 @@ where
         .route("/models", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.models()), "models")))
         .route("/model/{id}", get(model::<M, S>))
         .route("/workers", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.workers()), "workers")))
+        .route("/gateways", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.gateways()), "gateways")))
         .route("/validators", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.validators()), "validators")))
         .route("/task/{id}", get(task::<M, S>))
         .route("/params", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.params()), "params")))

@@ -12,7 +12,9 @@ pub const USER: usize = 2;
 /// Validators are accounts 3.. (five of them in the market).
 pub const VALIDATORS: std::ops::Range<usize> = 3..8;
 pub const WORKER2: usize = 8;
-pub const ACCOUNTS: u32 = 10;
+/// The gateway that opens the market's tasks and reports their results.
+pub const GATEWAY: usize = 10;
+pub const ACCOUNTS: u32 = 11;
 pub const PRICE_FLOOR: Amount = 10;
 pub const LAYERS: u32 = 30;
 
@@ -142,6 +144,7 @@ impl Net {
             net.ok(i, TxKind::Bond(Bond { amount: stake }));
         }
         net.ok(WORKER, register_worker(&[(0, LAYERS)]));
+        net.gateway();
         for (n, v) in VALIDATORS.enumerate() {
             net.ok(v, TxKind::Bond(Bond { amount: 5_000 + 1_000 * n as Amount }));
             net.ok(v, TxKind::RegisterValidator);
@@ -149,23 +152,35 @@ impl Net {
         net
     }
 
-    /// The user opens a task on model 1 served by `workers`; returns its id.
-    pub fn submit_task(&mut self, max_tokens: u32, workers: &[usize]) -> TaskId {
-        let kind = TxKind::SubmitTask(SubmitTask {
+    /// GATEWAY bonds and registers as the gateway of the tasks `submit_task` opens.
+    pub fn gateway(&mut self) {
+        self.ok(GATEWAY, TxKind::Bond(Bond { amount: 10_000 }));
+        self.ok(GATEWAY, register_gateway("127.0.0.1:8080"));
+    }
+
+    /// A task on model 1 served by `workers` through GATEWAY, at the floor price.
+    pub fn task_kind(&self, max_tokens: u32, workers: &[usize]) -> TxKind {
+        TxKind::SubmitTask(SubmitTask {
             model: 1,
             max_tokens,
             prompt_hash: Hash32::digest(&[b"prompt"]),
             max_price: PRICE_FLOOR,
             workers: BoundedVec::new(workers.iter().map(|w| self.pk(*w)).collect()).unwrap(),
+            gateway: self.pk(GATEWAY),
             seed: 7,
-        });
-        let tx = self.tx(USER, kind);
+        })
+    }
+
+    /// The user opens a task on model 1 served by `workers`; returns its id.
+    pub fn submit_task(&mut self, max_tokens: u32, workers: &[usize]) -> TaskId {
+        let tx = self.tx(USER, self.task_kind(max_tokens, workers));
         let id = tx.id();
         self.block(&[tx]).receipts[0].result.clone().unwrap();
         id
     }
 
-    /// The head `signer` reports `tokens` (prompt, completion) for `task`, with a receipt from
+    /// `signer` (the task's gateway, for a result the chain takes) reports `tokens` (prompt,
+    /// completion) for `task`, with a receipt from
     /// every listed worker for its registered range of model 1, each for all the billed rows.
     pub fn submit_result(
         &mut self,
@@ -194,7 +209,7 @@ impl Net {
             .sign(&self.keys[i])
     }
 
-    /// The head `signer` reports `tokens` for `task` with exactly these receipts.
+    /// `signer` reports `tokens` for `task` with exactly these receipts.
     pub fn submit_result_receipts(
         &mut self,
         signer: usize,
@@ -306,6 +321,10 @@ pub fn register_model(floor: Amount, royalty_bps: u16) -> TxKind {
         floor,
         royalty_bps,
     )
+}
+
+pub fn register_gateway(endpoint: &str) -> TxKind {
+    TxKind::RegisterGateway(RegisterGateway { endpoint: BoundedString::new(endpoint.to_string()).unwrap() })
 }
 
 pub fn register_worker(ranges: &[(u32, u32)]) -> TxKind {

@@ -60,9 +60,14 @@ pub struct ServeCmd {
     /// Where transcripts of billed requests are kept for the validators (with --chain).
     #[arg(long, default_value = "polylink-data/transcripts")]
     transcripts_dir: PathBuf,
-    /// Seed (64 hex characters) of the registered worker key that serves the model and reports results.
+    /// Seed (64 hex characters) of the registered worker key that serves the model (with --chain
+    /// it is also this gateway's key: bonded and registered as a gateway, it reports results).
     #[arg(long, env = "POLYLINK_WORKER_SEED")]
     worker_seed: Option<String>,
+    /// With --chain: the address validators reach this gateway at, registered on chain
+    /// (default: the address it listens on).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
 }
 
 impl ServeCmd {
@@ -115,7 +120,12 @@ impl ServeCmd {
         let model_id = gateway_model_id(&gateway)?;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(async move {
-            let mut ready = GatewayReady { addr: self.listen, model: model_id.clone(), worker: None, chain_model: None };
+            let mut ready =
+                GatewayReady { addr: self.listen, model: model_id.clone(), worker: None, gateway: None, chain_model: None };
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.listen))?;
+            ready.addr = listener.local_addr()?;
             let gateway = match &self.chain {
                 Some(url) => {
                     let worker = worker_key.clone().context("--chain needs --worker-seed (the worker key)")?;
@@ -123,14 +133,22 @@ impl ServeCmd {
                         Some(id) => id,
                         None => registered_model(url, &model).await?,
                     };
+                    // One operator, one key: the machine that computes also opens its tasks and
+                    // reports them, registered as a gateway where validators reach it.
+                    let client = polylink_chain::rpc::Client::new(url)?;
+                    let endpoint = self.advertise.unwrap_or(ready.addr);
+                    polylink_node::onchain::register_gateway(&client, &worker, endpoint).await?;
                     let models = HashMap::from([(model_id, chain_model)]);
-                    let billing = ChainBilling::connect(url, models, worker.clone()).await?;
+                    let billing = ChainBilling::connect(url, models, worker.clone())
+                        .await?
+                        .with_local_worker(worker.public_key());
                     // Every billed task is scored by validators who fetch its transcript: a
                     // gateway that kept none would have its worker scored 0.
                     let store = StoreConfig { dir: Some(self.transcripts_dir.clone()), ..StoreConfig::default() };
                     let transcripts = Transcripts::connect(url, store).await?;
-                    info!(chain = %url, worker = %worker.public_key(), model = chain_model, transcripts = %self.transcripts_dir.display(), "billing on");
+                    info!(chain = %url, worker = %worker.public_key(), model = chain_model, %endpoint, transcripts = %self.transcripts_dir.display(), "billing on; registered as a gateway");
                     (ready.worker, ready.chain_model) = (Some(worker.public_key()), Some(chain_model));
+                    ready.gateway = Some(worker.public_key());
                     gateway.with_billing(Arc::new(billing)).with_transcripts(Arc::new(transcripts))
                 }
                 None => {
@@ -139,10 +157,6 @@ impl ServeCmd {
                 }
             };
             let stop = super::stop_signal()?;
-            let listener = tokio::net::TcpListener::bind(self.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", self.listen))?;
-            ready.addr = listener.local_addr()?;
             info!(addr = %ready.addr, "gateway listening");
             // The one line on stdout: whoever started this process reads where it listens.
             println!("{}", ready.to_line());

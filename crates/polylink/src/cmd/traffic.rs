@@ -129,8 +129,9 @@ impl TrafficArgs {
         let user = PublicKey::from_str(&summary.account).map_err(|e| anyhow::anyhow!("{e}"))?;
         let workers: Vec<PublicKey> = summary.workers.iter().map(|w| w.account).collect();
         let validators: Vec<PublicKey> = summary.validators.iter().map(|v| v.account).collect();
+        let gateway = PublicKey::from_str(&summary.gateway).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut before = BTreeMap::new();
-        for who in workers.iter().chain(&validators).chain([&user]) {
+        for who in workers.iter().chain(&validators).chain([&user, &gateway]) {
             before.insert(*who, holding(&client, who).await?);
         }
         let script = dir.join("traffic.py");
@@ -190,6 +191,9 @@ impl TrafficArgs {
             if outcome == "open" {
                 problems.push(format!("task {id} ({} {}) was never settled", s.label, s.kind));
             }
+            if record.gateway != gateway {
+                problems.push(format!("task {id} names gateway {}, not the network's", record.gateway));
+            }
             if outcome == "low_quality" {
                 // An evaluator's false positive: the worker loses that task's pay and gets a
                 // strike, never stake; reported, not a broken promise.
@@ -225,6 +229,13 @@ impl TrafficArgs {
             if after[v].bonded < before[v].bonded {
                 problems.push(format!("validator {v} was slashed: {:?} -> {:?}", before[v], after[v]));
             }
+        }
+        // Reporting a result is a duty (free): the gateway neither pays nor earns by the traffic.
+        if after[&gateway] != before[&gateway] {
+            problems.push(format!(
+                "the gateway's holding moved: {:?} -> {:?}",
+                before[&gateway], after[&gateway]
+            ));
         }
         let user_paid = before[&user].balance.saturating_sub(after[&user].balance);
         let report = json!({

@@ -26,9 +26,6 @@ pub struct RunArgs {
     /// The validator's secret key seed (32 bytes, hex).
     #[arg(long, env = "POLYLINK_VALIDATOR_KEY_SEED", hide_env_values = true)]
     key_seed: String,
-    /// A gateway that serves transcripts (its base URL); repeat for several.
-    #[arg(long, required = true)]
-    transcripts: Vec<String>,
     /// Directory for pending commitments (so a restart can still reveal).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -75,7 +72,6 @@ impl RunArgs {
         let config = Config {
             chain_url: self.chain,
             key: SecretKey::from_seed(seed),
-            transcripts_urls: self.transcripts,
             data_dir: self.data_dir,
             stake: self.stake,
             scorer,

@@ -7,13 +7,14 @@ use super::register::WorkerCmd;
 use super::wallet::WalletOpts;
 use anyhow::Context;
 use clap::Args;
-use commonware_runtime::{Runner, Supervisor};
+use commonware_runtime::{Runner, Spawner, Supervisor};
 use polylink_chain::rpc::Client;
 use polylink_node::onchain::{self, WorkerRegistration};
 use polylink_node::peers::{self, ProbeConfig};
 use polylink_node::worker::{self, WorkerConfig};
 use polylink_node::{NodeError, profile, registry};
 use polylink_pipeline::engine::EngineLimits;
+use polylink_pipeline::server::{Admission, KeySet};
 use polylink_pipeline::transport::peer_bytes;
 use polylink_protocol::{LinkSummary, WorkerReady};
 use polylink_types::{Hash32, PublicKey, SecretKey};
@@ -93,6 +94,7 @@ impl WorkerRun {
             "--key-seed",
         )?;
         let key = polylink_pipeline::transport::key_from_seed(&seed)?;
+        let gateways = KeySet::default();
         let account = SecretKey::from_seed(seed);
         let layers = self.layers.as_deref().map(worker::parse_layers).transpose()?;
         let drop_layers = self.cheat_drop_layers.as_deref().map(worker::parse_layers).transpose()?;
@@ -113,12 +115,18 @@ impl WorkerRun {
             threads: self.threads,
             limits: EngineLimits { sessions_max: self.sessions_max, ..EngineLimits::default() },
             drop_layers,
+            // On a chain only its registered gateways run inference here; alone, anyone may.
+            admission: match &self.chain {
+                Some(_) => Admission::Listed(gateways.clone()),
+                None => Admission::Anyone,
+            },
         };
         let chain = self.chain.clone();
         let (bandwidth, advertise) = (self.bandwidth_kbps, self.advertise);
         let probe_key = config.key.clone();
         commonware_runtime::tokio::Runner::default().start(|context| async move {
             let probe_context = context.child("peers");
+            let follow_context = context.child("gateways");
             worker::run(context, config, |ready| async move {
                 let mut registered = None;
                 let endpoint = advertise.unwrap_or(ready.addr);
@@ -154,6 +162,12 @@ impl WorkerRun {
                     );
                     registered = Some(model);
                     link = Some(LinkSummary { latency_us, bandwidth_kbps });
+                    // The gateways it serves: read once before it says it is ready, then followed.
+                    gateways.replace(registry::gateway_keys(&client).await?);
+                    tracing::info!(gateways = gateways.len(), "serving the registered gateways");
+                    let every = std::time::Duration::from_secs(2);
+                    follow_context
+                        .spawn(move |context| registry::follow_gateways(context, client, gateways, every));
                 }
                 // One line on stdout: what `polylink up` and tests read to find the worker.
                 let line = WorkerReady {

@@ -9,8 +9,8 @@ use polylink_ledger::{Genesis, Params, Task, TaskStatus, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_protocol::InferenceBackend;
 use polylink_types::{
-    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterModel, RegisterWorker, SecretKey,
-    ServedRange, TxKind,
+    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel, RegisterWorker,
+    SecretKey, ServedRange, TxKind,
 };
 use polylink_validator::{Config, Running, ScorerConfig};
 use serde_json::{Value, json};
@@ -179,18 +179,24 @@ pub async fn gateway_billing(
     wrap: impl FnOnce(ChainBilling) -> Arc<dyn Billing>,
 ) -> String {
     register_worker(net, worker).await;
+    // The operator's one key is its worker's and its gateway's (one stake backs both roles),
+    // registered where the validators find the transcripts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let endpoint = BoundedString::new(addr.to_string()).unwrap();
+    send(&net.client, worker, TxKind::RegisterGateway(RegisterGateway { endpoint })).await;
+    let base = format!("http://{addr}");
     let mut keys = ApiKeys::new();
     keys.insert(API_KEY, Account::new(user()));
     let billing =
         ChainBilling::connect(&net.url, HashMap::from([(MODEL.to_string(), net.model_id)]), worker.clone())
             .await
-            .unwrap();
+            .unwrap()
+            .with_local_worker(worker.public_key());
     let mut gw = Gateway::new(backend, keys, Limits::default()).with_billing(wrap(billing));
     if let Some(store) = store {
         gw = gw.with_transcripts(Arc::new(Transcripts::connect(&net.url, store).await.unwrap()));
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(Arc::new(gw).serve(listener));
     base
 }
@@ -208,12 +214,11 @@ pub async fn register_worker(net: &Net, worker: &SecretKey) {
 /// The user's API key at every test gateway.
 pub const API_KEY: &str = "sk-validator-test-user";
 
-/// Starts validator `i` (bonding [`STAKE`]) fetching from `gateways`.
-pub async fn validator_node(net: &Net, i: u32, gateways: &[String], score_override: Option<u16>) -> Running {
+/// Starts validator `i` (bonding [`STAKE`]); it finds each task's gateway through the chain.
+pub async fn validator_node(net: &Net, i: u32, score_override: Option<u16>) -> Running {
     let config = Config {
         chain_url: net.url.clone(),
         key: validator(i),
-        transcripts_urls: gateways.to_vec(),
         data_dir: Some(net.dir.path().join(format!("validator-{i}"))),
         stake: Some(STAKE),
         scorer: ScorerConfig { seed: u64::from(i), ..ScorerConfig::default() },
