@@ -126,8 +126,29 @@ impl ChainBilling {
             gateway: self.gateway.public_key(),
             seed,
         });
-        let task = self.send(&account.key, kind).await?;
+        let task = match self.send(&account.key, kind).await {
+            Ok(task) => task,
+            Err(e @ GatewayError::Billing(_)) => return Err(self.blame_worker(&workers).await.unwrap_or(e)),
+            Err(e) => return Err(e),
+        };
         Ok(Ticket { task, price_per_token: price, escrow, workers })
+    }
+
+    /// After the chain refused a task: a named worker that can no longer be named on one (not
+    /// registered, or under the worker minimum), if any.
+    async fn blame_worker(&self, workers: &[PublicKey]) -> Option<GatewayError> {
+        let min = self.client.params().await.ok()?.params.worker_stake_min;
+        for w in workers {
+            let account = self.client.account(w).await.ok()?;
+            if account.worker.is_none() || account.stake.bonded < min {
+                return Some(GatewayError::WorkerUnavailable(format!(
+                    "worker {w} has {} bonded of the {min} minimum{}",
+                    account.stake.bonded,
+                    if account.worker.is_none() { " and is not registered" } else { "" }
+                )));
+            }
+        }
+        None
     }
 
     async fn close_task(&self, ticket: &Ticket, usage: UsageReport) -> Result<Charge> {

@@ -87,6 +87,10 @@ pub enum GatewayError {
     /// The chain refused or could not be reached.
     #[error("billing failed: {0}")]
     Billing(String),
+    /// A worker of the chosen placement can no longer be named on a task (it left: unbonded
+    /// under the minimum, or is no longer registered); another placement may serve.
+    #[error("no worker can take the task now: {0}")]
+    WorkerUnavailable(String),
     /// The inference backend failed.
     #[error("inference failed: {0}")]
     Backend(String),
@@ -116,7 +120,7 @@ impl GatewayError {
             Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientBalance(_) | Self::PriceAboveMax { .. } => StatusCode::PAYMENT_REQUIRED,
-            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::WorkerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Billing(_) => StatusCode::BAD_GATEWAY,
             Self::Backend(_) | Self::Setup(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -128,9 +132,12 @@ impl GatewayError {
             Self::MissingKey | Self::WrongKey { .. } => "invalid_request_error",
             Self::TooManyRequests { .. } => "rate_limit_error",
             Self::InsufficientBalance(_) => "insufficient_quota",
-            Self::Busy { .. } | Self::Billing(_) | Self::Backend(_) | Self::Setup(_) | Self::Io(_) => {
-                "server_error"
-            }
+            Self::Busy { .. }
+            | Self::Billing(_)
+            | Self::WorkerUnavailable(_)
+            | Self::Backend(_)
+            | Self::Setup(_)
+            | Self::Io(_) => "server_error",
             _ => "invalid_request_error",
         }
     }

@@ -21,6 +21,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tracing::{info, warn};
 
+/// Placements a request tries before it gives up on finding workers the chain still names.
+const PLACEMENT_TRIES: usize = 3;
+
 /// Handles one completion request on `endpoint`.
 pub(crate) async fn completions(
     State(gw): State<Arc<Gateway>>,
@@ -74,21 +77,33 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
         .try_acquire_owned()
         .map_err(|_| GatewayError::Busy { limit: gw.limits.requests_max })?;
     let prompt_tokens = u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX);
-    let placement = gw.backend.place(&request.model)?;
-    let ticket = match &gw.billing {
-        Some(billing) => {
-            let tokens_max = u32::try_from(prompt_ids.len() + max_tokens).unwrap_or(u32::MAX);
-            let opening = Opening {
-                model: &request.model,
-                tokens_max,
-                prompt_hash: prompt_hash(&prompt_ids),
-                placement: &placement,
-                seed: request.params.seed,
-                max_price: max_price(headers)?,
-            };
-            Some(billing.open(&account, opening).await?)
+    // A placement whose worker has just left (the chain refuses to name it) is avoided from then
+    // on, and the task is opened on another.
+    let mut tries = PLACEMENT_TRIES;
+    let (placement, ticket) = loop {
+        let placement = gw.backend.place(&request.model)?;
+        let Some(billing) = &gw.billing else { break (placement, None) };
+        let tokens_max = u32::try_from(prompt_ids.len() + max_tokens).unwrap_or(u32::MAX);
+        let opening = Opening {
+            model: &request.model,
+            tokens_max,
+            prompt_hash: prompt_hash(&prompt_ids),
+            placement: &placement,
+            seed: request.params.seed,
+            max_price: max_price(headers)?,
+        };
+        match billing.open(&account, opening).await {
+            Ok(ticket) => break (placement, Some(ticket)),
+            Err(e @ GatewayError::WorkerUnavailable(_)) => {
+                warn!(workers = ?placement.workers, "{e}; placing elsewhere");
+                gw.backend.avoid(&placement);
+                tries -= 1;
+                if tries == 0 {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
         }
-        None => None,
     };
     let transcript = (gw.transcripts.is_some() && ticket.is_some())
         .then(|| Draft::new(&request.model, &request.prompt, &prompt_ids, request.params));

@@ -29,7 +29,7 @@ use polylink_types::{
 };
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +43,10 @@ pub const MODEL_ID: &str = "smollm2-135m-instruct";
 pub struct UpConfig {
     /// Chain state, keys, logs.
     pub data_dir: PathBuf,
+    /// The address every endpoint of the network listens on (chain RPC and p2p, workers; the
+    /// gateway too unless `listen` names another): this machine's address on the network others
+    /// join from.
+    pub bind: IpAddr,
     /// Where the gateway listens.
     pub listen: SocketAddr,
     /// The chain node's RPC port (0 picks a free one).
@@ -69,6 +73,7 @@ impl Default for UpConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from(".polylink/up"),
+            bind: IpAddr::from([127, 0, 0, 1]),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             rpc_port: 8645,
             api_key: "sk-polylink-dev".into(),
@@ -368,9 +373,9 @@ async fn start_chain(launch: &Launch<'_>) -> Result<(Child, String), NodeError> 
         "--data-dir",
         &data_dir.to_string_lossy(),
         "--rpc",
-        &format!("127.0.0.1:{rpc_port}"),
+        &SocketAddr::new(config.bind, rpc_port).to_string(),
         "--p2p",
-        &format!("127.0.0.1:{p2p_port}"),
+        &SocketAddr::new(config.bind, p2p_port).to_string(),
         "--block-interval-ms",
         &config.block_interval_ms.to_string(),
         // Blocks come at once when there are transactions, so the windows are counted in
@@ -468,7 +473,8 @@ fn start_workers(
     for plan in plans {
         let mut args: Vec<OsString> = vec!["worker".into(), "--model".into(), gguf.into()];
         let threads = launch.config.threads.to_string();
-        for (flag, value) in [("--threads", threads.as_str()), ("--chain", rpc_url)] {
+        let listen = SocketAddr::new(launch.config.bind, 0).to_string();
+        for (flag, value) in [("--threads", threads.as_str()), ("--chain", rpc_url), ("--listen", &listen)] {
             args.extend([flag.into(), value.into()]);
         }
         for (flag, range) in [("--layers", &plan.layers), ("--cheat-drop-layers", &plan.cheat)] {

@@ -138,6 +138,16 @@ where
         Ok(Placement { workers: deployment.workers.clone(), slot: *id })
     }
 
+    fn avoid(&self, placement: &Placement) {
+        self.write().retain(|(id, d)| {
+            let kept = *id != placement.slot;
+            if !kept {
+                tracing::info!(label = %d.label, "deployment dropped: a worker of it can take no task");
+            }
+            kept
+        });
+    }
+
     fn generate(&self, model: &str, prompt_ids: Vec<u32>, params: GenerationParams) -> Result<TokenStream> {
         let placement = self.place(model)?;
         self.generate_on(model, &placement, prompt_ids, params)

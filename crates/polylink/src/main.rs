@@ -60,6 +60,10 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::register::ModelCmd,
     },
+    /// Join a network from this machine: key file, funds, stake, profile, registration, serving.
+    Join(cmd::join::JoinCmd),
+    /// Leave a network: unbond the key file's whole stake (its roles become inactive).
+    Leave(cmd::join::LeaveCmd),
     /// Serve a model (whole or a layer range) as a worker registered on chain, or `register` by hand.
     Worker(cmd::worker::WorkerCmdLine),
     /// Score validator: `register` the wallet, or `run` the TIQE validator role.
@@ -93,6 +97,8 @@ fn main() -> anyhow::Result<()> {
         Command::Stake { opts, cmd } => cmd.run(&opts),
         Command::Model { opts, cmd } => cmd.run(&opts),
         Command::Worker(cmd) => cmd.run(),
+        Command::Join(cmd) => cmd.run(),
+        Command::Leave(cmd) => cmd.run(),
         Command::Validator { opts, cmd } => cmd.run(&opts),
     }
 }

@@ -1,22 +1,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! A worker that joins a running network is found through the chain, routed to and paid, with no
-//! restart: `polylink up` serves SmolLM2 on its own whole-model worker; then a second
-//! `polylink worker --chain` starts with a key of its own, bonds and registers. The gateway's
-//! registry follower probes it and deploys it; requests reach it (the task names it), its greedy
-//! answer is the first worker's, and once the task settles it is paid. A head that is not a
-//! registered gateway is refused inference by that worker.
+//! A device that joins a running network with `polylink join` is found through the chain, routed
+//! to and paid, with no restart: `polylink up` serves SmolLM2 on its own whole-model worker; then
+//! `polylink join` creates an encrypted key file, asks for the funds its stake needs (the test
+//! sends them with the wallet CLI, as a friend with a funded wallet would), checks that its
+//! endpoint answers, bonds, registers and serves. The gateway's registry follower probes and
+//! deploys it; a request reaches it (the task names it), its greedy answer is the first worker's,
+//! it is paid and says so (`earned`). A head that is not a registered gateway is refused inference
+//! by it. Ctrl-C leaves: its whole stake unbonds and the gateway stops routing to it.
 
 mod up_common;
 
 use polylink_ledger::dev_key;
 use polylink_pipeline::transport;
 use polylink_pipeline::wire::{ErrorCode, Input, Request, Response, SampleSpec, Want, WireLimits};
-use polylink_protocol::WorkerReady;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use up_common::{Up, balance, get, wait_settled};
+use up_common::{Up, amount, balance, get, wait_settled};
 
 /// Kills the worker when the test ends, however it ends.
 struct Worker(Child);
@@ -28,8 +29,9 @@ impl Drop for Worker {
     }
 }
 
-/// One greedy chat request through the gateway: the task it opened and the answer's text.
-fn ask(up: &Up, question: &str) -> (String, String) {
+/// One greedy chat request through the gateway: its status, the task it opened (if any) and the
+/// answer's text.
+fn request(up: &Up, question: &str) -> (u16, Option<String>, String) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let resp = reqwest::Client::new()
@@ -43,11 +45,18 @@ fn ask(up: &Up, question: &str) -> (String, String) {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        let task = resp.headers()["x-polylink-task-id"].to_str().unwrap().to_string();
-        let body: Value = resp.json().await.unwrap();
-        (task, body["choices"][0]["message"]["content"].as_str().unwrap().to_string())
+        let status = resp.status().as_u16();
+        let task = resp.headers().get("x-polylink-task-id").map(|v| v.to_str().unwrap().to_string());
+        let body: Value = resp.json().await.unwrap_or_default();
+        (status, task, body["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string())
     })
+}
+
+/// [`request`], which must succeed: the task and the answer.
+fn ask(up: &Up, question: &str) -> (String, String) {
+    let (status, task, answer) = request(up, question);
+    assert_eq!(status, 200, "{answer}");
+    (task.unwrap(), answer)
 }
 
 /// The workers a task names.
@@ -65,38 +74,58 @@ fn task_workers(rpc: &str, task: &str) -> Vec<String> {
 
 #[test]
 fn a_worker_that_joins_a_running_network_is_routed_to_and_paid() {
-    let up = Up::start(&["--stages", "0", "--validators", "2"]);
+    // The network's endpoints on one loopback address, the joining device on another.
+    let up = Up::start(&["--stages", "0", "--validators", "2", "--bind", "127.0.0.2"]);
+    assert!(up.rpc().contains("127.0.0.2") && up.base_url().contains("127.0.0.2"), "{}", up.summary);
+    let worker_addr = up.summary["workers"][0]["addr"].as_str().unwrap();
+    assert!(worker_addr.starts_with("127.0.0.2:"), "{worker_addr}");
     let rpc = up.rpc();
     let first = up.summary["workers"][0]["account"].as_str().unwrap().to_string();
     let (task, reference) = ask(&up, "Name a colour.");
     assert_eq!(task_workers(&rpc, &task), vec![first.clone()]);
 
-    // A new device joins with its own key (a funded dev account here).
+    // A new device joins with one command; its key lives in an encrypted file it creates.
     let gguf = polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap();
-    let key = dev_key(3);
-    let log = tempfile::NamedTempFile::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    let log = dir.path().join("join.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_polylink"))
-        .args(["worker", "--model", gguf.to_str().unwrap(), "--chain", &rpc, "--threads", "1"])
-        .env("POLYLINK_WORKER_SEED", hex::encode(key.seed()))
+        .args(["join", "--chain", &rpc, "--model", gguf.to_str().unwrap(), "--threads", "1"])
+        .args(["--memory-mib", "2048", "--key-file", key_file.to_str().unwrap(), "--listen", "127.0.0.3:0"])
+        .env("POLYLINK_PASSPHRASE", "a long test passphrase")
         .stdout(Stdio::piped())
-        .stderr(log.reopen().unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _worker = Worker(child);
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| WorkerReady::from_line(&line))
-        .unwrap_or_else(|| {
+    let events = lines(child.stdout.take().unwrap());
+    let worker = Worker(child);
+    let next = |what: &str| -> Value {
+        let event = events.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|_| {
             panic!(
-                "the joining worker never got ready: {}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
+                "no `{what}` line from polylink join: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
-    let joined = key.public_key().to_string();
-    assert_eq!(ready.account.to_string(), joined);
-    assert!(ready.model.is_some(), "it registered on chain: {ready:?}");
+        assert_eq!(event["event"], what, "{event}");
+        event
+    };
+    let asked = next("funds_needed");
+    let joined = asked["account"].as_str().unwrap().to_string();
+    let key_text = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key_text.contains(&joined) && key_text.contains("argon2id"), "{key_text}");
+    let funder = dir.path().join("funder.json");
+    let wallet = ["--wallet", funder.to_str().unwrap(), "--rpc", rpc.as_str()];
+    cli(&[&["wallet", "new", "--secret", &hex::encode(dev_key(3).seed())][..], &wallet].concat());
+    let need = asked["need"].as_str().unwrap();
+    cli(&[&["wallet", "transfer", "--to", &joined, "--amount", need][..], &wallet].concat());
+    let ready = next("ready");
+    assert_eq!(ready["account"], joined.as_str(), "{ready}");
+    assert_eq!(ready["layers"], json!([0, 30]), "{ready}");
+    let endpoint: std::net::SocketAddr = ready["endpoint"].as_str().unwrap().parse().unwrap();
+    assert_eq!(endpoint.ip().to_string(), "127.0.0.3", "{ready}");
+    let registered = get(&rpc, &format!("/account/{joined}"));
+    assert_eq!(registered["worker"]["endpoint"], endpoint.to_string(), "{registered}");
+    assert_eq!(registered["worker"]["profile"]["memory_mib"], 2048, "the owner's limit is what it offers");
     let before = balance(&rpc, &joined);
 
     // The gateway finds it through the chain: within a few of its reads, a request runs on it.
@@ -116,14 +145,51 @@ fn a_worker_that_joins_a_running_network_is_routed_to_and_paid() {
     assert!(balance(&rpc, &joined) > before, "the joined worker was paid: {record}");
     let stake = &get(&rpc, &format!("/account/{joined}"))["stake"];
     assert_eq!(stake["strikes"], 0, "{stake}");
+    let earned = next("earned");
+    assert!(earned["since_ready"].as_str().unwrap().parse::<u128>().unwrap() > 0, "{earned}");
 
     // Anyone may measure its link, but only a registered gateway may run inference on it.
-    let (echo, refusal) = outsider_asks(ready.addr, &ready.key);
+    let (echo, refusal) = outsider_asks(endpoint, &joined.parse().unwrap());
     assert_eq!(echo, Response::Echo(vec![1; 16]));
     assert!(
         matches!(&refusal, Response::Error { code: ErrorCode::Forbidden, message } if message.contains("registered gateways")),
         "{refusal:?}"
     );
+
+    // Ctrl-C leaves: the whole stake unbonds, and the gateway stops routing to it.
+    let bonded = amount(&get(&rpc, &format!("/account/{joined}"))["stake"]["bonded"]);
+    let mut worker = worker;
+    assert!(Command::new("kill").args(["-INT", &worker.0.id().to_string()]).status().unwrap().success());
+    let left = next("left");
+    assert_eq!(left["unbonding"], bonded.to_string(), "{left}");
+    assert!(worker.0.wait().unwrap().success());
+    assert_eq!(amount(&get(&rpc, &format!("/account/{joined}"))["stake"]["bonded"]), 0);
+    // From then on every request is served, by the first worker: a placement on the leaver is
+    // refused by the chain, avoided, and the task opened on the first worker instead.
+    for _ in 0..3 {
+        let (task, answer) = ask(&up, "Name a colour.");
+        assert_eq!(task_workers(&rpc, &task), vec![first.clone()]);
+        assert_eq!(answer, reference);
+    }
+}
+
+/// Every JSON line `stdout` prints, in order.
+fn lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(value);
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `polylink <args>`, failing the test unless it succeeds.
+fn cli(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_polylink")).args(args).output().unwrap();
+    assert!(out.status.success(), "polylink {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// An outsider (a key registered as nothing) dials the worker at `addr`: its echo's answer, then

@@ -162,6 +162,12 @@ pub trait InferenceBackend: Send + Sync + 'static {
         Ok(Placement::default())
     }
 
+    /// Stops placing generations on `placement`'s deployment: one of its workers can no longer be
+    /// named on a task (default: nothing to stop).
+    fn avoid(&self, placement: &Placement) {
+        let _ = placement;
+    }
+
     /// Starts generating on the deployment `placement` chose.
     fn generate_on(
         &self,

@@ -4,6 +4,8 @@ pub mod bench;
 pub mod bench_pipeline;
 pub mod chain;
 pub mod generate;
+pub mod join;
+pub mod keyfile;
 pub mod models;
 pub mod plan;
 pub mod register;

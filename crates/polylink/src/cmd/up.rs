@@ -5,7 +5,7 @@ use clap::Args;
 use commonware_runtime::Runner;
 use polylink_node::up::{self, UpConfig};
 use polylink_node::worker::parse_layers;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -13,10 +13,14 @@ pub struct UpCmd {
     /// Where the chain, keys, transcripts and logs live (a second `up` resumes them).
     #[arg(long, default_value = ".polylink/up")]
     data_dir: PathBuf,
-    /// Gateway address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Chain RPC port on 127.0.0.1 (0 picks a free one).
+    /// The address every endpoint of the network listens on: chain RPC and p2p, gateway, workers.
+    /// Give this machine's address on your network so others can join from their machines.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Gateway address (default: port 8080 on the --bind address).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Chain RPC port on the --bind address (0 picks a free one).
     #[arg(long, default_value_t = 8645)]
     rpc_port: u16,
     /// The API key to accept (bound to a funded dev account).
@@ -49,7 +53,8 @@ impl UpCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let config = UpConfig {
             data_dir: self.data_dir,
-            listen: self.listen,
+            bind: self.bind,
+            listen: self.listen.unwrap_or(SocketAddr::new(self.bind, 8080)),
             rpc_port: self.rpc_port,
             api_key: self.api_key,
             whole: !self.no_whole,

@@ -16,12 +16,14 @@ pub struct Up {
 }
 
 impl Up {
-    /// Starts `polylink up` with `args` (on free ports, in a fresh data dir) and waits for its summary.
+    /// Starts `polylink up` with `args` (on free ports of the `--bind` address, 127.0.0.1 unless
+    /// `args` names one, in a fresh data dir) and waits for its summary.
     pub fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let bind = args.iter().position(|a| *a == "--bind").map_or("127.0.0.1", |i| args[i + 1]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_polylink"))
             .arg("up")
-            .args(["--listen", "127.0.0.1:0", "--rpc-port", "0", "--data-dir"])
+            .args(["--listen", &format!("{bind}:0"), "--rpc-port", "0", "--data-dir"])
             .arg(dir.path())
             .args(args)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))

@@ -1,0 +1,316 @@
+//! `polylink join --chain <rpc> --model <gguf> [--layers a..b] [--listen ip:port] [--advertise
+//! ip:port]`: one command puts this device into a network. It opens (or creates) the encrypted
+//! key file, waits for the funds its stake needs (saying how to send them), loads and profiles
+//! the model within the owner's limits, checks that its advertised endpoint answers, bonds,
+//! registers, serves the registered gateways, and prints one JSON line per event on stdout:
+//! `funds_needed`, `ready` (account, endpoint, layers), `earned` (whenever its balance grows),
+//! and `left`. Ctrl-C (or SIGTERM) leaves cleanly: the whole stake starts unbonding, so the
+//! worker is inactive at once (gateways drop it) and its stake comes back after the unbonding
+//! period with `polylink leave --withdraw`.
+
+use super::keyfile;
+use anyhow::{Context, bail};
+use clap::Args;
+use commonware_runtime::{Runner, Spawner, Supervisor};
+use polylink_chain::rpc::{Client, Signer};
+use polylink_node::onchain::{self, Role, STAKE_BUFFER, WorkerRegistration};
+use polylink_node::peers::{self, Peer, ProbeConfig};
+use polylink_node::worker::{self, WorkerConfig};
+use polylink_node::{NodeError, profile, registry};
+use polylink_pipeline::engine::EngineLimits;
+use polylink_pipeline::server::{Admission, KeySet};
+use polylink_pipeline::transport;
+use polylink_types::{Amount, Hash32, PublicKey, SecretKey, TxKind, Unbond};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a transaction may take to be finalized.
+const FINALITY: Duration = Duration::from_secs(60);
+
+/// `polylink join` flags.
+#[derive(Args)]
+pub struct JoinCmd {
+    /// RPC url of a chain node of the network.
+    #[arg(long)]
+    chain: String,
+    /// The model's GGUF file (a model registered on that chain).
+    #[arg(long)]
+    model: PathBuf,
+    /// Layers to serve, `a..b` (default: the whole model).
+    #[arg(long)]
+    layers: Option<String>,
+    /// Address to listen on for gateways (`0.0.0.0:PORT` to be reachable from other machines).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The address others reach it at, registered on chain (default: the address it listens on).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// The encrypted key file (created with a fresh account if missing; the passphrase comes
+    /// from POLYLINK_PASSPHRASE or POLYLINK_PASSPHRASE_FILE).
+    #[arg(long, default_value = "polylink-key.json")]
+    key_file: PathBuf,
+    /// Most compute threads the worker may use.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Most memory the worker may use, MiB (registered as the device's memory; default: what the
+    /// machine has available).
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Most sessions held at once.
+    #[arg(long, default_value_t = 64)]
+    sessions_max: usize,
+}
+
+/// `polylink leave`: stop being a worker (and any other role) of a network.
+#[derive(Args)]
+pub struct LeaveCmd {
+    /// RPC url of a chain node of the network.
+    #[arg(long)]
+    chain: String,
+    /// The encrypted key file `polylink join` made.
+    #[arg(long, default_value = "polylink-key.json")]
+    key_file: PathBuf,
+    /// Also withdraw every unbonding entry that has matured.
+    #[arg(long)]
+    withdraw: bool,
+}
+
+/// Prints one JSON event line on stdout.
+fn emit(value: serde_json::Value) {
+    println!("{value}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+fn chain_err(what: &str, e: impl std::fmt::Display) -> NodeError {
+    NodeError::Chain(format!("{what}: {e}"))
+}
+
+/// Unbonds everything `key` has bonded (its roles become inactive at once); returns the amount.
+async fn unbond_all(client: &Client, key: &SecretKey) -> anyhow::Result<Amount> {
+    let bonded = client.account(&key.public_key()).await?.stake.bonded;
+    if bonded > 0 {
+        let signer = Signer::connect(client.clone(), key.clone()).await?;
+        signer.send_and_wait(TxKind::Unbond(Unbond { amount: bonded }), FINALITY).await?;
+    }
+    Ok(bonded)
+}
+
+impl LeaveCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let key = keyfile::open(&self.key_file, &keyfile::passphrase()?)?;
+        super::wallet::block_on(async {
+            let client = Client::new(&self.chain)?;
+            if self.withdraw {
+                let signer = Signer::connect(client.clone(), key.clone()).await?;
+                signer.send_and_wait(TxKind::Withdraw, FINALITY).await?;
+            }
+            leave(&client, &key).await
+        })
+    }
+}
+
+/// Bytes the worker needs for `layers` of the model: their weights, the tensors outside the
+/// blocks (embedding, head), and one full-context session's KV cache.
+fn bytes_needed(model: &Path, layers: &std::ops::Range<usize>) -> anyhow::Result<u64> {
+    let info = polylink_infer::ModelInfo::from_gguf(&polylink_infer::Gguf::open(model)?)?;
+    let weights: u64 = info.layer_bytes.get(layers.clone()).map_or(0, |l| l.iter().sum());
+    let kv = info.kv_bytes_per_position(layers.len()) * info.hparams.context_len as u64;
+    Ok(weights + info.other_bytes + kv)
+}
+
+/// Waits until `account` holds `need` (balance plus bonded), printing once how to send it.
+async fn await_funds(client: &Client, account: &PublicKey, need: Amount) -> anyhow::Result<()> {
+    let mut told = false;
+    loop {
+        let view = client.account(account).await?;
+        let have = view.balance + view.stake.bonded;
+        if have >= need {
+            return Ok(());
+        }
+        if !told {
+            emit(json!({
+                "event": "funds_needed", "account": account, "need": need.to_string(), "have": have.to_string(),
+                "how": format!("from any funded wallet: polylink wallet transfer --to {account} --amount {}", need - have),
+            }));
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Fails with how to fix it unless an authenticated echo to `endpoint` reaches `key`'s worker.
+async fn check_reachable(
+    context: commonware_runtime::tokio::Context,
+    account: PublicKey,
+    endpoint: SocketAddr,
+) -> Result<(), NodeError> {
+    let probe = transport::key_from_seed(&rand::random())?;
+    let peer = Peer { account, endpoint };
+    let config = ProbeConfig {
+        pings: 1,
+        ping_bytes: 16,
+        bulk_echoes: 1,
+        bulk_bytes: 64,
+        timeout: Duration::from_secs(5),
+        peers_max: 1,
+    };
+    match peers::measure_all(context, &probe, &[peer], &config).await.first().and_then(|r| r.error.clone()) {
+        None => Ok(()),
+        Some(error) => Err(NodeError::Chain(format!(
+            "the advertised endpoint {endpoint} does not answer ({error}): listen where others can reach this \
+             machine (--listen 0.0.0.0:PORT), advertise its address as they see it (--advertise IP:PORT), and \
+             let that port through the firewall"
+        ))),
+    }
+}
+
+impl JoinCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let passphrase = keyfile::passphrase()?;
+        let (account_key, created) = keyfile::open_or_create(&self.key_file, &passphrase)?;
+        let account = account_key.public_key();
+        tracing::info!(%account, key_file = %self.key_file.display(), created, "account");
+        let key = transport::key_from_seed(&account_key.seed())?;
+        let artifact: Hash32 = polylink_models::sha256_file(&self.model)
+            .with_context(|| format!("hashing {}", self.model.display()))?
+            .parse()
+            .context("artifact hash")?;
+        let n_layers =
+            polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(&self.model)?)?.n_layers;
+        let layers = match self.layers.as_deref() {
+            Some(text) => worker::parse_layers(text)?,
+            None => 0..n_layers,
+        };
+        let need = bytes_needed(&self.model, &layers)?;
+        if let Some(limit) = self.memory_mib
+            && need > limit << 20
+        {
+            bail!(
+                "layers {}..{} need about {} MiB (weights and one full-context session), more than --memory-mib {limit}: \
+                 serve fewer layers with --layers a..b",
+                layers.start,
+                layers.end,
+                need >> 20
+            );
+        }
+        if self.advertise.unwrap_or(self.listen).ip().is_unspecified() {
+            bail!(
+                "{} is where it listens, not an address others can dial: give --advertise IP:PORT (this machine's \
+                 address as the network sees it)",
+                self.listen
+            );
+        }
+        let gateways = KeySet::default();
+        let config = WorkerConfig {
+            model: self.model.clone(),
+            layers: Some(layers),
+            listen: self.listen,
+            key,
+            threads: self.threads.max(1),
+            limits: EngineLimits { sessions_max: self.sessions_max, ..EngineLimits::default() },
+            drop_layers: None,
+            admission: Admission::Listed(gateways.clone()),
+        };
+        let (chain, advertise, memory_mib) = (self.chain.clone(), self.advertise, self.memory_mib);
+        commonware_runtime::tokio::Runner::default().start(|context| async move {
+            let stop = super::stop_signal()?;
+            tokio::pin!(stop);
+            let client = Client::new(&chain)?;
+            let model = onchain::model_by_artifact(&client, &artifact).await?;
+            let stake = onchain::stake_min(&client, Role::Worker).await?.saturating_mul(STAKE_BUFFER);
+            let fees = client.params().await?.params.tx_fee * 10;
+            await_funds(&client, &account, stake + fees).await?;
+            let (probe_context, follow_context, earn_context) =
+                (context.child("peers"), context.child("gateways"), context.child("earnings"));
+            // The worker serves from its ready callback on; the rest of joining runs beside it
+            // (the reachability check needs it answering).
+            let (ready_tx, ready_rx) = futures::channel::oneshot::channel();
+            let serving = worker::run(context, config, move |ready| async move {
+                let _ = ready_tx.send(ready);
+                Ok(())
+            });
+            tokio::pin!(serving);
+            let setup = async {
+                let ready = ready_rx.await.context("the worker stopped before it was ready")?;
+                let endpoint = advertise.unwrap_or(ready.addr);
+                check_reachable(probe_context.child("reachable"), account, endpoint).await?;
+                let probe_key = transport::key_from_seed(&account_key.seed())?;
+                let peers = registry::measure_peers(
+                    probe_context,
+                    &probe_key,
+                    &client,
+                    model,
+                    &ProbeConfig::default(),
+                )
+                .await?;
+                let measured = peers::summarize(&peers);
+                let bandwidth_kbps = match measured {
+                    Some(summary) => summary.bandwidth_kbps,
+                    None => profile::loopback_bandwidth_kbps(32 << 20)
+                        .map_err(|e| chain_err("measuring the link", e))?,
+                };
+                let memory_bytes = memory_mib.map_or(ready.measured.memory_bytes, |mib| mib << 20);
+                let registration = WorkerRegistration {
+                    model,
+                    layers: ready.layers.clone(),
+                    layer_time_us: ready.measured.layer_time_us,
+                    memory_bytes,
+                    bandwidth_kbps,
+                    latency_us: measured.map_or(0, |s| s.latency_us),
+                    endpoint,
+                };
+                onchain::register_worker(&client, &account_key, &registration).await?;
+                gateways.replace(registry::gateway_keys(&client).await?);
+                let (followed, every) = (client.clone(), Duration::from_secs(2));
+                follow_context
+                    .spawn(move |context| registry::follow_gateways(context, followed, gateways, every));
+                let start = client.account(&account).await?.balance;
+                emit(json!({
+                    "event": "ready", "account": account, "endpoint": endpoint, "listen": ready.addr,
+                    "layers": [ready.layers.start, ready.layers.end], "model": model,
+                }));
+                let earned = client.clone();
+                earn_context.spawn(move |_| earnings(earned, account, start));
+                anyhow::Ok(())
+            };
+            tokio::select! {
+                served = &mut serving => return served.map_err(anyhow::Error::from),
+                set = setup => set?,
+                _ = &mut stop => return leave(&client, &account_key).await,
+            }
+            tokio::select! {
+                served = serving => served.map_err(anyhow::Error::from),
+                _ = stop => leave(&client, &account_key).await,
+            }
+        })
+    }
+}
+
+/// Leaves the network: unbonds the whole stake and says so.
+async fn leave(client: &Client, key: &SecretKey) -> anyhow::Result<()> {
+    let unbonding = unbond_all(client, key).await?;
+    let balance = client.account(&key.public_key()).await?.balance;
+    emit(json!({
+        "event": "left", "account": key.public_key(), "unbonding": unbonding.to_string(),
+        "balance": balance.to_string(),
+    }));
+    Ok(())
+}
+
+/// Prints an `earned` line whenever the balance rises above what it was when serving began.
+async fn earnings(client: Client, account: PublicKey, start: Amount) {
+    let mut last = start;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(view) = client.account(&account).await else { continue };
+        if view.balance > last {
+            emit(json!({
+                "event": "earned", "account": account, "since_ready": (view.balance - start).to_string(),
+                "balance": view.balance.to_string(),
+            }));
+            last = view.balance;
+        }
+    }
+}
