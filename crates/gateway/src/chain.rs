@@ -71,11 +71,6 @@ impl ChainBilling {
         self
     }
 
-    /// The gateway's account.
-    pub fn gateway(&self) -> PublicKey {
-        self.gateway.public_key()
-    }
-
     /// Signs `kind` for `key` with its next nonce and submits it; returns the transaction id.
     async fn send(&self, key: &SecretKey, kind: TxKind) -> Result<Hash32> {
         let signer = {

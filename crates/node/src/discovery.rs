@@ -153,7 +153,6 @@ struct Follower<E: Network> {
     silent: HashMap<PublicKey, u32>,
     /// What each deployed worker registered when its deployment was made.
     deployed_as: HashMap<PublicKey, (SocketAddr, Range<usize>)>,
-    made: usize,
 }
 
 /// Follows the registry until the context stops (see the module docs); `key` is the gateway's
@@ -176,7 +175,6 @@ pub async fn follow<E>(
         config,
         silent: HashMap::new(),
         deployed_as: HashMap::new(),
-        made: 0,
     };
     loop {
         if let Err(e) = follower.step().await {
@@ -245,7 +243,6 @@ where
             active.iter().filter(|c| stages.iter().all(|s| s.account != c.account)).map(|c| c.spec.clone());
         let standby = Box::new(StandbyList(others.collect()));
         let specs: Vec<StageSpec> = stages.iter().map(|c| c.spec.clone()).collect();
-        self.made += 1;
         let head = PipelineHead::new(
             self.context.child("discovered"),
             self.key.clone(),
