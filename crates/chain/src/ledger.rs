@@ -78,6 +78,7 @@ impl Queryable for Ledger {
             worker: self.worker(account).cloned(),
             validator: self.validator(account).cloned(),
             gateway: self.gateway(account).cloned(),
+            allowances: record.allowances.as_slice().to_vec(),
         }
     }
 

@@ -60,6 +60,7 @@ async fn a_pruned_task_still_answers_from_the_archive() {
         workers: BoundedVec::new(vec![worker.public_key()]).unwrap(),
         gateway: worker.public_key(),
         seed: 3,
+        payer: None,
     };
     let task = send(&user, TxKind::SubmitTask(submit)).await;
     let result = SubmitResult {

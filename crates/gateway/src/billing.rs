@@ -1,7 +1,8 @@
 //! The task lifecycle on chain, as the gateway sees it.
 //!
-//! Before inference the gateway opens a task for the caller's account: a signed SubmitTask that
-//! escrows `max_tokens × price` (the chain refuses it if the balance is short). After inference it
+//! Before inference the gateway opens a task for the caller's account: a SubmitTask it signs
+//! itself, paid from what the account allows it, that escrows `max_tokens × price` (the chain
+//! refuses it if the balance or the allowance is short). After inference it
 //! reports the result: output hash and the token counts actually delivered; the chain charges
 //! those tokens at the task's price and refunds the rest of the escrow. A gateway with no
 //! [`Billing`] serves without charging and says so in its log and headers.
@@ -10,7 +11,7 @@ use crate::error::Result;
 use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_protocol::Placement;
-use polylink_types::{Amount, Hash32, PublicKey, SignedReceipt, TaskId};
+use polylink_types::{Amount, ApiKey, Hash32, PublicKey, SignedReceipt, TaskId};
 
 /// An opened task: what the response headers announce before the first token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +70,12 @@ pub struct Opening<'a> {
 
 /// Opens and settles tasks on chain.
 pub trait Billing: Send + Sync + 'static {
-    /// Escrows `opening.tokens_max` tokens of its model for `account`, naming the workers of its
+    /// Whether `key` is an on-chain key for this gateway: its account allows this gateway and the
+    /// allowance records the key's hash. Fails with [`crate::GatewayError::WrongKey`] when not.
+    fn authenticate<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>>;
+
+    /// Escrows `opening.tokens_max` tokens of its model for `account` (signed by the gateway,
+    /// spent from the account's allowance for it), naming the workers of its
     /// placement (the billing's own worker when it names none) and fixing the sampling seed on
     /// chain; fails with [`crate::GatewayError::InsufficientBalance`] when the account cannot pay
     /// and [`crate::GatewayError::PriceAboveMax`] when the price is above the client's cap.

@@ -1,9 +1,12 @@
 //! [`Billing`] against a PolyLink chain node, through its typed RPC client.
 //!
-//! Open: the gateway signs a SubmitTask for the caller's account (escrow `tokens × price` at the
-//! model's current price, that price as the most the user accepts, the placement's workers, this
-//! gateway as the one that reports and keeps the transcript) and submits it; the mempool admits
-//! it only if the balance covers the escrow, so inference starts without waiting for a block.
+//! Authenticate: an on-chain API key is good while its account allows this gateway with the key's
+//! hash (read from the chain, remembered for 5 s).
+//! Open: the gateway signs a SubmitTask paid by the caller's account (escrow `tokens × price` at
+//! the model's current price, that price as the most the user accepts, the placement's workers,
+//! this gateway as the one that reports and keeps the transcript) and submits it; the mempool
+//! admits it only if the account's balance and its allowance for this gateway cover the escrow,
+//! so inference starts without waiting for a block. The gateway holds no user's key.
 //! Close: once the task is executed on chain, the gateway's own key (a registered gateway's)
 //! signs a SubmitResult with the output hash, the delivered token counts and the workers' signed
 //! receipts; the ledger charges those tokens and refunds the rest. The gateway holds no worker's
@@ -15,6 +18,7 @@ use crate::error::{GatewayError, Result};
 use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_chain::rpc::{Client, ErrorCode, Signer};
+use polylink_types::ApiKey;
 use polylink_types::{
     Amount, BoundedVec, Hash32, ModelId, PublicKey, RECEIPTS_MAX, SecretKey, SubmitResult, SubmitTask,
     TxKind, uncovered_layer,
@@ -33,10 +37,21 @@ pub struct ChainBilling {
     gateway: SecretKey,
     /// The worker that serves a placement naming none (a backend on this machine).
     local_worker: Option<PublicKey>,
-    /// One signer per account this gateway sends for, so each keeps its own nonces.
-    signers: Mutex<HashMap<PublicKey, Arc<Signer>>>,
+    /// The gateway's signer (every task and result), created on first use.
+    signer: Mutex<Option<Arc<Signer>>>,
+    /// On-chain keys found good, by hash, and when.
+    keys_seen: Mutex<HashMap<Hash32, tokio::time::Instant>>,
     settle_timeout: Duration,
+    /// The chain's fee per transaction (a genesis parameter).
+    tx_fee: Amount,
 }
+
+/// How long an on-chain key found good is taken without asking the chain again (a revoked
+/// allowance stops new requests within this; the chain refuses their tasks at once anyway).
+const KEY_CHECK_TTL: Duration = Duration::from_secs(5);
+
+/// Most on-chain keys remembered; past it the memory starts over.
+const KEYS_SEEN_MAX: usize = 4_096;
 
 fn chain(e: polylink_chain::Error) -> GatewayError {
     GatewayError::Billing(e.to_string())
@@ -53,14 +68,21 @@ impl ChainBilling {
         let client = Client::new(rpc_url).map_err(|e| GatewayError::Setup(format!("chain client: {e}")))?;
         let status =
             client.status().await.map_err(|e| GatewayError::Setup(format!("chain at {rpc_url}: {e}")))?;
+        let params = client
+            .params()
+            .await
+            .map_err(|e| GatewayError::Setup(format!("chain at {rpc_url}: {e}")))?
+            .params;
         Ok(Self {
             client,
             chain_id: status.chain_id,
             models,
             gateway,
             local_worker: None,
-            signers: Mutex::new(HashMap::new()),
+            signer: Mutex::new(None),
+            keys_seen: Mutex::new(HashMap::new()),
             settle_timeout: Duration::from_secs(120),
+            tx_fee: params.tx_fee,
         })
     }
 
@@ -71,19 +93,46 @@ impl ChainBilling {
         self
     }
 
-    /// Signs `kind` for `key` with its next nonce and submits it; returns the transaction id.
-    async fn send(&self, key: &SecretKey, kind: TxKind) -> Result<Hash32> {
-        let signer = {
-            let mut signers = self.signers.lock().await;
-            let entry = signers.entry(key.public_key());
-            entry
-                .or_insert_with(|| Arc::new(Signer::new(self.client.clone(), &self.chain_id, key.clone())))
-                .clone()
-        };
+    /// Signs `kind` with the gateway's key and next nonce and submits it; returns the transaction
+    /// id.
+    async fn send(&self, kind: TxKind) -> Result<Hash32> {
+        let signer = self
+            .signer
+            .lock()
+            .await
+            .get_or_insert_with(|| {
+                Arc::new(Signer::new(self.client.clone(), &self.chain_id, self.gateway.clone()))
+            })
+            .clone();
         signer.send(kind).await.map_err(|e| match e.code() {
-            Some(ErrorCode::InsufficientBalance) => GatewayError::InsufficientBalance(e.to_string()),
+            Some(ErrorCode::InsufficientBalance | ErrorCode::AllowanceShort) => {
+                GatewayError::InsufficientBalance(e.to_string())
+            }
             _ => chain(e),
         })
+    }
+
+    async fn check_key(&self, key: &ApiKey) -> Result<()> {
+        let hash = key.hash();
+        let now = tokio::time::Instant::now();
+        if self.keys_seen.lock().await.get(&hash).is_some_and(|at| now.duration_since(*at) < KEY_CHECK_TTL) {
+            return Ok(());
+        }
+        let account = self.client.account(&key.account).await.map_err(chain)?;
+        let gateway = self.gateway.public_key();
+        match account.allowances.iter().find(|a| a.gateway == gateway) {
+            Some(a) if a.key_hash == hash => {
+                let mut seen = self.keys_seen.lock().await;
+                if seen.len() >= KEYS_SEEN_MAX {
+                    seen.clear();
+                }
+                seen.insert(hash, now);
+                Ok(())
+            }
+            // Whether the account allows this gateway at all is the owner's business: the
+            // caller learns only that the key is not good here.
+            _ => Err(GatewayError::WrongKey { masked: String::new() }),
+        }
     }
 
     async fn open_task(&self, account: &Account, opening: Opening<'_>) -> Result<Ticket> {
@@ -97,10 +146,23 @@ impl ChainBilling {
             return Err(GatewayError::PriceAboveMax { price, max });
         }
         let escrow = Amount::from(tokens_max).saturating_mul(price);
-        let balance = self.client.account(&account.address).await.map_err(chain)?.balance;
-        if balance < escrow {
+        // The payer also repays the gateway the fee of the transaction that opens its task.
+        let fee = self.tx_fee;
+        let needed = escrow.saturating_add(fee);
+        let me = self.gateway.public_key();
+        let payer = (account.address != me).then_some(account.address);
+        let state = self.client.account(&account.address).await.map_err(chain)?;
+        if state.balance < needed {
             return Err(GatewayError::InsufficientBalance(format!(
-                "account {} holds {balance}, the escrow of {tokens_max} tokens at {price} is {escrow}",
+                "account {} holds {}, the escrow of {tokens_max} tokens at {price} and the fee are {needed}",
+                account.address, state.balance
+            )));
+        }
+        let allowed = state.allowances.iter().find(|a| a.gateway == me).map_or(0, |a| a.limit);
+        if payer.is_some() && allowed < needed {
+            return Err(GatewayError::InsufficientBalance(format!(
+                "account {} allows this gateway {allowed} more, the escrow of {tokens_max} tokens at \
+                 {price} and the fee are {needed}; raise it with `polylink wallet allow`",
                 account.address
             )));
         }
@@ -118,10 +180,11 @@ impl ChainBilling {
             // the chain rather than charged.
             max_price: max_price.unwrap_or(price),
             workers: on_chain,
-            gateway: self.gateway.public_key(),
+            gateway: me,
             seed,
+            payer,
         });
-        let task = match self.send(&account.key, kind).await {
+        let task = match self.send(kind).await {
             Ok(task) => task,
             Err(e @ GatewayError::Billing(_)) => return Err(self.blame_worker(&workers).await.unwrap_or(e)),
             Err(e) => return Err(e),
@@ -198,13 +261,17 @@ impl ChainBilling {
             completion_tokens,
             receipts,
         };
-        self.send(&self.gateway, TxKind::SubmitResult(result)).await?;
+        self.send(TxKind::SubmitResult(result)).await?;
         let tokens = Amount::from(prompt_tokens) + Amount::from(completion_tokens);
         Ok(Charge { amount: tokens.saturating_mul(price) })
     }
 }
 
 impl Billing for ChainBilling {
+    fn authenticate<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.check_key(key))
+    }
+
     fn open<'a>(&'a self, account: &'a Account, opening: Opening<'a>) -> BoxFuture<'a, Result<Ticket>> {
         Box::pin(self.open_task(account, opening))
     }

@@ -44,7 +44,7 @@ pub(crate) async fn completions(
 async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let (account, key_permit) = gw.keys.authorize(auth)?;
+    let (account, key_permit) = gw.keys.authorize(auth, gw.billing.as_deref()).await?;
     let limit_bytes = gw.limits.body_bytes_max;
     let declared = headers
         .get(header::CONTENT_LENGTH)

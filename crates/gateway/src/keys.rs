@@ -1,49 +1,45 @@
-//! API keys, each bound to an on-chain account whose key the gateway holds and signs tasks with,
-//! and each with its own limit of concurrent requests.
+//! Who may call, and which account pays: API keys, each with its own limit of concurrent
+//! requests. The gateway holds no user's signing key.
+//!
+//! Two kinds of key:
+//! - an **on-chain key** `pl-<account>-<secret>` ([`ApiKey`]), which the account's owner made with
+//!   `polylink wallet allow`: its hash is in the account's allowance for this gateway on chain,
+//!   so any user can call any gateway without signing up, and the gateway can spend only what
+//!   the allowance holds. Checked by the billing ([`crate::Billing::authenticate`]);
+//! - a **listed key** from a keys file or the command line, bound to an account's address (for
+//!   a gateway without a chain, or an operator that hands out keys itself; on a chain the
+//!   account must still allow this gateway).
 //!
 //! Keys file (TOML):
 //! ```toml
 //! [[key]]
-//! api_key = "sk-alice-…"          # what the client sends as `Authorization: Bearer …`
-//! account_seed = "<64 hex chars>"  # the account's ed25519 seed
-//! # or: account_label = "alice"    # a dev account derived from a label (tests, local runs)
+//! api_key = "sk-alice-…"  # what the client sends as `Authorization: Bearer …`
+//! account = "<64 hex>"     # the paying account's public key
 //! ```
 
+use crate::billing::Billing;
 use crate::error::{GatewayError, Result};
-use polylink_types::{PublicKey, SecretKey};
+use polylink_types::{ApiKey, PublicKey};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// An on-chain account the gateway acts for.
-#[derive(Debug, Clone)]
+/// The account a request is billed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Account {
-    /// The signing key.
-    pub key: SecretKey,
     /// Its address.
     pub address: PublicKey,
-}
-
-impl Account {
-    /// The account of `key`.
-    pub fn new(key: SecretKey) -> Self {
-        let address = key.public_key();
-        Self { key, address }
-    }
-}
-
-#[derive(Debug)]
-struct Entry {
-    account: Arc<Account>,
-    in_flight: Arc<Semaphore>,
 }
 
 /// The keys the gateway accepts.
 #[derive(Debug)]
 pub struct ApiKeys {
-    entries: HashMap<String, Entry>,
+    listed: HashMap<String, PublicKey>,
+    /// Requests in flight per account (a listed key's and an on-chain key's alike).
+    in_flight: Mutex<HashMap<PublicKey, Arc<Semaphore>>>,
     per_key_max: usize,
 }
 
@@ -57,8 +53,7 @@ struct KeysFile {
 #[serde(deny_unknown_fields)]
 struct KeyLine {
     api_key: String,
-    account_seed: Option<String>,
-    account_label: Option<String>,
+    account: String,
 }
 
 impl Default for ApiKeys {
@@ -68,25 +63,21 @@ impl Default for ApiKeys {
 }
 
 impl ApiKeys {
-    /// No keys yet; each key allows one request at a time until [`ApiKeys::limit_per_key`].
+    /// No listed keys; each account may have one request at a time until
+    /// [`ApiKeys::limit_per_key`].
     pub fn new() -> Self {
-        Self { entries: HashMap::new(), per_key_max: 1 }
+        Self { listed: HashMap::new(), in_flight: Mutex::new(HashMap::new()), per_key_max: 1 }
     }
 
-    /// Lets each key have `per_key_max` requests in flight.
+    /// Lets each account have `per_key_max` requests in flight.
     pub fn limit_per_key(mut self, per_key_max: usize) -> Self {
         self.per_key_max = per_key_max.max(1);
-        for entry in self.entries.values_mut() {
-            entry.in_flight = Arc::new(Semaphore::new(self.per_key_max));
-        }
         self
     }
 
-    /// Binds `api_key` to `account`.
-    pub fn insert(&mut self, api_key: &str, account: Account) {
-        let entry =
-            Entry { account: Arc::new(account), in_flight: Arc::new(Semaphore::new(self.per_key_max)) };
-        self.entries.insert(api_key.to_string(), entry);
+    /// Binds the listed key `api_key` to `account`.
+    pub fn insert(&mut self, api_key: &str, account: PublicKey) {
+        self.listed.insert(api_key.to_string(), account);
     }
 
     /// Reads a keys file (format in the module docs).
@@ -100,55 +91,61 @@ impl ApiKeys {
             if line.api_key.len() < 8 {
                 return Err(GatewayError::Setup("an api_key must have at least 8 characters".into()));
             }
-            let secret = match (line.account_seed, line.account_label) {
-                (Some(seed), None) => {
-                    let bytes =
-                        hex::decode(seed.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(
-                            || GatewayError::Setup("account_seed must be 64 hex characters".into()),
-                        )?;
-                    SecretKey::from_seed(bytes)
-                }
-                (None, Some(label)) => SecretKey::from_label(&label),
-                _ => {
-                    return Err(GatewayError::Setup(
-                        "each [[key]] needs exactly one of account_seed or account_label".into(),
-                    ));
-                }
-            };
-            keys.insert(&line.api_key, Account::new(secret));
+            let account = PublicKey::from_str(line.account.trim())
+                .map_err(|e| GatewayError::Setup(format!("account of a [[key]]: {e}")))?;
+            keys.insert(&line.api_key, account);
         }
         Ok(keys)
     }
 
-    /// Number of keys.
+    /// Number of listed keys.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.listed.len()
     }
 
-    /// Whether there are no keys.
+    /// Whether no key is listed.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.listed.is_empty()
     }
 
-    /// The accounts bound to keys, for logs.
+    /// The accounts of the listed keys, for logs.
     pub fn accounts(&self) -> Vec<PublicKey> {
-        self.entries.values().map(|e| e.account.address).collect()
+        self.listed.values().copied().collect()
     }
 
-    /// Checks the `Authorization` header value and takes one of the key's request slots.
-    pub fn authorize(&self, header: Option<&str>) -> Result<(Arc<Account>, OwnedSemaphorePermit)> {
+    /// Checks the `Authorization` header value (a listed key, else an on-chain key that `billing`
+    /// accepts) and takes one of its account's request slots.
+    pub async fn authorize(
+        &self,
+        header: Option<&str>,
+        billing: Option<&dyn Billing>,
+    ) -> Result<(Account, OwnedSemaphorePermit)> {
         let key = header
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or(GatewayError::MissingKey)?;
-        let entry = self.entries.get(key).ok_or_else(|| GatewayError::WrongKey { masked: mask(key) })?;
-        let permit = entry
-            .in_flight
-            .clone()
+        let address = match (self.listed.get(key), billing) {
+            (Some(address), _) => *address,
+            (None, Some(billing)) => {
+                let api_key =
+                    ApiKey::from_str(key).map_err(|_| GatewayError::WrongKey { masked: mask(key) })?;
+                billing.authenticate(&api_key).await.map_err(|e| match e {
+                    GatewayError::WrongKey { .. } => GatewayError::WrongKey { masked: mask(key) },
+                    other => other,
+                })?;
+                api_key.account
+            }
+            (None, None) => return Err(GatewayError::WrongKey { masked: mask(key) }),
+        };
+        let slots = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            in_flight.entry(address).or_insert_with(|| Arc::new(Semaphore::new(self.per_key_max))).clone()
+        };
+        let permit = slots
             .try_acquire_owned()
             .map_err(|_| GatewayError::TooManyRequests { limit: self.per_key_max })?;
-        Ok((entry.account.clone(), permit))
+        Ok((Account { address }, permit))
     }
 }
 
@@ -166,21 +163,33 @@ fn mask(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polylink_types::SecretKey;
 
-    #[test]
-    fn keys_authorize_and_limit_concurrency() {
+    #[tokio::test]
+    async fn keys_authorize_and_limit_concurrency() {
+        let alice = SecretKey::from_label("alice").public_key();
         let mut keys = ApiKeys::new();
-        keys.insert("sk-test-1234", Account::new(SecretKey::from_label("alice")));
-        assert!(matches!(keys.authorize(None), Err(GatewayError::MissingKey)));
-        assert!(matches!(keys.authorize(Some("Bearer nope-nope")), Err(GatewayError::WrongKey { .. })));
-        let (account, permit) = keys.authorize(Some("Bearer sk-test-1234")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(account.address, SecretKey::from_label("alice").public_key());
+        keys.insert("sk-test-1234", alice);
+        assert!(matches!(keys.authorize(None, None).await, Err(GatewayError::MissingKey)));
         assert!(matches!(
-            keys.authorize(Some("Bearer sk-test-1234")),
+            keys.authorize(Some("Bearer nope-nope"), None).await,
+            Err(GatewayError::WrongKey { .. })
+        ));
+        // An on-chain key without a billing to check it is refused.
+        let chain_key = ApiKey::new(alice, [1; 32]).to_string();
+        assert!(matches!(
+            keys.authorize(Some(&format!("Bearer {chain_key}")), None).await,
+            Err(GatewayError::WrongKey { .. })
+        ));
+        let (account, permit) =
+            keys.authorize(Some("Bearer sk-test-1234"), None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(account.address, alice);
+        assert!(matches!(
+            keys.authorize(Some("Bearer sk-test-1234"), None).await,
             Err(GatewayError::TooManyRequests { .. })
         ));
         drop(permit);
-        assert!(keys.authorize(Some("Bearer sk-test-1234")).is_ok());
+        assert!(keys.authorize(Some("Bearer sk-test-1234"), None).await.is_ok());
         assert_eq!(mask("sk-abcdefgh"), "sk-******gh");
     }
 }

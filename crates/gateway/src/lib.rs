@@ -13,7 +13,8 @@
 //! - [`Billing`]: the task lifecycle on chain — open a task with escrow before inference
 //!   ([`Ticket`]), report the result with output hash and token counts after it ([`Charge`]).
 //!   [`ChainBilling`] does it through the chain node's RPC client.
-//! - [`ApiKeys`]: API keys, each bound to an on-chain account key the gateway signs for.
+//! - [`ApiKeys`]: API keys: on-chain keys (`pl-…`, checked against the account's allowance for
+//!   this gateway) and listed ones, each naming the paying account; the gateway holds no user key.
 //! - [`Limits`]: body bytes, prompt tokens, `max_tokens`, concurrent requests per key, timeouts.
 //! - [`Transcripts`]: what was kept of each billed request ([`TranscriptStore`]), served only to
 //!   the task's committee.

@@ -2,25 +2,23 @@
 //! escrow before inference, the result is reported with the delivered token counts after it,
 //! the user's balance goes down by exactly the charge the response announced, the task is
 //! visible through the RPC, and an account that cannot pay gets a 402 that charges nothing.
+//! The user calls with an on-chain API key made for its allowance: the gateway never holds its key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use polylink_chain::rpc::{Client, Signer};
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits};
+use polylink_gateway::{ApiKeys, ChainBilling, Gateway, Limits};
 use polylink_ledger::{Genesis, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::{
-    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel, RegisterWorker,
-    SecretKey, ServedRange, TxKind,
+    Allow, ApiKey, Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel,
+    RegisterWorker, SecretKey, ServedRange, Transfer, TxKind,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-const USER_KEY: &str = "sk-chain-user-0001";
-const POOR_KEY: &str = "sk-chain-poor-0002";
 
 /// Starts a one-validator dev chain on its own thread; returns its RPC url.
 fn start_chain(dir: &std::path::Path) -> String {
@@ -84,7 +82,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     send(&client, &validator, TxKind::Bond(Bond { amount: 10_000 })).await;
     send(&client, &validator, TxKind::RegisterValidator).await;
 
-    // The gateway: SmolLM2 locally, billed on the chain; one funded key and one unfunded key.
+    // The gateway: SmolLM2 locally, billed on the chain, for any account that allows it.
     let user = dev_key(2);
     let path = polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap();
     // The worker computes here and signs each task's receipt.
@@ -95,9 +93,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         ..LocalOptions::default()
     };
     let backend = Arc::new(LocalBackend::load(&path, &options).unwrap());
-    let mut keys = ApiKeys::new();
-    keys.insert(USER_KEY, Account::new(user.clone()));
-    keys.insert(POOR_KEY, Account::new(SecretKey::from_label("nobody-funded-this")));
+    let keys = ApiKeys::new();
     // The gateway has a key of its own, bonded and registered: it opens the tasks and reports
     // their results, holding no worker's key (the worker's receipts are its own signatures).
     let gateway_key = dev_key(3);
@@ -118,12 +114,27 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     let base = format!("http://{addr}/v1");
     tokio::spawn(gateway.clone().serve(listener));
     let http = reqwest::Client::new();
+
+    // The user allows the gateway 100,000 with a key it made itself; a second account allows it
+    // only 10; a key whose secret the chain does not know is refused as a wrong key.
+    let user_key = ApiKey::new(user.public_key(), [9; 32]);
+    let allow = |key: &ApiKey, limit| {
+        TxKind::Allow(Allow { gateway: gateway_key.public_key(), limit, key_hash: key.hash() })
+    };
+    send(&client, &user, allow(&user_key, 100_000)).await;
+    let stingy = SecretKey::from_label("stingy");
+    send(&client, &worker, TxKind::Transfer(Transfer { to: stingy.public_key(), amount: 10_000 })).await;
+    let stingy_key = ApiKey::new(stingy.public_key(), [3; 32]);
+    send(&client, &stingy, allow(&stingy_key, 10)).await;
+    let (user_key, stingy_key, forged_key) =
+        (user_key.to_string(), stingy_key.to_string(), ApiKey::new(user.public_key(), [8; 32]).to_string());
     let before = balance(&client, &user).await;
+    let gateway_before = balance(&client, &gateway_key).await;
 
     // One answer, one stream; each names its task and its charge.
     let ask = json!({"model": common::MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 5, "temperature": 0});
     let resp =
-        http.post(format!("{base}/chat/completions")).bearer_auth(USER_KEY).json(&ask).send().await.unwrap();
+        http.post(format!("{base}/chat/completions")).bearer_auth(&user_key).json(&ask).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let header =
         |r: &reqwest::Response, name: &str| r.headers().get(name).unwrap().to_str().unwrap().to_string();
@@ -140,7 +151,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     streamed["stream"] = json!(true);
     let resp = http
         .post(format!("{base}/chat/completions"))
-        .bearer_auth(USER_KEY)
+        .bearer_auth(&user_key)
         .json(&streamed)
         .send()
         .await
@@ -158,12 +169,30 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     let charge2: u128 = last_chunk["polylink"]["charge"].as_str().unwrap().parse().unwrap();
     assert!(charge2 > 0);
 
-    // An account with nothing on it is refused before any inference, in the OpenAI shape.
-    let resp =
-        http.post(format!("{base}/chat/completions")).bearer_auth(POOR_KEY).json(&ask).send().await.unwrap();
+    // An account that allows too little is refused before any inference, in the OpenAI shape;
+    // a key the chain does not know is not a key.
+    let resp = http
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&stingy_key)
+        .json(&ask)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 402);
     let refused: Value = resp.json().await.unwrap();
     assert_eq!(refused["error"]["code"], "insufficient_quota", "{refused}");
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("allows this gateway 10 more"),
+        "{refused}"
+    );
+    let resp = http
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&forged_key)
+        .json(&ask)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
 
     // Both tasks are on chain with their results; the balance fell by exactly the two charges.
     for (task, charge) in [(&task1, charge1), (&task2, charge2)] {
@@ -175,9 +204,12 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         assert_eq!(record.workers.as_slice(), [worker.public_key()]);
         assert_eq!(record.result.as_ref().map(|r| r.fee), Some(charge), "{record:?}");
     }
-    // (And by the fee of each SubmitTask it signed.)
+    // (And by the fee of each SubmitTask, which the gateway signed and the user repaid it.)
     let tx_fee = client.params().await.unwrap().params.tx_fee;
     assert_eq!(balance(&client, &user).await, before - charge1 - charge2 - 2 * tx_fee);
+    assert_eq!(balance(&client, &gateway_key).await, gateway_before, "the gateway neither pays nor earns");
+    let allowances = client.account(&user.public_key()).await.unwrap().allowances;
+    assert_eq!(allowances[0].limit, 100_000 - charge1 - charge2 - 2 * tx_fee);
     let metrics = gateway.metrics().render();
     assert!(
         metrics.contains(&format!("polylink_gateway_charged_units_total {}\n", charge1 + charge2)),

@@ -131,6 +131,7 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                         workers: BoundedVec::new(vec![wpk]).unwrap(),
                         gateway: wpk,
                         seed: 0,
+                        payer: None,
                     }),
                 )
             })

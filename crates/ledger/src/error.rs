@@ -28,6 +28,18 @@ pub enum LedgerError {
         /// Amount available.
         available: Amount,
     },
+    /// A gateway opened a task for an account that has not allowed it that much.
+    #[error("{user} allows gateway {gateway} {available} more, the task escrows {needed}")]
+    AllowanceShort {
+        /// The paying account.
+        user: PublicKey,
+        /// The gateway that opened the task.
+        gateway: PublicKey,
+        /// The escrow.
+        needed: Amount,
+        /// What the allowance has left (0 without one).
+        available: Amount,
+    },
     /// The sender's balance (after the transaction) does not cover the transaction fee.
     #[error("{account} cannot pay the transaction fee {fee}: its balance would be {available}")]
     FeeUnpaid {

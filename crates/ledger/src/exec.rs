@@ -101,5 +101,6 @@ fn apply_kind(v: &mut View, stx: &SignedTx, id: TxId) -> Result<()> {
         TxKind::RevealScore(r) => scoring::reveal(v, &signer, r),
         TxKind::ReclaimTask(r) => tasks::reclaim(v, &signer, r),
         TxKind::ClaimModel(c) => registry::claim_model(v, c),
+        TxKind::Allow(a) => tasks::allow(v, &signer, a),
     }
 }

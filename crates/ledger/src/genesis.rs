@@ -70,7 +70,7 @@ impl Genesis {
                 return Err(LedgerError::InvalidGenesis(format!("account {} listed twice", a.account)));
             }
             supply = add(supply, a.balance, "genesis supply")?;
-            accounts.insert(a.account, crate::Account { balance: a.balance, nonce: 0 });
+            accounts.insert(a.account, crate::Account { balance: a.balance, ..Default::default() });
         }
         Ok(State {
             chain_id,

@@ -58,8 +58,8 @@ pub use params::{
 };
 pub use pricing::{next_price, utilization_ppm};
 pub use records::{
-    Account, Gateway, Member, Model, SettleKey, Stake, Task, TaskResult, TaskStatus, Totals, Unbonding,
-    Validator, Worker,
+    ALLOWANCES_MAX, Account, Allowance, Gateway, Member, Model, SettleKey, Stake, Task, TaskResult,
+    TaskStatus, Totals, Unbonding, Validator, Worker,
 };
 pub use registry::LAYERS_MAX;
 pub use settle::{ABSTAIN, BUSY, median};

@@ -9,7 +9,10 @@ use polylink_types::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Spendable balance and replay-protection nonce.
+/// Most gateways one account allows at a time.
+pub const ALLOWANCES_MAX: usize = 8;
+
+/// Spendable balance, replay-protection nonce and the gateways allowed to spend from it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Spendable base units.
@@ -17,8 +20,30 @@ pub struct Account {
     pub balance: Amount,
     /// Nonce the next transaction of this account must carry.
     pub nonce: u64,
+    /// What each allowed gateway may still escrow from this account (`polylink_types::Allow`).
+    pub allowances: BoundedVec<Allowance, ALLOWANCES_MAX>,
 }
-codec_fields!(Account { balance, nonce });
+codec_fields!(Account { balance, nonce, allowances });
+
+/// A gateway's right to open tasks paid from an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allowance {
+    /// The gateway.
+    pub gateway: PublicKey,
+    /// Base units it may still escrow; a task's unused escrow comes back to it.
+    #[serde(with = "amount_serde")]
+    pub limit: Amount,
+    /// Hash of the API key the gateway accepts for the account (`polylink_types::ApiKey::hash`).
+    pub key_hash: Hash32,
+}
+codec_fields!(Allowance { gateway, limit, key_hash });
+
+impl Account {
+    /// The allowance of `gateway`, if any.
+    pub fn allowance(&self, gateway: &PublicKey) -> Option<&Allowance> {
+        self.allowances.iter().find(|a| a.gateway == *gateway)
+    }
+}
 
 /// Stake on its way out: still slashable until released.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +274,9 @@ impl Read for TaskStatus {
 pub struct Task {
     /// Who pays.
     pub user: PublicKey,
+    /// Whether the gateway opened it on the user's allowance (its unused escrow then goes back
+    /// to that allowance as well as to the balance).
+    pub allowed: bool,
     /// Model.
     pub model: ModelId,
     /// Most tokens paid for.
@@ -295,6 +323,7 @@ pub struct Task {
 }
 codec_fields!(Task {
     user,
+    allowed,
     model,
     max_tokens,
     prompt_hash,

@@ -8,18 +8,62 @@
 
 use crate::error::mul;
 use crate::params::{DEADLINE_SPEED_MARGIN, Params};
-use crate::records::{SettleKey, Task, TaskResult, TaskStatus};
+use crate::records::{ALLOWANCES_MAX, Allowance, SettleKey, Task, TaskResult, TaskStatus};
 use crate::registry::{check_gateway, check_pipeline};
 use crate::view::View;
 use crate::{LedgerError, Result};
-use polylink_types::{Amount, BoundedVec, Event, PublicKey, ReclaimTask, SubmitResult, SubmitTask, TaskId};
+use polylink_types::{
+    Allow, Amount, BoundedVec, Event, PayeeRole, PublicKey, ReclaimTask, SubmitResult, SubmitTask, TaskId,
+};
 
 fn wrong_status(task: &TaskId, t: &Task, action: &'static str) -> LedgerError {
     LedgerError::WrongTaskStatus { task: *task, status: t.status.name(), action }
 }
 
-/// Opens a task: escrows `max_tokens x price` from the user at the model's current price.
-pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &SubmitTask) -> Result<()> {
+/// Sets (or, with limit 0, removes) what `user` allows `a.gateway` to spend from its balance.
+pub(crate) fn allow(v: &mut View, user: &PublicKey, a: &Allow) -> Result<()> {
+    if a.gateway == *user {
+        return Err(LedgerError::Invalid {
+            what: "allowance",
+            reason: "an account need not allow itself".into(),
+        });
+    }
+    let mut account = v.account(user);
+    let mut allowances: Vec<Allowance> = account.allowances.as_slice().to_vec();
+    allowances.retain(|x| x.gateway != a.gateway);
+    if a.limit > 0 {
+        allowances.push(Allowance { gateway: a.gateway, limit: a.limit, key_hash: a.key_hash });
+    }
+    account.allowances = BoundedVec::new(allowances).map_err(|_| LedgerError::Invalid {
+        what: "allowance",
+        reason: format!("an account allows at most {ALLOWANCES_MAX} gateways; revoke one first"),
+    })?;
+    v.accounts.put(*user, account);
+    v.events.push(Event::AllowanceSet { user: *user, gateway: a.gateway, limit: a.limit });
+    Ok(())
+}
+
+/// Opens a task: escrows `max_tokens x price` at the model's current price from the signer, or,
+/// when the task names a payer, from the payer's balance within what it allows the signer (the
+/// task's gateway), which the payer also repays the fee of this transaction from.
+pub(crate) fn submit_task(v: &mut View, signer: &PublicKey, id: TaskId, s: &SubmitTask) -> Result<()> {
+    let user = match &s.payer {
+        None => signer,
+        Some(payer) if payer == signer => {
+            return Err(LedgerError::Invalid {
+                what: "task",
+                reason: "the payer is the signer: leave it out".into(),
+            });
+        }
+        Some(_) if s.gateway != *signer => {
+            return Err(LedgerError::WrongRole {
+                account: *signer,
+                action: "open a task paid by another account",
+                reason: "only the task's own gateway spends an allowance",
+            });
+        }
+        Some(payer) => payer,
+    };
     let model = v.models.get(&s.model).ok_or(LedgerError::UnknownModel(s.model))?;
     let tokens_max = v.base.params.task_tokens_max;
     if s.max_tokens == 0 || s.max_tokens > tokens_max {
@@ -38,12 +82,20 @@ pub(crate) fn submit_task(v: &mut View, user: &PublicKey, id: TaskId, s: &Submit
         return Err(LedgerError::Invalid { what: "task", reason: format!("task {id} already exists") });
     }
     let escrow = mul(Amount::from(s.max_tokens), price, "escrow")?;
+    let allowed = s.payer.is_some();
+    if allowed {
+        let fee = v.base.params.tx_fee;
+        v.spend_allowance(user, signer, escrow.checked_add(fee).ok_or(LedgerError::Overflow("escrow"))?)?;
+        v.debit(user, fee)?;
+        v.pay(&id, signer, PayeeRole::Gateway, fee)?;
+    }
     v.debit(user, escrow)?;
     let deadline_ms = v.time_ms.saturating_add(deadline_after_ms(&v.base.params, s.max_tokens, token_us));
     v.tasks.put(
         id,
         Task {
             user: *user,
+            allowed,
             model: s.model,
             max_tokens: s.max_tokens,
             prompt_hash: s.prompt_hash,
@@ -125,6 +177,7 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
     let fee = mul(Amount::from(billed_tokens), task.price, "fee")?;
     let refund = task.escrow.checked_sub(fee).ok_or(LedgerError::Overflow("refund"))?;
     v.credit(&task.user, refund)?;
+    v.return_to_allowance(&task, refund)?;
     task.escrow = fee;
     task.status = TaskStatus::AwaitingCommittee;
     task.result = Some(TaskResult {
@@ -181,6 +234,7 @@ pub(crate) fn expire(v: &mut View, id: &TaskId) -> Result<()> {
 fn give_back(v: &mut View, id: &TaskId, task: &mut Task) -> Result<()> {
     let amount = task.escrow;
     v.credit(&task.user, amount)?;
+    v.return_to_allowance(task, amount)?;
     for w in task.workers.iter() {
         v.release(w)?;
     }

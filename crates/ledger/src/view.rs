@@ -210,6 +210,41 @@ impl<'a> View<'a> {
         Ok(())
     }
 
+    /// Takes `amount` from what `user` allows `gateway`, or fails with `AllowanceShort`.
+    pub(crate) fn spend_allowance(
+        &mut self,
+        user: &PublicKey,
+        gateway: &PublicKey,
+        amount: Amount,
+    ) -> Result<()> {
+        let mut acct = self.account(user);
+        let short = |available| LedgerError::AllowanceShort {
+            user: *user,
+            gateway: *gateway,
+            needed: amount,
+            available,
+        };
+        let allowance =
+            acct.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == *gateway).ok_or(short(0))?;
+        allowance.limit = allowance.limit.checked_sub(amount).ok_or(short(allowance.limit))?;
+        self.accounts.put(*user, acct);
+        Ok(())
+    }
+
+    /// Gives `amount` of `task`'s escrow that goes back to its user back to the allowance it was
+    /// opened on too, if it was and the user has not revoked it since.
+    pub(crate) fn return_to_allowance(&mut self, task: &Task, amount: Amount) -> Result<()> {
+        if !task.allowed || amount == 0 {
+            return Ok(());
+        }
+        let mut acct = self.account(&task.user);
+        if let Some(a) = acct.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == task.gateway) {
+            a.limit = add(a.limit, amount, "allowance")?;
+            self.accounts.put(task.user, acct);
+        }
+        Ok(())
+    }
+
     /// Burns the transaction fee from `who`'s balance, or fails with `FeeUnpaid`.
     pub(crate) fn burn_fee(&mut self, who: &PublicKey) -> Result<()> {
         let fee = self.base.params.tx_fee;
@@ -239,6 +274,11 @@ impl<'a> View<'a> {
         }
         if role == PayeeRole::Treasury {
             self.totals.treasury = add(self.totals.treasury, amount, "treasury")?;
+        } else if role == PayeeRole::User {
+            self.credit(who, amount)?;
+            if let Some(t) = self.tasks.get(task).cloned() {
+                self.return_to_allowance(&t, amount)?;
+            }
         } else {
             self.credit(who, amount)?;
         }

@@ -22,8 +22,11 @@ enum Action {
     Worker(usize, usize, bool),
     Validator(usize),
     Gateway(usize),
-    /// User, model, tokens, first and second worker (the first also names itself the gateway).
-    Task(usize, usize, u32, usize, usize),
+    /// User, gateway, limit.
+    Allow(usize, usize, u128),
+    /// User, model, tokens, first and second worker (the first also names itself the gateway),
+    /// and whether that gateway opens it on the user's allowance.
+    Task(usize, usize, u32, usize, usize, bool),
     /// Task index, signer hint, tokens in percent of max_tokens, first stage share.
     Result(usize, usize, u32, u16),
     Commit(usize, usize),
@@ -46,8 +49,9 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (who.clone(), 0usize..3, any::<bool>()).prop_map(|(a, m, s)| Action::Worker(a, m, s)),
         2 => who.clone().prop_map(Action::Validator),
         2 => prop_oneof![3 => 1usize..4, 1 => 0usize..N].prop_map(Action::Gateway),
-        4 => (who.clone(), prop_oneof![3 => Just(0usize), 1 => 0usize..3], 1u32..400, 1usize..4, prop_oneof![3 => Just(None), 1 => (0usize..N).prop_map(Some)])
-            .prop_map(|(u, m, t, w1, w2)| Action::Task(u, m, t, w1, w2.unwrap_or(w1))),
+        1 => (who.clone(), prop_oneof![3 => 1usize..4, 1 => 0usize..N], prop_oneof![1u128..5_000, Just(0u128)]).prop_map(|(u, g, x)| Action::Allow(u, g, x)),
+        4 => (who.clone(), prop_oneof![3 => Just(0usize), 1 => 0usize..3], 1u32..400, 1usize..4, prop_oneof![3 => Just(None), 1 => (0usize..N).prop_map(Some)], any::<bool>())
+            .prop_map(|(u, m, t, w1, w2, a)| Action::Task(u, m, t, w1, w2.unwrap_or(w1), a)),
         4 => (0usize..8, 0usize..N, 0u32..=110, 0u16..10_001).prop_map(|(t, s, k, sh)| Action::Result(t, s, k, sh)),
         8 => (0usize..8, 0usize..N).prop_map(|(t, v)| Action::Commit(t, v)),
         8 => (0usize..8, 0usize..N, prop_oneof![4 => Just(true), 1 => Just(false)]).prop_map(|(t, v, ok)| Action::Reveal(t, v, ok)),
@@ -147,10 +151,14 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                 endpoint: BoundedString::new("127.0.0.1:8080").unwrap(),
             }),
         ),
-        Action::Task(u, m, t, w1, w2) => {
+        Action::Allow(u, g, limit) => {
+            (u, TxKind::Allow(Allow { gateway: pk(g), limit, key_hash: Hash32::ZERO }))
+        }
+        Action::Task(u, m, t, w1, w2, allowed) => {
             let workers = if w1 == w2 { vec![pk(w1)] } else { vec![pk(w1), pk(w2)] };
+            let (signer, payer) = if allowed { (w1, Some(pk(u))) } else { (u, None) };
             (
-                u,
+                signer,
                 TxKind::SubmitTask(SubmitTask {
                     model: m as u64 + 1,
                     max_tokens: t,
@@ -159,6 +167,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     workers: BoundedVec::new(workers).unwrap(),
                     gateway: pk(w1),
                     seed: 0,
+                    payer,
                 }),
             )
         }

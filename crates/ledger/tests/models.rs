@@ -20,6 +20,7 @@ fn scored(net: &mut Net, user: usize, worker: usize, tokens: (u32, u32), score: 
         workers: BoundedVec::new(vec![net.pk(worker)]).unwrap(),
         gateway: net.pk(GATEWAY),
         seed: 1,
+        payer: None,
     });
     let tx = net.tx(user, kind);
     let task = tx.id();

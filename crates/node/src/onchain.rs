@@ -1,11 +1,12 @@
 //! What a role does on chain at start-up: sign and send a transaction and wait for the finalized
 //! block that includes it, bond the stake a role needs, register a worker with its measured
-//! profile or a gateway with its endpoint, and find a model by the hash of its artifact.
+//! profile or a gateway with its endpoint, let a gateway spend from an account, and find a model
+//! by the hash of its artifact.
 
 use crate::NodeError;
 use polylink_chain::rpc::{Client, Signer};
 use polylink_types::{
-    Amount, Bond, BoundedString, BoundedVec, DeviceProfile, Event, Hash32, ModelId, PublicKey,
+    Allow, Amount, ApiKey, Bond, BoundedString, BoundedVec, DeviceProfile, Event, Hash32, ModelId, PublicKey,
     RegisterGateway, RegisterWorker, SecretKey, ServedRange, TxKind,
 };
 use std::net::SocketAddr;
@@ -27,6 +28,24 @@ pub async fn send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<Vec<
         Signer::connect(client.clone(), key.clone()).await.map_err(|e| chain_error("chain status", e))?;
     let included = signer.send_and_wait(kind, FINALITY_TIMEOUT).await.map_err(|e| chain_error(name, e))?;
     Ok(included.events)
+}
+
+/// `user` lets `gateway` open tasks paid from its balance, up to `limit`, for callers that present
+/// `api_key` (whose account must be `user`'s); nothing is sent when that allowance stands already
+/// with at least `limit` left.
+pub async fn allow(
+    client: &Client,
+    user: &SecretKey,
+    gateway: PublicKey,
+    limit: Amount,
+    api_key: &ApiKey,
+) -> Result<(), NodeError> {
+    let account = client.account(&user.public_key()).await.map_err(|e| chain_error("account", e))?;
+    let key_hash = api_key.hash();
+    if account.allowances.iter().any(|a| a.gateway == gateway && a.key_hash == key_hash && a.limit >= limit) {
+        return Ok(());
+    }
+    send(client, user, TxKind::Allow(Allow { gateway, limit, key_hash })).await.map(|_| ())
 }
 
 /// Bonds whatever `key` lacks of `stake_min` (nothing if it holds enough already).

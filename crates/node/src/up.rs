@@ -18,14 +18,14 @@ use crate::split::LocalSplit;
 use crate::supervise::{Child, Spawn, log_path, polylink_exe};
 use commonware_runtime::{Spawner, Supervisor, tokio as cw};
 use polylink_chain::rpc::Client;
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::{ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_ledger::dev_key;
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::{Deployment, PipelineBackend};
 use polylink_protocol::{ValidatorReady, WorkerReady};
 use polylink_types::{
-    Amount, BoundedString, Hash32, ModelId, PublicKey, RegisterModel, SecretKey, Transfer, TxKind,
+    Amount, ApiKey, BoundedString, Hash32, ModelId, PublicKey, RegisterModel, SecretKey, Transfer, TxKind,
 };
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 
 /// The model id clients use.
 pub const MODEL_ID: &str = "smollm2-135m-instruct";
+
+/// What the user allows `up`'s gateway to spend from its balance (a tenth of a dev account).
+const USER_ALLOWANCE: Amount = polylink_ledger::DEV_BALANCE / 10;
 
 /// How the local network is laid out.
 #[derive(Debug, Clone)]
@@ -51,8 +54,6 @@ pub struct UpConfig {
     pub listen: SocketAddr,
     /// The chain node's RPC port (0 picks a free one).
     pub rpc_port: u16,
-    /// The API key printed for the user (bound to a funded dev account).
-    pub api_key: String,
     /// Start a worker serving the model whole.
     pub whole: bool,
     /// Stages of the pipeline deployment (0 for none).
@@ -76,7 +77,6 @@ impl Default for UpConfig {
             bind: IpAddr::from([127, 0, 0, 1]),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             rpc_port: 8645,
-            api_key: "sk-polylink-dev".into(),
             whole: true,
             stages: 2,
             standby: 0,
@@ -93,7 +93,8 @@ impl Default for UpConfig {
 pub struct Summary {
     /// The OpenAI-compatible base URL.
     pub base_url: String,
-    /// The API key.
+    /// The API key: an on-chain key of the user's account, which allows the gateway to spend
+    /// from it (the gateway holds no user key).
     pub api_key: String,
     /// The account the API key pays from.
     pub account: String,
@@ -315,6 +316,9 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen_error)?;
     let gateway_addr = listener.local_addr().map_err(listen_error)?;
     onchain::register_gateway(&client, &gateway_key, gateway_addr).await?;
+    // The user lets the gateway spend from its balance and calls it with a key made for that.
+    let api_key = ApiKey::new(user.public_key(), role_seed(&seed, "api-key", 0));
+    onchain::allow(&client, &user, gateway_key.public_key(), USER_ALLOWANCE, &api_key).await?;
 
     let workers = start_workers(&launch, &gguf, &rpc_url, &plans)?;
     let summary_workers = workers.iter().map(Started::summary).collect();
@@ -322,7 +326,7 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let deployments = deployments(&context, &seed, &workers, &split).await?;
     let known: HashSet<PublicKey> = workers.iter().map(|w| w.account).collect();
     let gateway_account = gateway_key.public_key();
-    let billing = GatewayBilling { rpc_url: &rpc_url, model_id, user: &user, gateway: gateway_key };
+    let billing = GatewayBilling { rpc_url: &rpc_url, model_id, gateway: gateway_key };
     let following =
         Following { client: client.clone(), key: key_from_seed(&role_seed(&seed, "gateway", 0))?, known };
     let gateway = start_gateway(&context, &launch, &gguf, deployments, billing, listener, following).await?;
@@ -333,7 +337,7 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     launch.progress("ready");
     let summary = Summary {
         base_url: format!("http://{gateway_addr}/v1"),
-        api_key: config.api_key.clone(),
+        api_key: api_key.to_string(),
         account: user.public_key().to_string(),
         rpc_url,
         model: model_id,
@@ -543,8 +547,6 @@ struct Following {
 struct GatewayBilling<'a> {
     rpc_url: &'a str,
     model_id: ModelId,
-    /// The account behind the printed API key.
-    user: &'a SecretKey,
     /// The gateway's own key: registered on chain, it opens tasks and reports their results.
     gateway: SecretKey,
 }
@@ -572,8 +574,8 @@ async fn start_gateway(
     context
         .child("discovery")
         .spawn(move |context| discovery::follow(context, client, key, followed, follow));
-    let mut keys = ApiKeys::new();
-    keys.insert(&config.api_key, Account::new(billing.user.clone()));
+    // Callers come with on-chain keys, checked against their accounts' allowances.
+    let keys = ApiKeys::new();
     let models = HashMap::from([(MODEL_ID.to_string(), billing.model_id)]);
     let chain_billing =
         ChainBilling::connect(billing.rpc_url, models, billing.gateway).await.map_err(setup)?;

@@ -2,14 +2,15 @@
 //! on the chain. Before, its `--chain-model` defaulted to 0 (model ids start at 1, so every
 //! request failed billing) and, given the right id, it kept no transcripts, so every billed
 //! request was scored 0 and struck its honest worker. Now it finds its model on chain by the
-//! file's sha256 and keeps transcripts: the task is scored on its answer and paid.
+//! file's sha256 and keeps transcripts: the task is scored on its answer and paid. The user calls
+//! it with an on-chain key made for its allowance, as `polylink wallet allow` makes one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod validator_common;
 
 use polylink_ledger::TaskStatus;
 use polylink_protocol::GatewayReady;
-use polylink_types::{SecretKey, SettleOutcome, Transfer, TxKind};
+use polylink_types::{Allow, ApiKey, SecretKey, SettleOutcome, Transfer, TxKind};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use validator_common::*;
@@ -29,22 +30,17 @@ async fn serve_with_a_chain_bills_its_registered_model_and_keeps_transcripts() {
     let net = start_with(1, |p| p.reveals_min = 1).await;
     let worker = worker(0);
     register_worker(&net, &worker).await;
-    let api_key = "sk-serve-chain-user";
-    let user = SecretKey::from_label(api_key).public_key();
-    send(&net.client, &developer(), TxKind::Transfer(Transfer { to: user, amount: 10_000_000 })).await;
+    let user = SecretKey::from_label("serve-chain-user");
+    let transfer = Transfer { to: user.public_key(), amount: 10_000_000 };
+    send(&net.client, &developer(), TxKind::Transfer(transfer)).await;
+    // The user lets the operator's gateway (its worker key) spend up to 1,000,000 for it.
+    let api_key = ApiKey::new(user.public_key(), [5; 32]);
+    let allow = Allow { gateway: worker.public_key(), limit: 1_000_000, key_hash: api_key.hash() };
+    send(&net.client, &user, TxKind::Allow(allow)).await;
+    let api_key = api_key.to_string();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_polylink"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--model-id",
-            MODEL,
-            "--api-key",
-            api_key,
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1", "--model-id", MODEL])
         .args(["--chain", &net.url, "--worker-seed", &hex::encode(worker.seed())])
         .arg("--transcripts-dir")
         .arg(net.dir.path().join("serve-transcripts"))
@@ -69,7 +65,7 @@ async fn serve_with_a_chain_bills_its_registered_model_and_keeps_transcripts() {
     let node = validator_node(&net, 0, None).await;
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(api_key)
+        .bearer_auth(&api_key)
         .json(&serde_json::json!({
             "model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}],
             "max_tokens": 8, "temperature": 0,

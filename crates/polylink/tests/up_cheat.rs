@@ -18,6 +18,7 @@ fn a_worker_that_drops_layers_is_scored_low_slashed_and_the_user_refunded() {
     let stake_before = amount(&get(&rpc, &format!("/account/{cheat}"))["stake"]["bonded"]);
     let (user_before, cheat_before) = (balance(&rpc, &user), balance(&rpc, &cheat));
 
+    let auth = format!("Authorization: Bearer {}", up.summary["api_key"].as_str().unwrap());
     let ask = |question: &str| {
         let body = serde_json::json!({
             "model": "smollm2-135m-instruct",
@@ -25,7 +26,7 @@ fn a_worker_that_drops_layers_is_scored_low_slashed_and_the_user_refunded() {
             "max_tokens": 24, "temperature": 0,
         });
         let out = std::process::Command::new("curl")
-            .args(["-sS", "-D", "-", "-o", "/dev/null", "-H", "Authorization: Bearer sk-polylink-dev"])
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "-H", &auth])
             .args(["-H", "Content-Type: application/json", "-d", &body.to_string()])
             .arg(format!("{}/chat/completions", up.base_url()))
             .output()

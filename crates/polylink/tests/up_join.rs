@@ -7,6 +7,8 @@
 //! deploys it; a request reaches it (the task names it), its greedy answer is the first worker's,
 //! it is paid and says so (`earned`). A head that is not a registered gateway is refused inference
 //! by it. Ctrl-C leaves: its whole stake unbonds and the gateway stops routing to it.
+//! A user with a wallet of its own lets the gateway spend from it (`polylink wallet allow`) and
+//! calls with the API key that prints: the task is paid from that wallet, and its key never left it.
 
 mod up_common;
 
@@ -29,14 +31,14 @@ impl Drop for Worker {
     }
 }
 
-/// One greedy chat request through the gateway: its status, the task it opened (if any) and the
-/// answer's text.
-fn request(up: &Up, question: &str) -> (u16, Option<String>, String) {
+/// One greedy chat request through the gateway with `api_key`: its status, the task it opened (if
+/// any) and the answer's text.
+fn request(up: &Up, api_key: &str, question: &str) -> (u16, Option<String>, String) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let resp = reqwest::Client::new()
             .post(format!("{}/chat/completions", up.base_url()))
-            .bearer_auth(up.summary["api_key"].as_str().unwrap())
+            .bearer_auth(api_key)
             .json(&json!({
                 "model": "smollm2-135m-instruct",
                 "messages": [{"role": "user", "content": question}],
@@ -52,9 +54,9 @@ fn request(up: &Up, question: &str) -> (u16, Option<String>, String) {
     })
 }
 
-/// [`request`], which must succeed: the task and the answer.
+/// [`request`] with the network's key, which must succeed: the task and the answer.
 fn ask(up: &Up, question: &str) -> (String, String) {
-    let (status, task, answer) = request(up, question);
+    let (status, task, answer) = request(up, up.summary["api_key"].as_str().unwrap(), question);
     assert_eq!(status, 200, "{answer}");
     (task.unwrap(), answer)
 }
@@ -171,6 +173,32 @@ fn a_worker_that_joins_a_running_network_is_routed_to_and_paid() {
         assert_eq!(task_workers(&rpc, &task), vec![first.clone()]);
         assert_eq!(answer, reference);
     }
+
+    // A user with a wallet of its own: funded by a friend, it allows the gateway 10^9 and calls
+    // with the key that prints. The gateway signs the task; the wallet pays it.
+    let own = dir.path().join("own.json");
+    let own_wallet = ["--wallet", own.to_str().unwrap(), "--rpc", rpc.as_str()];
+    let account = cli(&[&["wallet", "new"][..], &own_wallet].concat()).trim().to_string();
+    cli(&[&["wallet", "transfer", "--to", &account, "--amount", "1000000000000"][..], &wallet].concat());
+    let gateway = up.summary["gateway"].as_str().unwrap();
+    let allowed =
+        cli(&[&["wallet", "allow", "--gateway", gateway, "--limit", "1000000000"][..], &own_wallet].concat());
+    let allowed: Value = serde_json::from_str(allowed.lines().last().unwrap()).unwrap();
+    let api_key = allowed["api_key"].as_str().unwrap();
+    assert!(!std::fs::read_to_string(&own).unwrap().contains(&api_key[68..]), "the key is not the wallet's");
+    let before = balance(&rpc, &account);
+    let (status, task, answer) = request(&up, api_key, "Name a colour.");
+    assert_eq!((status, answer.as_str()), (200, reference.as_str()));
+    let record = wait_settled(&rpc, task.as_deref().unwrap(), Duration::from_secs(240));
+    assert_eq!(record["user"], account.as_str(), "{record}");
+    let paid = before - balance(&rpc, &account);
+    assert!(paid > 0, "{record}");
+    let allowances = &get(&rpc, &format!("/account/{account}"))["allowances"];
+    assert_eq!(amount(&allowances[0]["limit"]), 1_000_000_000 - paid, "{allowances}");
+    // A key whose secret the chain does not know is refused, and charges nothing.
+    let forged = format!("{}{}", &api_key[..api_key.len() - 4], "0000");
+    assert_eq!(request(&up, &forged, "Name a colour.").0, 401);
+    assert_eq!(balance(&rpc, &account), before - paid);
 }
 
 /// Every JSON line `stdout` prints, in order.
@@ -186,10 +214,11 @@ fn lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<Value> 
     rx
 }
 
-/// Runs `polylink <args>`, failing the test unless it succeeds.
-fn cli(args: &[&str]) {
+/// Runs `polylink <args>`, failing the test unless it succeeds; returns what it printed.
+fn cli(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_polylink")).args(args).output().unwrap();
     assert!(out.status.success(), "polylink {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// An outsider (a key registered as nothing) dials the worker at `addr`: its echo's answer, then

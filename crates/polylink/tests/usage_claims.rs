@@ -23,6 +23,13 @@ use validator_common::*;
 struct Inflating(ChainBilling);
 
 impl Billing for Inflating {
+    fn authenticate<'a>(
+        &'a self,
+        key: &'a polylink_types::ApiKey,
+    ) -> BoxFuture<'a, polylink_gateway::Result<()>> {
+        self.0.authenticate(key)
+    }
+
     fn open<'a>(
         &'a self,
         account: &'a Account,

@@ -26,6 +26,11 @@ impl<T, const MAX: usize> BoundedVec<T, MAX> {
         &self.0
     }
 
+    /// The items, to change in place (the count cannot change this way, so the limit holds).
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.0.len()

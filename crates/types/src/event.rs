@@ -17,6 +17,9 @@ pub enum PayeeRole {
     Treasury,
     /// The user (unused or failed-quality escrow).
     User,
+    /// The gateway that opened the task on the user's allowance, repaid the fee of that
+    /// transaction.
+    Gateway,
 }
 
 /// Why stake was slashed.
@@ -118,6 +121,16 @@ pub enum Event {
     GatewayRegistered {
         /// The gateway's account.
         gateway: PublicKey,
+    },
+    /// A user set (or, with `limit` 0, revoked) what a gateway may spend from its balance.
+    AllowanceSet {
+        /// The paying account.
+        user: PublicKey,
+        /// The gateway allowed.
+        gateway: PublicKey,
+        /// Base units it may hold in escrow or have charged from now on.
+        #[serde(with = "crate::amount_serde")]
+        limit: Amount,
     },
     /// A validator registered.
     ValidatorRegistered {

@@ -8,7 +8,8 @@
 //!   `"polylink-tx-v1" || len(chain_id) || chain_id || canonical(tx)` into a [`SignedTx`]; its id is
 //!   sha256 of the canonical signed bytes. A task's id is the id of its SubmitTask.
 //! - [`TxKind`]: transfer, bond/unbond/withdraw, model/worker/validator registration, task
-//!   submission, result, score commit/reveal, reclaim, model claim.
+//!   submission, result, score commit/reveal, reclaim, model claim, a gateway's registration and
+//!   a user's allowance for a gateway (spent with an [`ApiKey`]).
 //! - [`ArtifactClaim`]: proof from an artifact's hash alone that it names its developer.
 //! - [`Block`] `{ height, parent, txs }` and [`BlockContext`] `{ height, seed }`, which the chain
 //!   node fills with the seed of an earlier certified round.
@@ -23,6 +24,7 @@
 
 // A module, not a re-export: `#[serde(with = "polylink_types::amount_serde")]` names a path.
 pub mod amount_serde;
+mod api_key;
 mod artifact;
 mod block;
 mod bounded;
@@ -35,6 +37,7 @@ mod receipt;
 mod signed;
 mod tx;
 
+pub use api_key::ApiKey;
 pub use artifact::{ArtifactClaim, CLAIM_TAIL_MAX, DEVELOPER_TRAILER_LEN, developer_trailer};
 pub use block::{BLOCK_TXS_MAX, Block, BlockContext, BlockLimits};
 pub use bounded::{BoundedString, BoundedVec};
@@ -45,7 +48,7 @@ pub use keys::SecretKey;
 pub use receipt::{RECEIPTS_MAX, SignedReceipt, WorkReceipt, uncovered_layer};
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
-    ARCHITECTURE_LEN_MAX, Bond, ClaimModel, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask,
+    ARCHITECTURE_LEN_MAX, Allow, Bond, ClaimModel, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask,
     RegisterGateway, RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange,
     SubmitResult, SubmitTask, Transfer, TxKind, Unbond, score_commitment,
 };

@@ -136,8 +136,28 @@ pub struct SubmitTask {
     /// The sampling seed, fixed before inference starts: token i of the answer is drawn with
     /// randomness keyed by (seed, i), so a validator can reproduce an honest sample.
     pub seed: u64,
+    /// Who pays, when not the signer: the gateway (the signer, which must be the task's gateway)
+    /// spends from that account's [`Allow`]ance for it. `None`: the signer pays.
+    pub payer: Option<PublicKey>,
 }
-codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, gateway, seed });
+codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, gateway, seed, payer });
+
+/// Let `gateway` open tasks paid from the signer's balance, escrowing at most `limit` in all (the
+/// unused escrow of each task comes back to the allowance, so `limit` bounds what the gateway can
+/// spend): the user keeps its key and the gateway never holds it. `key_hash` is the hash of the
+/// API key the user gives the gateway (`protocol::api_key_hash`), by which the gateway knows the
+/// user's requests. Replaces the signer's earlier allowance for that gateway; `limit` 0 revokes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allow {
+    /// The gateway allowed.
+    pub gateway: PublicKey,
+    /// Most base units it may hold in escrow or have charged, from now on.
+    #[serde(with = "crate::amount_serde")]
+    pub limit: Amount,
+    /// Hash of the API key the gateway accepts for this account.
+    pub key_hash: Hash32,
+}
+codec_fields!(Allow { gateway, limit, key_hash });
 
 /// The task's gateway reports the work done for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +260,8 @@ pub enum TxKind {
     ClaimModel(ClaimModel),
     /// Tag 13.
     RegisterGateway(RegisterGateway),
+    /// Tag 14.
+    Allow(Allow),
 }
 
 /// Applies `$body` to the payload of every payload-carrying variant.
@@ -258,6 +280,7 @@ macro_rules! with_payload {
             TxKind::ReclaimTask($p) => $body,
             TxKind::ClaimModel($p) => $body,
             TxKind::RegisterGateway($p) => $body,
+            TxKind::Allow($p) => $body,
             TxKind::Withdraw | TxKind::RegisterValidator => $unit,
         }
     };
@@ -281,6 +304,7 @@ impl TxKind {
             TxKind::ReclaimTask(_) => 11,
             TxKind::ClaimModel(_) => 12,
             TxKind::RegisterGateway(_) => 13,
+            TxKind::Allow(_) => 14,
         }
     }
 
@@ -301,6 +325,7 @@ impl TxKind {
             TxKind::ReclaimTask(_) => "reclaim_task",
             TxKind::ClaimModel(_) => "claim_model",
             TxKind::RegisterGateway(_) => "register_gateway",
+            TxKind::Allow(_) => "allow",
         }
     }
 }
@@ -336,6 +361,7 @@ impl Read for TxKind {
             11 => TxKind::ReclaimTask(ReadExt::read(buf)?),
             12 => TxKind::ClaimModel(ReadExt::read(buf)?),
             13 => TxKind::RegisterGateway(ReadExt::read(buf)?),
+            14 => TxKind::Allow(ReadExt::read(buf)?),
             other => return Err(CodecError::InvalidEnum(other)),
         })
     }

@@ -63,10 +63,11 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
             any::<u128>(),
             proptest::collection::vec(pk.clone(), 0..=STAGES_MAX),
             pk.clone(),
-            any::<u64>()
+            any::<u64>(),
+            proptest::option::of(pk.clone())
         )
-            .prop_map(|(model, max_tokens, max_price, workers, gateway, seed)| TxKind::SubmitTask(
-                SubmitTask {
+            .prop_map(|(model, max_tokens, max_price, workers, gateway, seed, payer)| {
+                TxKind::SubmitTask(SubmitTask {
                     model,
                     max_tokens,
                     prompt_hash: hash(2),
@@ -74,8 +75,9 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                     workers: BoundedVec::new(workers).unwrap(),
                     gateway,
                     seed,
-                }
-            )),
+                    payer,
+                })
+            }),
         (
             any::<u32>(),
             any::<u32>(),
@@ -118,6 +120,11 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
         }),
         "[0-9a-f:.\\[\\]]{0,64}".prop_map(|endpoint| TxKind::RegisterGateway(RegisterGateway {
             endpoint: BoundedString::new(endpoint).unwrap()
+        })),
+        (pk.clone(), any::<u128>(), any::<u8>()).prop_map(|(gateway, limit, h)| TxKind::Allow(Allow {
+            gateway,
+            limit,
+            key_hash: hash(h)
         })),
     ]
 }

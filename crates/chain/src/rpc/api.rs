@@ -1,6 +1,6 @@
 //! The RPC's wire types, declared once: the server renders them and the [`super::client`]
 //! decodes them, so every field a caller reads is checked by the compiler on both sides.
-use polylink_ledger::{Gateway, LedgerError, Model, Params, Stake, Totals, Validator, Worker};
+use polylink_ledger::{Allowance, Gateway, LedgerError, Model, Params, Stake, Totals, Validator, Worker};
 use polylink_types::{Amount, Event, Hash32, ModelId, PublicKey, ServedRange, SignedTx, TxId, amount_serde};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,8 @@ pub enum ErrorCode {
     WrongNonce,
     /// The spendable balance does not cover the transaction.
     InsufficientBalance,
+    /// The paying account has not allowed the gateway that much.
+    AllowanceShort,
     /// The balance does not cover the transaction fee.
     FeeUnpaid,
     /// The bonded stake does not cover the action.
@@ -87,6 +89,7 @@ impl From<&LedgerError> for ErrorCode {
             LedgerError::BadSignature(_) => Self::BadSignature,
             LedgerError::WrongNonce { .. } => Self::WrongNonce,
             LedgerError::InsufficientBalance { .. } => Self::InsufficientBalance,
+            LedgerError::AllowanceShort { .. } => Self::AllowanceShort,
             LedgerError::FeeUnpaid { .. } => Self::FeeUnpaid,
             LedgerError::InsufficientStake { .. } => Self::InsufficientStake,
             LedgerError::ZeroAmount => Self::ZeroAmount,
@@ -195,6 +198,8 @@ pub struct AccountView {
     pub validator: Option<Validator>,
     /// Its gateway registration, if any.
     pub gateway: Option<Gateway>,
+    /// The gateways it allows to open tasks paid from its balance.
+    pub allowances: Vec<Allowance>,
 }
 
 impl AccountView {

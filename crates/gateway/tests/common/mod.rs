@@ -2,7 +2,7 @@
 //! client that reads server-sent events.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use polylink_gateway::{Account, ApiKeys, Gateway, Limits};
+use polylink_gateway::{ApiKeys, Gateway, Limits};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::SecretKey;
 use serde_json::Value;
@@ -32,8 +32,8 @@ pub async fn start(limits: Limits) -> TestGateway {
         LocalOptions { threads: 1, sessions_max: 4, model_id: Some(MODEL.into()), ..LocalOptions::default() };
     let backend = Arc::new(LocalBackend::load(&path, &options).expect("load SmolLM2"));
     let mut keys = ApiKeys::new();
-    keys.insert(KEY, Account::new(SecretKey::from_label("alice")));
-    keys.insert(KEY_BOB, Account::new(SecretKey::from_label("bob")));
+    keys.insert(KEY, SecretKey::from_label("alice").public_key());
+    keys.insert(KEY_BOB, SecretKey::from_label("bob").public_key());
     let gateway = Arc::new(Gateway::new(backend.clone(), keys, limits));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

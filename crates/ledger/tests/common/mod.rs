@@ -168,6 +168,7 @@ impl Net {
             workers: BoundedVec::new(workers.iter().map(|w| self.pk(*w)).collect()).unwrap(),
             gateway: self.pk(GATEWAY),
             seed: 7,
+            payer: None,
         })
     }
 

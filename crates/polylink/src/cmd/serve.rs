@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use polylink_gateway::{Account, ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::{ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_protocol::GatewayReady;
 use polylink_types::SecretKey;
@@ -23,10 +23,12 @@ pub struct ServeCmd {
     /// Address to listen on (port 0 picks a free port; the log says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// TOML keys file: `[[key]]` entries with `api_key` and `account_seed` (hex) or `account_label`.
+    /// TOML keys file: `[[key]]` entries with `api_key` and `account` (the paying account's public
+    /// key). With --chain, callers may also use on-chain keys made by `polylink wallet allow`.
     #[arg(long)]
     keys: Option<PathBuf>,
-    /// A dev API key, bound to the dev account derived from the key itself (repeatable).
+    /// An API key to accept, bound to the dev account derived from the key itself (repeatable;
+    /// for serving without a chain).
     #[arg(long = "api-key", env = "POLYLINK_API_KEY")]
     api_keys: Vec<String>,
     /// Kernel threads of the engine.
@@ -82,9 +84,12 @@ impl ServeCmd {
             None => ApiKeys::new(),
         };
         for key in &self.api_keys {
-            keys.insert(key, Account::new(SecretKey::from_label(key)));
+            keys.insert(key, SecretKey::from_label(key).public_key());
         }
-        anyhow::ensure!(!keys.is_empty(), "no API keys: give --keys FILE or --api-key KEY");
+        anyhow::ensure!(
+            !keys.is_empty() || self.chain.is_some(),
+            "no API keys: give --keys FILE or --api-key KEY (with --chain, on-chain keys are accepted too)"
+        );
         let worker_key = match self.worker_seed.as_deref() {
             Some(seed) => {
                 let seed: [u8; 32] = hex::decode(seed.trim())

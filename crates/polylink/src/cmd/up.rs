@@ -23,9 +23,6 @@ pub struct UpCmd {
     /// Chain RPC port on the --bind address (0 picks a free one).
     #[arg(long, default_value_t = 8645)]
     rpc_port: u16,
-    /// The API key to accept (bound to a funded dev account).
-    #[arg(long, default_value = "sk-polylink-dev")]
-    api_key: String,
     /// Stages of the pipeline deployment (0: none).
     #[arg(long, default_value_t = 2)]
     stages: usize,
@@ -56,7 +53,6 @@ impl UpCmd {
             bind: self.bind,
             listen: self.listen.unwrap_or(SocketAddr::new(self.bind, 8080)),
             rpc_port: self.rpc_port,
-            api_key: self.api_key,
             whole: !self.no_whole,
             stages: self.stages,
             standby: self.standby,
@@ -74,7 +70,9 @@ impl UpCmd {
             eprintln!();
             eprintln!("PolyLink is up.");
             eprintln!("  OpenAI base URL  {}", s.base_url);
-            eprintln!("  API key          {}  (account {})", s.api_key, s.account);
+            eprintln!("  API key          {}", s.api_key);
+            eprintln!("                   (account {} allows the gateway to spend from it;", s.account);
+            eprintln!("                    the gateway holds no key of yours)");
             eprintln!("  model            {}  (on-chain id {})", up::MODEL_ID, s.model);
             eprintln!("  chain RPC        {}", s.rpc_url);
             eprintln!("  try:");

@@ -1,9 +1,9 @@
-//! `polylink wallet new|show|balance|transfer`, and the signing/sending helper the stake and
-//! registration commands share.
+//! `polylink wallet new|show|balance|transfer|allow`, and the signing/sending helper the stake
+//! and registration commands share.
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use polylink_chain::rpc::{Client, Signer, TxOutcome, TxReceipt};
-use polylink_types::{Amount, PublicKey, SecretKey, Transfer, TxKind};
+use polylink_types::{Allow, Amount, ApiKey, PublicKey, SecretKey, Transfer, TxKind};
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
@@ -76,6 +76,17 @@ pub enum WalletCmd {
         #[arg(long)]
         amount: Amount,
     },
+    /// Let a gateway open tasks paid from this wallet's balance, up to a limit, and print the API
+    /// key to call it with (the key spends only this allowance; the wallet key stays here).
+    /// Running it again replaces the allowance and makes a new key; `--limit 0` revokes it.
+    Allow {
+        /// The gateway's account (its public key; `GET /gateways` on a node lists them).
+        #[arg(long)]
+        gateway: PublicKey,
+        /// Most base units the gateway may hold in escrow or have charged, from now on.
+        #[arg(long)]
+        limit: Amount,
+    },
 }
 
 impl WalletCmd {
@@ -118,6 +129,18 @@ impl WalletCmd {
                 Ok(())
             }
             Self::Transfer { to, amount } => send(opts, TxKind::Transfer(Transfer { to, amount })),
+            Self::Allow { gateway, limit } => {
+                let key = ApiKey::new(opts.key()?.public_key(), rand::random());
+                send(opts, TxKind::Allow(Allow { gateway, limit, key_hash: key.hash() }))?;
+                if limit > 0 {
+                    eprintln!("call the gateway with `Authorization: Bearer <api_key>`; keep the key secret");
+                    println!(
+                        "{}",
+                        serde_json::json!({ "api_key": key.to_string(), "gateway": gateway, "limit": limit.to_string() })
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }

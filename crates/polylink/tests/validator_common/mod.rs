@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use polylink_chain::rpc::{Client, Signer};
-use polylink_gateway::{Account, ApiKeys, Billing, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::{ApiKeys, Billing, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_ledger::{Genesis, Params, Task, TaskStatus, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_protocol::InferenceBackend;
 use polylink_types::{
-    Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel, RegisterWorker,
-    SecretKey, ServedRange, TxKind,
+    Allow, Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel,
+    RegisterWorker, SecretKey, ServedRange, TxKind,
 };
 use polylink_validator::{Config, Running, ScorerConfig};
 use serde_json::{Value, json};
@@ -186,8 +186,11 @@ pub async fn gateway_billing(
     let endpoint = BoundedString::new(addr.to_string()).unwrap();
     send(&net.client, worker, TxKind::RegisterGateway(RegisterGateway { endpoint })).await;
     let base = format!("http://{addr}");
+    // The user lets this gateway spend from its balance (the gateway knows it by a listed key).
+    let allow = Allow { gateway: worker.public_key(), limit: 1 << 100, key_hash: Hash32::ZERO };
+    send(&net.client, &user(), TxKind::Allow(allow)).await;
     let mut keys = ApiKeys::new();
-    keys.insert(API_KEY, Account::new(user()));
+    keys.insert(API_KEY, user().public_key());
     let billing =
         ChainBilling::connect(&net.url, HashMap::from([(MODEL.to_string(), net.model_id)]), worker.clone())
             .await
