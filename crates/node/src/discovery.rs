@@ -22,7 +22,7 @@ use polylink_pipeline::transport;
 use polylink_pipeline::{Deployment, PipelineBackend};
 use polylink_types::{ModelId, PublicKey};
 use rand_core::CryptoRng;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -89,40 +89,44 @@ fn candidates(workers: &[WorkerEntry], model: ModelId, stake_min: u128) -> Vec<C
         .collect()
 }
 
-/// Pipelines over `ranges` (workers holding parts of a `layers`-layer model), each a path from
-/// layer 0 to the last through ranges that meet end to start, fastest first by registered time
-/// per token (layers x layer time, summed); a worker is used once. Returns the stages of each.
-fn assemble(ranges: &[Candidate], layers: u32) -> Vec<Vec<Candidate>> {
-    let mut free: Vec<&Candidate> = ranges.iter().collect();
+/// Pipelines through the workers holding parts of a `layers`-layer model, each a path from layer
+/// 0 to the last through ranges that meet end to start, fastest first by registered time per
+/// token (layers x layer time, summed), each with at least one of the `fresh` ranges (a worker no
+/// deployment uses yet), which it then uses up; the `reusable` ranges (workers serving other
+/// deployments: a stage engine batches the sessions of all its heads) may appear in any number.
+/// Returns the stages of each.
+fn assemble(fresh: &[Candidate], reusable: &[Candidate], layers: u32) -> Vec<Vec<Candidate>> {
+    /// A path's registered time per token and its stages (each marked when fresh).
+    type Path<'a> = (u64, Vec<(&'a Candidate, bool)>);
+    let mut free: Vec<&Candidate> = fresh.iter().collect();
     let mut pipelines = Vec::new();
     loop {
-        // The fastest path by layer boundary: best[b] = (time, stages) reaching layer b.
-        let mut best: HashMap<usize, (u64, Vec<&Candidate>)> = HashMap::from([(0, (0, Vec::new()))]);
-        let mut starts: Vec<usize> = vec![0];
-        let mut done = HashSet::new();
-        while let Some(at) = starts.iter().copied().filter(|s| !done.contains(s)).min() {
-            done.insert(at);
-            let Some((time, path)) = best.get(&at).cloned() else { continue };
-            for c in free
-                .iter()
-                .filter(|c| c.spec.layers.start == at && !path.iter().any(|p| p.account == c.account))
-            {
-                let end = c.spec.layers.end;
-                let cost = time + (c.spec.layers.len() as u64) * u64::from(c.layer_time_us);
-                if best.get(&end).is_none_or(|(t, _)| cost < *t) {
-                    let mut next = path.clone();
-                    next.push(c);
-                    best.insert(end, (cost, next));
-                    starts.push(end);
+        // best[(b, f)] = the fastest path reaching layer b, with (f) or without a fresh range.
+        // Ranges only go forward, so the boundaries are settled in increasing order.
+        let mut best: BTreeMap<(usize, bool), Path<'_>> = BTreeMap::from([((0, false), (0, Vec::new()))]);
+        let mut next_state = Some((0, false));
+        while let Some(state) = next_state {
+            let (at, used_fresh) = state;
+            if let Some((time, path)) = best.get(&state).cloned() {
+                let steps = free.iter().map(|c| (*c, true)).chain(reusable.iter().map(|c| (c, false)));
+                for (c, is_fresh) in steps.filter(|(c, _)| c.spec.layers.start == at) {
+                    let key = (c.spec.layers.end, used_fresh || is_fresh);
+                    let cost = time + (c.spec.layers.len() as u64) * u64::from(c.layer_time_us);
+                    if best.get(&key).is_none_or(|(t, _)| cost < *t) {
+                        let mut longer = path.clone();
+                        longer.push((c, is_fresh));
+                        best.insert(key, (cost, longer));
+                    }
                 }
             }
+            next_state = best
+                .range((std::ops::Bound::Excluded(state), std::ops::Bound::Unbounded))
+                .next()
+                .map(|(k, _)| *k);
         }
-        let Some((_, path)) = best.remove(&(layers as usize)) else { break };
-        if path.is_empty() {
-            break;
-        }
-        free.retain(|c| !path.iter().any(|p| p.account == c.account));
-        pipelines.push(path.into_iter().cloned().collect());
+        let Some((_, path)) = best.remove(&(layers as usize, true)) else { break };
+        free.retain(|c| !path.iter().any(|(p, is_fresh)| *is_fresh && p.account == c.account));
+        pipelines.push(path.into_iter().map(|(c, _)| c.clone()).collect());
     }
     pipelines
 }
@@ -225,8 +229,15 @@ where
         let whole = 0..self.config.layers as usize;
         let (wholes, ranges): (Vec<Candidate>, Vec<Candidate>) =
             fresh.into_iter().partition(|c| c.spec.layers == whole);
+        // A new range may complete a pipeline with ranges already serving (ours or the caller's).
+        let serving: Vec<Candidate> = active
+            .iter()
+            .filter(|c| c.spec.layers != whole && !ranges.iter().any(|r| r.account == c.account))
+            .filter(|c| self.silent.get(&c.account).copied() == Some(0))
+            .cloned()
+            .collect();
         let mut new: Vec<Vec<Candidate>> = wholes.into_iter().map(|c| vec![c]).collect();
-        new.extend(assemble(&ranges, self.config.layers));
+        new.extend(assemble(&ranges, &serving, self.config.layers));
         for stages in new {
             self.deploy(stages, &active).await?;
         }
@@ -292,11 +303,26 @@ mod tests {
             range(4, 10..30, 500),
             range(5, 20..25, 100),
         ];
-        assert_eq!(names(&assemble(&ranges, 30)), vec![vec![3, 4], vec![1, 2]]);
+        assert_eq!(names(&assemble(&ranges, &[], 30)), vec![vec![3, 4], vec![1, 2]]);
         // Ranges that leave a gap make no pipeline.
-        assert!(assemble(&[range(1, 0..10, 1), range(2, 12..30, 1)], 30).is_empty());
+        assert!(assemble(&[range(1, 0..10, 1), range(2, 12..30, 1)], &[], 30).is_empty());
         // Three stages chain when they meet end to start.
         let three = [range(1, 0..5, 1), range(2, 5..20, 1), range(3, 20..30, 1)];
-        assert_eq!(names(&assemble(&three, 30)), vec![vec![1, 2, 3]]);
+        assert_eq!(names(&assemble(&three, &[], 30)), vec![vec![1, 2, 3]]);
+    }
+
+    #[test]
+    fn a_new_range_completes_pipelines_with_ranges_already_serving() {
+        // 0..22 serves in a pipeline already; a worker joins with 22..30: they make a new one,
+        // and 0..22 may serve in both. The serving ranges alone make nothing new.
+        let serving = [range(1, 0..22, 500), range(2, 22..30, 500)];
+        assert_eq!(names(&assemble(&[range(3, 22..30, 400)], &serving, 30)), vec![vec![1, 3]]);
+        assert!(assemble(&[], &serving, 30).is_empty());
+        // Fresh ranges that chain make their own pipeline; each fresh range is used once.
+        let fresh = [range(3, 0..22, 400), range(4, 22..30, 400)];
+        assert_eq!(names(&assemble(&fresh, &serving, 30)), vec![vec![3, 4]]);
+        // Two newcomers with the same range each complete one with the serving front.
+        let fresh = [range(3, 22..30, 400), range(4, 22..30, 450)];
+        assert_eq!(names(&assemble(&fresh, &serving, 30)), vec![vec![1, 3], vec![1, 4]]);
     }
 }

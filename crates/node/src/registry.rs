@@ -51,6 +51,54 @@ pub async fn follow_gateways(context: impl Clock, client: Client, set: KeySet, e
     }
 }
 
+/// The layer ranges of `model` that the active workers (at least `stake_min` bonded) serve.
+pub fn served_ranges(
+    workers: &[WorkerEntry],
+    model: ModelId,
+    stake_min: u128,
+) -> Vec<std::ops::Range<usize>> {
+    workers
+        .iter()
+        .filter(|w| w.stake.bonded >= stake_min)
+        .filter_map(|w| w.range_of(model))
+        .map(|r| r.layer_start as usize..r.layer_end as usize)
+        .collect()
+}
+
+/// The layers a joining device serves of a model of `n_layers`, given what `fits` its memory and
+/// the ranges the network's workers serve: the whole model when it fits; else a range that a
+/// gateway can chain into a pipeline (gateways chain ranges that meet end to start). It starts at
+/// layer 0 or where a served range ends, at the start served by the fewest workers; it ends, as
+/// far as memory allows, at the model's end or where a served range starts (it links), else as
+/// far as memory allows (a later device can go on from there). `None`: not one layer fits.
+pub fn choose_layers(
+    n_layers: usize,
+    fits: impl Fn(&std::ops::Range<usize>) -> bool,
+    served: &[std::ops::Range<usize>],
+) -> Option<std::ops::Range<usize>> {
+    use std::collections::BTreeSet;
+    if fits(&(0..n_layers)) {
+        return Some(0..n_layers);
+    }
+    let starts: BTreeSet<usize> =
+        std::iter::once(0).chain(served.iter().map(|r| r.end)).filter(|s| *s < n_layers).collect();
+    let ends: BTreeSet<usize> =
+        std::iter::once(n_layers).chain(served.iter().map(|r| r.start)).filter(|e| *e > 0).collect();
+    let coverage = |layer: usize| served.iter().filter(|r| r.contains(&layer)).count();
+    starts
+        .iter()
+        .filter_map(|&start| {
+            let reach = (start + 1..=n_layers).take_while(|end| fits(&(start..*end))).last()?;
+            let end = ends.range(start + 1..=reach).next_back().copied().unwrap_or(reach);
+            let links = ends.contains(&end);
+            // Fewest workers at its start, then one that links, then the most layers, then the
+            // earliest.
+            Some(((coverage(start), !links, std::cmp::Reverse(end - start), start), start..end))
+        })
+        .min_by_key(|(key, _)| *key)
+        .map(|(_, range)| range)
+}
+
 /// The workers serving `model` other than `me`, with the endpoints they registered.
 pub fn peers(workers: &[WorkerEntry], model: ModelId, me: &PublicKey) -> Vec<Peer> {
     workers
@@ -172,6 +220,26 @@ pub fn plan_inputs(
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn a_joining_device_takes_the_whole_model_or_the_range_that_completes_a_pipeline() {
+        let n = 30;
+        // Up to 12 layers fit; the whole model fits a large device.
+        let small = |r: &std::ops::Range<usize>| r.len() <= 12;
+        assert_eq!(choose_layers(n, |_| true, &[0..15, 15..30]), Some(0..30));
+        assert_eq!(choose_layers(n, small, &[]), Some(0..12), "nothing served: from layer 0");
+        assert_eq!(
+            choose_layers(n, small, std::slice::from_ref(&(0..12))),
+            Some(12..24),
+            "goes on from the first stage"
+        );
+        assert_eq!(choose_layers(n, small, &[0..12, 12..24]), Some(24..30), "completes the pipeline");
+        // 0..12 and 20..30 served: 12..20 links the two (the gap), though 12 layers would fit.
+        assert_eq!(choose_layers(n, small, &[0..12, 20..30]), Some(12..20));
+        // Everything served once: a second copy of the least-served start, as far as it links.
+        assert_eq!(choose_layers(n, small, &[0..12, 12..24, 24..30, 0..12]), Some(12..24));
+        assert_eq!(choose_layers(n, |_| false, &[]), None);
+    }
 
     /// The typed entries of a `GET /workers` answer written as JSON.
     fn parse(answer: &Value) -> Result<Vec<WorkerEntry>, serde_json::Error> {

@@ -300,6 +300,16 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let mut children = vec![chain];
     let client = Client::new(&rpc_url).map_err(setup)?;
     client.wait_for_height(1, Duration::from_secs(60)).await.map_err(setup)?;
+    // No single validator decides a task: with fewer than it takes, no task would ever settle
+    // with a quorum and no worker would ever be paid.
+    let reveals_min = client.params().await.map_err(setup)?.params.reveals_min as usize;
+    if config.validators < reveals_min {
+        return Err(NodeError::Chain(format!(
+            "{} score validators cannot settle a task: each needs the scores of at least {reveals_min} \
+             (no single validator decides), so no worker would ever be paid; start {reveals_min} or more",
+            config.validators
+        )));
+    }
 
     launch.progress("registering the model and funding the roles");
     let seed = network_seed(&config.data_dir)?;

@@ -23,7 +23,7 @@ use polylink_pipeline::transport;
 use polylink_types::{Amount, Hash32, PublicKey, SecretKey, TxKind, Unbond};
 use serde_json::json;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long a transaction may take to be finalized.
@@ -38,7 +38,8 @@ pub struct JoinCmd {
     /// The model's GGUF file (a model registered on that chain).
     #[arg(long)]
     model: PathBuf,
-    /// Layers to serve, `a..b` (default: the whole model).
+    /// Layers to serve, `a..b` (default: the whole model if it fits the memory, else the range
+    /// the network's pipelines need most that fits).
     #[arg(long)]
     layers: Option<String>,
     /// Address to listen on for gateways (`0.0.0.0:PORT` to be reachable from other machines).
@@ -113,11 +114,10 @@ impl LeaveCmd {
 
 /// Bytes the worker needs for `layers` of the model: their weights, the tensors outside the
 /// blocks (embedding, head), and one full-context session's KV cache.
-fn bytes_needed(model: &Path, layers: &std::ops::Range<usize>) -> anyhow::Result<u64> {
-    let info = polylink_infer::ModelInfo::from_gguf(&polylink_infer::Gguf::open(model)?)?;
+fn bytes_needed(info: &polylink_infer::ModelInfo, layers: &std::ops::Range<usize>) -> u64 {
     let weights: u64 = info.layer_bytes.get(layers.clone()).map_or(0, |l| l.iter().sum());
     let kv = info.kv_bytes_per_position(layers.len()) * info.hparams.context_len as u64;
-    Ok(weights + info.other_bytes + kv)
+    weights + info.other_bytes + kv
 }
 
 /// Waits until `account` holds `need` (balance plus bonded), printing once how to send it.
@@ -177,24 +177,43 @@ impl JoinCmd {
             .with_context(|| format!("hashing {}", self.model.display()))?
             .parse()
             .context("artifact hash")?;
-        let n_layers =
-            polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(&self.model)?)?.n_layers;
+        let info = polylink_infer::ModelInfo::from_gguf(&polylink_infer::Gguf::open(&self.model)?)?;
+        let budget =
+            self.memory_mib.map_or_else(polylink_node::platform::available_memory_bytes, |mib| mib << 20);
+        let fits = |layers: &std::ops::Range<usize>| bytes_needed(&info, layers) <= budget;
         let layers = match self.layers.as_deref() {
-            Some(text) => worker::parse_layers(text)?,
-            None => 0..n_layers,
+            Some(text) => {
+                let layers = worker::parse_layers(text)?;
+                if self.memory_mib.is_some() && !fits(&layers) {
+                    bail!(
+                        "layers {}..{} need about {} MiB (weights and one full-context session), more than \
+                         --memory-mib {}: serve fewer layers with --layers a..b, or leave --layers out",
+                        layers.start,
+                        layers.end,
+                        bytes_needed(&info, &layers) >> 20,
+                        budget >> 20
+                    );
+                }
+                layers
+            }
+            // The whole model if it fits, else the range the network's pipelines need most.
+            None => {
+                let served = super::wallet::block_on(async {
+                    let client = Client::new(&self.chain)?;
+                    let model = onchain::model_by_artifact(&client, &artifact).await?;
+                    let min = client.params().await?.params.worker_stake_min;
+                    Ok(registry::served_ranges(&registry::fetch(&client).await?, model, min))
+                })?;
+                let n = info.hparams.n_layers;
+                registry::choose_layers(n, fits, &served).with_context(|| {
+                    format!(
+                        "not even one layer of the model fits in {} MiB (it needs about {} MiB)",
+                        budget >> 20,
+                        bytes_needed(&info, &(0..1)) >> 20
+                    )
+                })?
+            }
         };
-        let need = bytes_needed(&self.model, &layers)?;
-        if let Some(limit) = self.memory_mib
-            && need > limit << 20
-        {
-            bail!(
-                "layers {}..{} need about {} MiB (weights and one full-context session), more than --memory-mib {limit}: \
-                 serve fewer layers with --layers a..b",
-                layers.start,
-                layers.end,
-                need >> 20
-            );
-        }
         if self.advertise.unwrap_or(self.listen).ip().is_unspecified() {
             bail!(
                 "{} is where it listens, not an address others can dial: give --advertise IP:PORT (this machine's \
