@@ -30,6 +30,9 @@ impl Gateway {
 
     /// Serves on `listener` until the task is dropped or the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        if let Some(transcripts) = &self.transcripts {
+            transcripts.keep_swept();
+        }
         axum::serve(listener, self.router()).await
     }
 }

@@ -51,11 +51,23 @@ pub struct StoreConfig {
     pub dir: Option<PathBuf>,
     /// Fetch signatures remembered per committee member (the replay window).
     pub fetches_per_key_max: usize,
+    /// How often the transcripts of tasks the chain has closed (settled or reclaimed: no committee
+    /// will fetch them again) are looked for.
+    pub sweep_every: std::time::Duration,
+    /// How long a closed task's transcript is still kept after a sweep first found it closed (a
+    /// late reader, such as the user checking what was scored, still finds it).
+    pub keep_closed_for: std::time::Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { entries_max: 10_000, dir: None, fetches_per_key_max: crate::transcripts::SEEN_PER_KEY_MAX }
+        Self {
+            entries_max: 10_000,
+            dir: None,
+            fetches_per_key_max: crate::transcripts::SEEN_PER_KEY_MAX,
+            sweep_every: std::time::Duration::from_secs(30),
+            keep_closed_for: std::time::Duration::from_secs(60),
+        }
     }
 }
 
@@ -130,6 +142,21 @@ impl TranscriptStore {
         (t.task == *task).then(|| Arc::new(t))
     }
 
+    /// Deletes the transcript of `task` (memory and file); whether there was one.
+    pub fn remove(&mut self, task: &TaskId) -> bool {
+        let held = self.map.remove(task).is_some() | self.order.contains(task);
+        self.order.retain(|t| t != task);
+        if let Some(path) = self.file(task) {
+            let _ = std::fs::remove_file(path);
+        }
+        held
+    }
+
+    /// The tasks held, oldest first, at most `n`.
+    pub fn oldest(&self, n: usize) -> Vec<TaskId> {
+        self.order.iter().take(n).copied().collect()
+    }
+
     /// Transcripts held.
     pub fn len(&self) -> usize {
         self.order.len()
@@ -169,5 +196,16 @@ mod tests {
         let reopened = TranscriptStore::open(cfg).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reopened.len(), 2);
         assert_eq!(reopened.get(&transcript(2).task).as_deref(), Some(&transcript(2)));
+        let mut reopened = reopened;
+        assert_eq!(reopened.oldest(1), vec![transcript(1).task]);
+        assert!(reopened.remove(&transcript(1).task));
+        assert!(!reopened.remove(&transcript(1).task));
+        assert_eq!(reopened.len(), 1);
+        let again = TranscriptStore::open(StoreConfig {
+            dir: Some(dir.path().to_path_buf()),
+            ..StoreConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.oldest(10), vec![transcript(2).task], "a deleted transcript is gone from disk too");
     }
 }

@@ -9,6 +9,9 @@
 //!
 //! The replay window remembers a signature only once its key has proved to sit on the task's
 //! committee, and holds at most [`SEEN_PER_KEY_MAX`] per key: no one can fill it for others.
+//!
+//! A transcript is kept only while a committee may still need it: [`Transcripts::sweep`] deletes
+//! those of tasks the chain has closed (settled or reclaimed) or does not know.
 
 use crate::error::GatewayError;
 use crate::transcript_store::{StoreConfig, TranscriptStore};
@@ -60,12 +63,19 @@ impl Seen {
     }
 }
 
+/// Most tasks one sweep asks the chain about.
+const SWEEP_BATCH: usize = 256;
+
 /// The store plus what serving it needs: the chain (committees) and the replay window.
 pub struct Transcripts {
     store: Mutex<TranscriptStore>,
     chain: Client,
     chain_id: String,
     seen: Mutex<Seen>,
+    sweep_every: std::time::Duration,
+    keep_closed_for: std::time::Duration,
+    /// When a sweep first found each held task closed.
+    closed_since: Mutex<HashMap<TaskId, std::time::Instant>>,
 }
 
 impl Transcripts {
@@ -75,8 +85,69 @@ impl Transcripts {
         let chain = Client::new(rpc_url).map_err(|e| setup("chain client", &e))?;
         let status = chain.status().await.map_err(|e| setup(&format!("chain at {rpc_url}"), &e))?;
         let seen = Seen { per_key_max: cfg.fetches_per_key_max, by_key: HashMap::new() };
+        let (sweep_every, keep_closed_for) = (cfg.sweep_every, cfg.keep_closed_for);
         let store = TranscriptStore::open(cfg).map_err(|e| setup("transcript directory", &e))?;
-        Ok(Self { store: Mutex::new(store), chain, chain_id: status.chain_id, seen: Mutex::new(seen) })
+        Ok(Self {
+            store: Mutex::new(store),
+            chain,
+            chain_id: status.chain_id,
+            seen: Mutex::new(seen),
+            sweep_every,
+            keep_closed_for,
+            closed_since: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Deletes the transcripts (of the [`SWEEP_BATCH`] oldest) of tasks the chain has closed
+    /// (settled or reclaimed) or does not know, once they have been found so for
+    /// `StoreConfig::keep_closed_for`; returns how many. A task the chain cannot be asked about
+    /// keeps its transcript.
+    pub async fn sweep(&self) -> usize {
+        let Some(held) = self.store.lock().ok().map(|s| s.oldest(SWEEP_BATCH)) else { return 0 };
+        let now = std::time::Instant::now();
+        // A task once among the oldest stays so until it leaves the store: forget the others.
+        if let Ok(mut since) = self.closed_since.lock() {
+            since.retain(|t, _| held.contains(t));
+        }
+        let mut deleted = 0;
+        for task in held {
+            let closed = match self.chain.task(&task).await {
+                Ok(record) => matches!(
+                    record.status,
+                    polylink_ledger::TaskStatus::Settled(_) | polylink_ledger::TaskStatus::Reclaimed
+                ),
+                Err(e) => e.code() == Some(ErrorCode::NotFound),
+            };
+            let Ok(mut since) = self.closed_since.lock() else { return deleted };
+            if !closed {
+                since.remove(&task);
+                continue;
+            }
+            let first_seen = *since.entry(task).or_insert(now);
+            if now.duration_since(first_seen) >= self.keep_closed_for
+                && self.store.lock().is_ok_and(|mut s| s.remove(&task))
+            {
+                since.remove(&task);
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            info!(deleted, "transcripts of closed tasks deleted");
+        }
+        deleted
+    }
+
+    /// Sweeps every `StoreConfig::sweep_every` for as long as the transcripts are in use.
+    pub(crate) fn keep_swept(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = self.sweep_every;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(transcripts) = weak.upgrade() else { return };
+                transcripts.sweep().await;
+            }
+        });
     }
 
     /// Keeps a transcript (called once the task's result is reported).

@@ -23,6 +23,7 @@ async fn an_outsiders_flood_of_signed_fetches_locks_no_validator_out() {
         entries_max: 100,
         dir: Some(net.dir.path().join("transcripts")),
         fetches_per_key_max: PER_KEY,
+        ..StoreConfig::default()
     };
     let gw = gateway_with(&net, local(&smollm2(), &worker(0)), &worker(0), Some(store)).await;
 

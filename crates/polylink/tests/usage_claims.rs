@@ -6,6 +6,7 @@
 //! - The user's `max_price` was always the current price. Now the client's cap
 //!   (`x-polylink-max-price`) goes on chain: under the price the request is refused before any
 //!   escrow, at the price it is served and charged at the chain's price.
+//! - Once its task settled, a transcript is deleted by its gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod validator_common;
@@ -109,6 +110,16 @@ async fn overbilling_is_refunded_and_struck_and_the_users_price_cap_holds() {
     let record = settled(&net, &task).await;
     assert_eq!(record.price, price, "charged at the chain's price, within the cap");
     assert_eq!(record.status, TaskStatus::Settled(SettleOutcome::Paid), "{record:?}");
+    // Settled, the task needs its transcript no more: the gateway deletes it (the user's prompt
+    // is not kept longer than the chain needs it).
+    let file = net.dir.path().join("transcripts-1").join(format!("{task}.json"));
+    for _ in 0..600 {
+        if !file.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!file.exists(), "the transcript of a settled task is still kept");
     let bad = reqwest::Client::new()
         .post(format!("{honest}/v1/chat/completions"))
         .bearer_auth(API_KEY)
@@ -125,6 +136,8 @@ fn store(net: &Net, i: u32) -> polylink_gateway::StoreConfig {
     polylink_gateway::StoreConfig {
         entries_max: 100,
         dir: Some(net.dir.path().join(format!("transcripts-{i}"))),
+        sweep_every: std::time::Duration::from_millis(500),
+        keep_closed_for: std::time::Duration::ZERO,
         ..Default::default()
     }
 }
