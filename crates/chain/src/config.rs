@@ -61,6 +61,18 @@ pub struct NodeConfig {
     pub validators: Vec<ValidatorEntry>,
     /// The ledger's genesis, as the ledger defines it.
     pub genesis: toml::Value,
+    /// A dev chain's faucet (`POST /faucet`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faucet: Option<FaucetConfig>,
+}
+
+/// A faucet: its funded account's seed and what it sends each account that asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaucetConfig {
+    /// The faucet account's ed25519 seed (hex).
+    pub secret_seed: String,
+    /// Base units each account gets, once.
+    pub amount: u64,
 }
 
 /// Decoded key material of a node.

@@ -42,7 +42,7 @@ mod submit;
 pub use app::App;
 pub use archive::TaskIndex;
 pub use block::Block;
-pub use config::{Keys, NodeConfig, ValidatorEntry};
+pub use config::{FaucetConfig, Keys, NodeConfig, ValidatorEntry};
 pub use dev::spawn_dev;
 pub use error::Error;
 pub use executor::{ChainState, Shared};

@@ -73,6 +73,7 @@ pub fn configs(spec: &NetworkSpec, rng: impl CryptoRng) -> Result<Vec<NodeConfig
                 polynomial: committee.polynomial.clone(),
                 validators: validators.clone(),
                 genesis: spec.genesis.clone(),
+                faucet: None,
             })
         })
         .collect()

@@ -121,6 +121,7 @@ pub fn run_node<M: Queryable>(
             marshal: started.marshal,
             chain_id: config.chain_id.clone(),
             validators: keys.participants.len(),
+            faucet: faucet(&config)?,
         });
         tokio::spawn(async move {
             if let Err(e) = server::serve(listener, router).await {
@@ -135,4 +136,18 @@ pub fn run_node<M: Queryable>(
         error!("a node component stopped; shutting down");
         Ok(())
     })
+}
+
+/// The faucet `config` asks for, if any.
+fn faucet(config: &NodeConfig) -> Result<Option<server::Faucet>, Error> {
+    let Some(f) = &config.faucet else { return Ok(None) };
+    let seed: [u8; 32] = hex::decode(f.secret_seed.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Keys("faucet secret_seed must be 64 hex characters".into()))?;
+    Ok(Some(server::Faucet {
+        key: polylink_types::SecretKey::from_seed(seed),
+        amount: polylink_types::Amount::from(f.amount),
+        given: std::sync::Mutex::new(std::collections::HashSet::new()),
+    }))
 }

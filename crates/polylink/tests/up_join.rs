@@ -1,11 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A device that joins a running network with `polylink join` is found through the chain, routed
 //! to and paid, with no restart: `polylink up` serves SmolLM2 on its own whole-model worker; then
-//! `polylink join` creates an encrypted key file, asks for the funds its stake needs (the test
-//! sends them with the wallet CLI, as a friend with a funded wallet would), checks that its
-//! endpoint answers, bonds, registers and serves. The gateway's registry follower probes and
-//! deploys it; a request reaches it (the task names it), its greedy answer is the first worker's,
-//! it is paid and says so (`earned`). A head that is not a registered gateway is refused inference
+//! `polylink join` creates an encrypted key file, gets the funds its stake needs from the dev
+//! chain's faucet (once per account), checks that its endpoint answers, bonds, registers and
+//! serves. The gateway's registry follower probes and deploys it; a request reaches it (the task
+//! names it), its greedy answer is the first worker's, it is paid and says so (`earned`). A head that is not a registered gateway is refused inference
 //! by it. Ctrl-C leaves: its whole stake unbonds and the gateway stops routing to it.
 //! A user with a wallet of its own lets the gateway spend from it (`polylink wallet allow`) and
 //! calls with the API key that prints: the task is paid from that wallet, and its key never left it.
@@ -111,15 +110,18 @@ fn a_worker_that_joins_a_running_network_is_routed_to_and_paid() {
         assert_eq!(event["event"], what, "{event}");
         event
     };
-    let asked = next("funds_needed");
-    let joined = asked["account"].as_str().unwrap().to_string();
+    // The dev chain's faucet funds it (on a chain without one it says how much to send).
+    let funded = next("faucet");
+    let joined = funded["account"].as_str().unwrap().to_string();
+    let again = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        polylink_chain::rpc::Client::new(&rpc).unwrap().faucet(&joined.parse().unwrap()).await
+    });
+    assert!(
+        again.as_ref().is_err_and(|e| e.code() == Some(polylink_chain::rpc::ErrorCode::Duplicate)),
+        "the faucet funds an account once: {again:?}"
+    );
     let key_text = std::fs::read_to_string(&key_file).unwrap();
     assert!(key_text.contains(&joined) && key_text.contains("argon2id"), "{key_text}");
-    let funder = dir.path().join("funder.json");
-    let wallet = ["--wallet", funder.to_str().unwrap(), "--rpc", rpc.as_str()];
-    cli(&[&["wallet", "new", "--secret", &hex::encode(dev_key(3).seed())][..], &wallet].concat());
-    let need = asked["need"].as_str().unwrap();
-    cli(&[&["wallet", "transfer", "--to", &joined, "--amount", need][..], &wallet].concat());
     let ready = next("ready");
     assert_eq!(ready["account"], joined.as_str(), "{ready}");
     assert_eq!(ready["layers"], json!([0, 30]), "{ready}");
@@ -176,6 +178,9 @@ fn a_worker_that_joins_a_running_network_is_routed_to_and_paid() {
 
     // A user with a wallet of its own: funded by a friend, it allows the gateway 10^9 and calls
     // with the key that prints. The gateway signs the task; the wallet pays it.
+    let funder = dir.path().join("funder.json");
+    let wallet = ["--wallet", funder.to_str().unwrap(), "--rpc", rpc.as_str()];
+    cli(&[&["wallet", "new", "--secret", &hex::encode(dev_key(3).seed())][..], &wallet].concat());
     let own = dir.path().join("own.json");
     let own_wallet = ["--wallet", own.to_str().unwrap(), "--rpc", rpc.as_str()];
     let account = cli(&[&["wallet", "new"][..], &own_wallet].concat()).trim().to_string();

@@ -152,7 +152,14 @@ pub struct SubmitRequest {
     pub tx: String,
 }
 
-/// `POST /tx` answer.
+/// `POST /faucet` body: a dev chain's faucet sends its amount to `account`, once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaucetRequest {
+    /// Who gets the funds.
+    pub account: PublicKey,
+}
+
+/// `POST /tx` answer (and `POST /faucet`'s: the faucet's transfer).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SubmitResponse {
     /// The transaction id.

@@ -62,6 +62,21 @@ impl Client {
         Self::decode(&what, response).await
     }
 
+    /// Asks a dev chain's faucet for funds for `account` (once per account); returns the id of
+    /// its transfer. A chain without a faucet refuses with `ErrorCode::NotFound`.
+    pub async fn faucet(&self, account: &PublicKey) -> Result<TxId, Error> {
+        let response = self
+            .http
+            .post(format!("{}/faucet", self.base))
+            .json(&super::FaucetRequest { account: *account })
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| Error::Rpc(format!("POST /faucet: {e}")))?;
+        let answer: SubmitResponse = Self::decode("POST /faucet", response).await?;
+        Ok(answer.id)
+    }
+
     /// Submits a signed transaction; a refusal carries the node's code and reason.
     pub async fn submit(&self, tx: &SignedTx) -> Result<TxId, Error> {
         let response = self

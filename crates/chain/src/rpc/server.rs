@@ -39,6 +39,21 @@ pub(crate) struct RpcState<M, S> {
     pub chain_id: String,
     /// Committee size.
     pub validators: usize,
+    /// A dev chain's faucet, if any.
+    pub faucet: Option<Faucet>,
+}
+
+/// Most accounts a faucet funds.
+const FAUCET_ACCOUNTS_MAX: usize = 100_000;
+
+/// A dev chain's faucet: a funded key that sends `amount` to each account that asks, once.
+pub(crate) struct Faucet {
+    /// The faucet's account key.
+    pub key: polylink_types::SecretKey,
+    /// What each account gets.
+    pub amount: polylink_types::Amount,
+    /// The accounts funded so far (the lock also orders the faucet's nonces).
+    pub given: std::sync::Mutex<std::collections::HashSet<polylink_types::PublicKey>>,
 }
 
 type Ctx<M, S> = State<Arc<RpcState<M, S>>>;
@@ -72,6 +87,7 @@ where
 {
     Router::new()
         .route("/tx", post(submit::<M, S>))
+        .route("/faucet", post(faucet::<M, S>))
         .route("/status", get(status::<M, S>))
         .route("/account/{key}", get(account::<M, S>))
         .route("/models", get(|s: Ctx<M, S>| read(s, |m: &M| Some(m.models()), "models")))
@@ -101,6 +117,49 @@ async fn submit<M: Queryable, S: Sender<PublicKey = PublicKey>>(
     let tx = SignedTx::from_bytes(&bytes).map_err(|e| bad_request(format!("malformed tx: {e}")))?;
     match state.submitter.submit(tx) {
         Ok(id) => Ok(Json(SubmitResponse { id })),
+        Err(Error::Refused(refusal)) => Err(ApiError(StatusCode::BAD_REQUEST, refusal)),
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::new(ErrorCode::Unavailable, e.to_string()),
+        )),
+    }
+}
+
+async fn faucet<M: Queryable, S: Sender<PublicKey = PublicKey>>(
+    State(state): Ctx<M, S>,
+    body: Result<Json<super::FaucetRequest>, JsonRejection>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    let Json(request) = body.map_err(|e| bad_request(format!("bad request body: {e}")))?;
+    let Some(faucet) = &state.faucet else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            Refusal::new(ErrorCode::NotFound, "this chain has no faucet (only a dev chain does)"),
+        ));
+    };
+    let refused =
+        |message: String| ApiError(StatusCode::BAD_REQUEST, Refusal::new(ErrorCode::Duplicate, message));
+    let mut given = faucet.given.lock().map_err(|_| unavailable())?;
+    if given.contains(&request.account) {
+        return Err(refused(format!("the faucet funded {} already", request.account)));
+    }
+    if given.len() >= FAUCET_ACCOUNTS_MAX {
+        return Err(refused(format!("the faucet funded {FAUCET_ACCOUNTS_MAX} accounts, its most")));
+    }
+    let me = faucet.key.public_key();
+    let nonce = {
+        let guard = state.shared.state.read().map_err(|_| unavailable())?;
+        guard.machine.account(&me, state.submitter.pending_of(&me) as u64).next_nonce()
+    };
+    let kind = polylink_types::TxKind::Transfer(polylink_types::Transfer {
+        to: request.account,
+        amount: faucet.amount,
+    });
+    let tx = polylink_types::UnsignedTx { signer: me, nonce, kind }.sign(&faucet.key, &state.chain_id);
+    match state.submitter.submit(tx) {
+        Ok(id) => {
+            given.insert(request.account);
+            Ok(Json(SubmitResponse { id }))
+        }
         Err(Error::Refused(refusal)) => Err(ApiError(StatusCode::BAD_REQUEST, refusal)),
         Err(e) => Err(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,

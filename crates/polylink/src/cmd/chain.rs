@@ -3,9 +3,10 @@ use super::wallet::block_on;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use polylink_chain::{
-    NetworkSpec, NodeConfig, configs, genesis_value, ledger_from_config, rpc::Client, testnet_init,
+    FaucetConfig, NetworkSpec, NodeConfig, configs, genesis_value, ledger_from_config, rpc::Client,
+    testnet_init,
 };
-use polylink_ledger::{DEV_BALANCE, Genesis};
+use polylink_ledger::{DEV_BALANCE, Genesis, GenesisAccount};
 use std::{net::SocketAddr, path::PathBuf};
 
 /// Chain subcommands.
@@ -34,6 +35,9 @@ pub enum ChainCmd {
         /// Blocks a committee has to reveal its scores (first start only; default: Params).
         #[arg(long)]
         reveal_window_blocks: Option<u64>,
+        /// Base units the faucet (`POST /faucet`) sends each account that asks, once (0: none).
+        #[arg(long, default_value_t = 1_000_000)]
+        faucet_amount: u64,
     },
     /// Write configs for N validators on 127.0.0.1 (DIR/nodeK/config.toml).
     TestnetInit {
@@ -118,6 +122,11 @@ fn spec(
     })
 }
 
+/// A dev chain's faucet account: a public label, like the dev accounts'.
+fn faucet_key() -> polylink_types::SecretKey {
+    polylink_types::SecretKey::from_label("polylink-dev-faucet")
+}
+
 fn run_node(config: NodeConfig) -> anyhow::Result<()> {
     let ledger = ledger_from_config(&config)?;
     polylink_chain::run_node(config, ledger, |rpc| println!("rpc listening on http://{rpc}"))?;
@@ -136,6 +145,7 @@ impl ChainCmd {
                 accounts,
                 commit_window_blocks,
                 reveal_window_blocks,
+                faucet_amount,
             } => {
                 let path = data_dir.join("config.toml");
                 let mut config = if path.exists() {
@@ -143,7 +153,7 @@ impl ChainCmd {
                 } else {
                     std::fs::create_dir_all(&data_dir)
                         .with_context(|| format!("creating {}", data_dir.display()))?;
-                    let spec = spec(
+                    let mut spec = spec(
                         "polylink-dev",
                         1,
                         accounts,
@@ -151,6 +161,12 @@ impl ChainCmd {
                         block_interval_ms,
                         (commit_window_blocks, reveal_window_blocks),
                     )?;
+                    // The faucet's own funded account, beside the dev accounts.
+                    let mut genesis: Genesis = spec.genesis.clone().try_into().context("genesis")?;
+                    genesis
+                        .accounts
+                        .push(GenesisAccount { account: faucet_key().public_key(), balance: DEV_BALANCE });
+                    spec.genesis = genesis_value(&genesis)?;
                     let mut config =
                         configs(&spec, rand::rng())?.pop().context("dealer produced no config")?;
                     config.data_dir = PathBuf::from("data");
@@ -164,7 +180,18 @@ impl ChainCmd {
                 }
                 config.block_interval_ms = block_interval_ms;
                 let genesis: Genesis = config.genesis.clone().try_into().context("genesis in config")?;
-                print_dev_accounts(&config.chain_id, u32::try_from(genesis.accounts.len()).unwrap_or(0));
+                let faucet = faucet_key();
+                let funded = genesis.accounts.iter().any(|a| a.account == faucet.public_key());
+                let dev_accounts =
+                    genesis.accounts.iter().filter(|a| a.account != faucet.public_key()).count();
+                print_dev_accounts(&config.chain_id, u32::try_from(dev_accounts).unwrap_or(0));
+                if funded && faucet_amount > 0 {
+                    println!(
+                        "Faucet: POST /faucet {{\"account\": \"<hex>\"}} sends {faucet_amount} base units, once per account"
+                    );
+                    config.faucet =
+                        Some(FaucetConfig { secret_seed: hex::encode(faucet.seed()), amount: faucet_amount });
+                }
                 run_node(config)
             }
             Self::TestnetInit {

@@ -3,7 +3,8 @@
 //! key file, waits for the funds its stake needs (saying how to send them), loads and profiles
 //! the model within the owner's limits, checks that its advertised endpoint answers, bonds,
 //! registers, serves the registered gateways, and prints one JSON line per event on stdout:
-//! `funds_needed`, `ready` (account, endpoint, layers), `earned` (whenever its balance grows),
+//! `faucet` (a dev chain's faucet funded it) or `funds_needed`, `ready` (account, endpoint,
+//! layers), `earned` (whenever its balance grows),
 //! and `left`. Ctrl-C (or SIGTERM) leaves cleanly: the whole stake starts unbonding, so the
 //! worker is inactive at once (gateways drop it) and its stake comes back after the unbonding
 //! period with `polylink leave --withdraw`.
@@ -120,14 +121,35 @@ fn bytes_needed(info: &polylink_infer::ModelInfo, layers: &std::ops::Range<usize
     weights + info.other_bytes + kv
 }
 
-/// Waits until `account` holds `need` (balance plus bonded), printing once how to send it.
+/// Waits until `account` holds `need` (balance plus bonded): it asks the chain's faucet first (a
+/// dev chain has one), else prints once how to send it.
 async fn await_funds(client: &Client, account: &PublicKey, need: Amount) -> anyhow::Result<()> {
     let mut told = false;
+    let mut asked_faucet = false;
     loop {
         let view = client.account(account).await?;
         let have = view.balance + view.stake.bonded;
         if have >= need {
             return Ok(());
+        }
+        if !asked_faucet {
+            asked_faucet = true;
+            match client.faucet(account).await {
+                Ok(tx) => {
+                    emit(json!({ "event": "faucet", "account": account, "tx": tx }));
+                    // Its transfer lands within a few blocks; ask for more only if it falls short.
+                    let deadline = tokio::time::Instant::now() + FINALITY;
+                    while tokio::time::Instant::now() < deadline {
+                        let view = client.account(account).await?;
+                        if view.balance + view.stake.bonded > have {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    continue;
+                }
+                Err(e) => tracing::info!("no faucet funds: {e}"),
+            }
         }
         if !told {
             emit(json!({
