@@ -39,6 +39,8 @@ pub struct ChainBilling {
     local_worker: Option<PublicKey>,
     /// The gateway's signer (every task and result), created on first use.
     signer: Mutex<Option<Arc<Signer>>>,
+    /// What each task opened here and not yet reported holds of its payer's funds.
+    reserved: Mutex<HashMap<polylink_types::TaskId, (PublicKey, Amount, tokio::time::Instant)>>,
     /// On-chain keys found good, by hash, and when.
     keys_seen: Mutex<HashMap<Hash32, tokio::time::Instant>>,
     settle_timeout: Duration,
@@ -49,6 +51,9 @@ pub struct ChainBilling {
 /// How long an on-chain key found good is taken without asking the chain again (a revoked
 /// allowance stops new requests within this; the chain refuses their tasks at once anyway).
 const KEY_CHECK_TTL: Duration = Duration::from_secs(5);
+
+/// Longest a task's reservation is kept without its report.
+const RESERVATION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// Most on-chain keys remembered; past it the memory starts over.
 const KEYS_SEEN_MAX: usize = 4_096;
@@ -81,6 +86,7 @@ impl ChainBilling {
             local_worker: None,
             signer: Mutex::new(None),
             keys_seen: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashMap::new()),
             settle_timeout: Duration::from_secs(120),
             tx_fee: params.tx_fee,
         })
@@ -151,21 +157,6 @@ impl ChainBilling {
         let needed = escrow.saturating_add(fee);
         let me = self.gateway.public_key();
         let payer = (account.address != me).then_some(account.address);
-        let state = self.client.account(&account.address).await.map_err(chain)?;
-        if state.balance < needed {
-            return Err(GatewayError::InsufficientBalance(format!(
-                "account {} holds {}, the escrow of {tokens_max} tokens at {price} and the fee are {needed}",
-                account.address, state.balance
-            )));
-        }
-        let allowed = state.allowances.iter().find(|a| a.gateway == me).map_or(0, |a| a.limit);
-        if payer.is_some() && allowed < needed {
-            return Err(GatewayError::InsufficientBalance(format!(
-                "account {} allows this gateway {allowed} more, the escrow of {tokens_max} tokens at \
-                 {price} and the fee are {needed}; raise it with `polylink wallet allow`",
-                account.address
-            )));
-        }
         let workers = match (placement.workers.is_empty(), self.local_worker) {
             (false, _) => placement.workers.clone(),
             (true, Some(local)) => vec![local],
@@ -184,11 +175,43 @@ impl ChainBilling {
             seed,
             payer,
         });
+        // Tasks this gateway opened that the chain may not count yet are reserved against the
+        // payer's balance and allowance, so one payer's concurrent requests never open more than
+        // it can pay: a task refused in its block after inference began would leave its workers
+        // unpaid. (Conservative: a reservation is kept until the task's result is reported.)
+        let mut reserved = self.reserved.lock().await;
+        // One whose report never came (it cannot outlive the chain's task deadline) is let go.
+        reserved.retain(|_, (_, _, at)| at.elapsed() < RESERVATION_MAX_AGE);
+        let held: Amount =
+            reserved.values().filter(|(who, _, _)| *who == account.address).map(|(_, a, _)| *a).sum();
+        let state = self.client.account(&account.address).await.map_err(chain)?;
+        let balance = state.balance.saturating_sub(held);
+        if balance < needed {
+            return Err(GatewayError::InsufficientBalance(format!(
+                "account {} holds {balance} beyond its open tasks here, the escrow of {tokens_max} tokens at \
+                 {price} and the fee are {needed}",
+                account.address
+            )));
+        }
+        let allowed =
+            state.allowances.iter().find(|a| a.gateway == me).map_or(0, |a| a.limit).saturating_sub(held);
+        if payer.is_some() && allowed < needed {
+            return Err(GatewayError::InsufficientBalance(format!(
+                "account {} allows this gateway {allowed} more, the escrow of {tokens_max} tokens at \
+                 {price} and the fee are {needed}; raise it with `polylink wallet allow`",
+                account.address
+            )));
+        }
         let task = match self.send(kind).await {
             Ok(task) => task,
-            Err(e @ GatewayError::Billing(_)) => return Err(self.blame_worker(&workers).await.unwrap_or(e)),
+            Err(e @ GatewayError::Billing(_)) => {
+                drop(reserved);
+                return Err(self.blame_worker(&workers).await.unwrap_or(e));
+            }
             Err(e) => return Err(e),
         };
+        reserved.insert(task, (account.address, needed, tokio::time::Instant::now()));
+        drop(reserved);
         Ok(Ticket { task, price_per_token: price, escrow, workers })
     }
 
@@ -210,6 +233,13 @@ impl ChainBilling {
     }
 
     async fn close_task(&self, ticket: &Ticket, usage: UsageReport) -> Result<Charge> {
+        let result = self.report(ticket, usage).await;
+        // Reported (or never to be): the chain's own state counts the task from now on.
+        self.reserved.lock().await.remove(&ticket.task);
+        result
+    }
+
+    async fn report(&self, ticket: &Ticket, usage: UsageReport) -> Result<Charge> {
         // The result is admitted only once the task itself is executed on chain.
         let deadline = tokio::time::Instant::now() + self.settle_timeout;
         let record = loop {

@@ -8,7 +8,7 @@
 mod common;
 
 use polylink_chain::rpc::{Client, Signer};
-use polylink_gateway::{ApiKeys, ChainBilling, Gateway, Limits};
+use polylink_gateway::{Account, ApiKeys, Billing, ChainBilling, Gateway, Limits, Opening, UsageReport};
 use polylink_ledger::{Genesis, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::{
@@ -210,6 +210,43 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     assert_eq!(balance(&client, &gateway_key).await, gateway_before, "the gateway neither pays nor earns");
     let allowances = client.account(&user.public_key()).await.unwrap().allowances;
     assert_eq!(allowances[0].limit, 100_000 - charge1 - charge2 - 2 * tx_fee);
+
+    // A payer whose allowance covers one task: a second task the gateway would open before the
+    // first is reported is refused by the gateway itself (the chain may not count the first
+    // yet; one it then refused in a block would leave its workers unpaid).
+    let tight = SecretKey::from_label("tight");
+    send(&client, &worker, TxKind::Transfer(Transfer { to: tight.public_key(), amount: 10_000 })).await;
+    let one_task = 10 * 7 + tx_fee;
+    send(&client, &tight, allow(&ApiKey::new(tight.public_key(), [4; 32]), one_task)).await;
+    let direct = ChainBilling::connect(
+        &url,
+        HashMap::from([(common::MODEL.to_string(), model_id)]),
+        gateway_key.clone(),
+    )
+    .await
+    .unwrap();
+    let placement = polylink_protocol::Placement { workers: vec![worker.public_key()], slot: 0 };
+    let opening = Opening {
+        model: common::MODEL,
+        tokens_max: 10,
+        prompt_hash: Hash32::digest(&[b"prompt"]),
+        placement: &placement,
+        seed: 1,
+        max_price: None,
+    };
+    let payer = Account { address: tight.public_key() };
+    let first = direct.open(&payer, opening).await.unwrap();
+    assert!(
+        matches!(direct.open(&payer, opening).await, Err(polylink_gateway::GatewayError::InsufficientBalance(m)) if m.contains("allows this gateway 0 more")),
+        "the first task's reservation counts"
+    );
+    let usage = UsageReport {
+        output_hash: Hash32::ZERO,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        receipts: Vec::new(),
+    };
+    assert_eq!(direct.close(&first, usage).await.unwrap().amount, 0, "no receipts: nothing billed");
     let metrics = gateway.metrics().render();
     assert!(
         metrics.contains(&format!("polylink_gateway_charged_units_total {}\n", charge1 + charge2)),
