@@ -75,6 +75,50 @@ pub struct FaucetConfig {
     pub amount: u64,
 }
 
+/// A validator's identity (`polylink chain keygen`): its ed25519 key, made on its own machine
+/// and never sent anywhere; the file is readable by its owner only.
+pub struct Identity {
+    /// The key.
+    pub private_key: PrivateKey,
+}
+
+impl Identity {
+    /// Loads the identity at `path`, or makes a new one there if the file does not exist.
+    /// Returns it and whether it is new.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), Error> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let private_key = decode_hex("validator key file", text.trim())?;
+                Ok((Self { private_key }, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let private_key = PrivateKey::random(rand::rng());
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path).map_err(io)?;
+                std::io::Write::write_all(
+                    &mut file,
+                    format!("{}\n", hex::encode(private_key.encode())).as_bytes(),
+                )
+                .map_err(io)?;
+                Ok((Self { private_key }, true))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Its public key, hex, as a network file lists it.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.private_key.public_key().encode())
+    }
+}
+
 /// Decoded key material of a node.
 pub struct Keys {
     /// p2p identity and committee member key.

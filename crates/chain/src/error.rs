@@ -35,6 +35,9 @@ pub enum Error {
     /// An RPC call failed on the wire, timed out, or its answer did not decode.
     #[error("rpc error: {0}")]
     Rpc(String),
+    /// A distributed key generation ceremony failed (who did not take part, or who cheated).
+    #[error("key generation failed: {0}")]
+    Dkg(String),
 }
 
 impl Error {

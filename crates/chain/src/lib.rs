@@ -23,6 +23,7 @@ mod archive;
 mod block;
 mod config;
 mod dev;
+pub mod dkg;
 // A namespace of its own: the engine's wiring (`start`, its config, p2p channels, timing) is the
 // sub-API that embeds a validator in any runtime and network, as the simulation tests do.
 pub mod engine;
@@ -42,14 +43,14 @@ mod submit;
 pub use app::App;
 pub use archive::TaskIndex;
 pub use block::Block;
-pub use config::{FaucetConfig, Keys, NodeConfig, ValidatorEntry};
+pub use config::{FaucetConfig, Identity, Keys, NodeConfig, ValidatorEntry};
 pub use dev::spawn_dev;
 pub use error::Error;
 pub use executor::{ChainState, Shared};
 pub use ledger::{genesis_value, ledger_from_config};
 pub use machine::{Checked, Machine, Queryable};
 pub use mempool::{Mempool, Refusal};
-pub use network::{NetworkSpec, configs, testnet_init};
+pub use network::{NetworkFile, NetworkSpec, configs, testnet_init};
 pub use node::run_node;
 pub use seeds::SeedBook;
 pub use submit::Submitter;

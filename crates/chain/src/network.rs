@@ -1,12 +1,17 @@
-//! Writing the configs of a local network: `testnet-init` (N validators on 127.0.0.1) and the
-//! one-validator dev chain. A trusted dealer (this function) deals the threshold shares.
+//! What a network's validators share, and the configs of their nodes. A network across machines
+//! starts from a [`NetworkFile`] (the committee's public keys and addresses and the genesis with
+//! real accounts) and a distributed key generation among its validators ([`crate::dkg`]); a
+//! local one (`testnet-init`, N validators on 127.0.0.1, and the one-validator dev chain) is
+//! dealt by a trusted dealer ([`configs`]), which is fine only when one party runs every node.
 use crate::{
     Error,
-    config::{NodeConfig, ValidatorEntry, deal_committee},
+    config::{Identity, NodeConfig, ValidatorEntry, deal_committee},
+    dkg::Dealt,
 };
 use commonware_codec::Encode;
 use commonware_cryptography::Signer;
 use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
@@ -29,6 +34,68 @@ pub struct NetworkSpec {
     pub mempool_capacity: usize,
     /// The ledger's genesis.
     pub genesis: toml::Value,
+}
+
+/// What every validator of a network agrees on before its first block: written once (`polylink
+/// chain genesis`) and handed to each validator, it holds only public keys and addresses.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkFile {
+    /// Network id: binds signatures, the genesis block and the consensus namespace.
+    pub chain_id: String,
+    /// Empty blocks at most this often.
+    pub block_interval_ms: u64,
+    /// Most pending transactions per node.
+    pub mempool_capacity: usize,
+    /// The committee: public keys and p2p addresses.
+    pub validators: Vec<ValidatorEntry>,
+    /// The ledger's genesis (real accounts and their balances).
+    pub genesis: toml::Value,
+}
+
+impl NetworkFile {
+    /// Reads and parses a network file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Writes it as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let text = toml::to_string(self)
+            .map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+
+    /// The entry of the validator whose public key is `public_key` (hex).
+    pub fn validator(&self, public_key: &str) -> Option<&ValidatorEntry> {
+        self.validators.iter().find(|v| v.public_key == public_key)
+    }
+
+    /// One validator's node config, from its identity and what its ceremony dealt it.
+    pub fn node_config(
+        &self,
+        identity: &Identity,
+        dealt: &Dealt,
+        listen: SocketAddr,
+        rpc: SocketAddr,
+        data_dir: PathBuf,
+    ) -> NodeConfig {
+        NodeConfig {
+            chain_id: self.chain_id.clone(),
+            block_interval_ms: self.block_interval_ms,
+            mempool_capacity: self.mempool_capacity,
+            data_dir,
+            listen,
+            rpc,
+            private_key: hex::encode(identity.private_key.encode()),
+            share: dealt.share.clone(),
+            polynomial: dealt.polynomial.clone(),
+            validators: self.validators.clone(),
+            genesis: self.genesis.clone(),
+            faucet: None,
+        }
+    }
 }
 
 fn localhost(port: u16) -> SocketAddr {

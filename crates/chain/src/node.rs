@@ -8,7 +8,7 @@ use crate::{
     rpc::server::{self, RpcState},
 };
 use commonware_codec::Encode;
-use commonware_cryptography::{ChaCha20Poly1305, Signer};
+use commonware_cryptography::{ChaCha20Poly1305, Signer, ed25519::PrivateKey};
 use commonware_p2p::{Address, AddressableManager, authenticated::lookup};
 use commonware_runtime::{Quota, Runner, Supervisor as _, tokio as cw_tokio};
 use commonware_stream::{
@@ -29,6 +29,19 @@ const _: () = assert!(
 /// testnets on busy machines (leader timeout = block interval + 1 s).
 const LINK_DELAY_MS: u64 = 250;
 
+/// The p2p handshake of a validator: authenticated by its identity, then encrypted.
+pub(crate) fn handshake(key: &PrivateKey) -> Cups<Sake<PrivateKey>, ChaCha20Poly1305> {
+    Cups::new(
+        Sake {
+            signer: key.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    )
+}
+
 /// Runs a node until its engine stops; `on_rpc` is called with the RPC's bound address.
 pub fn run_node<M: Queryable>(
     config: NodeConfig,
@@ -45,17 +58,8 @@ pub fn run_node<M: Queryable>(
     cw_tokio::Runner::new(runtime).start(|context| async move {
         let me = keys.private_key.public_key();
         let ns = namespace(&config.chain_id);
-        let handshake = Cups::<_, ChaCha20Poly1305>::new(
-            Sake {
-                signer: keys.private_key.clone(),
-                synchrony_bound: Duration::from_secs(5),
-                max_handshake_age: Duration::from_secs(10),
-                version: sake::Version::V1,
-            },
-            cups::Version::V1,
-        );
         let p2p = lookup::Config::local(
-            handshake,
+            handshake(&keys.private_key),
             &ns,
             config.listen,
             NZUsize!(keys.participants.len().max(1)),

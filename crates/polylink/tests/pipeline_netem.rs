@@ -10,7 +10,7 @@ mod pipeline_common;
 
 use commonware_runtime::{Runner, Supervisor};
 use pipeline_common::{model_path, solo_answers, start_stage};
-use polylink_node::netem::EmulatedLan;
+use polylink_node::netem::{EmulatedLan, LAN_NETEM};
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StandbyList};
 use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::wire::SampleSpec;
@@ -18,17 +18,11 @@ use std::time::Instant;
 
 #[test]
 fn a_pipeline_over_netem_links_gives_the_whole_models_tokens() {
-    let lan = match EmulatedLan::create(2, "netem delay 5ms rate 100mbit") {
-        Ok(lan) => lan,
-        Err(e) if e.to_string().contains("lacks that qdisc") => {
-            eprintln!(
-                "no netem in this kernel ({e}); shaping the links with tbf at 100 mbit, no added delay"
-            );
-            EmulatedLan::create(2, "tbf rate 100mbit burst 32kbit latency 50ms")
-                .unwrap_or_else(|e| panic!("cannot emulate the LAN links this test needs: {e}"))
-        }
-        Err(e) => panic!("cannot emulate the LAN links this test needs: {e}"),
-    };
+    let (lan, shaping) = EmulatedLan::shaped(2)
+        .unwrap_or_else(|e| panic!("cannot emulate the LAN links this test needs: {e}"));
+    if shaping != LAN_NETEM {
+        eprintln!("no netem in this kernel; the links are shaped with `{shaping}` instead, no added delay");
+    }
     let path = model_path();
     let n = 16;
     let (prompt, expected) = solo_answers(&path, &["What do bees make?"], n).remove(0);

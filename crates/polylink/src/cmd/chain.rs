@@ -1,10 +1,11 @@
-//! `polylink chain dev|testnet-init|run|status|params`: run chain nodes and inspect them.
+//! `polylink chain dev|testnet-init|keygen|genesis|dkg|run|status|params`: set up and run chain
+//! nodes, and inspect them.
 use super::wallet::block_on;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use polylink_chain::{
-    FaucetConfig, NetworkSpec, NodeConfig, configs, genesis_value, ledger_from_config, rpc::Client,
-    testnet_init,
+    FaucetConfig, Identity, NetworkFile, NetworkSpec, NodeConfig, ValidatorEntry, configs, genesis_value,
+    ledger_from_config, rpc::Client, testnet_init,
 };
 use polylink_ledger::{DEV_BALANCE, Genesis, GenesisAccount};
 use std::{net::SocketAddr, path::PathBuf};
@@ -62,6 +63,58 @@ pub enum ChainCmd {
         /// Number of funded dev accounts in the genesis.
         #[arg(long, default_value_t = 4)]
         accounts: u32,
+    },
+    /// Make this validator's identity on its own machine (or show the one in --key), for a
+    /// network across machines; prints its public key for the network file.
+    Keygen {
+        /// The identity file (created, readable by its owner only, if missing).
+        #[arg(long, default_value = "validator.key")]
+        key: PathBuf,
+    },
+    /// Write a network file: the committee (public keys and p2p addresses from each validator's
+    /// `chain keygen`) and the genesis with real accounts. It holds no secret; hand it to every
+    /// validator for `chain dkg`.
+    Genesis {
+        /// Network id (also the consensus namespace; use a new one per network).
+        #[arg(long)]
+        chain_id: String,
+        /// A validator, `PUBLIC_KEY@IP:PORT` (its p2p address; repeat for each).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// A funded account, `PUBLIC_KEY=AMOUNT` in base units (repeat for each).
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// Empty blocks at most this often.
+        #[arg(long, default_value_t = 300)]
+        block_interval_ms: u64,
+        /// Where to write it.
+        #[arg(long, default_value = "network.toml")]
+        out: PathBuf,
+    },
+    /// Take part in the network's distributed key generation with the other validators (all
+    /// must run it, in any order, within --timeout-s), then write this validator's node config.
+    Dkg {
+        /// This validator's identity file (`chain keygen`).
+        #[arg(long, default_value = "validator.key")]
+        key: PathBuf,
+        /// The network file (`chain genesis`).
+        #[arg(long, default_value = "network.toml")]
+        network: PathBuf,
+        /// p2p listen address (default: the address the network file lists for this validator).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// RPC listen address of the node.
+        #[arg(long, default_value = "127.0.0.1:8645")]
+        rpc: SocketAddr,
+        /// Where the node keeps its data.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Longest wait for the other validators, seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+        /// The node config to write (run it with `polylink chain run --config`).
+        #[arg(long, default_value = "config.toml")]
+        out: PathBuf,
     },
     /// Run one node from its config file.
     Run {
@@ -125,6 +178,32 @@ fn spec(
 /// A dev chain's faucet account: a public label, like the dev accounts'.
 fn faucet_key() -> polylink_types::SecretKey {
     polylink_types::SecretKey::from_label("polylink-dev-faucet")
+}
+
+/// `PUBLIC_KEY@IP:PORT`.
+fn parse_validator(text: &str) -> anyhow::Result<ValidatorEntry> {
+    let (key, address) =
+        text.split_once('@').with_context(|| format!("--validator {text:?}: expected PUBLIC_KEY@IP:PORT"))?;
+    let address: SocketAddr =
+        address.parse().with_context(|| format!("--validator {text:?}: bad address"))?;
+    if address.ip().is_unspecified() || address.port() == 0 {
+        bail!("--validator {text:?}: the address must be one the other validators can dial");
+    }
+    let bytes = hex::decode(key).with_context(|| format!("--validator {text:?}: the key is not hex"))?;
+    if bytes.len() != 32 {
+        bail!("--validator {text:?}: an ed25519 public key is 32 bytes");
+    }
+    Ok(ValidatorEntry { public_key: key.to_lowercase(), address })
+}
+
+/// `PUBLIC_KEY=AMOUNT`.
+fn parse_account(text: &str) -> anyhow::Result<GenesisAccount> {
+    let (key, amount) =
+        text.split_once('=').with_context(|| format!("--account {text:?}: expected PUBLIC_KEY=AMOUNT"))?;
+    Ok(GenesisAccount {
+        account: key.parse().map_err(|e| anyhow::anyhow!("--account {text:?}: {e}"))?,
+        balance: amount.parse().with_context(|| format!("--account {text:?}: bad amount"))?,
+    })
 }
 
 fn run_node(config: NodeConfig) -> anyhow::Result<()> {
@@ -220,6 +299,66 @@ impl ChainCmd {
                     println!("{}", path.display());
                 }
                 print_dev_accounts(&chain_id, accounts);
+                Ok(())
+            }
+            Self::Keygen { key } => {
+                let (identity, created) = Identity::load_or_create(&key)?;
+                let line = serde_json::json!({
+                    "event": if created { "created" } else { "loaded" },
+                    "key_file": key,
+                    "public_key": identity.public_key_hex(),
+                });
+                println!("{line}");
+                Ok(())
+            }
+            Self::Genesis { chain_id, validators, accounts, block_interval_ms, out } => {
+                let validators =
+                    validators.iter().map(|v| parse_validator(v)).collect::<anyhow::Result<Vec<_>>>()?;
+                let accounts =
+                    accounts.iter().map(|a| parse_account(a)).collect::<anyhow::Result<Vec<_>>>()?;
+                let genesis = Genesis { chain_id: chain_id.clone(), params: Default::default(), accounts };
+                // Build it once, so a bad genesis is refused here rather than by every node.
+                genesis.build().map_err(|e| anyhow::anyhow!("genesis refused: {e}"))?;
+                let file = NetworkFile {
+                    chain_id,
+                    block_interval_ms,
+                    mempool_capacity: 10_000,
+                    validators,
+                    genesis: genesis_value(&genesis)?,
+                };
+                file.save(&out)?;
+                println!("{}", serde_json::json!({"event": "written", "network_file": out}));
+                Ok(())
+            }
+            Self::Dkg { key, network, listen, rpc, data_dir, timeout_s, out } => {
+                let (identity, _) = Identity::load_or_create(&key)?;
+                let file = NetworkFile::load(&network)?;
+                let me = identity.public_key_hex();
+                let entry = file.validator(&me).with_context(|| {
+                    format!(
+                        "this validator ({me}) is not in {}; add it with `chain genesis`",
+                        network.display()
+                    )
+                })?;
+                let listen = listen.unwrap_or(entry.address);
+                let dealt = polylink_chain::dkg::run(polylink_chain::dkg::Ceremony {
+                    chain_id: file.chain_id.clone(),
+                    validators: file.validators.clone(),
+                    me: identity.private_key.clone(),
+                    listen,
+                    timeout: std::time::Duration::from_secs(timeout_s),
+                    storage: data_dir.join("dkg"),
+                })?;
+                let config = file.node_config(&identity, &dealt, listen, rpc, data_dir);
+                config.keys().context("the ceremony's share does not fit the committee")?;
+                config.save(&out)?;
+                let line = serde_json::json!({
+                    "event": "dealt",
+                    "config": out,
+                    "public_key": me,
+                    "output": dealt.output_digest,
+                });
+                println!("{line}");
                 Ok(())
             }
             Self::Run { config } => run_node(NodeConfig::load(&config)?),

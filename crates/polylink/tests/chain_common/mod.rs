@@ -46,9 +46,29 @@ pub fn free_ports(count: u16, salt: u16) -> u16 {
 
 /// Starts `polylink <args>` and waits until it prints its RPC address.
 pub fn spawn_node(args: &[&str], log: &Path) -> (Proc, String) {
+    spawn_node_in(None, args, log)
+}
+
+/// `polylink <args>`, run inside network namespace `netns` if given.
+pub fn command_in(netns: Option<&str>, args: &[&str]) -> Command {
+    match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, BIN]).args(args);
+            command
+        }
+        None => {
+            let mut command = Command::new(BIN);
+            command.args(args);
+            command
+        }
+    }
+}
+
+/// [`spawn_node`] inside network namespace `netns` (a host of an emulated LAN), if given.
+pub fn spawn_node_in(netns: Option<&str>, args: &[&str], log: &Path) -> (Proc, String) {
     let stderr = std::fs::File::create(log).expect("log file");
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut child = command_in(netns, args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(stderr)
