@@ -13,6 +13,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod discovery;
+pub mod gateway;
 pub mod launch;
 pub mod netem;
 pub mod onchain;

@@ -12,27 +12,26 @@
 //! resumes the same chain and keys.
 
 use crate::NodeError;
-use crate::discovery::{self, FollowConfig};
+use crate::gateway::{self, GatewayRole};
 use crate::onchain::{self, Role, send};
 use crate::split::LocalSplit;
 use crate::supervise::{Child, Spawn, log_path, polylink_exe};
-use commonware_runtime::{Spawner, Supervisor, tokio as cw};
+use commonware_runtime::{Supervisor, tokio as cw};
 use polylink_chain::rpc::Client;
-use polylink_gateway::{ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::Limits;
 use polylink_ledger::dev_key;
+use polylink_pipeline::Deployment;
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::transport::key_from_seed;
-use polylink_pipeline::{Deployment, PipelineBackend};
 use polylink_protocol::{ValidatorReady, WorkerReady};
 use polylink_types::{
     Amount, ApiKey, BoundedString, Hash32, ModelId, PublicKey, RegisterModel, SecretKey, Transfer, TxKind,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The model id clients use.
@@ -336,10 +335,18 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
     let deployments = deployments(&context, &seed, &workers, &split).await?;
     let known: HashSet<PublicKey> = workers.iter().map(|w| w.account).collect();
     let gateway_account = gateway_key.public_key();
-    let billing = GatewayBilling { rpc_url: &rpc_url, model_id, gateway: gateway_key };
-    let following =
-        Following { client: client.clone(), key: key_from_seed(&role_seed(&seed, "gateway", 0))?, known };
-    let gateway = start_gateway(&context, &launch, &gguf, deployments, billing, listener, following).await?;
+    let role = GatewayRole {
+        rpc_url: &rpc_url,
+        gguf: &gguf,
+        model_name: MODEL_ID,
+        model_id,
+        key: gateway_key,
+        deployments,
+        known,
+        transcripts_dir: config.data_dir.join("transcripts"),
+        limits: Limits { requests_per_key_max: 16, ..Limits::default() },
+    };
+    let gateway = gateway::start(&context, role, listener).await?;
     children.extend(workers.into_iter().map(|w| w.child));
 
     let (validators, validator_children) = start_validators(&launch, &rpc_url, &validator_seeds)?;
@@ -542,64 +549,6 @@ async fn deployments(
         return Err(setup("no deployment to serve"));
     }
     Ok(deployments)
-}
-
-/// How the gateway follows the chain's worker registry beyond the workers `up` started.
-struct Following {
-    client: Client,
-    /// The gateway's pipeline key (the registered gateway's).
-    key: commonware_cryptography::ed25519::PrivateKey,
-    /// The workers `up` deployed itself.
-    known: HashSet<PublicKey>,
-}
-
-/// Whom the gateway bills, on which chain, for which model.
-struct GatewayBilling<'a> {
-    rpc_url: &'a str,
-    model_id: ModelId,
-    /// The gateway's own key: registered on chain, it opens tasks and reports their results.
-    gateway: SecretKey,
-}
-
-/// Serves the OpenAI-compatible API (registered on chain at `listener`'s address) over
-/// `deployments` (a task on chain per request, transcripts kept for the validators); returns its
-/// task.
-async fn start_gateway(
-    context: &cw::Context,
-    launch: &Launch<'_>,
-    gguf: &Path,
-    deployments: Vec<Deployment<cw::Context>>,
-    billing: GatewayBilling<'_>,
-    listener: tokio::net::TcpListener,
-    following: Following,
-) -> Result<commonware_runtime::Handle<()>, NodeError> {
-    let config = launch.config;
-    let backend = Arc::new(
-        PipelineBackend::new(context.child("generations"), gguf, MODEL_ID, deployments).map_err(setup)?,
-    );
-    // Beyond its own workers, the gateway serves every worker that registers later and answers.
-    let layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(gguf)?)?.n_layers as u32;
-    let follow = FollowConfig { known: following.known, ..FollowConfig::new(billing.model_id, layers) };
-    let (client, key, followed) = (following.client, following.key, backend.clone());
-    context
-        .child("discovery")
-        .spawn(move |context| discovery::follow(context, client, key, followed, follow));
-    // Callers come with on-chain keys, checked against their accounts' allowances.
-    let keys = ApiKeys::new();
-    let models = HashMap::from([(MODEL_ID.to_string(), billing.model_id)]);
-    let chain_billing =
-        ChainBilling::connect(billing.rpc_url, models, billing.gateway).await.map_err(setup)?;
-    let store = StoreConfig { dir: Some(config.data_dir.join("transcripts")), ..StoreConfig::default() };
-    let transcripts = Arc::new(Transcripts::connect(billing.rpc_url, store).await.map_err(setup)?);
-    let gateway = Gateway::new(backend, keys, Limits { requests_per_key_max: 16, ..Limits::default() })
-        .with_billing(Arc::new(chain_billing))
-        .with_transcripts(transcripts);
-    let gateway = context.child("gateway").spawn(move |_| async move {
-        if let Err(e) = Arc::new(gateway).serve(listener).await {
-            tracing::error!("gateway stopped: {e}");
-        }
-    });
-    Ok(gateway)
 }
 
 /// Starts the score validators (each finds a task's gateway, and so its transcript, through the

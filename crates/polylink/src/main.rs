@@ -62,6 +62,9 @@ enum Command {
     },
     /// Join a network from this machine: key file, funds, stake, profile, registration, serving.
     Join(cmd::join::JoinCmd),
+    /// Run a gateway for a network from this machine: key file, funds, stake, registration, and
+    /// the OpenAI-compatible API over the workers registered on chain.
+    Gateway(cmd::gateway::GatewayCmd),
     /// Leave a network: unbond the key file's whole stake (its roles become inactive).
     Leave(cmd::join::LeaveCmd),
     /// Serve a model (whole or a layer range) as a worker registered on chain, or `register` by hand.
@@ -98,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         Command::Model { opts, cmd } => cmd.run(&opts),
         Command::Worker(cmd) => cmd.run(),
         Command::Join(cmd) => cmd.run(),
+        Command::Gateway(cmd) => cmd.run(),
         Command::Leave(cmd) => cmd.run(),
         Command::Validator { opts, cmd } => cmd.run(&opts),
     }

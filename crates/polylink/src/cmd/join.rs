@@ -80,7 +80,7 @@ pub struct LeaveCmd {
 }
 
 /// Prints one JSON event line on stdout.
-fn emit(value: serde_json::Value) {
+pub(crate) fn emit(value: serde_json::Value) {
     println!("{value}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
 }
@@ -123,7 +123,7 @@ fn bytes_needed(info: &polylink_infer::ModelInfo, layers: &std::ops::Range<usize
 
 /// Waits until `account` holds `need` (balance plus bonded): it asks the chain's faucet first (a
 /// dev chain has one), else prints once how to send it.
-async fn await_funds(client: &Client, account: &PublicKey, need: Amount) -> anyhow::Result<()> {
+pub(crate) async fn await_funds(client: &Client, account: &PublicKey, need: Amount) -> anyhow::Result<()> {
     let mut told = false;
     let mut asked_faucet = false;
     loop {
@@ -188,17 +188,26 @@ async fn check_reachable(
     }
 }
 
+/// Opens (or creates) a role's encrypted key file and hashes the model file it serves.
+pub(crate) fn open_role(
+    key_file: &std::path::Path,
+    model: &std::path::Path,
+) -> anyhow::Result<(SecretKey, Hash32)> {
+    let passphrase = keyfile::passphrase()?;
+    let (key, created) = keyfile::open_or_create(key_file, &passphrase)?;
+    tracing::info!(account = %key.public_key(), key_file = %key_file.display(), created, "account");
+    let artifact = polylink_models::sha256_file(model)
+        .with_context(|| format!("hashing {}", model.display()))?
+        .parse()
+        .context("artifact hash")?;
+    Ok((key, artifact))
+}
+
 impl JoinCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let passphrase = keyfile::passphrase()?;
-        let (account_key, created) = keyfile::open_or_create(&self.key_file, &passphrase)?;
+        let (account_key, artifact) = open_role(&self.key_file, &self.model)?;
         let account = account_key.public_key();
-        tracing::info!(%account, key_file = %self.key_file.display(), created, "account");
         let key = transport::key_from_seed(&account_key.seed())?;
-        let artifact: Hash32 = polylink_models::sha256_file(&self.model)
-            .with_context(|| format!("hashing {}", self.model.display()))?
-            .parse()
-            .context("artifact hash")?;
         let info = polylink_infer::ModelInfo::from_gguf(&polylink_infer::Gguf::open(&self.model)?)?;
         let budget =
             self.memory_mib.map_or_else(polylink_node::platform::available_memory_bytes, |mib| mib << 20);
@@ -330,7 +339,7 @@ impl JoinCmd {
 }
 
 /// Leaves the network: unbonds the whole stake and says so.
-async fn leave(client: &Client, key: &SecretKey) -> anyhow::Result<()> {
+pub(crate) async fn leave(client: &Client, key: &SecretKey) -> anyhow::Result<()> {
     let unbonding = unbond_all(client, key).await?;
     let balance = client.account(&key.public_key()).await?.balance;
     emit(json!({

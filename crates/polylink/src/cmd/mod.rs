@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_pipeline;
 pub mod chain;
+pub mod gateway;
 pub mod generate;
 pub mod join;
 pub mod keyfile;

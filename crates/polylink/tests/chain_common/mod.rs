@@ -172,3 +172,123 @@ pub fn post_raw(url: &str, body: &str) -> String {
     let _ = stream.read_to_string(&mut response);
     response
 }
+
+/// A chain whose validators run on emulated hosts and deal their key among themselves.
+pub struct DkgChain {
+    /// The nodes, in host order (killed on drop).
+    pub nodes: Vec<Proc>,
+    /// Their RPC urls (`http://HOST:8645`).
+    pub urls: Vec<String>,
+    /// The validators' public keys (hex).
+    pub keys: Vec<String>,
+    /// Each validator's ceremony output digest.
+    pub outputs: Vec<String>,
+}
+
+/// Sets up a chain as `README.md` tells validators on separate machines to: each of `hosts`
+/// (indices into `lan`) makes its identity on its host (`chain keygen`), one network file lists
+/// them with `accounts` funded (`chain genesis`, written to `dir/network.toml`), all run the key
+/// ceremony at once on their hosts (`chain dkg`), then their nodes (`chain run`); returns once
+/// every node has finalized 3 blocks. Host k's files are under `dir/host{k}`.
+pub fn dkg_chain(
+    lan: &polylink_node::netem::EmulatedLan,
+    hosts: &[usize],
+    accounts: &[(String, u128)],
+    dir: &Path,
+    chain_id: &str,
+) -> DkgChain {
+    let path = |k: usize, name: &str| dir.join(format!("host{k}")).join(name).to_str().unwrap().to_string();
+    let netns = |k: usize| Some(lan.hosts[k].netns.as_str());
+    let keys: Vec<String> = hosts
+        .iter()
+        .map(|&k| {
+            let out = command_in(netns(k), &["chain", "keygen", "--key", &path(k, "validator.key")])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+            let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(line["event"], "created");
+            line["public_key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let network = dir.join("network.toml");
+    let network = network.to_str().unwrap();
+    let mut args: Vec<String> =
+        ["chain", "genesis", "--chain-id", chain_id, "--block-interval-ms", "200"].map(String::from).to_vec();
+    for (key, &k) in keys.iter().zip(hosts) {
+        args.extend(["--validator".into(), format!("{key}@{}:3000", lan.hosts[k].addr)]);
+    }
+    for (account, amount) in accounts {
+        args.extend(["--account".into(), format!("{account}={amount}")]);
+    }
+    args.extend(["--out".into(), network.into()]);
+    cli_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let ceremonies: Vec<Proc> = hosts
+        .iter()
+        .map(|&k| {
+            let rpc = format!("{}:8645", lan.hosts[k].addr);
+            let args = [
+                "chain",
+                "dkg",
+                "--key",
+                &path(k, "validator.key"),
+                "--network",
+                network,
+                "--rpc",
+                &rpc,
+                "--data-dir",
+                &path(k, "data"),
+                "--timeout-s",
+                "300",
+                "--out",
+                &path(k, "config.toml"),
+            ];
+            let out = std::fs::File::create(path(k, "dkg.out")).unwrap();
+            let log = std::fs::File::create(path(k, "dkg.log")).unwrap();
+            Proc(command_in(netns(k), &args).env("RUST_LOG", "info").stdout(out).stderr(log).spawn().unwrap())
+        })
+        .collect();
+    let outputs: Vec<String> = ceremonies
+        .into_iter()
+        .zip(hosts)
+        .zip(&keys)
+        .map(|((mut proc, &k), key)| {
+            let status = proc.0.wait().unwrap();
+            let log = std::fs::read_to_string(path(k, "dkg.log")).unwrap_or_default();
+            assert!(status.success(), "host {k}'s ceremony failed:\n{log}");
+            let line: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path(k, "dkg.out")).unwrap()).unwrap();
+            assert_eq!(line["public_key"], key.as_str());
+            line["output"].as_str().unwrap().to_string()
+        })
+        .collect();
+
+    let (nodes, urls): (Vec<Proc>, Vec<String>) = hosts
+        .iter()
+        .map(|&k| {
+            let (node, url) = spawn_node_in(
+                netns(k),
+                &["chain", "run", "--config", &path(k, "config.toml")],
+                Path::new(&path(k, "node.log")),
+            );
+            assert_eq!(url, format!("http://{}:8645", lan.hosts[k].addr));
+            (node, url)
+        })
+        .unzip();
+    for url in &urls {
+        wait_height(url, 3, Duration::from_secs(180));
+    }
+    DkgChain { nodes, urls, keys, outputs }
+}
+
+/// `hosts` emulated hosts, shaped with netem, or with tbf where the kernel lacks netem (which it
+/// says on stderr); the test fails if none can be made.
+pub fn lan(hosts: usize) -> polylink_node::netem::EmulatedLan {
+    let (lan, shaping) = polylink_node::netem::EmulatedLan::shaped(hosts)
+        .unwrap_or_else(|e| panic!("cannot emulate the hosts this test needs: {e}"));
+    if shaping != polylink_node::netem::LAN_NETEM {
+        eprintln!("no netem in this kernel; the links are shaped with `{shaping}` instead, no added delay");
+    }
+    lan
+}
