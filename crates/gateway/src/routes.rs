@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use polylink_protocol::TRANSCRIPTS_PATH;
+use polylink_protocol::{PROBE_PATH, ProbeAnswer, ProbeRequest, TRANSCRIPTS_PATH};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -22,6 +22,7 @@ impl Gateway {
             .route("/v1/chat/completions", post(|s, h, b| handler::completions(s, Endpoint::Chat, h, b)))
             .route("/v1/completions", post(|s, h, b| handler::completions(s, Endpoint::Completion, h, b)))
             .route(&format!("{TRANSCRIPTS_PATH}/{{task_id}}"), get(transcript_route::serve))
+            .route(PROBE_PATH, post(probe))
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok" }))
             .fallback(not_found)
@@ -40,6 +41,30 @@ impl Gateway {
 async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     gw.metrics.request("/v1/models", 200);
     axum::Json(wire::model_list(&gw.backend.models(), gw.started_s)).into_response()
+}
+
+async fn probe(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
+    let Some(prober) = gw.probe.clone() else {
+        let e = GatewayError::invalid("path", "this gateway answers no reachability probes");
+        return (StatusCode::NOT_FOUND, axum::Json(e.body())).into_response();
+    };
+    let request: ProbeRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let e = GatewayError::invalid("body", format!("expected {{\"account\", \"endpoint\"}}: {e}"));
+            return (StatusCode::BAD_REQUEST, axum::Json(e.body())).into_response();
+        }
+    };
+    // One probe at a time: a gateway is no free port scanner.
+    let Ok(_turn) = gw.probing.clone().try_acquire_owned() else {
+        let e = GatewayError::invalid("probe", "another probe is running; try again in a few seconds");
+        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(e.body())).into_response();
+    };
+    let answer = match prober.probe(request.account, request.endpoint).await {
+        Ok(()) => ProbeAnswer { reachable: true, error: None },
+        Err(error) => ProbeAnswer { reachable: false, error: Some(error) },
+    };
+    axum::Json(answer).into_response()
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {

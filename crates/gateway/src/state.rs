@@ -22,6 +22,18 @@ pub struct Gateway {
     pub(crate) seq: AtomicU64,
     pub(crate) started_s: u64,
     pub(crate) transcripts: Option<Arc<Transcripts>>,
+    pub(crate) probe: Option<Arc<dyn EndpointProbe>>,
+    pub(crate) probing: Arc<Semaphore>,
+}
+
+/// Dials an advertised worker endpoint for a device about to join (`POST /polylink/probe`).
+pub trait EndpointProbe: Send + Sync {
+    /// `Ok` when `endpoint` answered an authenticated echo as `account`, else why not.
+    fn probe(
+        &self,
+        account: polylink_types::PublicKey,
+        endpoint: std::net::SocketAddr,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 
 impl Gateway {
@@ -41,7 +53,15 @@ impl Gateway {
             seq: AtomicU64::new(0),
             started_s,
             transcripts: None,
+            probe: None,
+            probing: Arc::new(Semaphore::new(1)),
         }
+    }
+
+    /// Answers reachability probes for devices about to join, one at a time.
+    pub fn with_probe(mut self, probe: Arc<dyn EndpointProbe>) -> Self {
+        self.probe = Some(probe);
+        self
     }
 
     /// Opens and settles a task on chain for every request.

@@ -6,12 +6,14 @@
 use crate::NodeError;
 use crate::discovery::{self, FollowConfig};
 use commonware_runtime::{Handle, Spawner, Supervisor, tokio as cw};
+use futures::future::BoxFuture;
 use polylink_chain::rpc::Client;
-use polylink_gateway::{ApiKeys, ChainBilling, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::{ApiKeys, ChainBilling, EndpointProbe, Gateway, Limits, StoreConfig, Transcripts};
 use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::{Deployment, PipelineBackend};
 use polylink_types::{ModelId, PublicKey, SecretKey};
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +39,15 @@ pub struct GatewayRole<'a> {
     pub transcripts_dir: PathBuf,
     /// Request limits.
     pub limits: Limits,
+}
+
+/// Answers joining devices' reachability probes by dialing them from here.
+struct Prober(cw::Context);
+
+impl EndpointProbe for Prober {
+    fn probe(&self, account: PublicKey, endpoint: SocketAddr) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(crate::peers::reach(self.0.child("reach"), account, endpoint))
+    }
 }
 
 /// Starts serving `role` on `listener`; returns the server's task.
@@ -65,7 +76,8 @@ pub async fn start(
     let transcripts = Arc::new(Transcripts::connect(role.rpc_url, store).await.map_err(|e| setup(&e))?);
     let gateway = Gateway::new(backend, ApiKeys::new(), role.limits)
         .with_billing(Arc::new(billing))
-        .with_transcripts(transcripts);
+        .with_transcripts(transcripts)
+        .with_probe(Arc::new(Prober(context.child("probe"))));
     Ok(context.child("gateway").spawn(move |_| async move {
         if let Err(e) = Arc::new(gateway).serve(listener).await {
             tracing::error!("gateway stopped: {e}");

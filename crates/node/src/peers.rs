@@ -121,6 +121,32 @@ where
     })
 }
 
+/// Whether `endpoint` answers one small authenticated echo as `account` within 5 s, dialed with
+/// a throwaway key (what a joining device and a gateway's reachability probe both ask).
+pub async fn reach<E>(
+    context: E,
+    account: polylink_types::PublicKey,
+    endpoint: SocketAddr,
+) -> Result<(), String>
+where
+    E: Supervisor + Clock + Network + CryptoRng,
+{
+    let probe = transport::key_from_seed(&rand::random()).map_err(|e| e.to_string())?;
+    let config = ProbeConfig {
+        pings: 1,
+        ping_bytes: 16,
+        bulk_echoes: 1,
+        bulk_bytes: 64,
+        timeout: Duration::from_secs(5),
+        peers_max: 1,
+    };
+    let reports = measure_all(context, &probe, &[Peer { account, endpoint }], &config).await;
+    match reports.first() {
+        Some(report) => report.error.clone().map_or(Ok(()), Err),
+        None => Err("not measured".into()),
+    }
+}
+
 /// Measures each of the first `config.peers_max` peers in turn, each within `config.timeout`; a
 /// peer that fails is reported with its reason (and logged), never an error for the caller.
 pub async fn measure_all<E>(

@@ -15,12 +15,13 @@ use clap::Args;
 use commonware_runtime::{Runner, Spawner, Supervisor};
 use polylink_chain::rpc::{Client, Signer};
 use polylink_node::onchain::{self, Role, STAKE_BUFFER, WorkerRegistration};
-use polylink_node::peers::{self, Peer, ProbeConfig};
+use polylink_node::peers::{self, ProbeConfig};
 use polylink_node::worker::{self, WorkerConfig};
 use polylink_node::{NodeError, profile, registry};
 use polylink_pipeline::engine::EngineLimits;
 use polylink_pipeline::server::{Admission, KeySet};
 use polylink_pipeline::transport;
+use polylink_protocol::{PROBE_PATH, ProbeAnswer, ProbeRequest};
 use polylink_types::{Amount, Hash32, PublicKey, SecretKey, TxKind, Unbond};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -162,30 +163,53 @@ pub(crate) async fn await_funds(client: &Client, account: &PublicKey, need: Amou
     }
 }
 
-/// Fails with how to fix it unless an authenticated echo to `endpoint` reaches `key`'s worker.
+/// How to make an endpoint reachable, for the errors below.
+const REACH_FIX: &str = "listen where others can reach this machine (--listen 0.0.0.0:PORT), advertise its \
+                         address as they see it (--advertise IP:PORT), and let that port through the firewall";
+
+/// Fails with how to fix it unless `endpoint` answers as `account`: first from this machine, then
+/// from the network, asked of up to three registered gateways (`POST /polylink/probe`), which
+/// dial it as they will to send it work. A gateway that cannot be asked does not count either
+/// way; with none to ask, the local check stands alone.
 async fn check_reachable(
     context: commonware_runtime::tokio::Context,
+    client: &Client,
     account: PublicKey,
     endpoint: SocketAddr,
 ) -> Result<(), NodeError> {
-    let probe = transport::key_from_seed(&rand::random())?;
-    let peer = Peer { account, endpoint };
-    let config = ProbeConfig {
-        pings: 1,
-        ping_bytes: 16,
-        bulk_echoes: 1,
-        bulk_bytes: 64,
-        timeout: Duration::from_secs(5),
-        peers_max: 1,
-    };
-    match peers::measure_all(context, &probe, &[peer], &config).await.first().and_then(|r| r.error.clone()) {
-        None => Ok(()),
-        Some(error) => Err(NodeError::Chain(format!(
-            "the advertised endpoint {endpoint} does not answer ({error}): listen where others can reach this \
-             machine (--listen 0.0.0.0:PORT), advertise its address as they see it (--advertise IP:PORT), and \
-             let that port through the firewall"
-        ))),
+    if let Err(error) = peers::reach(context, account, endpoint).await {
+        return Err(NodeError::Chain(format!(
+            "the advertised endpoint {endpoint} does not answer ({error}): {REACH_FIX}"
+        )));
     }
+    let gateways = client.gateways().await.map_err(|e| chain_err("listing gateways", e))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| chain_err("http client", e))?;
+    let mut refusals = Vec::new();
+    for gateway in gateways.iter().take(3) {
+        let url = format!("http://{}{PROBE_PATH}", gateway.gateway.endpoint.as_str());
+        let asked = http.post(&url).json(&ProbeRequest { account, endpoint }).send().await;
+        let answer = match asked {
+            Ok(resp) if resp.status().is_success() => resp.json::<ProbeAnswer>().await.ok(),
+            _ => None,
+        };
+        match answer {
+            Some(ProbeAnswer { reachable: true, .. }) => return Ok(()),
+            Some(ProbeAnswer { error, .. }) => {
+                refusals.push(format!("gateway {} ({})", gateway.account, error.unwrap_or_default()))
+            }
+            None => tracing::info!(%url, "a gateway could not be asked to check this endpoint"),
+        }
+    }
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    Err(NodeError::Chain(format!(
+        "the advertised endpoint {endpoint} answers here but not from the network: {}: {REACH_FIX}",
+        refusals.join("; ")
+    )))
 }
 
 /// Opens (or creates) a role's encrypted key file and hashes the model file it serves.
@@ -285,7 +309,7 @@ impl JoinCmd {
             let setup = async {
                 let ready = ready_rx.await.context("the worker stopped before it was ready")?;
                 let endpoint = advertise.unwrap_or(ready.addr);
-                check_reachable(probe_context.child("reachable"), account, endpoint).await?;
+                check_reachable(probe_context.child("reachable"), &client, account, endpoint).await?;
                 let probe_key = transport::key_from_seed(&account_key.seed())?;
                 let peers = registry::measure_peers(
                     probe_context,
