@@ -10,7 +10,8 @@
 //!   whose memory holds the model whole, two whose memory does not, so the model is split across
 //!   them and the gateway assembles that pipeline from the registry. None of them has a faucet:
 //!   each says what it needs and the treasury sends it.
-//! - Three hosts run TIQE score validators, which find each task's gateway through the chain.
+//! - Three hosts run TIQE score validators (each its own key file and funds), which find each
+//!   task's gateway through the chain.
 //! - A user host runs the official `openai` client with the API key the user's own wallet made
 //!   (`wallet allow`): the gateway spends from the user's balance and holds no key but its own.
 //!
@@ -396,22 +397,27 @@ fn devices_of_different_owners_join_from_their_own_hosts_serve_and_are_paid() {
     assert_eq!(b[0], a[1], "the second split device takes the layers the first left: {a} {b}");
     assert_eq!(b[1], 30, "{b}");
 
-    // Three score validators, each with its own key on its own host.
-    let params = get(&rpc(0), "/params")["params"].clone();
-    let validator_stake = amount(&params["validator_stake_min"]) * 4 + amount(&params["tx_fee"]) * 20;
+    // Three score validators, each with its own key file on its own host.
     let validators: Vec<(Role, String)> = (8..11)
         .map(|k| {
-            let seed: [u8; 32] = rand::random();
-            let account = polylink_types::SecretKey::from_seed(seed).public_key().to_string();
-            transfer(&rpc(0), &treasury, &account, validator_stake);
-            let data = host(k).join("validator");
+            let (data, key) = (host(k).join("validator"), host(k).join("key.json"));
             let role = Role::start(
                 &format!("validator{k}"),
                 &ns(k),
-                &["validator", "run", "--chain", &rpc(k), "--data-dir", data.to_str().unwrap()],
-                &[("POLYLINK_VALIDATOR_KEY_SEED", &hex::encode(seed))],
+                &[
+                    "validator",
+                    "run",
+                    "--chain",
+                    &rpc(k),
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--key-file",
+                    key.to_str().unwrap(),
+                ],
+                &[],
                 dir.path(),
             );
+            let account = fund_on_request(&role, &rpc(0), &treasury);
             let ready = role.next(None);
             assert_eq!(ready["key"], account.as_str(), "{ready}");
             (role, account)
@@ -452,7 +458,7 @@ fn devices_of_different_owners_join_from_their_own_hosts_serve_and_are_paid() {
     );
 
     // Every task settles as paid, and every balance moves exactly as the split says.
-    let tx_fee = amount(&params["tx_fee"]) as i128;
+    let tx_fee = amount(&get(&rpc(0), "/params")["params"]["tx_fee"]) as i128;
     let mut tasks = Vec::new();
     for (task_id, charge, usage) in [
         (&chat["task_id"], &chat["charge"], &chat["usage"]),
