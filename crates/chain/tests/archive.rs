@@ -61,6 +61,7 @@ async fn a_pruned_task_still_answers_from_the_archive() {
         gateway: worker.public_key(),
         seed: 3,
         payer: None,
+        voucher: None,
     };
     let task = send(&user, TxKind::SubmitTask(submit)).await;
     let result = SubmitResult {

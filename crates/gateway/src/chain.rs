@@ -174,6 +174,7 @@ impl ChainBilling {
             gateway: me,
             seed,
             payer,
+            voucher: None,
         });
         // Tasks this gateway opened that the chain may not count yet are reserved against the
         // payer's balance and allowance, so one payer's concurrent requests never open more than

@@ -132,6 +132,7 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                         gateway: wpk,
                         seed: 0,
                         payer: None,
+                        voucher: None,
                     }),
                 )
             })

@@ -59,12 +59,12 @@ pub use params::{
 pub use pricing::{next_price, utilization_ppm};
 pub use records::{
     ALLOWANCES_MAX, Account, Allowance, Gateway, Member, Model, SettleKey, Stake, Task, TaskResult,
-    TaskStatus, Totals, Unbonding, Validator, Worker,
+    TaskStatus, Totals, Unbonding, VOUCHERS_LIVE_MAX, Validator, VoucherUse, Worker,
 };
 pub use registry::LAYERS_MAX;
 pub use settle::{ABSTAIN, BUSY, median};
 pub use state::State;
-pub use tasks::deadline_after_ms;
+pub use tasks::{DEPOSIT_NOTICE_MS, deadline_after_ms};
 
 use polylink_types::PublicKey;
 

@@ -20,28 +20,79 @@ pub struct Account {
     pub balance: Amount,
     /// Nonce the next transaction of this account must carry.
     pub nonce: u64,
-    /// What each allowed gateway may still escrow from this account (`polylink_types::Allow`).
+    /// Its deposits, one per gateway allowed to spend them (`polylink_types::Allow`).
     pub allowances: BoundedVec<Allowance, ALLOWANCES_MAX>,
 }
 codec_fields!(Account { balance, nonce, allowances });
 
-/// A gateway's right to open tasks paid from an account.
+/// An account's deposit for one gateway: funds locked from its balance that only that gateway
+/// can spend, on the account's tasks, so they cannot be spent twice across gateways.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allowance {
     /// The gateway.
     pub gateway: PublicKey,
-    /// Base units it may still escrow; a task's unused escrow comes back to it.
+    /// Base units locked in the deposit; a task's escrow and fee come out of it and its unused
+    /// escrow comes back to it.
     #[serde(with = "amount_serde")]
     pub limit: Amount,
-    /// Hash of the API key the gateway accepts for the account (`polylink_types::ApiKey::hash`).
+    /// Hash of the API key the gateway accepts for the account (`polylink_types::ApiKey::hash`);
+    /// zero: no API key, the deposit pays only for requests the account signed (vouchers).
     pub key_hash: Hash32,
+    /// A pending cut: what the deposit falls to once `release_ms` has passed (the rest goes back
+    /// to the balance at the account's next Allow or Withdraw).
+    #[serde(with = "amount_serde")]
+    pub lower_to: Amount,
+    /// When the pending cut may be released, block time ms (0: none pending). Until then the
+    /// whole deposit stays spendable, so a task the gateway opened before the cut still pays.
+    pub release_ms: u64,
+    /// Vouchers spent on this deposit that have not expired yet (each pays once).
+    pub vouchers: BoundedVec<VoucherUse, VOUCHERS_LIVE_MAX>,
 }
-codec_fields!(Allowance { gateway, limit, key_hash });
+codec_fields!(Allowance { gateway, limit, key_hash, lower_to, release_ms, vouchers });
+
+/// Most unexpired vouchers one deposit remembers (a voucher lives at most
+/// `polylink_types::VOUCHER_TTL_MAX_MS`).
+pub const VOUCHERS_LIVE_MAX: usize = 256;
+
+/// A voucher spent on a deposit, remembered until it expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherUse {
+    /// `polylink_types::Voucher::id`.
+    pub id: Hash32,
+    /// When it expires, block time ms.
+    pub expires_ms: u64,
+}
+codec_fields!(VoucherUse { id, expires_ms });
 
 impl Account {
-    /// The allowance of `gateway`, if any.
+    /// The deposit for `gateway`, if any.
     pub fn allowance(&self, gateway: &PublicKey) -> Option<&Allowance> {
         self.allowances.iter().find(|a| a.gateway == *gateway)
+    }
+}
+
+impl Allowance {
+    /// An empty deposit for `gateway`.
+    pub fn empty(gateway: PublicKey) -> Self {
+        Self {
+            gateway,
+            limit: 0,
+            key_hash: Hash32::ZERO,
+            lower_to: 0,
+            release_ms: 0,
+            vouchers: BoundedVec::default(),
+        }
+    }
+
+    /// What a gateway may still open tasks on without risk: the deposit, or the pending cut's
+    /// level when that is lower (a cut announced is treated as done).
+    pub fn spendable(&self) -> Amount {
+        if self.release_ms == 0 { self.limit } else { self.limit.min(self.lower_to) }
+    }
+
+    /// Whether it holds nothing and remembers nothing (then it leaves the account).
+    pub fn is_idle(&self) -> bool {
+        self.limit == 0 && self.release_ms == 0 && self.vouchers.is_empty()
     }
 }
 

@@ -68,11 +68,16 @@ pub(crate) fn unbond(v: &mut View, who: &PublicKey, amount: Amount) -> Result<()
     Ok(())
 }
 
-/// Releases every matured unbonding entry to the balance, once the stake answers for no
-/// unsettled task (a slash always lands before the stake can leave).
+/// Releases every deposit cut whose notice has passed, and every matured unbonding entry once
+/// the stake answers for no unsettled task (a slash always lands before the stake can leave), to
+/// the balance.
 pub(crate) fn withdraw(v: &mut View, who: &PublicKey) -> Result<()> {
+    let released = crate::tasks::release_deposits(v, who)?;
     let mut stake = v.stake(who);
     if stake.at_risk_tasks > 0 {
+        if released > 0 {
+            return Ok(());
+        }
         return Err(LedgerError::StakeAtRisk { account: *who, tasks: stake.at_risk_tasks });
     }
     let (height, now_ms) = (v.height, v.time_ms);
@@ -80,6 +85,9 @@ pub(crate) fn withdraw(v: &mut View, who: &PublicKey) -> Result<()> {
         stake.unbonding.iter().cloned().partition(|u| u.release_height <= height && u.release_ms <= now_ms);
     let amount = matured.iter().try_fold(0, |sum: Amount, u| add(sum, u.amount, "withdrawal"))?;
     if amount == 0 {
+        if released > 0 {
+            return Ok(());
+        }
         return Err(LedgerError::NothingToWithdraw { account: *who, height });
     }
     stake.unbonding = pending.try_into().map_err(|_| LedgerError::Overflow("unbonding entries"))?;

@@ -8,19 +8,29 @@
 
 use crate::error::mul;
 use crate::params::{DEADLINE_SPEED_MARGIN, Params};
-use crate::records::{ALLOWANCES_MAX, Allowance, SettleKey, Task, TaskResult, TaskStatus};
+use crate::error::add;
+use crate::records::{
+    ALLOWANCES_MAX, Allowance, SettleKey, Task, TaskResult, TaskStatus, VOUCHERS_LIVE_MAX, VoucherUse,
+};
 use crate::registry::{check_gateway, check_pipeline};
 use crate::view::View;
 use crate::{LedgerError, Result};
 use polylink_types::{
-    Allow, Amount, BoundedVec, Event, PayeeRole, PublicKey, ReclaimTask, SubmitResult, SubmitTask, TaskId,
+    Allow, Amount, BoundedVec, Event, Hash32, ModelId, PayeeRole, PublicKey, ReclaimTask, SignedVoucher,
+    SubmitResult, SubmitTask, TaskId, VOUCHER_TTL_MAX_MS,
 };
 
 fn wrong_status(task: &TaskId, t: &Task, action: &'static str) -> LedgerError {
     LedgerError::WrongTaskStatus { task: *task, status: t.status.name(), action }
 }
 
-/// Sets (or, with limit 0, removes) what `user` allows `a.gateway` to spend from its balance.
+/// How long a cut of a deposit stays spendable before it can be released to the balance, ms: a
+/// gateway may have a task of the account's admitted to the mempool, or be serving one it is
+/// about to open, on the deposit as it was; this outlasts both by far.
+pub const DEPOSIT_NOTICE_MS: u64 = 120_000;
+
+/// Sets `user`'s deposit for `a.gateway` to `a.limit` ([`Allow`]): a raise locks the difference
+/// from the balance now, a cut is released after [`DEPOSIT_NOTICE_MS`].
 pub(crate) fn allow(v: &mut View, user: &PublicKey, a: &Allow) -> Result<()> {
     if a.gateway == *user {
         return Err(LedgerError::Invalid {
@@ -28,24 +38,163 @@ pub(crate) fn allow(v: &mut View, user: &PublicKey, a: &Allow) -> Result<()> {
             reason: "an account need not allow itself".into(),
         });
     }
+    let now = v.time_ms;
     let mut account = v.account(user);
-    let mut allowances: Vec<Allowance> = account.allowances.as_slice().to_vec();
-    allowances.retain(|x| x.gateway != a.gateway);
-    if a.limit > 0 {
-        allowances.push(Allowance { gateway: a.gateway, limit: a.limit, key_hash: a.key_hash });
+    let mut deposits: Vec<Allowance> = account.allowances.as_slice().to_vec();
+    let mut released: Amount = 0;
+    for d in &mut deposits {
+        released = add(released, release_cut(d, now), "released deposit")?;
     }
-    account.allowances = BoundedVec::new(allowances).map_err(|_| LedgerError::Invalid {
+    let at = deposits.iter().position(|x| x.gateway == a.gateway);
+    let mut deposit = at.map_or_else(|| Allowance::empty(a.gateway), |i| deposits.remove(i));
+    account.balance = add(account.balance, released, "balance")?;
+    if a.limit >= deposit.limit {
+        let raise = a.limit - deposit.limit;
+        account.balance = account.balance.checked_sub(raise).ok_or(LedgerError::InsufficientBalance {
+            account: *user,
+            needed: raise,
+            available: account.balance,
+        })?;
+        deposit.limit = a.limit;
+        deposit.lower_to = 0;
+        deposit.release_ms = 0;
+    } else {
+        deposit.lower_to = a.limit;
+        deposit.release_ms = now.saturating_add(DEPOSIT_NOTICE_MS);
+    }
+    deposit.key_hash = a.key_hash;
+    deposits.push(deposit);
+    deposits.retain(|d| !d.is_idle());
+    account.allowances = BoundedVec::new(deposits).map_err(|_| LedgerError::Invalid {
         what: "allowance",
-        reason: format!("an account allows at most {ALLOWANCES_MAX} gateways; revoke one first"),
+        reason: format!("an account allows at most {ALLOWANCES_MAX} gateways; empty one first"),
     })?;
     v.accounts.put(*user, account);
+    if released > 0 {
+        v.events.push(Event::Withdrawn { account: *user, amount: released });
+    }
     v.events.push(Event::AllowanceSet { user: *user, gateway: a.gateway, limit: a.limit });
     Ok(())
 }
 
-/// Opens a task: escrows `max_tokens x price` at the model's current price from the signer, or,
-/// when the task names a payer, from the payer's balance within what it allows the signer (the
-/// task's gateway), which the payer also repays the fee of this transaction from.
+/// Releases `d`'s pending cut if its notice has passed and forgets its expired vouchers;
+/// returns what goes back to the balance.
+pub(crate) fn release_cut(d: &mut Allowance, now_ms: u64) -> Amount {
+    if d.vouchers.iter().any(|u| u.expires_ms <= now_ms) {
+        let live: Vec<VoucherUse> = d.vouchers.iter().filter(|u| u.expires_ms > now_ms).copied().collect();
+        d.vouchers = BoundedVec::new(live).unwrap_or_default();
+    }
+    if d.release_ms == 0 || d.release_ms > now_ms {
+        return 0;
+    }
+    let released = d.limit.saturating_sub(d.lower_to);
+    d.limit -= released;
+    d.lower_to = 0;
+    d.release_ms = 0;
+    released
+}
+
+/// Releases every matured cut of `who`'s deposits to its balance; returns the amount.
+pub(crate) fn release_deposits(v: &mut View, who: &PublicKey) -> Result<Amount> {
+    let now = v.time_ms;
+    let mut account = v.account(who);
+    let mut deposits: Vec<Allowance> = account.allowances.as_slice().to_vec();
+    let mut released: Amount = 0;
+    for d in &mut deposits {
+        released = add(released, release_cut(d, now), "released deposit")?;
+    }
+    if released == 0 {
+        return Ok(0);
+    }
+    deposits.retain(|d| !d.is_idle());
+    account.allowances = BoundedVec::new(deposits).map_err(|_| LedgerError::Overflow("deposits"))?;
+    account.balance = add(account.balance, released, "balance")?;
+    v.accounts.put(*who, account);
+    v.events.push(Event::Withdrawn { account: *who, amount: released });
+    Ok(released)
+}
+
+/// Checks `sv` authorizes `spend` from `payer`'s deposit at `gateway` for a task of `model` in a
+/// block at `now_ms` on `chain_id`, and remembers it in `d` so it pays only once.
+fn use_voucher(
+    sv: &SignedVoucher,
+    d: &mut Allowance,
+    payer: &PublicKey,
+    model: ModelId,
+    spend: Amount,
+    now_ms: u64,
+    chain_id: &str,
+) -> Result<()> {
+    let bad = |reason: String| LedgerError::Invalid { what: "voucher", reason };
+    let v = &sv.voucher;
+    if v.payer != *payer || v.gateway != d.gateway || v.model != model {
+        return Err(bad(format!(
+            "it is for payer {}, gateway {}, model {}; the task is for payer {payer}, gateway {}, model {model}",
+            v.payer, v.gateway, v.model, d.gateway
+        )));
+    }
+    if spend > v.max_spend {
+        return Err(bad(format!("the task takes {spend} (escrow and fee), the voucher allows {}", v.max_spend)));
+    }
+    if v.expires_ms <= now_ms {
+        return Err(bad(format!("it expired at {} ms, the block is at {now_ms} ms", v.expires_ms)));
+    }
+    if v.expires_ms > now_ms.saturating_add(VOUCHER_TTL_MAX_MS) {
+        return Err(bad(format!(
+            "it expires at {} ms, more than {VOUCHER_TTL_MAX_MS} ms after the block's {now_ms} ms",
+            v.expires_ms
+        )));
+    }
+    if !sv.verify(chain_id) {
+        return Err(bad(format!("the signature is not {payer}'s on this chain")));
+    }
+    let id = v.id();
+    let mut live: Vec<VoucherUse> = d.vouchers.iter().filter(|u| u.expires_ms > now_ms).copied().collect();
+    if live.iter().any(|u| u.id == id) {
+        return Err(bad(format!("voucher {id} has paid already")));
+    }
+    live.push(VoucherUse { id, expires_ms: v.expires_ms });
+    d.vouchers = BoundedVec::new(live).map_err(|_| {
+        bad(format!("the deposit has {VOUCHERS_LIVE_MAX} unexpired vouchers; sign shorter-lived ones"))
+    })?;
+    Ok(())
+}
+
+/// Takes `spend` from `payer`'s deposit at `gateway` for a task of `model`: with the payer's
+/// voucher, or, on a deposit with an API key, on the gateway's word that the key came with it.
+fn spend_deposit(
+    v: &mut View,
+    payer: &PublicKey,
+    gateway: &PublicKey,
+    model: ModelId,
+    spend: Amount,
+    voucher: Option<&SignedVoucher>,
+) -> Result<()> {
+    let mut account = v.account(payer);
+    let short = |available| LedgerError::AllowanceShort { user: *payer, gateway: *gateway, needed: spend, available };
+    let chain_id = v.base.chain_id.as_str().to_string();
+    let now = v.time_ms;
+    let d = account.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == *gateway).ok_or(short(0))?;
+    match voucher {
+        Some(sv) => use_voucher(sv, d, payer, model, spend, now, &chain_id)?,
+        None if d.key_hash == Hash32::ZERO => {
+            return Err(LedgerError::Invalid {
+                what: "task",
+                reason: format!(
+                    "{payer}'s deposit at this gateway pays only for requests {payer} signed, and the task carries no voucher"
+                ),
+            });
+        }
+        None => {}
+    }
+    d.limit = d.limit.checked_sub(spend).ok_or(short(d.limit))?;
+    v.accounts.put(*payer, account);
+    Ok(())
+}
+
+/// Opens a task: escrows `max_tokens x price` at the model's current price from the signer's
+/// balance, or, when the task names a payer, from the payer's deposit for the signer (the task's
+/// gateway), which also repays the gateway the fee of this transaction.
 pub(crate) fn submit_task(v: &mut View, signer: &PublicKey, id: TaskId, s: &SubmitTask) -> Result<()> {
     let user = match &s.payer {
         None => signer,
@@ -84,12 +233,19 @@ pub(crate) fn submit_task(v: &mut View, signer: &PublicKey, id: TaskId, s: &Subm
     let escrow = mul(Amount::from(s.max_tokens), price, "escrow")?;
     let allowed = s.payer.is_some();
     if allowed {
+        // Escrow and the fee of this transaction (repaid to the gateway) come out of the deposit.
         let fee = v.base.params.tx_fee;
-        v.spend_allowance(user, signer, escrow.checked_add(fee).ok_or(LedgerError::Overflow("escrow"))?)?;
-        v.debit(user, fee)?;
+        let spend = escrow.checked_add(fee).ok_or(LedgerError::Overflow("escrow"))?;
+        spend_deposit(v, user, signer, s.model, spend, s.voucher.as_ref())?;
         v.pay(&id, signer, PayeeRole::Gateway, fee)?;
+    } else if s.voucher.is_some() {
+        return Err(LedgerError::Invalid {
+            what: "task",
+            reason: "a voucher pays only through a payer's deposit: name the payer".into(),
+        });
+    } else {
+        v.debit(user, escrow)?;
     }
-    v.debit(user, escrow)?;
     let deadline_ms = v.time_ms.saturating_add(deadline_after_ms(&v.base.params, s.max_tokens, token_us));
     v.tasks.put(
         id,
@@ -176,8 +332,7 @@ pub(crate) fn submit_result(v: &mut View, signer: &PublicKey, r: &SubmitResult) 
     }
     let fee = mul(Amount::from(billed_tokens), task.price, "fee")?;
     let refund = task.escrow.checked_sub(fee).ok_or(LedgerError::Overflow("refund"))?;
-    v.credit(&task.user, refund)?;
-    v.return_to_allowance(&task, refund)?;
+    v.refund(&task, refund)?;
     task.escrow = fee;
     task.status = TaskStatus::AwaitingCommittee;
     task.result = Some(TaskResult {
@@ -233,8 +388,7 @@ pub(crate) fn expire(v: &mut View, id: &TaskId) -> Result<()> {
 /// is slashed for a result that never came: a crash is not evidence of cheating).
 fn give_back(v: &mut View, id: &TaskId, task: &mut Task) -> Result<()> {
     let amount = task.escrow;
-    v.credit(&task.user, amount)?;
-    v.return_to_allowance(task, amount)?;
+    v.refund(task, amount)?;
     for w in task.workers.iter() {
         v.release(w)?;
     }

@@ -210,38 +210,19 @@ impl<'a> View<'a> {
         Ok(())
     }
 
-    /// Takes `amount` from what `user` allows `gateway`, or fails with `AllowanceShort`.
-    pub(crate) fn spend_allowance(
-        &mut self,
-        user: &PublicKey,
-        gateway: &PublicKey,
-        amount: Amount,
-    ) -> Result<()> {
-        let mut acct = self.account(user);
-        let short = |available| LedgerError::AllowanceShort {
-            user: *user,
-            gateway: *gateway,
-            needed: amount,
-            available,
-        };
-        let allowance =
-            acct.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == *gateway).ok_or(short(0))?;
-        allowance.limit = allowance.limit.checked_sub(amount).ok_or(short(allowance.limit))?;
-        self.accounts.put(*user, acct);
-        Ok(())
-    }
-
-    /// Gives `amount` of `task`'s escrow that goes back to its user back to the allowance it was
-    /// opened on too, if it was and the user has not revoked it since.
-    pub(crate) fn return_to_allowance(&mut self, task: &Task, amount: Amount) -> Result<()> {
-        if !task.allowed || amount == 0 {
+    /// Gives `amount` of `task`'s escrow back to its user: to the deposit it was opened on, if it
+    /// was and the deposit is still there, else to the balance.
+    pub(crate) fn refund(&mut self, task: &Task, amount: Amount) -> Result<()> {
+        if amount == 0 {
             return Ok(());
         }
         let mut acct = self.account(&task.user);
-        if let Some(a) = acct.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == task.gateway) {
-            a.limit = add(a.limit, amount, "allowance")?;
-            self.accounts.put(task.user, acct);
+        let deposit = acct.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == task.gateway);
+        match deposit {
+            Some(d) if task.allowed => d.limit = add(d.limit, amount, "deposit")?,
+            _ => acct.balance = add(acct.balance, amount, "balance credit")?,
         }
+        self.accounts.put(task.user, acct);
         Ok(())
     }
 
@@ -275,9 +256,9 @@ impl<'a> View<'a> {
         if role == PayeeRole::Treasury {
             self.totals.treasury = add(self.totals.treasury, amount, "treasury")?;
         } else if role == PayeeRole::User {
-            self.credit(who, amount)?;
-            if let Some(t) = self.tasks.get(task).cloned() {
-                self.return_to_allowance(&t, amount)?;
+            match self.tasks.get(task).cloned() {
+                Some(t) if t.user == *who => self.refund(&t, amount)?,
+                _ => self.credit(who, amount)?,
             }
         } else {
             self.credit(who, amount)?;

@@ -152,7 +152,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
             }),
         ),
         Action::Allow(u, g, limit) => {
-            (u, TxKind::Allow(Allow { gateway: pk(g), limit, key_hash: Hash32::ZERO }))
+            (u, TxKind::Allow(Allow { gateway: pk(g), limit, key_hash: Hash32::digest(&[b"api key"]) }))
         }
         Action::Task(u, m, t, w1, w2, allowed) => {
             let workers = if w1 == w2 { vec![pk(w1)] } else { vec![pk(w1), pk(w2)] };
@@ -168,6 +168,7 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                     gateway: pk(w1),
                     seed: 0,
                     payer,
+                    voucher: None,
                 }),
             )
         }

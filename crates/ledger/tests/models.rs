@@ -21,6 +21,7 @@ fn scored(net: &mut Net, user: usize, worker: usize, tokens: (u32, u32), score: 
         gateway: net.pk(GATEWAY),
         seed: 1,
         payer: None,
+        voucher: None,
     });
     let tx = net.tx(user, kind);
     let task = tx.id();

@@ -58,6 +58,7 @@ fn price_above_max_unknown_model_and_bad_pipelines_are_refused() {
             gateway: net.pk(GATEWAY),
             seed: 0,
             payer: None,
+            voucher: None,
         })
     };
     let k = mk(&net, 1, PRICE_FLOOR - 1, &[WORKER]);
@@ -89,6 +90,7 @@ fn pipeline_needs_contiguous_ranges_and_pays_stages_by_layers_times_rows() {
         gateway: net.pk(GATEWAY),
         seed: 0,
         payer: None,
+        voucher: None,
     });
     assert!(matches!(net.run(USER, wrong_order), Err(LedgerError::Invalid { what: "task", .. })));
     let task = net.submit_task(1_000, &[WORKER, WORKER2]);
@@ -231,6 +233,7 @@ fn a_task_names_a_registered_gateway_and_the_gateway_an_endpoint() {
             gateway: net.pk(gateway),
             seed: 0,
             payer: None,
+            voucher: None,
         })
     };
     // The worker is no gateway until it registers as one; then one stake backs both roles.

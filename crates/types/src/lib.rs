@@ -9,7 +9,7 @@
 //!   sha256 of the canonical signed bytes. A task's id is the id of its SubmitTask.
 //! - [`TxKind`]: transfer, bond/unbond/withdraw, model/worker/validator registration, task
 //!   submission, result, score commit/reveal, reclaim, model claim, a gateway's registration and
-//!   a user's allowance for a gateway (spent with an [`ApiKey`]).
+//!   a user's deposit for a gateway (spent with an [`ApiKey`] or the user's own [`SignedVoucher`]s).
 //! - [`ArtifactClaim`]: proof from an artifact's hash alone that it names its developer.
 //! - [`Block`] `{ height, parent, txs }` and [`BlockContext`] `{ height, seed }`, which the chain
 //!   node fills with the seed of an earlier certified round.
@@ -36,6 +36,7 @@ mod keys;
 mod receipt;
 mod signed;
 mod tx;
+mod voucher;
 
 pub use api_key::ApiKey;
 pub use artifact::{ArtifactClaim, CLAIM_TAIL_MAX, DEVELOPER_TRAILER_LEN, developer_trailer};
@@ -45,6 +46,7 @@ pub use error::Error;
 pub use event::{Event, PayeeRole, SettleOutcome, SlashReason};
 pub use hexbytes::{Hash32, PublicKey, Signature};
 pub use keys::SecretKey;
+pub use voucher::{SignedVoucher, VOUCHER_HEADER, VOUCHER_TTL_MAX_MS, Voucher};
 pub use receipt::{RECEIPTS_MAX, SignedReceipt, WorkReceipt, uncovered_layer};
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{

@@ -137,24 +137,30 @@ pub struct SubmitTask {
     /// randomness keyed by (seed, i), so a validator can reproduce an honest sample.
     pub seed: u64,
     /// Who pays, when not the signer: the gateway (the signer, which must be the task's gateway)
-    /// spends from that account's [`Allow`]ance for it. `None`: the signer pays.
+    /// spends from that account's deposit for it ([`Allow`]). `None`: the signer pays.
     pub payer: Option<PublicKey>,
+    /// The payer's own authorization of this request ([`crate::SignedVoucher`]): required when the
+    /// deposit has no API key (`key_hash` zero), accepted on any deposit.
+    pub voucher: Option<crate::SignedVoucher>,
 }
-codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, gateway, seed, payer });
+codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, gateway, seed, payer, voucher });
 
-/// Let `gateway` open tasks paid from the signer's balance, escrowing at most `limit` in all (the
-/// unused escrow of each task comes back to the allowance, so `limit` bounds what the gateway can
-/// spend): the user keeps its key and the gateway never holds it. `key_hash` is the hash of the
-/// API key the user gives the gateway (`protocol::api_key_hash`), by which the gateway knows the
-/// user's requests. Replaces the signer's earlier allowance for that gateway; `limit` 0 revokes it.
+/// Sets the signer's deposit for `gateway` to `limit`: a raise is locked from the balance at once;
+/// a cut stays spendable for the chain's notice period (`deposit_notice_ms`) and is then released
+/// to the balance by the signer's next Allow or Withdraw. The gateway opens the signer's tasks from
+/// the deposit (the unused escrow of each comes back to it), so the deposit bounds what it can
+/// spend, and no other gateway can spend the same funds. The user keeps its key: `key_hash` is the
+/// hash of the API key the user gives the gateway (`ApiKey::hash`), by which the gateway knows the
+/// user's requests; zero means no API key, and then the deposit pays only for requests the user
+/// signed ([`crate::SignedVoucher`]). `limit` 0 empties it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allow {
     /// The gateway allowed.
     pub gateway: PublicKey,
-    /// Most base units it may hold in escrow or have charged, from now on.
+    /// What the deposit holds from now on (after the notice, for a cut).
     #[serde(with = "crate::amount_serde")]
     pub limit: Amount,
-    /// Hash of the API key the gateway accepts for this account.
+    /// Hash of the API key the gateway accepts for this account (zero: signed requests only).
     pub key_hash: Hash32,
 }
 codec_fields!(Allow { gateway, limit, key_hash });

@@ -76,6 +76,7 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                     gateway,
                     seed,
                     payer,
+                    voucher: None,
                 })
             }),
         (

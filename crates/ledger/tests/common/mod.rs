@@ -127,10 +127,14 @@ impl Net {
         t.supply + t.slashed + t.fees_burned
     }
 
-    /// Σ balances + stakes + escrow + treasury, which must equal the supply.
+    /// Σ balances + deposits + stakes + escrow + treasury, which must equal the supply.
     pub fn held(&self) -> Amount {
         let s = self.ledger.state();
-        let balances: Amount = s.accounts.values().map(|a| a.balance).sum();
+        let balances: Amount = s
+            .accounts
+            .values()
+            .map(|a| a.balance + a.allowances.iter().map(|d| d.limit).sum::<Amount>())
+            .sum();
         let stakes: Amount = s.stakes.values().map(|st| st.slashable()).sum();
         let escrow: Amount = s.tasks.values().map(|t| t.escrow).sum();
         balances + stakes + escrow + s.totals.treasury
@@ -169,6 +173,7 @@ impl Net {
             gateway: self.pk(GATEWAY),
             seed: 7,
             payer: None,
+            voucher: None,
         })
     }
 
