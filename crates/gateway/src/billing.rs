@@ -1,8 +1,9 @@
 //! The task lifecycle on chain, as the gateway sees it.
 //!
 //! Before inference the gateway opens a task for the caller's account: a SubmitTask it signs
-//! itself, paid from what the account allows it, that escrows `max_tokens × price` (the chain
-//! refuses it if the balance or the allowance is short). After inference it
+//! itself, paid from the account's deposit for it, that escrows `max_tokens × price` (the chain
+//! refuses it if the deposit is short, or, for a signed request, if the account's voucher does not
+//! authorize it). After inference it
 //! reports the result: output hash and the token counts actually delivered; the chain charges
 //! those tokens at the task's price and refunds the rest of the escrow. A gateway with no
 //! [`Billing`] serves without charging and says so in its log and headers.
@@ -11,7 +12,7 @@ use crate::error::Result;
 use crate::keys::Account;
 use futures::future::BoxFuture;
 use polylink_protocol::Placement;
-use polylink_types::{Amount, ApiKey, Hash32, PublicKey, SignedReceipt, TaskId};
+use polylink_types::{Amount, ApiKey, Hash32, PublicKey, SignedReceipt, SignedVoucher, TaskId};
 
 /// An opened task: what the response headers announce before the first token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,12 +75,23 @@ pub trait Billing: Send + Sync + 'static {
     /// allowance records the key's hash. Fails with [`crate::GatewayError::WrongKey`] when not.
     fn authenticate<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>>;
 
+    /// Whether `voucher` is a signed request this gateway can open a task for: its payer's
+    /// signature on this chain, for this gateway, not expired, not used here before. Fails with
+    /// [`crate::GatewayError::BadVoucher`] when not. (That it covers the request, and the body's
+    /// hash, are checked once the request is read.)
+    fn check_voucher<'a>(&'a self, voucher: &'a SignedVoucher) -> BoxFuture<'a, Result<()>>;
+
     /// Escrows `opening.tokens_max` tokens of its model for `account` (signed by the gateway,
-    /// spent from the account's allowance for it), naming the workers of its
+    /// spent from the account's deposit for it, with the account's voucher when it signed the
+    /// request), naming the workers of its
     /// placement (the billing's own worker when it names none) and fixing the sampling seed on
     /// chain; fails with [`crate::GatewayError::InsufficientBalance`] when the account cannot pay
     /// and [`crate::GatewayError::PriceAboveMax`] when the price is above the client's cap.
     fn open<'a>(&'a self, account: &'a Account, opening: Opening<'a>) -> BoxFuture<'a, Result<Ticket>>;
+
+    /// The chain, this gateway's account and the on-chain id of each model, for clients that sign
+    /// their requests.
+    fn info(&self) -> polylink_protocol::GatewayInfo;
 
     /// Reports the result of `ticket`'s task; returns what the account is charged.
     fn close<'a>(&'a self, ticket: &'a Ticket, usage: UsageReport) -> BoxFuture<'a, Result<Charge>>;

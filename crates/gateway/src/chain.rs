@@ -5,8 +5,11 @@
 //! Open: the gateway signs a SubmitTask paid by the caller's account (escrow `tokens × price` at
 //! the model's current price, that price as the most the user accepts, the placement's workers,
 //! this gateway as the one that reports and keeps the transcript) and submits it; the mempool
-//! admits it only if the account's balance and its allowance for this gateway cover the escrow,
-//! so inference starts without waiting for a block. The gateway holds no user's key.
+//! admits it only if the account's deposit for this gateway covers the escrow (a deposit is the
+//! account's funds locked for this gateway alone, so no other gateway can spend them meanwhile),
+//! so inference starts without waiting for a block. The gateway holds no user's key: an API key
+//! spends only the deposit, and a signed request carries the account's own voucher, which the
+//! chain checks.
 //! Close: once the task is executed on chain, the gateway's own key (a registered gateway's)
 //! signs a SubmitResult with the output hash, the delivered token counts and the workers' signed
 //! receipts; the ledger charges those tokens and refunds the rest. The gateway holds no worker's
@@ -20,8 +23,8 @@ use futures::future::BoxFuture;
 use polylink_chain::rpc::{Client, ErrorCode, Signer};
 use polylink_types::ApiKey;
 use polylink_types::{
-    Amount, BoundedVec, Hash32, ModelId, PublicKey, RECEIPTS_MAX, SecretKey, SubmitResult, SubmitTask,
-    TxKind, uncovered_layer,
+    Amount, BoundedVec, Hash32, ModelId, PublicKey, RECEIPTS_MAX, SecretKey, SignedVoucher, SubmitResult,
+    SubmitTask, TxKind, VOUCHER_TTL_MAX_MS, uncovered_layer,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub struct ChainBilling {
     reserved: Mutex<HashMap<polylink_types::TaskId, (PublicKey, Amount, tokio::time::Instant)>>,
     /// On-chain keys found good, by hash, and when.
     keys_seen: Mutex<HashMap<Hash32, tokio::time::Instant>>,
+    /// Vouchers taken here, by id, with when they expire (chain ms): each opens one task.
+    vouchers_seen: Mutex<HashMap<Hash32, u64>>,
     settle_timeout: Duration,
     /// The chain's fee per transaction (a genesis parameter).
     tx_fee: Amount,
@@ -86,6 +91,7 @@ impl ChainBilling {
             local_worker: None,
             signer: Mutex::new(None),
             keys_seen: Mutex::new(HashMap::new()),
+            vouchers_seen: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashMap::new()),
             settle_timeout: Duration::from_secs(120),
             tx_fee: params.tx_fee,
@@ -141,6 +147,34 @@ impl ChainBilling {
         }
     }
 
+    async fn take_voucher(&self, sv: &SignedVoucher) -> Result<()> {
+        let v = &sv.voucher;
+        let bad = |m: String| Err(GatewayError::BadVoucher(m));
+        let me = self.gateway.public_key();
+        if v.gateway != me {
+            return bad(format!("it is for gateway {}, this is {me}", v.gateway));
+        }
+        if !sv.verify(&self.chain_id) {
+            return bad(format!("it is not signed by its payer {} for chain {}", v.payer, self.chain_id));
+        }
+        let now_ms = self.client.status().await.map_err(chain)?.time_ms;
+        if v.expires_ms <= now_ms {
+            return bad(format!("it expired at {} ms; the chain is at {now_ms} ms", v.expires_ms));
+        }
+        if v.expires_ms > now_ms.saturating_add(VOUCHER_TTL_MAX_MS) {
+            return bad(format!(
+                "it expires at {} ms, more than {VOUCHER_TTL_MAX_MS} ms after the chain's {now_ms} ms",
+                v.expires_ms
+            ));
+        }
+        let mut seen = self.vouchers_seen.lock().await;
+        seen.retain(|_, expires| *expires > now_ms);
+        if seen.insert(v.id(), v.expires_ms).is_some() {
+            return bad("it was used here already; sign each request anew".into());
+        }
+        Ok(())
+    }
+
     async fn open_task(&self, account: &Account, opening: Opening<'_>) -> Result<Ticket> {
         let Opening { model, tokens_max, prompt_hash, placement, seed, max_price } = opening;
         let model_id = *self
@@ -157,6 +191,21 @@ impl ChainBilling {
         let needed = escrow.saturating_add(fee);
         let me = self.gateway.public_key();
         let payer = (account.address != me).then_some(account.address);
+        if let Some(sv) = &account.voucher {
+            if sv.voucher.model != model_id {
+                return Err(GatewayError::BadVoucher(format!(
+                    "it is for model {}, {model} is model {model_id} on chain",
+                    sv.voucher.model
+                )));
+            }
+            if needed > sv.voucher.max_spend {
+                return Err(GatewayError::BadVoucher(format!(
+                    "it allows {}, this request needs {needed}: the escrow of {tokens_max} tokens (prompt and \
+                     max_tokens) at {price} plus the fee of {fee}",
+                    sv.voucher.max_spend
+                )));
+            }
+        }
         let workers = match (placement.workers.is_empty(), self.local_worker) {
             (false, _) => placement.workers.clone(),
             (true, Some(local)) => vec![local],
@@ -174,7 +223,7 @@ impl ChainBilling {
             gateway: me,
             seed,
             payer,
-            voucher: None,
+            voucher: account.voucher,
         });
         // Tasks this gateway opened that the chain may not count yet are reserved against the
         // payer's balance and allowance, so one payer's concurrent requests never open more than
@@ -186,22 +235,27 @@ impl ChainBilling {
         let held: Amount =
             reserved.values().filter(|(who, _, _)| *who == account.address).map(|(_, a, _)| *a).sum();
         let state = self.client.account(&account.address).await.map_err(chain)?;
-        let balance = state.balance.saturating_sub(held);
-        if balance < needed {
-            return Err(GatewayError::InsufficientBalance(format!(
-                "account {} holds {balance} beyond its open tasks here, the escrow of {tokens_max} tokens at \
-                 {price} and the fee are {needed}",
-                account.address
-            )));
-        }
-        let allowed =
-            state.allowances.iter().find(|a| a.gateway == me).map_or(0, |a| a.limit).saturating_sub(held);
-        if payer.is_some() && allowed < needed {
-            return Err(GatewayError::InsufficientBalance(format!(
-                "account {} allows this gateway {allowed} more, the escrow of {tokens_max} tokens at \
-                 {price} and the fee are {needed}; raise it with `polylink wallet allow`",
-                account.address
-            )));
+        if payer.is_none() {
+            let balance = state.balance.saturating_sub(held);
+            if balance < needed {
+                return Err(GatewayError::InsufficientBalance(format!(
+                    "account {} holds {balance} beyond its open tasks here, the escrow of {tokens_max} tokens \
+                     at {price} and the fee are {needed}",
+                    account.address
+                )));
+            }
+        } else {
+            // A cut the account announced counts as done: its notice is for tasks already open.
+            let deposit = state.allowances.iter().find(|a| a.gateway == me);
+            let spendable = deposit.map_or(0, |a| a.spendable()).saturating_sub(held);
+            if spendable < needed {
+                return Err(GatewayError::InsufficientBalance(format!(
+                    "account {}'s deposit for this gateway has {spendable} beyond its open tasks here, the \
+                     escrow of {tokens_max} tokens at {price} and the fee are {needed}; raise it with \
+                     `polylink wallet allow`",
+                    account.address
+                )));
+            }
         }
         let task = match self.send(kind).await {
             Ok(task) => task,
@@ -301,6 +355,18 @@ impl ChainBilling {
 impl Billing for ChainBilling {
     fn authenticate<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.check_key(key))
+    }
+
+    fn check_voucher<'a>(&'a self, voucher: &'a SignedVoucher) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.take_voucher(voucher))
+    }
+
+    fn info(&self) -> polylink_protocol::GatewayInfo {
+        polylink_protocol::GatewayInfo {
+            chain_id: Some(self.chain_id.clone()),
+            account: Some(self.gateway.public_key()),
+            models: self.models.iter().map(|(name, id)| (name.clone(), *id)).collect(),
+        }
     }
 
     fn open<'a>(&'a self, account: &'a Account, opening: Opening<'a>) -> BoxFuture<'a, Result<Ticket>> {

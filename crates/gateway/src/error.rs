@@ -13,7 +13,9 @@ pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// No `Authorization: Bearer` header.
-    #[error("missing api key: send it as 'Authorization: Bearer <key>'")]
+    #[error(
+        "missing api key: send it as 'Authorization: Bearer <key>', or sign the request (header x-polylink-voucher)"
+    )]
     MissingKey,
     /// The key is not one the gateway knows.
     #[error("incorrect api key provided: {masked}")]
@@ -21,6 +23,10 @@ pub enum GatewayError {
         /// The key with most of it hidden.
         masked: String,
     },
+    /// A signed request's voucher is malformed, not for this gateway or request, expired, used
+    /// already, or does not cover the request.
+    #[error("invalid voucher: {0}")]
+    BadVoucher(String),
     /// The body is larger than the limit.
     #[error("request body exceeds {limit_bytes} bytes")]
     BodyTooLarge {
@@ -111,7 +117,7 @@ impl GatewayError {
     /// The HTTP status OpenAI uses for this kind of error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingKey | Self::WrongKey { .. } => StatusCode::UNAUTHORIZED,
+            Self::MissingKey | Self::WrongKey { .. } | Self::BadVoucher(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody(_)
             | Self::InvalidParam { .. }
@@ -157,6 +163,7 @@ impl GatewayError {
         match self {
             Self::MissingKey => Some("missing_api_key"),
             Self::WrongKey { .. } => Some("invalid_api_key"),
+            Self::BadVoucher(_) => Some("invalid_voucher"),
             Self::BodyTooLarge { .. } => Some("request_too_large"),
             Self::BadBody(_) => Some("invalid_json"),
             Self::InvalidParam { .. } => Some("invalid_value"),

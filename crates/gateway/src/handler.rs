@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use polylink_protocol::{Ending, GenerationParams, prompt_hash};
-use polylink_types::Amount;
+use polylink_types::{Amount, Hash32, VOUCHER_HEADER};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -44,7 +44,11 @@ pub(crate) async fn completions(
 async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let (account, key_permit) = gw.keys.authorize(auth, gw.billing.as_deref()).await?;
+    let voucher = match headers.get(VOUCHER_HEADER) {
+        Some(v) => Some(v.to_str().map_err(|_| GatewayError::BadVoucher("the header is not text".into()))?),
+        None => None,
+    };
+    let (account, key_permit) = gw.keys.authorize(auth, voucher, gw.billing.as_deref()).await?;
     let limit_bytes = gw.limits.body_bytes_max;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -54,6 +58,13 @@ async fn start(gw: Arc<Gateway>, endpoint: Endpoint, headers: &HeaderMap, body: 
         return Err(GatewayError::BodyTooLarge { limit_bytes });
     }
     let bytes = read_body(body, limit_bytes).await?;
+    if let Some(v) = &account.voucher
+        && v.voucher.request_hash != Hash32::digest(&[bytes.as_slice()])
+    {
+        return Err(GatewayError::BadVoucher(
+            "it signs another request body: request_hash must be sha256 of the exact body sent".into(),
+        ));
+    }
     let request = validate::parse(endpoint, &bytes, &gw.limits)?;
     let card = gw
         .backend

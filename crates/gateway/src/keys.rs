@@ -19,7 +19,7 @@
 
 use crate::billing::Billing;
 use crate::error::{GatewayError, Result};
-use polylink_types::{ApiKey, PublicKey};
+use polylink_types::{ApiKey, PublicKey, SignedVoucher};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +32,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Account {
     /// Its address.
     pub address: PublicKey,
+    /// The account's own authorization of this request, when it signed it.
+    pub voucher: Option<SignedVoucher>,
+}
+
+impl Account {
+    /// An account calling with a key (no voucher).
+    pub fn keyed(address: PublicKey) -> Self {
+        Self { address, voucher: None }
+    }
 }
 
 /// The keys the gateway accepts.
@@ -113,13 +122,26 @@ impl ApiKeys {
         self.listed.values().copied().collect()
     }
 
-    /// Checks the `Authorization` header value (a listed key, else an on-chain key that `billing`
-    /// accepts) and takes one of its account's request slots.
+    /// Checks the request's credentials and takes one of its account's request slots: a voucher
+    /// (`x-polylink-voucher`, the account's own signature, which `billing` checks) when there is
+    /// one, else the `Authorization` header value (a listed key, else an on-chain key that
+    /// `billing` accepts).
     pub async fn authorize(
         &self,
         header: Option<&str>,
+        voucher: Option<&str>,
         billing: Option<&dyn Billing>,
     ) -> Result<(Account, OwnedSemaphorePermit)> {
+        if let Some(text) = voucher {
+            let billing = billing.ok_or_else(|| {
+                GatewayError::BadVoucher("this gateway bills no chain, so it takes no signed requests".into())
+            })?;
+            let voucher = SignedVoucher::from_header(text)
+                .map_err(|e| GatewayError::BadVoucher(format!("cannot read it: {e}")))?;
+            billing.check_voucher(&voucher).await?;
+            let account = Account { address: voucher.voucher.payer, voucher: Some(voucher) };
+            return Ok((account, self.slot(&account.address)?));
+        }
         let key = header
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
@@ -138,14 +160,16 @@ impl ApiKeys {
             }
             (None, None) => return Err(GatewayError::WrongKey { masked: mask(key) }),
         };
+        Ok((Account::keyed(address), self.slot(&address)?))
+    }
+
+    /// One of `address`'s request slots.
+    fn slot(&self, address: &PublicKey) -> Result<OwnedSemaphorePermit> {
         let slots = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            in_flight.entry(address).or_insert_with(|| Arc::new(Semaphore::new(self.per_key_max))).clone()
+            in_flight.entry(*address).or_insert_with(|| Arc::new(Semaphore::new(self.per_key_max))).clone()
         };
-        let permit = slots
-            .try_acquire_owned()
-            .map_err(|_| GatewayError::TooManyRequests { limit: self.per_key_max })?;
-        Ok((Account { address }, permit))
+        slots.try_acquire_owned().map_err(|_| GatewayError::TooManyRequests { limit: self.per_key_max })
     }
 }
 
@@ -170,26 +194,42 @@ mod tests {
         let alice = SecretKey::from_label("alice").public_key();
         let mut keys = ApiKeys::new();
         keys.insert("sk-test-1234", alice);
-        assert!(matches!(keys.authorize(None, None).await, Err(GatewayError::MissingKey)));
+        assert!(matches!(keys.authorize(None, None, None).await, Err(GatewayError::MissingKey)));
         assert!(matches!(
-            keys.authorize(Some("Bearer nope-nope"), None).await,
+            keys.authorize(Some("Bearer nope-nope"), None, None).await,
             Err(GatewayError::WrongKey { .. })
         ));
         // An on-chain key without a billing to check it is refused.
         let chain_key = ApiKey::new(alice, [1; 32]).to_string();
         assert!(matches!(
-            keys.authorize(Some(&format!("Bearer {chain_key}")), None).await,
+            keys.authorize(Some(&format!("Bearer {chain_key}")), None, None).await,
             Err(GatewayError::WrongKey { .. })
         ));
         let (account, permit) =
-            keys.authorize(Some("Bearer sk-test-1234"), None).await.unwrap_or_else(|e| panic!("{e}"));
+            keys.authorize(Some("Bearer sk-test-1234"), None, None).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(account.address, alice);
         assert!(matches!(
-            keys.authorize(Some("Bearer sk-test-1234"), None).await,
+            keys.authorize(Some("Bearer sk-test-1234"), None, None).await,
             Err(GatewayError::TooManyRequests { .. })
         ));
         drop(permit);
-        assert!(keys.authorize(Some("Bearer sk-test-1234"), None).await.is_ok());
+        assert!(keys.authorize(Some("Bearer sk-test-1234"), None, None).await.is_ok());
+        // A voucher without a chain to check it is refused, however it looks.
+        let signed = polylink_types::Voucher {
+            payer: alice,
+            gateway: alice,
+            model: 1,
+            request_hash: polylink_types::Hash32::ZERO,
+            max_spend: 1,
+            expires_ms: 1,
+            nonce: 1,
+        }
+        .sign(&SecretKey::from_label("alice"), "dev")
+        .to_header();
+        assert!(matches!(
+            keys.authorize(None, Some(&signed), None).await,
+            Err(GatewayError::BadVoucher(m)) if m.contains("no chain")
+        ));
         assert_eq!(mask("sk-abcdefgh"), "sk-******gh");
     }
 }

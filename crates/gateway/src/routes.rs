@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use polylink_protocol::{PROBE_PATH, ProbeAnswer, ProbeRequest, TRANSCRIPTS_PATH};
+use polylink_protocol::{GatewayInfo, INFO_PATH, PROBE_PATH, ProbeAnswer, ProbeRequest, TRANSCRIPTS_PATH};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -23,6 +23,7 @@ impl Gateway {
             .route("/v1/completions", post(|s, h, b| handler::completions(s, Endpoint::Completion, h, b)))
             .route(&format!("{TRANSCRIPTS_PATH}/{{task_id}}"), get(transcript_route::serve))
             .route(PROBE_PATH, post(probe))
+            .route(INFO_PATH, get(info))
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok" }))
             .fallback(not_found)
@@ -65,6 +66,15 @@ async fn probe(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Respo
         Err(error) => ProbeAnswer { reachable: false, error: Some(error) },
     };
     axum::Json(answer).into_response()
+}
+
+/// What a signed request is signed for (empty without a chain).
+async fn info(State(gw): State<Arc<Gateway>>) -> Response {
+    let info = match &gw.billing {
+        Some(billing) => billing.info(),
+        None => GatewayInfo { chain_id: None, account: None, models: Default::default() },
+    };
+    axum::Json(info).into_response()
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {

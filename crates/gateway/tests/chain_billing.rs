@@ -2,7 +2,10 @@
 //! escrow before inference, the result is reported with the delivered token counts after it,
 //! the user's balance goes down by exactly the charge the response announced, the task is
 //! visible through the RPC, and an account that cannot pay gets a 402 that charges nothing.
-//! The user calls with an on-chain API key made for its allowance: the gateway never holds its key.
+//! The user calls with an on-chain API key made for its deposit: the gateway never holds its key.
+//! A second user signs each request with its own key (a voucher) on a deposit without an API key:
+//! the chain pays only what it signed, once; a voucher for another body, over its cap, replayed,
+//! for another gateway or unreadable is refused with a 401 before anything is opened.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,8 +15,8 @@ use polylink_gateway::{Account, ApiKeys, Billing, ChainBilling, Gateway, Limits,
 use polylink_ledger::{Genesis, dev_key};
 use polylink_pipeline::{LocalBackend, LocalOptions};
 use polylink_types::{
-    Allow, ApiKey, Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, RegisterGateway, RegisterModel,
-    RegisterWorker, SecretKey, ServedRange, Transfer, TxKind,
+    Allow, ApiKey, Bond, BoundedString, BoundedVec, DeviceProfile, Hash32, PublicKey, RegisterGateway,
+    RegisterModel, RegisterWorker, SecretKey, ServedRange, Transfer, TxKind, VOUCHER_HEADER, Voucher,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -182,7 +185,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     let refused: Value = resp.json().await.unwrap();
     assert_eq!(refused["error"]["code"], "insufficient_quota", "{refused}");
     assert!(
-        refused["error"]["message"].as_str().unwrap().contains("allows this gateway 10 more"),
+        refused["error"]["message"].as_str().unwrap().contains("deposit for this gateway has 10 beyond"),
         "{refused}"
     );
     let resp = http
@@ -194,7 +197,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 
-    // Both tasks are on chain with their results; the balance fell by exactly the two charges.
+    // Both tasks are on chain with their results; the deposit fell by exactly the two charges.
     for (task, charge) in [(&task1, charge1), (&task2, charge2)] {
         let id = task.parse().unwrap();
         let record =
@@ -206,7 +209,7 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     }
     // (And by the fee of each SubmitTask, which the gateway signed and the user repaid it.)
     let tx_fee = client.params().await.unwrap().params.tx_fee;
-    assert_eq!(balance(&client, &user).await, before - charge1 - charge2 - 2 * tx_fee);
+    assert_eq!(balance(&client, &user).await, before, "the deposit pays, not the balance");
     assert_eq!(balance(&client, &gateway_key).await, gateway_before, "the gateway neither pays nor earns");
     let allowances = client.account(&user.public_key()).await.unwrap().allowances;
     assert_eq!(allowances[0].limit, 100_000 - charge1 - charge2 - 2 * tx_fee);
@@ -234,10 +237,10 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
         seed: 1,
         max_price: None,
     };
-    let payer = Account { address: tight.public_key() };
+    let payer = Account::keyed(tight.public_key());
     let first = direct.open(&payer, opening).await.unwrap();
     assert!(
-        matches!(direct.open(&payer, opening).await, Err(polylink_gateway::GatewayError::InsufficientBalance(m)) if m.contains("allows this gateway 0 more")),
+        matches!(direct.open(&payer, opening).await, Err(polylink_gateway::GatewayError::InsufficientBalance(m)) if m.contains("has 0 beyond its open tasks")),
         "the first task's reservation counts"
     );
     let usage = UsageReport {
@@ -251,5 +254,72 @@ async fn requests_are_escrowed_reported_and_charged_exactly_on_chain() {
     assert!(
         metrics.contains(&format!("polylink_gateway_charged_units_total {}\n", charge1 + charge2)),
         "{metrics}"
+    );
+
+    // A user who signs its requests: a deposit without an API key, a voucher per request.
+    let signer = SecretKey::from_label("signer");
+    send(&client, &worker, TxKind::Transfer(Transfer { to: signer.public_key(), amount: 1_000_000 })).await;
+    let deposit =
+        TxKind::Allow(Allow { gateway: gateway_key.public_key(), limit: 500_000, key_hash: Hash32::ZERO });
+    send(&client, &signer, deposit).await;
+    let info: Value =
+        http.get(format!("http://{addr}/polylink/info")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["account"], gateway_key.public_key().to_string());
+    assert_eq!(info["models"][common::MODEL], model_id);
+    let chain_id = client.status().await.unwrap().chain_id;
+    assert_eq!(info["chain_id"], chain_id.as_str());
+    let body = serde_json::to_vec(&ask).unwrap();
+    let voucher = |body: &[u8], max_spend: u128, gateway: PublicKey, nonce: u64| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        Voucher {
+            payer: signer.public_key(),
+            gateway,
+            model: model_id,
+            request_hash: Hash32::digest(&[body]),
+            max_spend,
+            expires_ms: u64::try_from(now).unwrap() + 60_000,
+            nonce,
+        }
+        .sign(&signer, &chain_id)
+        .to_header()
+    };
+    let signed = |header: String, body: Vec<u8>| {
+        http.post(format!("{base}/chat/completions"))
+            .header(VOUCHER_HEADER, header)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let me = gateway_key.public_key();
+    let good = voucher(&body, 100_000, me, 1);
+    let resp = signed(good.clone(), body.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let task3: polylink_types::TaskId = header(&resp, "x-polylink-task-id").parse().unwrap();
+    let charge3: u128 = header(&resp, "x-polylink-charge").parse().unwrap();
+    let record =
+        wait_for("the signed task", async || client.task(&task3).await.ok().filter(|t| t.result.is_some()))
+            .await;
+    assert_eq!((record.user, record.result.map(|r| r.fee)), (signer.public_key(), Some(charge3)));
+    let left = client.account(&signer.public_key()).await.unwrap().allowances[0].limit;
+    assert_eq!(left, 500_000 - charge3 - tx_fee);
+
+    let refusals = [
+        ("used here already", good),
+        ("another request body", voucher(b"{}", 100_000, me, 2)),
+        ("it allows 1,", voucher(&body, 1, me, 3)),
+        ("is for gateway", voucher(&body, 100_000, worker.public_key(), 4)),
+        ("cannot read it", "00ff".to_string()),
+    ];
+    for (says, header) in refusals {
+        let resp = signed(header, body.clone()).await.unwrap();
+        assert_eq!(resp.status(), 401, "{says}");
+        let refused: Value = resp.json().await.unwrap();
+        assert_eq!(refused["error"]["code"], "invalid_voucher", "{refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains(says), "{says}: {refused}");
+    }
+    assert_eq!(
+        client.account(&signer.public_key()).await.unwrap().allowances[0].limit,
+        left,
+        "refusals cost nothing"
     );
 }

@@ -6,9 +6,9 @@
 //! key. Who answers for it: only the workers whose signed receipts it carries
 //! (`crate::receipts`), listed or stand-ins.
 
+use crate::error::add;
 use crate::error::mul;
 use crate::params::{DEADLINE_SPEED_MARGIN, Params};
-use crate::error::add;
 use crate::records::{
     ALLOWANCES_MAX, Allowance, SettleKey, Task, TaskResult, TaskStatus, VOUCHERS_LIVE_MAX, VoucherUse,
 };
@@ -134,7 +134,10 @@ fn use_voucher(
         )));
     }
     if spend > v.max_spend {
-        return Err(bad(format!("the task takes {spend} (escrow and fee), the voucher allows {}", v.max_spend)));
+        return Err(bad(format!(
+            "the task takes {spend} (escrow and fee), the voucher allows {}",
+            v.max_spend
+        )));
     }
     if v.expires_ms <= now_ms {
         return Err(bad(format!("it expired at {} ms, the block is at {now_ms} ms", v.expires_ms)));
@@ -171,7 +174,8 @@ fn spend_deposit(
     voucher: Option<&SignedVoucher>,
 ) -> Result<()> {
     let mut account = v.account(payer);
-    let short = |available| LedgerError::AllowanceShort { user: *payer, gateway: *gateway, needed: spend, available };
+    let short =
+        |available| LedgerError::AllowanceShort { user: *payer, gateway: *gateway, needed: spend, available };
     let chain_id = v.base.chain_id.as_str().to_string();
     let now = v.time_ms;
     let d = account.allowances.as_mut_slice().iter_mut().find(|a| a.gateway == *gateway).ok_or(short(0))?;

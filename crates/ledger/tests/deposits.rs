@@ -109,10 +109,7 @@ fn deposited_funds_cannot_be_spent_twice_across_gateways() {
     let all = net.balance(USER) - fee;
     net.ok(USER, allow(&net, GATEWAY, all - fee));
     // The balance left is one fee: a second deposit of the same funds is refused.
-    assert!(matches!(
-        net.run(USER, allow(&net, other, 1_000)),
-        Err(LedgerError::InsufficientBalance { .. })
-    ));
+    assert!(matches!(net.run(USER, allow(&net, other, 1_000)), Err(LedgerError::InsufficientBalance { .. })));
     assert_eq!(limit(&net, USER, other), None);
     assert_eq!(net.held(), net.ledger.totals().supply);
 }
@@ -199,7 +196,10 @@ fn a_signed_only_deposit_pays_once_per_voucher_its_owner_signed_and_nothing_else
     net.ok(USER, allow_signed_only(&net, GATEWAY, 100_000));
     let spend = 100 * PRICE_FLOOR + fee;
     // No voucher: the gateway's word is not enough on a deposit without an API key.
-    assert!(matches!(net.run(GATEWAY, task_for_user(&net, 100)), Err(LedgerError::Invalid { what: "task", .. })));
+    assert!(matches!(
+        net.run(GATEWAY, task_for_user(&net, 100)),
+        Err(LedgerError::Invalid { what: "task", .. })
+    ));
 
     let good = voucher(&net, spend, 60_000, 1);
     let tx = net.tx(GATEWAY, task_with(&net, 100, good));
@@ -209,7 +209,9 @@ fn a_signed_only_deposit_pays_once_per_voucher_its_owner_signed_and_nothing_else
     assert_eq!(limit(&net, USER, GATEWAY), Some(100_000 - spend));
     // The same voucher again: refused, whatever else the task says.
     let replay = net.run(GATEWAY, task_with(&net, 100, good));
-    assert!(matches!(&replay, Err(LedgerError::Invalid { what: "voucher", reason }) if reason.contains("paid already")));
+    assert!(
+        matches!(&replay, Err(LedgerError::Invalid { what: "voucher", reason }) if reason.contains("paid already"))
+    );
     let replay_smaller = net.run(GATEWAY, task_with(&net, 50, good));
     assert!(matches!(replay_smaller, Err(LedgerError::Invalid { what: "voucher", .. })));
 

@@ -30,9 +30,9 @@ pub async fn send(client: &Client, key: &SecretKey, kind: TxKind) -> Result<Vec<
     Ok(included.events)
 }
 
-/// `user` lets `gateway` open tasks paid from its balance, up to `limit`, for callers that present
-/// `api_key` (whose account must be `user`'s); nothing is sent when that allowance stands already
-/// with at least `limit` left.
+/// `user` locks a deposit of `limit` for `gateway`, which opens its tasks from it for callers
+/// that present `api_key` (whose account must be `user`'s); nothing is sent when that deposit
+/// stands already with at least `limit` left (else it is topped up to `limit`).
 pub async fn allow(
     client: &Client,
     user: &SecretKey,

@@ -13,7 +13,9 @@
 //! - Three hosts run TIQE score validators (each its own key file and funds), which find each
 //!   task's gateway through the chain.
 //! - A user host runs the official `openai` client with the API key the user's own wallet made
-//!   (`wallet allow`): the gateway spends from the user's balance and holds no key but its own.
+//!   (`wallet allow`): the gateway spends from the user's deposit and holds no key but its own.
+//!   A second user pays from its own key: a deposit with no API key, and a request its wallet
+//!   signs (`wallet ask`), which the chain checks.
 //!
 //! Every task settles as paid and every balance moves exactly as the split of its fee says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -289,10 +291,12 @@ fn devices_of_different_owners_join_from_their_own_hosts_serve_and_are_paid() {
     let (treasury, treasury_account) = wallet(dir.path(), "treasury");
     let (developer, developer_account) = wallet(dir.path(), "developer");
     let (user, user_account) = wallet(dir.path(), "user");
+    let (signer, signer_account) = wallet(&host(11), "signer");
     let accounts = [
         (treasury_account, 1_000_000_000_000u128),
         (developer_account, 10_000_000),
         (user_account.clone(), 1_000_000_000),
+        (signer_account.clone(), 1_000_000_000),
     ];
     let chain = dkg_chain(&lan, &[0, 1, 2, 3], &accounts, dir.path(), "polylink-open-test");
     let rpc = |k: usize| chain.urls[k % 4].clone();
@@ -470,6 +474,45 @@ fn devices_of_different_owners_join_from_their_own_hosts_serve_and_are_paid() {
         tasks.push((task_id, amount(charge), usage["total_tokens"].as_u64().unwrap() as u128));
     }
     expect_moves(&rpc(2), &before, &tasks, &user_account, tx_fee);
+
+    // A second user pays from its own key: its deposit takes no API key, and its wallet signs
+    // each request (`wallet ask`, on the user host), which the gateway cannot spend without.
+    cli_ok(&[
+        "wallet",
+        "allow",
+        "--wallet",
+        &signer,
+        "--rpc",
+        &rpc(2),
+        "--gateway",
+        &gateway_account,
+        "--limit",
+        "100000000",
+        "--signed-only",
+    ]);
+    watched.push(signer_account.clone());
+    let before: HashMap<String, u128> = watched.iter().map(|a| (a.clone(), balance(&rpc(0), a))).collect();
+    let gateway_url = format!("http://{gateway_addr}");
+    let asked = command_in(
+        Some(&ns(11)),
+        &["wallet", "ask", "--wallet", &signer, "--rpc", &rpc(11), "--gateway-url", &gateway_url, "--stream"],
+    )
+    .arg("Name a colour.")
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&asked.stderr);
+    assert!(asked.status.success(), "wallet ask failed:\n{said}");
+    assert!(!String::from_utf8_lossy(&asked.stdout).trim().is_empty(), "{said}");
+    let said: Value = serde_json::from_str(said.lines().last().unwrap()).unwrap();
+    let task = said["task"].as_str().unwrap().to_string();
+    let record = get(&rpc(2), &format!("/task/{task}"));
+    assert_eq!(
+        (&record["user"], &record["gateway"]),
+        (&Value::from(signer_account.clone()), &Value::from(gateway_account.clone())),
+        "{record}"
+    );
+    let signed = (task, amount(&said["charge"]), said["tokens"].as_u64().unwrap() as u128);
+    expect_moves(&rpc(2), &before, &[signed], &signer_account, tx_fee);
 
     // A second gateway on its own host serves the same network, and a fourth device joins while
     // it serves: with no restart anywhere, requests through the second gateway reach the new

@@ -31,6 +31,17 @@ impl Billing for Inflating {
         self.0.authenticate(key)
     }
 
+    fn check_voucher<'a>(
+        &'a self,
+        voucher: &'a polylink_types::SignedVoucher,
+    ) -> BoxFuture<'a, polylink_gateway::Result<()>> {
+        self.0.check_voucher(voucher)
+    }
+
+    fn info(&self) -> polylink_protocol::GatewayInfo {
+        self.0.info()
+    }
+
     fn open<'a>(
         &'a self,
         account: &'a Account,

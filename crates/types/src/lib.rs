@@ -46,7 +46,6 @@ pub use error::Error;
 pub use event::{Event, PayeeRole, SettleOutcome, SlashReason};
 pub use hexbytes::{Hash32, PublicKey, Signature};
 pub use keys::SecretKey;
-pub use voucher::{SignedVoucher, VOUCHER_HEADER, VOUCHER_TTL_MAX_MS, Voucher};
 pub use receipt::{RECEIPTS_MAX, SignedReceipt, WorkReceipt, uncovered_layer};
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
@@ -54,6 +53,7 @@ pub use tx::{
     RegisterGateway, RegisterModel, RegisterWorker, RevealScore, SERVED_MAX, STAGES_MAX, ServedRange,
     SubmitResult, SubmitTask, Transfer, TxKind, Unbond, score_commitment,
 };
+pub use voucher::{SignedVoucher, VOUCHER_HEADER, VOUCHER_TTL_MAX_MS, Voucher};
 
 /// The codec traits, re-exported so users encode and decode with the same version.
 pub use commonware_codec as codec;

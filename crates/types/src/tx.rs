@@ -143,7 +143,17 @@ pub struct SubmitTask {
     /// deposit has no API key (`key_hash` zero), accepted on any deposit.
     pub voucher: Option<crate::SignedVoucher>,
 }
-codec_fields!(SubmitTask { model, max_tokens, prompt_hash, max_price, workers, gateway, seed, payer, voucher });
+codec_fields!(SubmitTask {
+    model,
+    max_tokens,
+    prompt_hash,
+    max_price,
+    workers,
+    gateway,
+    seed,
+    payer,
+    voucher
+});
 
 /// Sets the signer's deposit for `gateway` to `limit`: a raise is locked from the balance at once;
 /// a cut stays spendable for the chain's notice period (`deposit_notice_ms`) and is then released
@@ -235,6 +245,9 @@ pub fn score_commitment(score: u16, work: &Hash32, salt: &Hash32, validator: &Pu
 }
 
 /// Every transaction kind. The encoding is a one-byte tag then the payload.
+// SubmitTask, the most frequent kind, carries its voucher inline (about 200 bytes): boxing it
+// would add an allocation to the common case to save bytes on rare ones (the codec has no Box).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TxKind {

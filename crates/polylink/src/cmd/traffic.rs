@@ -79,7 +79,7 @@ struct Usage {
     completion_tokens: u64,
 }
 
-/// An account's money: spendable, bonded, strikes.
+/// An account's money: spendable (its balance and its deposits for gateways), bonded, strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Holding {
     balance: Amount,
@@ -89,7 +89,8 @@ struct Holding {
 
 async fn holding(client: &Client, who: &PublicKey) -> anyhow::Result<Holding> {
     let a = client.account(who).await?;
-    Ok(Holding { balance: a.balance, bonded: a.stake.bonded, strikes: a.stake.strikes })
+    let deposits: Amount = a.allowances.iter().map(|d| d.limit).sum();
+    Ok(Holding { balance: a.balance + deposits, bonded: a.stake.bonded, strikes: a.stake.strikes })
 }
 
 impl TrafficArgs {

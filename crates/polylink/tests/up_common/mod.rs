@@ -85,9 +85,12 @@ pub fn get(rpc: &str, path: &str) -> Value {
         .unwrap_or_else(|e| panic!("GET {rpc}{path}: {e}"))
 }
 
-/// An account's spendable balance.
+/// An account's funds: its balance plus its deposits (what a user has paid from is in a deposit).
 pub fn balance(rpc: &str, account: &str) -> u128 {
-    get(rpc, &format!("/account/{account}"))["balance"].as_str().unwrap().parse().unwrap()
+    let record = get(rpc, &format!("/account/{account}"));
+    let deposits: u128 =
+        record["allowances"].as_array().map_or(0, |d| d.iter().map(|d| amount(&d["limit"])).sum());
+    amount(&record["balance"]) + deposits
 }
 
 /// Waits until `task` reaches a settled state (or panics after `timeout`); returns its record.

@@ -117,8 +117,10 @@ pub async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) 
 }
 
 /// Balance of `key`.
+/// `key`'s funds: its balance plus its deposits.
 pub async fn balance(net: &Net, key: &SecretKey) -> u128 {
-    net.client.account(&key.public_key()).await.unwrap().balance
+    let account = net.client.account(&key.public_key()).await.unwrap();
+    account.balance + account.allowances.iter().map(|d| d.limit).sum::<u128>()
 }
 
 /// Bonded stake of `key`.
@@ -186,8 +188,10 @@ pub async fn gateway_billing(
     let endpoint = BoundedString::new(addr.to_string()).unwrap();
     send(&net.client, worker, TxKind::RegisterGateway(RegisterGateway { endpoint })).await;
     let base = format!("http://{addr}");
-    // The user lets this gateway spend from its balance (the gateway knows it by a listed key).
-    let allow = Allow { gateway: worker.public_key(), limit: 1 << 100, key_hash: Hash32::ZERO };
+    // The user locks a deposit for this gateway (which knows it by a listed key; the key hash on
+    // chain only says the deposit is not for signed requests alone).
+    let limit = polylink_ledger::DEV_BALANCE / 10;
+    let allow = Allow { gateway: worker.public_key(), limit, key_hash: Hash32::digest(&[b"listed key"]) };
     send(&net.client, &user(), TxKind::Allow(allow)).await;
     let mut keys = ApiKeys::new();
     keys.insert(API_KEY, user().public_key());
