@@ -97,16 +97,8 @@ impl Identity {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(io)?;
-                std::io::Write::write_all(
-                    &mut file,
-                    format!("{}\n", hex::encode(private_key.encode())).as_bytes(),
-                )
-                .map_err(io)?;
+                let text = format!("{}\n", hex::encode(private_key.encode()));
+                crate::secret_file::write_private(path, text.as_bytes()).map_err(io)?;
                 Ok((Self { private_key }, true))
             }
             Err(e) => Err(io(e)),
@@ -157,11 +149,13 @@ impl NodeConfig {
         Ok(config)
     }
 
-    /// Writes the config as TOML.
+    /// Writes the config as TOML, atomically and readable by its owner only (it holds the
+    /// validator's private key and share).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = toml::to_string(self)
             .map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })?;
-        std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        crate::secret_file::write_private(path, text.as_bytes())
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })
     }
 
     /// Decodes and cross-checks the key material against the committee.

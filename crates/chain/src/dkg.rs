@@ -44,7 +44,7 @@ use std::{
     path::PathBuf,
     time::Duration,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How often unanswered messages are sent again.
 const RESEND: Duration = Duration::from_secs(1);
@@ -67,6 +67,10 @@ pub struct Ceremony {
     pub timeout: Duration,
     /// Scratch storage for the runtime.
     pub storage: PathBuf,
+    /// Which attempt this is: every validator gives the same number, raised to rerun a ceremony
+    /// that failed, so no message of the failed one (a peer still resending it) counts in this
+    /// one. Bound into every message as the DKG's round.
+    pub attempt: u64,
 }
 
 /// What a successful ceremony gives this validator.
@@ -95,7 +99,8 @@ enum Msg {
 }
 
 impl Msg {
-    fn to_bytes(&self) -> Vec<u8> {
+    /// The message of ceremony attempt `attempt`: the attempt (8 bytes, big-endian), a tag, the body.
+    fn to_bytes(&self, attempt: u64) -> Vec<u8> {
         let (tag, body) = match self {
             Self::Deal(public, private) => {
                 let mut body = public.encode().to_vec();
@@ -106,13 +111,17 @@ impl Msg {
             Self::Log(log) => (2, log.encode().to_vec()),
             Self::Done(digest) => (3, digest.0.to_vec()),
         };
-        let mut out = Vec::with_capacity(1 + body.len());
+        let mut out = Vec::with_capacity(9 + body.len());
+        out.extend_from_slice(&attempt.to_be_bytes());
         out.push(tag);
         out.extend_from_slice(&body);
         out
     }
 
-    fn from_bytes(bytes: &[u8], n: NonZeroU32) -> Result<Self, String> {
+    /// A message and the attempt it belongs to.
+    fn from_bytes(bytes: &[u8], n: NonZeroU32) -> Result<(u64, Self), String> {
+        let (attempt, bytes) = bytes.split_first_chunk::<8>().ok_or("no attempt number")?;
+        let attempt = u64::from_be_bytes(*attempt);
         let (&tag, rest) = bytes.split_first().ok_or("empty message")?;
         let mut buf = Copying(rest);
         let msg = match tag {
@@ -129,7 +138,7 @@ impl Msg {
             }
             other => return Err(format!("unknown message tag {other}")),
         };
-        if buf.0.is_empty() { Ok(msg) } else { Err("trailing bytes".into()) }
+        if buf.0.is_empty() { Ok((attempt, msg)) } else { Err("trailing bytes".into()) }
     }
 }
 
@@ -343,7 +352,7 @@ pub fn run(ceremony: Ceremony) -> Result<Dealt, Error> {
     ns.extend_from_slice(b"/dkg");
     let info = Info::<MinSig, PublicKey>::new::<N3f1>(
         &ns,
-        0,
+        ceremony.attempt,
         None,
         Mode::NonZeroCounter,
         Reveal::V1,
@@ -401,7 +410,7 @@ pub fn run(ceremony: Ceremony) -> Result<Dealt, Error> {
             }
             if now >= next_resend {
                 for (to, msg) in round.outbox() {
-                    sender.send(to, msg.to_bytes(), false);
+                    sender.send(to, msg.to_bytes(ceremony.attempt), false);
                 }
                 next_resend = now + RESEND;
             }
@@ -411,14 +420,18 @@ pub fn run(ceremony: Ceremony) -> Result<Dealt, Error> {
             let (from, bytes) =
                 received.map_err(|e| Error::Dkg(format!("the ceremony's network stopped: {e}")))?;
             let msg = match Msg::from_bytes(bytes.as_ref(), n) {
-                Ok(msg) => msg,
+                Ok((attempt, msg)) if attempt == ceremony.attempt => msg,
+                Ok((attempt, _)) => {
+                    debug!(%from, attempt, this = ceremony.attempt, "a message of another attempt; ignored");
+                    continue;
+                }
                 Err(e) => {
                     warn!(%from, error = %e, "undecodable DKG message");
                     continue;
                 }
             };
             for (to, reply) in round.handle(from, msg)? {
-                sender.send(Recipients::One(to), reply.to_bytes(), false);
+                sender.send(Recipients::One(to), reply.to_bytes(ceremony.attempt), false);
             }
             if finished.is_none()
                 && let Some(dealt) = round.agreed()?
@@ -426,7 +439,7 @@ pub fn run(ceremony: Ceremony) -> Result<Dealt, Error> {
                 info!(%me, output = %dealt.output_digest, "DKG ceremony succeeded; lingering for late peers");
                 // Announce at once, then keep answering for a while.
                 for (to, msg) in round.outbox() {
-                    sender.send(to, msg.to_bytes(), false);
+                    sender.send(to, msg.to_bytes(ceremony.attempt), false);
                 }
                 finished = Some((dealt, tokio::time::Instant::now() + LINGER));
             }

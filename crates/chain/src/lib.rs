@@ -37,6 +37,7 @@ mod node;
 // A namespace of its own: the RPC's wire types, client and signer are how every other role talks
 // to the chain.
 pub mod rpc;
+pub mod secret_file;
 mod seeds;
 mod submit;
 

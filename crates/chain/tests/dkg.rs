@@ -34,6 +34,7 @@ fn a_ceremony_missing_a_validator_fails_and_names_it() {
                 listen: validators[k].address,
                 timeout: Duration::from_secs(4),
                 storage: dir.path().join(format!("v{k}")),
+                attempt: 0,
             };
             std::thread::spawn(move || run(ceremony))
         })

@@ -54,6 +54,6 @@ pub use error::{GatewayError, Result};
 pub use keys::{Account, ApiKeys};
 pub use limits::Limits;
 pub use metrics::{InFlight, Metrics};
-pub use state::{EndpointProbe, Gateway};
+pub use state::{EndpointProbe, Gateway, ProbeError};
 pub use transcript_store::{StoreConfig, TranscriptStore};
 pub use transcripts::{SEEN_PER_KEY_MAX, Transcripts};

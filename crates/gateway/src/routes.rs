@@ -3,6 +3,7 @@
 use crate::error::GatewayError;
 use crate::handler;
 use crate::state::Gateway;
+use crate::state::ProbeError;
 use crate::transcript_route;
 use crate::wire::{self, Endpoint};
 use axum::Router;
@@ -10,7 +11,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use polylink_protocol::{GatewayInfo, INFO_PATH, PROBE_PATH, ProbeAnswer, ProbeRequest, TRANSCRIPTS_PATH};
+use polylink_protocol::{
+    GatewayInfo, INFO_PATH, PROBE_PATH, PROBE_UNREACHABLE, ProbeAnswer, ProbeRequest, TRANSCRIPTS_PATH,
+};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -52,10 +55,20 @@ async fn probe(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Respo
     let request: ProbeRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
-            let e = GatewayError::invalid("body", format!("expected {{\"account\", \"endpoint\"}}: {e}"));
+            let e = GatewayError::invalid(
+                "body",
+                format!("expected {{\"account\", \"endpoint\", \"expires_ms\", \"signature\"}}: {e}"),
+            );
             return (StatusCode::BAD_REQUEST, axum::Json(e.body())).into_response();
         }
     };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if let Some(why) = request.refusal(now_ms) {
+        let e = GatewayError::invalid("signature", why);
+        return (StatusCode::UNAUTHORIZED, axum::Json(e.body())).into_response();
+    }
     // One probe at a time: a gateway is no free port scanner.
     let Ok(_turn) = gw.probing.clone().try_acquire_owned() else {
         let e = GatewayError::invalid("probe", "another probe is running; try again in a few seconds");
@@ -63,7 +76,13 @@ async fn probe(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Respo
     };
     let answer = match prober.probe(request.account, request.endpoint).await {
         Ok(()) => ProbeAnswer { reachable: true, error: None },
-        Err(error) => ProbeAnswer { reachable: false, error: Some(error) },
+        Err(ProbeError::Unreachable) => {
+            ProbeAnswer { reachable: false, error: Some(PROBE_UNREACHABLE.into()) }
+        }
+        Err(ProbeError::Refused(why)) => {
+            let e = GatewayError::invalid("account", why);
+            return (StatusCode::FORBIDDEN, axum::Json(e.body())).into_response();
+        }
     };
     axum::Json(answer).into_response()
 }

@@ -28,12 +28,23 @@ pub struct Gateway {
 
 /// Dials an advertised worker endpoint for a device about to join (`POST /polylink/probe`).
 pub trait EndpointProbe: Send + Sync {
-    /// `Ok` when `endpoint` answered an authenticated echo as `account`, else why not.
+    /// `Ok` when `endpoint` answered an authenticated echo as `account`.
     fn probe(
         &self,
         account: polylink_types::PublicKey,
         endpoint: std::net::SocketAddr,
-    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
+    ) -> futures::future::BoxFuture<'static, Result<(), ProbeError>>;
+}
+
+/// Why a probe gave no `reachable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// The account may not ask (for example it holds less than a worker's minimum stake); the
+    /// endpoint was not dialed.
+    Refused(String),
+    /// The endpoint did not answer as that account. What exactly failed (refused, timed out,
+    /// another key) is not told: the caller learns nothing about other services there.
+    Unreachable,
 }
 
 impl Gateway {

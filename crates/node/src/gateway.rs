@@ -8,7 +8,9 @@ use crate::discovery::{self, FollowConfig};
 use commonware_runtime::{Handle, Spawner, Supervisor, tokio as cw};
 use futures::future::BoxFuture;
 use polylink_chain::rpc::Client;
-use polylink_gateway::{ApiKeys, ChainBilling, EndpointProbe, Gateway, Limits, StoreConfig, Transcripts};
+use polylink_gateway::{
+    ApiKeys, ChainBilling, EndpointProbe, Gateway, Limits, ProbeError, StoreConfig, Transcripts,
+};
 use polylink_pipeline::transport::key_from_seed;
 use polylink_pipeline::{Deployment, PipelineBackend};
 use polylink_types::{ModelId, PublicKey, SecretKey};
@@ -41,12 +43,34 @@ pub struct GatewayRole<'a> {
     pub limits: Limits,
 }
 
-/// Answers joining devices' reachability probes by dialing them from here.
-struct Prober(cw::Context);
+/// Answers joining devices' reachability probes by dialing them from here, for accounts that
+/// hold at least a worker's minimum stake (bonded or still in their balance: a device about to
+/// join holds it before it bonds), so probing is not free to anyone.
+struct Prober {
+    context: cw::Context,
+    client: Client,
+}
 
 impl EndpointProbe for Prober {
-    fn probe(&self, account: PublicKey, endpoint: SocketAddr) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(crate::peers::reach(self.0.child("reach"), account, endpoint))
+    fn probe(&self, account: PublicKey, endpoint: SocketAddr) -> BoxFuture<'static, Result<(), ProbeError>> {
+        let (context, client) = (self.context.child("reach"), self.client.clone());
+        Box::pin(async move {
+            let unavailable =
+                |e: polylink_chain::Error| ProbeError::Refused(format!("the chain cannot be read now: {e}"));
+            let min = client.params().await.map_err(unavailable)?.params.worker_stake_min;
+            let record = client.account(&account).await.map_err(unavailable)?;
+            let held = record.balance.saturating_add(record.stake.bonded);
+            if held < min {
+                return Err(ProbeError::Refused(format!(
+                    "account {account} holds {held}, less than a worker's minimum stake of {min}: only a device \
+                     about to join may ask for a probe"
+                )));
+            }
+            crate::peers::reach(context, account, endpoint).await.map_err(|e| {
+                tracing::info!(%account, %endpoint, "probe: {e}");
+                ProbeError::Unreachable
+            })
+        })
     }
 }
 
@@ -64,6 +88,7 @@ pub async fn start(
     let layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(role.gguf)?)?.n_layers as u32;
     let follow = FollowConfig { known: role.known, ..FollowConfig::new(role.model_id, layers) };
     let client = Client::new(role.rpc_url).map_err(|e| setup(&e))?;
+    let probe_client = client.clone();
     let head_key = key_from_seed(&role.key.seed())?;
     let followed = backend.clone();
     context
@@ -77,7 +102,7 @@ pub async fn start(
     let gateway = Gateway::new(backend, ApiKeys::new(), role.limits)
         .with_billing(Arc::new(billing))
         .with_transcripts(transcripts)
-        .with_probe(Arc::new(Prober(context.child("probe"))));
+        .with_probe(Arc::new(Prober { context: context.child("probe"), client: probe_client }));
     Ok(context.child("gateway").spawn(move |_| async move {
         if let Err(e) = Arc::new(gateway).serve(listener).await {
             tracing::error!("gateway stopped: {e}");

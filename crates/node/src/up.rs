@@ -182,7 +182,7 @@ fn network_seed(dir: &Path) -> Result<[u8; 32], NodeError> {
             .ok_or_else(|| setup(format!("{} is not 64 hex characters", path.display())));
     }
     let seed: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(seed))
+    polylink_chain::secret_file::write_private(&path, hex::encode(seed).as_bytes())
         .map_err(|e| setup(format!("writing {}: {e}", path.display())))?;
     Ok(seed)
 }

@@ -36,7 +36,9 @@ pub use backend::{
 };
 pub use error::{ProtocolError, Result};
 pub use hash::{output_hash, prompt_hash};
-pub use probe::{GatewayInfo, INFO_PATH, PROBE_PATH, ProbeAnswer, ProbeRequest};
+pub use probe::{
+    GatewayInfo, INFO_PATH, PROBE_PATH, PROBE_TTL_MAX_MS, PROBE_UNREACHABLE, ProbeAnswer, ProbeRequest,
+};
 pub use prompt::{ChatMessage, Prompt, Role};
 pub use ready::{GatewayReady, LinkMeasure, LinkSummary, PeerReport, ValidatorReady, WorkerReady};
 pub use transcript::{Ending, PromptRecord, Transcript};

@@ -6,7 +6,6 @@ use crate::error::{Result, ValidatorError};
 use crate::schedule::Seat;
 use polylink_types::{Hash32, PublicKey, TaskId, score_commitment};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -59,15 +58,12 @@ impl Journal {
         self.dir.as_ref().map(|d| d.join(format!("{task}.json")))
     }
 
-    /// Writes `p` durably (file synced, then renamed into place, then the directory synced).
+    /// Writes `p` durably and privately (its salt is secret until revealed): file synced with
+    /// mode 0600, then renamed into place, then the directory synced.
     pub(crate) fn save(&self, p: &Pending) -> Result<()> {
-        let (Some(path), Some(dir)) = (self.file(&p.seat.task), self.dir.as_ref()) else { return Ok(()) };
-        let tmp = path.with_extension("json.tmp");
+        let Some(path) = self.file(&p.seat.task) else { return Ok(()) };
         let bytes = serde_json::to_vec(p).map_err(|e| disk(&path, e))?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| disk(&tmp, e))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|e| disk(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| disk(&path, e))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| disk(dir, e))
+        polylink_chain::secret_file::write_private(&path, &bytes).map_err(|e| disk(&path, e))
     }
 
     /// Forgets a seat once revealed or over.

@@ -115,6 +115,10 @@ pub enum ChainCmd {
         /// The node config to write (run it with `polylink chain run --config`).
         #[arg(long, default_value = "config.toml")]
         out: PathBuf,
+        /// Which attempt this is: all validators give the same number; raise it together to rerun
+        /// a ceremony that failed, so none of its messages mix into the new one.
+        #[arg(long, default_value_t = 0)]
+        attempt: u64,
     },
     /// Run one node from its config file.
     Run {
@@ -330,7 +334,7 @@ impl ChainCmd {
                 println!("{}", serde_json::json!({"event": "written", "network_file": out}));
                 Ok(())
             }
-            Self::Dkg { key, network, listen, rpc, data_dir, timeout_s, out } => {
+            Self::Dkg { key, network, listen, rpc, data_dir, timeout_s, out, attempt } => {
                 let (identity, _) = Identity::load_or_create(&key)?;
                 let file = NetworkFile::load(&network)?;
                 let me = identity.public_key_hex();
@@ -348,6 +352,7 @@ impl ChainCmd {
                     listen,
                     timeout: std::time::Duration::from_secs(timeout_s),
                     storage: data_dir.join("dkg"),
+                    attempt,
                 })?;
                 let config = file.node_config(&identity, &dealt, listen, rpc, data_dir);
                 config.keys().context("the ceremony's share does not fit the committee")?;

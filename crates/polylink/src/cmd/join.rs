@@ -10,6 +10,7 @@
 //! period with `polylink leave --withdraw`.
 
 use super::keyfile;
+use super::wallet::now_ms;
 use anyhow::{Context, bail};
 use clap::Args;
 use commonware_runtime::{Runner, Spawner, Supervisor};
@@ -21,7 +22,7 @@ use polylink_node::{NodeError, profile, registry};
 use polylink_pipeline::engine::EngineLimits;
 use polylink_pipeline::server::{Admission, KeySet};
 use polylink_pipeline::transport;
-use polylink_protocol::{PROBE_PATH, ProbeAnswer, ProbeRequest};
+use polylink_protocol::{PROBE_PATH, PROBE_TTL_MAX_MS, ProbeAnswer, ProbeRequest};
 use polylink_types::{Amount, Hash32, PublicKey, SecretKey, TxKind, Unbond};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -174,9 +175,10 @@ const REACH_FIX: &str = "listen where others can reach this machine (--listen 0.
 async fn check_reachable(
     context: commonware_runtime::tokio::Context,
     client: &Client,
-    account: PublicKey,
+    key: &SecretKey,
     endpoint: SocketAddr,
 ) -> Result<(), NodeError> {
+    let account = key.public_key();
     if let Err(error) = peers::reach(context, account, endpoint).await {
         return Err(NodeError::Chain(format!(
             "the advertised endpoint {endpoint} does not answer ({error}): {REACH_FIX}"
@@ -190,10 +192,17 @@ async fn check_reachable(
     let mut refusals = Vec::new();
     for gateway in gateways.iter().take(3) {
         let url = format!("http://{}{PROBE_PATH}", gateway.gateway.endpoint.as_str());
-        let asked = http.post(&url).json(&ProbeRequest { account, endpoint }).send().await;
+        let request = ProbeRequest::signed(key, endpoint, now_ms().saturating_add(PROBE_TTL_MAX_MS / 2));
+        let asked = http.post(&url).json(&request).send().await;
         let answer = match asked {
             Ok(resp) if resp.status().is_success() => resp.json::<ProbeAnswer>().await.ok(),
-            _ => None,
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                tracing::info!(%url, %status, %body, "a gateway would not check this endpoint");
+                None
+            }
+            Err(_) => None,
         };
         match answer {
             Some(ProbeAnswer { reachable: true, .. }) => return Ok(()),
@@ -309,7 +318,7 @@ impl JoinCmd {
             let setup = async {
                 let ready = ready_rx.await.context("the worker stopped before it was ready")?;
                 let endpoint = advertise.unwrap_or(ready.addr);
-                check_reachable(probe_context.child("reachable"), &client, account, endpoint).await?;
+                check_reachable(probe_context.child("reachable"), &client, &account_key, endpoint).await?;
                 let probe_key = transport::key_from_seed(&account_key.seed())?;
                 let peers = registry::measure_peers(
                     probe_context,

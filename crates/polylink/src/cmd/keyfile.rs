@@ -93,17 +93,13 @@ pub fn create(path: &Path, passphrase: &str) -> anyhow::Result<SecretKey> {
     Ok(key)
 }
 
-/// Writes `bytes` to a new file only its owner can read.
+/// Writes `bytes` to a new file only its owner can read, whole or not at all.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+    if path.exists() {
+        bail!("{} exists already; it is not overwritten", path.display());
+    }
+    polylink_chain::secret_file::write_private(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Opens the key file at `path` with `passphrase`.

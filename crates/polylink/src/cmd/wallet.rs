@@ -149,8 +149,11 @@ impl WalletCmd {
                 if let Some(dir) = opts.wallet.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                std::fs::write(&opts.wallet, serde_json::to_string_pretty(&file)?)
-                    .with_context(|| format!("writing {}", opts.wallet.display()))?;
+                polylink_chain::secret_file::write_private(
+                    &opts.wallet,
+                    serde_json::to_string_pretty(&file)?.as_bytes(),
+                )
+                .with_context(|| format!("writing {}", opts.wallet.display()))?;
                 println!("{}", key.public_key());
                 Ok(())
             }
@@ -347,7 +350,7 @@ impl Ask {
 }
 
 /// Wall-clock ms since the Unix epoch (the chain's block times are on the same clock).
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
