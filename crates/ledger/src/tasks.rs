@@ -41,10 +41,7 @@ pub(crate) fn allow(v: &mut View, user: &PublicKey, a: &Allow) -> Result<()> {
     let now = v.time_ms;
     let mut account = v.account(user);
     let mut deposits: Vec<Allowance> = account.allowances.as_slice().to_vec();
-    let mut released: Amount = 0;
-    for d in &mut deposits {
-        released = add(released, release_cut(d, now), "released deposit")?;
-    }
+    let released = release_cuts(&mut deposits, now)?;
     let at = deposits.iter().position(|x| x.gateway == a.gateway);
     let mut deposit = at.map_or_else(|| Allowance::empty(a.gateway), |i| deposits.remove(i));
     account.balance = add(account.balance, released, "balance")?;
@@ -94,15 +91,17 @@ pub(crate) fn release_cut(d: &mut Allowance, now_ms: u64) -> Amount {
     released
 }
 
+/// Releases the matured cut of each of `deposits` (see [`release_cut`]); returns the total.
+fn release_cuts(deposits: &mut [Allowance], now_ms: u64) -> Result<Amount> {
+    deposits.iter_mut().try_fold(0, |sum: Amount, d| add(sum, release_cut(d, now_ms), "released deposit"))
+}
+
 /// Releases every matured cut of `who`'s deposits to its balance; returns the amount.
 pub(crate) fn release_deposits(v: &mut View, who: &PublicKey) -> Result<Amount> {
     let now = v.time_ms;
     let mut account = v.account(who);
     let mut deposits: Vec<Allowance> = account.allowances.as_slice().to_vec();
-    let mut released: Amount = 0;
-    for d in &mut deposits {
-        released = add(released, release_cut(d, now), "released deposit")?;
-    }
+    let released = release_cuts(&mut deposits, now)?;
     if released == 0 {
         return Ok(0);
     }
