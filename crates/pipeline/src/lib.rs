@@ -34,7 +34,7 @@ pub mod server;
 pub mod transport;
 pub mod wire;
 
-pub use backend::PipelineBackend;
+pub use backend::{Load, PipelineBackend, choose};
 pub use deployment::Deployment;
 pub use error::PipelineError;
 pub use local::{LocalBackend, LocalOptions};

@@ -1,22 +1,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Stages on loopback with the real SmolLM2: a 2-stage pipeline gives the whole model's greedy
-//! and sampled tokens, survives a stage that dies mid-generation, and refuses bad requests
-//! without harm.
+//! and sampled tokens, survives a stage that dies mid-generation, refuses bad requests without
+//! harm, and a backend over several deployments sends requests where they are served fast.
 
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_runtime::{Listener, Network, Runner, Spawner, Supervisor, tokio};
 use polylink_infer::{GenerateParams, Gguf, Pool, SamplingParams, Shard, Tokenizer, generate};
-use polylink_pipeline::PipelineError;
 use polylink_pipeline::engine::{EngineHandle, EngineLimits};
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::server::{Admission, KeySet, serve};
 use polylink_pipeline::transport::{account_key, dial, key_from_seed, peer_bytes};
 use polylink_pipeline::wire::{Request, Response, SampleSpec, WireLimits};
+use polylink_pipeline::{Deployment, PipelineBackend, PipelineError};
+use polylink_protocol::{GenerationParams, InferenceBackend, TokenEvent};
 use polylink_types::{Hash32, PublicKey};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 const GREEDY: SampleSpec = SampleSpec { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
 
@@ -360,5 +363,74 @@ fn a_link_idle_past_the_stages_read_timeout_is_not_reused() {
         // The pooled link outlives the stage's read timeout: the stage closes its end.
         commonware_runtime::Clock::sleep(&context, std::time::Duration::from_secs(3)).await;
         assert_eq!(run(&head, &prompt, 4, GREEDY, |_| {}).await, expected, "the stage is healthy");
+    });
+}
+
+/// A TCP relay on 127.0.0.1 to `to` that holds every chunk for `delay` before passing it on, both
+/// ways: a far or congested link.
+fn slow_relay(to: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let (Ok(inbound), Ok(outbound)) = (inbound, std::net::TcpStream::connect(to)) else { continue };
+            let ways = [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)];
+            for (mut from, mut into) in ways {
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = from.read(&mut buf) {
+                        std::thread::sleep(delay);
+                        if n == 0 || into.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = into.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// Two workers serve the whole model, one of them behind a link that holds every message 300 ms.
+/// Each is tried while new; from then on the backend sends requests to the near one, whose steps
+/// are measured many times faster, and the far one waits to be measured again.
+#[test]
+fn requests_go_where_they_are_served_fast() {
+    let m = model();
+    let prompt = prompt(&m);
+    let path = polylink_models::gguf_path(polylink_models::SMOLLM2_135M).unwrap();
+    tokio::Runner::default().start(|context| async move {
+        let (near, _h1) = start_stage(&context, &m, 1, 0..30).await;
+        let (mut far, _h2) = start_stage(&context, &m, 2, 0..30).await;
+        far.addr = slow_relay(far.addr, Duration::from_millis(300));
+        let patient = HeadConfig { call_timeout: Duration::from_secs(30), ..HeadConfig::default() };
+        let head = |name: &'static str, stage: &StageSpec, config: HeadConfig| {
+            let standby = Box::new(StandbyList(Vec::new()));
+            PipelineHead::new(context.child(name), key(9), vec![stage.clone()], standby, config).unwrap()
+        };
+        let deployments = vec![
+            Deployment::new("near", head("near", &near, HeadConfig::default())).await,
+            Deployment::new("far", head("far", &far, patient)).await,
+        ];
+        let backend = PipelineBackend::new(context.child("backend"), &path, "m", deployments).unwrap();
+        let near_worker = PublicKey(peer_bytes(&near.peer));
+        let mut served = Vec::new();
+        for seed in 0..8 {
+            let placement = backend.place("m").unwrap();
+            let params = GenerationParams { max_tokens: 4, temperature: 0.0, top_p: 1.0, seed, task: None };
+            let mut stream = backend.generate_on("m", &placement, prompt.clone(), params).unwrap();
+            while let Some(event) = stream.next().await {
+                match event {
+                    TokenEvent::Token { .. } => {}
+                    TokenEvent::Done(_) => break,
+                    other => panic!("request {seed}: {other:?}"),
+                }
+            }
+            served.push(if placement.workers == [near_worker] { "near" } else { "far" });
+        }
+        assert_eq!(served, ["near", "far", "near", "near", "near", "near", "near", "near"]);
+        let steps: Vec<Duration> = backend.deployments().iter().map(|d| d.step_time().unwrap()).collect();
+        assert!(steps[1] > steps[0] * 3, "steps measured {steps:?}");
     });
 }
