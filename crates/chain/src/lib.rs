@@ -29,6 +29,7 @@ pub mod dkg;
 pub mod engine;
 mod error;
 mod executor;
+pub mod http;
 mod ledger;
 mod machine;
 mod mempool;

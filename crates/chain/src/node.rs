@@ -16,7 +16,7 @@ use commonware_stream::{
     sake::{self, Sake},
 };
 use commonware_utils::{NZU32, NZUsize, ordered::Map};
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tracing::{error, info};
 
 /// Largest p2p message, bytes (a full block of maximum-size transactions fits).
@@ -126,6 +126,7 @@ pub fn run_node<M: Queryable>(
             chain_id: config.chain_id.clone(),
             validators: keys.participants.len(),
             faucet: faucet(&config)?,
+            subscribers: Arc::new(tokio::sync::Semaphore::new(server::EVENT_SUBSCRIBERS_MAX)),
         });
         tokio::spawn(async move {
             if let Err(e) = server::serve(listener, router).await {

@@ -38,7 +38,8 @@ impl Gateway {
         if let Some(transcripts) = &self.transcripts {
             transcripts.keep_swept();
         }
-        axum::serve(listener, self.router()).await
+        let limits = polylink_chain::http::HttpLimits::with_body_max(self.limits.body_bytes_max);
+        polylink_chain::http::serve(listener, self.router(), limits).await
     }
 }
 

@@ -47,6 +47,36 @@ pub fn die_with_parent(command: &mut Command) {
     let _ = command;
 }
 
+/// Raises this process's soft limit on open files to its hard limit, so a server holds as many
+/// connections as the system lets it (the default soft limit, often 1,024, runs out under a
+/// flood of idle connections). Returns the limit now in force.
+///
+/// Fallback (not Unix): nothing is changed and it returns `None`.
+pub fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit(2) and setrlimit(2) only read and write the struct passed by pointer,
+        // which lives on this stack frame for the whole call.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        // `rlim_t` is not `u64` on every Unix.
+        #[allow(clippy::unnecessary_cast)]
+        Some(limit.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Memory available to new work (Linux `MemAvailable`), in bytes.
 ///
 /// Fallback (not Linux, or no /proc): 0, meaning unknown.

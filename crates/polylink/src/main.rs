@@ -85,6 +85,8 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Servers (the RPC, the gateway, stages) hold a connection per client.
+    polylink_node::platform::raise_open_files_limit();
     match Cli::parse().command {
         Command::Up(cmd) => cmd.run(),
         Command::Generate(cmd) => cmd.run(),

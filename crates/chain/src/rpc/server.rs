@@ -24,7 +24,7 @@ use commonware_p2p::Sender;
 use futures::Stream;
 use polylink_ledger::{Model, Task};
 use polylink_types::{Hash32, SignedTx};
-use std::{convert::Infallible, net::SocketAddr, str::FromStr, sync::Arc};
+use std::{convert::Infallible, str::FromStr, sync::Arc};
 use tokio::{net::TcpListener, sync::broadcast};
 
 /// What the handlers share.
@@ -41,7 +41,13 @@ pub(crate) struct RpcState<M, S> {
     pub validators: usize,
     /// A dev chain's faucet, if any.
     pub faucet: Option<Faucet>,
+    /// Room for `/events` subscribers: each holds a permit while its stream is open.
+    pub subscribers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most `/events` streams open at once; more are refused with `503` until one closes (a stalled
+/// subscriber's stream closes when its writes stall, see [`crate::http`]).
+pub(crate) const EVENT_SUBSCRIBERS_MAX: usize = 256;
 
 /// Most accounts a faucet funds.
 const FAUCET_ACCOUNTS_MAX: usize = 100_000;
@@ -69,6 +75,12 @@ impl IntoResponse for ApiError {
 
 fn bad_request(message: impl ToString) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, Refusal::new(ErrorCode::BadRequest, message.to_string()))
+}
+
+/// A body that could not be read as the route's JSON: `413` when over [`BODY_BYTES_MAX`], `400`
+/// (or the rejection's own status) otherwise.
+fn body_refused(e: JsonRejection) -> ApiError {
+    ApiError(e.status(), Refusal::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -103,16 +115,16 @@ where
         .with_state(Arc::new(state))
 }
 
-/// Serves `router` on `listener` until the task is dropped.
+/// Serves `router` on `listener` until the task is dropped, within [`crate::http`]'s limits.
 pub(crate) async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+    crate::http::serve(listener, router, crate::http::HttpLimits::with_body_max(BODY_BYTES_MAX)).await
 }
 
 async fn submit<M: Queryable, S: Sender<PublicKey = PublicKey>>(
     State(state): Ctx<M, S>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
-    let Json(request) = body.map_err(|e| bad_request(format!("bad request body: {e}")))?;
+    let Json(request) = body.map_err(body_refused)?;
     let bytes = hex::decode(request.tx.trim()).map_err(|e| bad_request(format!("tx is not hex: {e}")))?;
     let tx = SignedTx::from_bytes(&bytes).map_err(|e| bad_request(format!("malformed tx: {e}")))?;
     match state.submitter.submit(tx) {
@@ -129,7 +141,7 @@ async fn faucet<M: Queryable, S: Sender<PublicKey = PublicKey>>(
     State(state): Ctx<M, S>,
     body: Result<Json<super::FaucetRequest>, JsonRejection>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
-    let Json(request) = body.map_err(|e| bad_request(format!("bad request body: {e}")))?;
+    let Json(request) = body.map_err(body_refused)?;
     let Some(faucet) = &state.faucet else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -235,9 +247,13 @@ async fn block<M: Queryable, S>(
 
 async fn events<M: Queryable, S>(
     State(state): Ctx<M, S>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = state.subscribers.clone().try_acquire_owned().map_err(|_| {
+        let why = format!("{EVENT_SUBSCRIBERS_MAX} event streams are open; try again later");
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, Refusal::new(ErrorCode::Unavailable, why))
+    })?;
     let receiver = state.shared.blocks.subscribe();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+    let stream = futures::stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
         loop {
             match receiver.recv().await {
                 Ok(block) => {
@@ -245,7 +261,7 @@ async fn events<M: Queryable, S>(
                         .event("block")
                         .json_data(block.as_ref())
                         .unwrap_or_else(|_| Event::default().event("error"));
-                    return Some((Ok(event), receiver));
+                    return Some((Ok(event), (receiver, permit)));
                 }
                 // A slow subscriber skips what it missed and goes on with the newest blocks.
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -253,5 +269,5 @@ async fn events<M: Queryable, S>(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
