@@ -35,6 +35,10 @@ use tokio::time::Sleep;
 /// connection is closed (and the client may see a reset).
 pub const DRAIN_MAX: usize = 64 << 20;
 
+/// How long this project's HTTP clients keep an idle pooled link: well under the servers'
+/// [`HttpLimits::header_timeout`], so a request never goes out on a link the server is closing.
+pub const CLIENT_IDLE_MAX: Duration = Duration::from_secs(4);
+
 /// Bounds on what one connection may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {

@@ -74,6 +74,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let journal = Journal::open(cfg.data_dir.as_deref())?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        // Idle links are dropped before the gateways' idle limit (see `polylink_chain::http`).
+        .pool_idle_timeout(polylink_chain::http::CLIENT_IDLE_MAX)
         .build()
         .map_err(|e| ValidatorError::Config(format!("http client: {e}")))?;
     let status = chain.client().status().await.map_err(|e| ValidatorError::Chain(e.to_string()))?;

@@ -29,6 +29,9 @@ impl Client {
     pub fn new(url: &str) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // Idle links are dropped well before the servers' own idle limit (10 s), so a
+            // request never goes out on a link the server is closing.
+            .pool_idle_timeout(crate::http::CLIENT_IDLE_MAX)
             .build()
             .map_err(|e| Error::Rpc(e.to_string()))?;
         Ok(Self { base: url.trim_end_matches('/').to_string(), http })
