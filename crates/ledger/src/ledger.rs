@@ -77,6 +77,12 @@ pub struct BlockOutcome {
     pub state_root: Hash32,
 }
 
+/// First bytes of every state snapshot.
+pub const SNAPSHOT_MAGIC: &[u8; 4] = b"PLST";
+/// The state snapshot format this build writes and reads; raised with every change to the state's
+/// encoding, so a node never misreads a snapshot another release wrote.
+pub const SNAPSHOT_VERSION: u16 = 1;
+
 /// The pure, deterministic ledger state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ledger {
@@ -257,15 +263,33 @@ impl Ledger {
         self.state.tasks.get(id)
     }
 
-    /// Deterministic bytes of the whole state (same blocks give the same bytes).
+    /// Deterministic bytes of the whole state (same blocks give the same bytes): [`SNAPSHOT_MAGIC`],
+    /// [`SNAPSHOT_VERSION`] (big-endian `u16`), then the canonical state.
     pub fn snapshot(&self) -> Vec<u8> {
-        self.state.encode().to_vec()
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        bytes.extend_from_slice(&self.state.encode());
+        bytes
     }
 
-    /// Restores a ledger from [`Ledger::snapshot`] bytes; rejects malformed or trailing bytes.
+    /// Restores a ledger from [`Ledger::snapshot`] bytes; refuses another format version by name
+    /// (never misreading it), and malformed or trailing bytes.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger> {
+        let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
+            return Err(LedgerError::Snapshot("not a PolyLink state snapshot (no magic bytes)".into()));
+        };
+        let (version, rest) = match rest {
+            [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
+            _ => return Err(LedgerError::Snapshot("snapshot ends before its version".into())),
+        };
+        if version != SNAPSHOT_VERSION {
+            return Err(LedgerError::Snapshot(format!(
+                "state snapshot format version {version}; this node reads version {SNAPSHOT_VERSION} \
+                 (run the release that wrote it, or start from a fresh data directory and sync)"
+            )));
+        }
         let state =
-            State::decode_cfg(Copying(bytes), &()).map_err(|e| LedgerError::Snapshot(e.to_string()))?;
+            State::decode_cfg(Copying(rest), &()).map_err(|e| LedgerError::Snapshot(e.to_string()))?;
         state.params.validate()?;
         Ok(Ledger { state })
     }

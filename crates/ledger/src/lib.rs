@@ -52,7 +52,7 @@ mod view;
 pub use committee::elect;
 pub use error::{LedgerError, Result};
 pub use genesis::{DEV_BALANCE, Genesis, GenesisAccount, dev_key};
-pub use ledger::{BlockOutcome, Ledger, Receipt, TxCheck};
+pub use ledger::{BlockOutcome, Ledger, Receipt, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, TxCheck};
 pub use params::{
     BPS_ONE, COMMITTEE_MAX, DEADLINE_SPEED_MARGIN, PPM_ONE, Params, SCORE_MAX, UNBONDING_ENTRIES_MAX,
 };

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use polylink_ledger::Ledger;
+use polylink_ledger::{Ledger, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 use proptest::prelude::*;
 
 /// A snapshot of a market with a task in scoring (every map non-empty).
@@ -26,6 +26,19 @@ fn snapshot_round_trips_and_rejects_trailing_and_truncated_bytes() {
     assert!(Ledger::from_snapshot(&snap).is_err());
     snap.truncate(snap.len() - 2);
     assert!(Ledger::from_snapshot(&snap).is_err());
+}
+
+#[test]
+fn a_snapshot_of_another_format_version_is_refused_by_name() {
+    let (_, snap) = market_snapshot();
+    assert!(snap.starts_with(SNAPSHOT_MAGIC));
+    let mut newer = snap.clone();
+    newer[4..6].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_be_bytes());
+    let err = Ledger::from_snapshot(&newer).unwrap_err().to_string();
+    assert!(err.contains(&format!("format version {}", SNAPSHOT_VERSION + 1)), "{err}");
+    let err = Ledger::from_snapshot(&snap[4..]).unwrap_err().to_string();
+    assert!(err.contains("not a PolyLink state snapshot"), "{err}");
+    assert!(Ledger::from_snapshot(&snap[..5]).is_err());
 }
 
 proptest! {
