@@ -4,6 +4,11 @@
 //! is Commonware's SAKE (mutual authentication bound to a namespace and both identities) and
 //! the records are sealed with ChaCha20-Poly1305 (CUPS), so nothing crosses the wire in clear.
 //! Each message is one [`crate::wire`] frame, bounded by [`WireLimits::frame_bytes_max`].
+//!
+//! Before the handshake both ends send a 10-byte preamble in the clear: `polylink` and the stage
+//! protocol version ([`STAGE_PROTOCOL_VERSION`], big-endian `u16`). Ends of different versions
+//! part with an error that names both versions, instead of failing the handshake for no stated
+//! reason or misreading each other's frames.
 
 use crate::PipelineError;
 use crate::wire::{self, Request, Response, WireLimits};
@@ -21,6 +26,54 @@ use std::time::Duration;
 
 /// Namespace that binds handshakes to the PolyLink stage protocol.
 pub const NAMESPACE: &[u8] = b"polylink-stage-v1";
+
+/// The stage protocol this build speaks (the preamble, handshake namespace and frames); raised
+/// with any change to them.
+pub const STAGE_PROTOCOL_VERSION: u16 = 1;
+
+/// First bytes of the preamble.
+const PREAMBLE_TAG: &[u8; 8] = b"polylink";
+
+/// This end's preamble.
+pub fn preamble() -> Vec<u8> {
+    let mut bytes = PREAMBLE_TAG.to_vec();
+    bytes.extend_from_slice(&STAGE_PROTOCOL_VERSION.to_be_bytes());
+    bytes
+}
+
+/// Sends this end's preamble and reads the peer's (within the handshake timeout); refuses a peer
+/// that is not a stage endpoint or speaks another version.
+async fn agree_version<E: Clock, I: Stream, O: Sink>(
+    context: &E,
+    mut stream: I,
+    mut sink: O,
+    peer: &str,
+) -> Result<(I, O), PipelineError> {
+    let exchange = async move {
+        let sent = sink.send(preamble()).await;
+        let got = stream.recv(PREAMBLE_TAG.len() + 2).await;
+        (stream, sink, sent, got)
+    };
+    let (stream, sink, sent, got) = context
+        .timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| PipelineError::Link(format!("{peer} sent no protocol preamble in time")))?;
+    let failed = |e: commonware_runtime::Error| PipelineError::Link(format!("preamble with {peer}: {e}"));
+    sent.map_err(failed)?;
+    let got = got.map_err(failed)?.coalesce();
+    let bytes: &[u8] = got.as_ref();
+    let version = match bytes.strip_prefix(PREAMBLE_TAG.as_slice()) {
+        Some([a, b]) => u16::from_be_bytes([*a, *b]),
+        _ => return Err(PipelineError::Link(format!("{peer} is not a PolyLink stage endpoint"))),
+    };
+    if version != STAGE_PROTOCOL_VERSION {
+        return Err(PipelineError::Link(format!(
+            "{peer} speaks stage protocol version {version}, this build speaks \
+             {STAGE_PROTOCOL_VERSION}: run the same release on both ends"
+        )));
+    }
+    Ok((stream, sink))
+}
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,6 +159,7 @@ where
 {
     let (sink, stream) =
         context.dial(addr).await.map_err(|e| PipelineError::Link(format!("dial {addr}: {e}")))?;
+    let (stream, sink) = agree_version(&context, stream, sink, &addr.to_string()).await?;
     let (sender, receiver) = upgrader(key)
         .dial(context, NAMESPACE, limits.frame_bytes_max(), peer.clone(), stream, sink)
         .await
@@ -127,6 +181,7 @@ where
     I: Stream,
     O: Sink,
 {
+    let (stream, sink) = agree_version(&context, stream, sink, "the dialer").await?;
     let (peer, sender, receiver) = upgrader(key)
         .listen(context, NAMESPACE, limits.frame_bytes_max(), |pk| async move { admit(pk) }, stream, sink)
         .await

@@ -10,7 +10,9 @@ use polylink_infer::{GenerateParams, Gguf, Pool, SamplingParams, Shard, Tokenize
 use polylink_pipeline::engine::{EngineHandle, EngineLimits};
 use polylink_pipeline::head::{HeadConfig, PipelineHead, StageSpec, StandbyList};
 use polylink_pipeline::server::{Admission, KeySet, serve};
-use polylink_pipeline::transport::{account_key, dial, key_from_seed, peer_bytes};
+use polylink_pipeline::transport::{
+    STAGE_PROTOCOL_VERSION, account_key, dial, key_from_seed, peer_bytes, preamble,
+};
 use polylink_pipeline::wire::{Request, Response, SampleSpec, WireLimits};
 use polylink_pipeline::{Deployment, PipelineBackend, PipelineError};
 use polylink_protocol::{GenerationParams, InferenceBackend, TokenEvent};
@@ -432,5 +434,49 @@ fn requests_go_where_they_are_served_fast() {
         assert_eq!(served, ["near", "far", "near", "near", "near", "near", "near", "near"]);
         let steps: Vec<Duration> = backend.deployments().iter().map(|d| d.step_time().unwrap()).collect();
         assert!(steps[1] > steps[0] * 3, "steps measured {steps:?}");
+    });
+}
+
+/// A stage and a head of different stage protocol versions part with an error naming both, on
+/// either side; the stage goes on serving heads of its own version.
+#[test]
+fn ends_of_another_stage_protocol_version_are_refused_by_name() {
+    let m = model();
+    let prompt = prompt(&m);
+    let mut newer = b"polylink".to_vec();
+    newer.extend_from_slice(&(STAGE_PROTOCOL_VERSION + 1).to_be_bytes());
+    tokio::Runner::default().start(|context| async move {
+        let (stage, _h) = start_stage(&context, &m, 1, 0..30).await;
+        // A newer head dials the stage: the stage answers its own preamble and closes.
+        let mut raw = std::net::TcpStream::connect(stage.addr).unwrap();
+        raw.write_all(&newer).unwrap();
+        let mut theirs = vec![0u8; 10];
+        raw.read_exact(&mut theirs).unwrap();
+        assert_eq!(theirs, preamble(), "the stage names its version");
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "the stage closed the link without a handshake");
+
+        // This head dials a newer stage: the error names both versions.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reply = newer.clone();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _ = s.write_all(&reply);
+            let mut buf = [0u8; 10];
+            let _ = s.read_exact(&mut buf);
+        });
+        let err = dial(context.child("dial"), key(9), addr, key(1).public_key(), WireLimits::default())
+            .await
+            .err()
+            .expect("a newer stage was dialed");
+        let expected =
+            format!("version {}, this build speaks {STAGE_PROTOCOL_VERSION}", STAGE_PROTOCOL_VERSION + 1);
+        assert!(err.to_string().contains(&expected), "{err}");
+
+        // The stage still serves a head of its own version.
+        let head = new_head(&context, vec![stage], StandbyList(Vec::new()));
+        assert_eq!(run(&head, &prompt, 4, GREEDY, |_| {}).await.len(), 4);
     });
 }
