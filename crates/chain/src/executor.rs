@@ -12,7 +12,7 @@ use commonware_cryptography::Digestible;
 use commonware_storage::metadata::{self, Metadata};
 use commonware_utils::{Acknowledgement, sequence::U64};
 use futures::{StreamExt, channel::mpsc};
-use polylink_types::BlockContext;
+use polylink_types::{BlockContext, Hash32};
 use std::{
     collections::HashSet,
     sync::{
@@ -38,6 +38,8 @@ pub struct ChainState<M> {
     pub height: u64,
     /// The latest executed block, if any since this process started or restored.
     pub last_block: Option<FinalizedBlock>,
+    /// The machine's state root, computed once per block (so `/status` costs nothing).
+    pub state_root: Hash32,
 }
 
 /// Handle to the executed state and the stream of finalized blocks.
@@ -121,11 +123,12 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
             Some(bytes) if height > 0 => genesis.restore(bytes).map_err(Error::Ledger)?,
             _ => genesis,
         };
-        info!(height, state_root = %machine.state_root(), "restored chain state");
+        let state_root = machine.state_root();
+        info!(height, %state_root, "restored chain state");
         let (sender, updates) = mpsc::unbounded();
         let archive = Arc::new(archive);
         let shared = Shared {
-            state: Arc::new(RwLock::new(ChainState { machine, height, last_block: None })),
+            state: Arc::new(RwLock::new(ChainState { machine, height, last_block: None, state_root })),
             blocks: broadcast::channel(EVENT_BACKLOG).0,
             executed_height: Arc::new(AtomicU64::new(height)),
             archived: archive.clone(),
@@ -175,6 +178,7 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
                 executed,
             };
             state.height = height;
+            state.state_root = finalized.executed.state_root;
             state.last_block = Some(finalized.clone());
             let included: HashSet<_> = block.txs.iter().map(|tx| tx.id()).collect();
             (finalized, state.machine.snapshot(), included, pruned)

@@ -186,7 +186,7 @@ async fn status<M: Queryable, S>(State(state): Ctx<M, S>) -> Result<Json<Status>
         chain_id: state.chain_id.clone(),
         height: guard.height,
         time_ms: guard.last_block.as_ref().map_or(0, |b| b.timestamp_ms),
-        state_root: guard.machine.state_root(),
+        state_root: guard.state_root,
         mempool: state.submitter.pending(),
         tasks_held: guard.machine.tasks_held(),
         validators: state.validators,
