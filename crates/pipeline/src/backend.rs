@@ -62,9 +62,9 @@ impl Load {
 /// The deployment (an index into `loads`) a new generation goes to, or `None` when there is
 /// none: one passed over for [`REMEASURE_AFTER`] placements, else, among those whose expected
 /// step time is within [`SLOW_FACTOR`] of the fastest's or not measured yet (a device that just
-/// joined), the one with the fewest generations running, ties taken in turn from `first`. Deployments of similar speed share the traffic, so every honest device keeps
-/// earning; a much slower one takes requests only when the fast ones are loaded enough that it
-/// would answer sooner.
+/// joined), the one with the fewest generations running, ties taken in turn from `first`.
+/// Deployments of similar speed share the traffic, so every honest device keeps earning; a much
+/// slower one takes requests only when the fast ones are loaded enough that it would answer sooner.
 pub fn choose(loads: &[Load], first: usize) -> Option<usize> {
     let n = loads.len();
     let best = loads.iter().filter_map(Load::expected).min();
