@@ -70,8 +70,16 @@ async fn a_pruned_task_still_answers_from_the_archive() {
         prompt_tokens: 2,
         completion_tokens: 3,
         receipts: BoundedVec::new(vec![
-            WorkReceipt { task, worker: worker.public_key(), layer_start: 0, layer_end: 4, rows: 5 }
-                .sign(&worker),
+            WorkReceipt {
+                task,
+                worker: worker.public_key(),
+                layer_start: 0,
+                layer_end: 4,
+                rows: 5,
+                fed: Hash32::ZERO,
+                drawn: Hash32::ZERO,
+            }
+            .sign(&worker),
         ])
         .unwrap(),
     };

@@ -260,7 +260,7 @@ fn spawn_close(
     ticket: Ticket,
     mut usage: UsageReport,
     receipts: Option<Receipts>,
-    transcript: Option<Record>,
+    mut transcript: Option<Record>,
 ) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         warn!(task = %ticket.task, "no runtime to report the result on; the escrow will be reclaimable after the deadline");
@@ -269,7 +269,13 @@ fn spawn_close(
     runtime.spawn(async move {
         if let Some(receipts) = receipts {
             match tokio::time::timeout(RECEIPTS_WAIT, receipts.wait()).await {
-                Ok(signed) => usage.receipts = signed,
+                Ok(closed) => {
+                    usage.receipts = closed.receipts;
+                    // What the receipts' token digests commit to.
+                    if let Some((_, t)) = transcript.as_mut() {
+                        t.drawn_ids = closed.drawn;
+                    }
+                }
                 Err(_) => warn!(task = %ticket.task, "the workers' receipts did not come"),
             }
         }

@@ -156,6 +156,8 @@ fn lifecycles(rounds: usize, tasks_per_round: usize) -> (f64, f64) {
                                 layer_start: 0,
                                 layer_end: 30,
                                 rows: 140,
+                                fed: Hash32::ZERO,
+                                drawn: Hash32::ZERO,
                             }
                             .sign(&b.keys[worker]),
                         ])

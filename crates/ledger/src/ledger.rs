@@ -81,7 +81,7 @@ pub struct BlockOutcome {
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"PLST";
 /// The state snapshot format this build writes and reads; raised with every change to the state's
 /// encoding, so a node never misreads a snapshot another release wrote.
-pub const SNAPSHOT_VERSION: u16 = 1;
+pub const SNAPSHOT_VERSION: u16 = 2;
 
 /// The pure, deterministic ledger state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

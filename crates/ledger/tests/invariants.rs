@@ -203,6 +203,8 @@ fn txs_for(net: &Net, a: &Action) -> Vec<SignedTx> {
                         layer_start: range.layer_start,
                         layer_end: range.layer_end,
                         rows,
+                        fed: Hash32::ZERO,
+                        drawn: Hash32::ZERO,
                     }
                     .sign(&net.keys[who]),
                 );

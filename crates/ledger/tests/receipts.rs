@@ -36,8 +36,16 @@ fn a_head_cannot_put_a_worker_that_did_not_sign_into_its_result() {
     let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[head]);
     assert!(matches!(refused, Err(LedgerError::Invalid { what: "result", .. })), "{refused:?}");
     // A receipt in the victim's name that the head signed itself.
-    let forged = WorkReceipt { task, worker: net.pk(VICTIM), layer_start: 12, layer_end: LAYERS, rows: 500 }
-        .sign(&net.keys[WORKER]);
+    let forged = WorkReceipt {
+        task,
+        worker: net.pk(VICTIM),
+        layer_start: 12,
+        layer_end: LAYERS,
+        rows: 500,
+        fed: Hash32::ZERO,
+        drawn: Hash32::ZERO,
+    }
+    .sign(&net.keys[WORKER]);
     let refused = net.submit_result_receipts(GATEWAY, task, (200, 300), &[head, forged]);
     assert!(matches!(refused, Err(LedgerError::BadReceipt { .. })), "{refused:?}");
     // The victim's genuine receipt, but for another task (replayed).

@@ -20,8 +20,8 @@ use crate::wire::SampleSpec;
 use commonware_runtime::{Clock, Network, Spawner};
 use polylink_infer::{ChatTemplate, Gguf, ModelInfo, Tokenizer};
 use polylink_protocol::{
-    GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, ProtocolError, Receipts, Result,
-    TokenStream,
+    Closed, GenerationParams, InferenceBackend, ModelCard, Placement, Prompt, ProtocolError, Receipts,
+    Result, TokenStream,
 };
 use rand_core::CryptoRng;
 use std::path::Path;
@@ -230,13 +230,17 @@ where
                 None => deployment.head.open(),
             };
             let mut steps = HeadSteps { deployment: &deployment, session: &mut session, clock: &context };
-            let end = decode::run(&mut steps, &tokenizer, &prompt_ids, &params, PREFILL_CHUNK, &tx).await;
+            let mut drawn = Vec::new();
+            let end =
+                decode::run(&mut steps, &tokenizer, &prompt_ids, &params, PREFILL_CHUNK, &tx, &mut drawn)
+                    .await;
             if let Some(end) = end {
                 let _ = tx.unbounded_send(end);
             }
             // Closed however the generation ended (the client gone included): the stages sign
-            // for the rows they computed.
-            let _ = receipts_tx.send(deployment.head.close(session).await);
+            // for the rows they computed and the tokens they were fed and drew.
+            let receipts = deployment.head.close(session).await;
+            let _ = receipts_tx.send(Closed { receipts, drawn });
         });
         Ok(stream.with_receipts(receipts))
     }

@@ -22,8 +22,10 @@ pub(crate) trait Steps {
     ) -> impl Future<Output = Result<Option<u32>, PipelineError>> + Send;
 }
 
-/// Drives one generation through `steps`, sending each token's text on `events`. Returns the
-/// event that ends it (done or failed), or `None` when the client's stream was dropped.
+/// Drives one generation through `steps`, sending each token's text on `events` and keeping
+/// every token drawn in `drawn` (an end token, and one drawn after the client went away,
+/// included: what the last stage's receipt commits to). Returns the event that ends it (done or
+/// failed), or `None` when the client's stream was dropped.
 pub(crate) async fn run(
     steps: &mut impl Steps,
     tokenizer: &Tokenizer,
@@ -31,6 +33,7 @@ pub(crate) async fn run(
     params: &GenerationParams,
     prefill_chunk: usize,
     events: &TokenSender,
+    drawn: &mut Vec<u32>,
 ) -> Option<TokenEvent> {
     let sample =
         SampleSpec { temperature: params.temperature, top_k: 0, top_p: params.top_p, seed: params.seed };
@@ -49,6 +52,7 @@ pub(crate) async fn run(
     let Some(mut token) = next else {
         return failed(PipelineError::Protocol("the prompt gave no first token".into()));
     };
+    drawn.push(token);
     let mut decoding = Decoding::new(params.max_tokens, false);
     loop {
         let decoded = decoding.push(tokenizer, token);
@@ -62,7 +66,10 @@ pub(crate) async fn run(
             None => {}
         }
         token = match steps.feed(&[token], Some(sample)).await {
-            Ok(Some(next)) => next,
+            Ok(Some(next)) => {
+                drawn.push(next);
+                next
+            }
             Ok(None) => return failed(PipelineError::Protocol("a decode step gave no token".into())),
             Err(e) => return failed(e),
         };

@@ -22,14 +22,15 @@
 //! A session serves the task its first forward names. Closing it answers with a receipt per span,
 //! signed with the worker's key: the task, the layers and the rows this worker computed (its KV
 //! cache's length, a replay onto it included), so the worker is paid only for what it ran and
-//! answers only for tasks it signed.
+//! answers only for tasks it signed, and the digests of the token ids it was fed (a first stage)
+//! and of the sampling and tokens it drew (a last stage), so it answers only for those tokens.
 
 use crate::wire::{ErrorCode, Input, Request, Response, Want};
 use commonware_runtime::{Clock, Spawner};
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use polylink_infer::{KvCache, LogitsMode, OutputKind, Sampler, SamplingParams, Shard, ShardInput};
-use polylink_types::{Hash32, SecretKey, WorkReceipt};
+use polylink_types::{Hash32, SecretKey, TokenDigest, WorkReceipt};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
@@ -125,6 +126,10 @@ struct Session {
     kv: KvCache,
     /// Created at the session's first sampled step.
     sampler: Option<Sampler>,
+    /// The token ids computed, in order (a first stage's; other stages take hidden states).
+    fed: TokenDigest,
+    /// The tokens drawn, in order, after the sampling asked for at the first sampled step.
+    drawn: Option<TokenDigest>,
     last_used: SystemTime,
 }
 
@@ -144,7 +149,13 @@ impl Session {
                         seed: spec.seed,
                     })
                 });
-                Response::Token(sampler.sample(out))
+                let token = sampler.sample(out);
+                self.drawn
+                    .get_or_insert_with(|| {
+                        TokenDigest::drawn(spec.temperature, spec.top_k, spec.top_p, spec.seed)
+                    })
+                    .push(&[token]);
+                Response::Token(token)
             }
         }
     }
@@ -157,6 +168,15 @@ struct Engine<C> {
     signer: Option<SecretKey>,
     sessions: HashMap<SessionKey, Session>,
     out: Vec<f32>,
+}
+
+/// What a closing session signs for.
+struct Closing {
+    task: Hash32,
+    span: Range<usize>,
+    rows: usize,
+    fed: Hash32,
+    drawn: Hash32,
 }
 
 fn span(layers: &Range<u32>) -> Range<usize> {
@@ -251,11 +271,17 @@ impl<C: Clock> Engine<C> {
     fn handle(&mut self, owner: [u8; 32], request: Request, now: SystemTime) -> Response {
         match request {
             Request::Close { session } => {
-                let mut closed: Vec<(Hash32, Range<usize>, usize)> = Vec::new();
+                let mut closed: Vec<Closing> = Vec::new();
                 self.sessions.retain(|k, s| {
                     let mine = (k.0, k.1) == (owner, session);
                     if mine {
-                        closed.push((s.task, s.kv.span(), s.kv.len()));
+                        closed.push(Closing {
+                            task: s.task,
+                            span: s.kv.span(),
+                            rows: s.kv.len(),
+                            fed: s.fed.finish(),
+                            drawn: s.drawn.as_ref().map_or(Hash32::ZERO, TokenDigest::finish),
+                        });
                     }
                     !mine
                 });
@@ -303,18 +329,20 @@ impl<C: Clock> Engine<C> {
     }
 
     /// The signed receipts of closed sessions that served a task (none without a key).
-    fn receipts(&self, closed: &[(Hash32, Range<usize>, usize)]) -> Vec<polylink_types::SignedReceipt> {
+    fn receipts(&self, closed: &[Closing]) -> Vec<polylink_types::SignedReceipt> {
         let Some(key) = &self.signer else { return Vec::new() };
         let mut out: Vec<_> = closed
             .iter()
-            .filter(|(task, _, rows)| *task != Hash32::ZERO && *rows > 0)
-            .map(|(task, span, rows)| {
+            .filter(|c| c.task != Hash32::ZERO && c.rows > 0)
+            .map(|c| {
                 WorkReceipt {
-                    task: *task,
+                    task: c.task,
                     worker: key.public_key(),
-                    layer_start: span.start as u32,
-                    layer_end: span.end as u32,
-                    rows: u32::try_from(*rows).unwrap_or(u32::MAX),
+                    layer_start: c.span.start as u32,
+                    layer_end: c.span.end as u32,
+                    rows: u32::try_from(c.rows).unwrap_or(u32::MAX),
+                    fed: c.fed,
+                    drawn: c.drawn,
                 }
                 .sign(key)
             })
@@ -353,7 +381,8 @@ impl<C: Clock> Engine<C> {
                 Ok(kv) => kv,
                 Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
             };
-            self.sessions.insert(key, Session { task, kv, sampler: None, last_used: now });
+            let (fed, drawn) = (TokenDigest::fed(), None);
+            self.sessions.insert(key, Session { task, kv, sampler: None, fed, drawn, last_used: now });
         }
         let Some(session) = self.sessions.get_mut(&key) else {
             return engine_error("session vanished");
@@ -382,6 +411,9 @@ impl<C: Clock> Engine<C> {
             Ok(kind) => kind,
             Err(e) => return refuse(ErrorCode::BadRequest, e.to_string()),
         };
+        if let Input::Tokens(ids) = &input {
+            session.fed.push(ids);
+        }
         let width = shard.hparams().dim;
         match (want, kind) {
             (Want::Nothing, _) => Response::Done,
@@ -434,7 +466,12 @@ impl<C: Clock> Engine<C> {
         let dim = self.shard.hparams().dim;
         for (i, ((key, mut session), job)) in keys.into_iter().zip(taken).zip(jobs).enumerate() {
             let want = match job.request {
-                Request::Forward { want, .. } => want,
+                Request::Forward { want, input, .. } => {
+                    if let Input::Tokens(ids) = &input {
+                        session.fed.push(ids);
+                    }
+                    want
+                }
                 Request::Close { .. } | Request::Echo { .. } => Want::Nothing,
             };
             let response = session.answer(want, dim, &self.out[i * width..(i + 1) * width]);

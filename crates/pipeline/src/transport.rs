@@ -29,7 +29,7 @@ pub const NAMESPACE: &[u8] = b"polylink-stage-v1";
 
 /// The stage protocol this build speaks (the preamble, handshake namespace and frames); raised
 /// with any change to them.
-pub const STAGE_PROTOCOL_VERSION: u16 = 1;
+pub const STAGE_PROTOCOL_VERSION: u16 = 2;
 
 /// First bytes of the preamble.
 const PREAMBLE_TAG: &[u8; 8] = b"polylink";

@@ -63,7 +63,16 @@ fn every_message_round_trips() {
 fn receipt(rows: u32) -> polylink_types::SignedReceipt {
     let key = SecretKey::from_label("stage");
     let task = Hash32::digest(&[b"task"]);
-    WorkReceipt { task, worker: key.public_key(), layer_start: 0, layer_end: 15, rows }.sign(&key)
+    WorkReceipt {
+        task,
+        worker: key.public_key(),
+        layer_start: 0,
+        layer_end: 15,
+        rows,
+        fed: Hash32::digest(&[b"fed"]),
+        drawn: Hash32::digest(&[b"drawn"]),
+    }
+    .sign(&key)
 }
 
 #[test]

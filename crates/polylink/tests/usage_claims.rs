@@ -1,8 +1,9 @@
 //! Adversarial (#11 item 9): what a gateway reports is checked, and users cap what they pay.
 //! - A gateway that bills more completion tokens than it delivered (here: all it escrowed, for a
-//!   short answer) had its result settled as reported. Now the validator counts the
-//!   transcript's token ids against the bill: the task scores 0, the user is refunded in full
-//!   and the worker is struck, unpaid.
+//!   short answer) had its result settled as reported. Now the validator counts the bill
+//!   against the tokens the worker's receipt says it drew: the task scores 0 (the gateway served
+//!   it alone, so its bill is its own worker's), the user is refunded in full and the worker is
+//!   struck, unpaid.
 //! - The user's `max_price` was always the current price. Now the client's cap
 //!   (`x-polylink-max-price`) goes on chain: under the price the request is refused before any
 //!   escrow, at the price it is served and charged at the chain's price.

@@ -1,8 +1,10 @@
 //! Attacks on a real dev chain, with real gateways and real models, scored by real validators:
 //! - workers that serve another model (Gemma-3-270M registered as SmolLM2, its receipts claiming
 //!   SmolLM2's layers so that it is paid) or truncate their
-//!   answers are scored low, not paid and slashed, and the user is refunded, while an honest
-//!   worker on the same chain is paid; one that withholds its transcript gets no score (every
+//!   answers (signing for an end token it never drew) are scored low, not paid and slashed, and
+//!   the user is refunded, while an honest worker on the same chain is paid; a gateway that cuts
+//!   its honest worker's answer short and says the model ended it cannot get the worker struck
+//!   (its transcript disagrees with the worker's receipt: every validator abstains); one that withholds its transcript gets no score (every
 //!   validator abstains: a transcript a validator could not fetch is no evidence, and a gateway
 //!   that withheld it from some validators only must not make them outliers), so no quorum: it
 //!   is not paid and the user is refunded;
@@ -19,21 +21,26 @@ use polylink_chain::rpc::ErrorCode;
 use polylink_ledger::{Params, Task, TaskStatus};
 use polylink_pipeline::LocalBackend;
 use polylink_protocol::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, Receipts, TokenEvent,
-    TokenStream,
+    Closed, FinishReason, GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, Receipts,
+    TokenEvent, TokenStream,
 };
 use polylink_types::{
-    Bond, CommitScore, Hash32, RevealScore, SecretKey, SettleOutcome, TaskId, TxKind, WorkReceipt,
-    score_commitment,
+    Bond, CommitScore, Hash32, RevealScore, SecretKey, SettleOutcome, SignedReceipt, TaskId, TokenDigest,
+    TxKind, WorkReceipt, score_commitment,
 };
 use std::str::FromStr;
 use std::sync::Arc;
 use validator_common::*;
 
-/// A worker that runs the real model but stops after `keep` tokens and claims it was done.
+/// A generation cut after `keep` tokens and reported as ended by the model. With `forge` (the
+/// worker's own key: gateway and worker are one operator) it is the worker's cheat: it signs
+/// for having drawn those tokens and then an end token (`eos`), as a worker that stops early to
+/// save work would. Without, it is a gateway's doing alone: the workers' receipts still say what
+/// they drew.
 struct Truncating {
     inner: Arc<LocalBackend>,
     keep: usize,
+    forge: Option<(SecretKey, u32)>,
 }
 
 impl InferenceBackend for Truncating {
@@ -51,28 +58,43 @@ impl InferenceBackend for Truncating {
         ids: Vec<u32>,
         params: GenerationParams,
     ) -> Result<TokenStream, ProtocolError> {
+        let prompt = ids.clone();
         let mut inner = self.inner.generate(model, ids, params)?;
-        let (tx, mut stream) = TokenStream::channel();
-        // The worker still signs for what it computed (its receipt is honest; its answer is not).
-        if let Some(receipts) = inner.take_receipts() {
-            stream = stream.with_receipts(receipts);
-        }
-        let keep = self.keep;
+        let genuine = inner.take_receipts();
+        let (tx, stream) = TokenStream::channel();
+        let (closed_tx, closed) = Receipts::channel();
+        let (keep, forge) = (self.keep, self.forge.clone());
         tokio::spawn(async move {
             let mut sent = 0;
             while let Some(event) = inner.next().await {
                 let last = matches!(event, TokenEvent::Done(_) | TokenEvent::Failed(_));
                 if tx.unbounded_send(event).is_err() || last {
-                    return;
+                    break;
                 }
                 sent += 1;
                 if sent == keep {
                     let _ = tx.unbounded_send(TokenEvent::Done(FinishReason::Stop));
-                    return;
+                    break;
                 }
             }
+            // Dropping the stream stops the generation; its stages then sign.
+            drop(inner);
+            let Some(genuine) = genuine else { return };
+            let mut record = genuine.wait().await;
+            if let Some((key, eos)) = forge {
+                let mut drawn = record.drawn[..keep].to_vec();
+                let fed: Vec<u32> = prompt.iter().chain(&drawn).copied().collect();
+                drawn.push(eos);
+                let sampling = TokenDigest::drawn(params.temperature, 0, params.top_p, params.seed);
+                let (fed, drawn_digest) = (TokenDigest::fed().over(&fed), sampling.over(&drawn));
+                let rows = (prompt.len() + keep) as u32;
+                let forged =
+                    |r: SignedReceipt| WorkReceipt { rows, fed, drawn: drawn_digest, ..r.receipt }.sign(&key);
+                record = Closed { receipts: record.receipts.into_iter().map(forged).collect(), drawn };
+            }
+            let _ = closed_tx.send(record);
         });
-        Ok(stream)
+        Ok(stream.with_receipts(closed))
     }
 }
 
@@ -104,16 +126,23 @@ impl InferenceBackend for Claiming {
         let (tx, claimed) = Receipts::channel();
         let (key, layers) = (self.key.clone(), self.layers);
         tokio::spawn(async move {
-            let forged = genuine
-                .wait()
-                .await
+            let genuine = genuine.wait().await;
+            let receipts = genuine
+                .receipts
                 .into_iter()
                 .map(|r| WorkReceipt { layer_start: 0, layer_end: layers, ..r.receipt }.sign(&key))
                 .collect();
-            let _ = tx.send(forged);
+            let _ = tx.send(Closed { receipts, ..genuine });
         });
         Ok(stream.with_receipts(claimed))
     }
+}
+
+/// An end-of-generation token of the registered model.
+fn end_token() -> u32 {
+    let gguf = polylink_infer::Gguf::open(&smollm2()).unwrap();
+    let tok = polylink_infer::Tokenizer::from_gguf(&gguf, usize::MAX).unwrap();
+    (0..tok.vocab_size() as u32).find(|&id| tok.is_eog(id)).unwrap()
 }
 
 async fn params(net: &Net) -> Params {
@@ -140,15 +169,21 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     let claiming = Arc::new(Claiming { inner: gemma, key: worker(1), layers });
     let substitute = gateway(&net, claiming, &worker(1), false).await;
     let inner = local(&smollm2(), &worker(2));
-    let truncating = gateway(&net, Arc::new(Truncating { inner, keep: 3 }), &worker(2), false).await;
+    let forge = Some((worker(2), end_token()));
+    let truncating = gateway(&net, Arc::new(Truncating { inner, keep: 3, forge }), &worker(2), false).await;
     let withholding = gateway(&net, local(&smollm2(), &worker(3)), &worker(3), true).await;
+    // A gateway (another owner's) that cuts its honest worker's answer short and says the model
+    // ended it.
+    let inner = local(&smollm2(), &worker(4));
+    let cutting = Arc::new(Truncating { inner, keep: 3, forge: None });
+    let framing = gateway_operated_by(&net, cutting, &worker(4), &worker(5)).await;
     let mut nodes = Vec::new();
     for i in 0..3 {
         nodes.push(validator_node(&net, i, None).await);
     }
     let user_before = balance(&net, &user()).await;
     let mut worker_before = Vec::new();
-    for i in 0..4 {
+    for i in 0..5 {
         worker_before.push(balance(&net, &worker(i)).await);
     }
 
@@ -156,6 +191,7 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     let (swapped, _) = ask(&substitute, "Name a colour.", 16).await;
     let (cut, text) = ask(&truncating, "Write one sentence about the sea.", 32).await;
     let (hidden, _) = ask(&withholding, "Name a colour.", 16).await;
+    let (framed, _) = ask(&framing, "Write one sentence about the sea.", 32).await;
     assert!(!text.is_empty(), "the truncated answer still says something");
 
     let honest_task = settled(&net, &paid).await;
@@ -165,6 +201,12 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     assert!(withheld.committee.iter().all(|m| m.score == Some(polylink_ledger::ABSTAIN)), "{withheld:?}");
     assert_eq!(bonded(&net, &worker(3)).await, STAKE, "no evidence, no slash");
     assert_eq!(balance(&net, &worker(3)).await, worker_before[3], "the withholding worker is not paid");
+    // The gateway's word against the worker's receipt: no evidence, so no slash and no pay.
+    let framed = settled(&net, &framed).await;
+    assert_eq!(outcome(&framed), Some(SettleOutcome::NoQuorum), "{framed:?}");
+    assert!(framed.committee.iter().all(|m| m.score == Some(polylink_ledger::ABSTAIN)), "{framed:?}");
+    assert_eq!(bonded(&net, &worker(4)).await, STAKE, "a gateway cannot frame its worker");
+    assert_eq!(balance(&net, &worker(4)).await, worker_before[4]);
     for (i, task) in [(1, &swapped), (2, &cut)] {
         let t = settled(&net, task).await;
         assert_eq!(outcome(&t), Some(SettleOutcome::LowQuality), "worker {i}: {t:?}");
@@ -185,8 +227,8 @@ async fn cheating_workers_are_scored_low_slashed_and_the_user_refunded() {
     let bps = |b: u16| fee * u128::from(b) / 10_000;
     let workers_share = fee - bps(p.validator_share_bps) - bps(p.treasury_share_bps) - bps(ROYALTY_BPS);
     let unearned = workers_share - workers_share * median / 1000;
-    // Four requests, four SubmitTasks, each at the transaction fee.
-    assert_eq!(user_before - balance(&net, &user()).await, fee - unearned + 4 * p.tx_fee);
+    // Five requests, five SubmitTasks, each at the transaction fee.
+    assert_eq!(user_before - balance(&net, &user()).await, fee - unearned + 5 * p.tx_fee);
     for n in nodes {
         n.stop().await;
     }

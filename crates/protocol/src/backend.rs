@@ -111,14 +111,25 @@ impl TokenStream {
     }
 }
 
-/// The work receipts of a generation, signed by the workers that computed it once their
-/// sessions close (after the last token, or after the client went away): what the head reports
-/// on chain, so only workers that signed are paid or answer for the task.
-#[derive(Debug)]
-pub struct Receipts(oneshot::Receiver<Vec<SignedReceipt>>);
+/// What a generation's workers signed once their sessions closed (after the last token, or
+/// after the client went away), and every token the last stage drew: what the head reports on
+/// chain (only workers that signed are paid or answer for the task) and what the transcript
+/// records, so a validator can hold the transcript to the receipts' token digests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// The workers' signed receipts.
+    pub receipts: Vec<SignedReceipt>,
+    /// Every token drawn, in order: those delivered, then an end token or any drawn after the
+    /// client went away.
+    pub drawn: Vec<u32>,
+}
 
-/// Where a backend sends a generation's receipts.
-pub type ReceiptSender = oneshot::Sender<Vec<SignedReceipt>>;
+/// Where a generation's [`Closed`] record will come.
+#[derive(Debug)]
+pub struct Receipts(oneshot::Receiver<Closed>);
+
+/// Where a backend sends a generation's [`Closed`] record.
+pub type ReceiptSender = oneshot::Sender<Closed>;
 
 impl Receipts {
     /// A new pair of ends.
@@ -127,8 +138,8 @@ impl Receipts {
         (tx, Self(rx))
     }
 
-    /// The receipts; none when the backend went away without sending them.
-    pub async fn wait(self) -> Vec<SignedReceipt> {
+    /// The record; empty when the backend went away without sending it.
+    pub async fn wait(self) -> Closed {
         self.0.await.unwrap_or_default()
     }
 }

@@ -31,7 +31,7 @@ mod transcript;
 mod transcript_request;
 
 pub use backend::{
-    FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, ReceiptSender, Receipts,
+    Closed, FinishReason, GenerationParams, InferenceBackend, ModelCard, Placement, ReceiptSender, Receipts,
     TokenEvent, TokenSender, TokenStream,
 };
 pub use error::{ProtocolError, Result};

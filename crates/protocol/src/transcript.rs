@@ -114,6 +114,10 @@ pub struct Transcript {
     /// otherwise, e.g. when a stop sequence cut a token).
     #[serde(default)]
     pub output_ids: Vec<u32>,
+    /// Every token the last stage drew, in order (the delivered ones, then an end token or any
+    /// drawn after the client went away): what the workers' receipts commit to.
+    #[serde(default)]
+    pub drawn_ids: Vec<u32>,
 }
 
 impl Transcript {
@@ -138,6 +142,7 @@ impl Transcript {
             finish,
             output,
             output_ids: Vec::new(),
+            drawn_ids: Vec::new(),
         }
     }
 }

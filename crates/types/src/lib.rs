@@ -46,7 +46,7 @@ pub use error::Error;
 pub use event::{Event, PayeeRole, SettleOutcome, SlashReason};
 pub use hexbytes::{Hash32, PublicKey, Signature};
 pub use keys::SecretKey;
-pub use receipt::{RECEIPTS_MAX, SignedReceipt, WorkReceipt, uncovered_layer};
+pub use receipt::{RECEIPTS_MAX, SignedReceipt, TokenDigest, WorkReceipt, uncovered_layer};
 pub use signed::{CHAIN_ID_LEN_MAX, SignedTx, TX_BYTES_MAX, TxId, UnsignedTx};
 pub use tx::{
     ARCHITECTURE_LEN_MAX, Allow, Bond, ClaimModel, CommitScore, DeviceProfile, ENDPOINT_LEN_MAX, ReclaimTask,

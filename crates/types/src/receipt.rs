@@ -5,11 +5,19 @@
 //! strikes or slashes only workers whose receipt it carries, so nobody answers for a task it did not
 //! sign for. The signature needs no chain id: the task id is the id of a SubmitTask, whose
 //! signature binds its chain already.
+//!
+//! A receipt also commits to the tokens themselves, so the gateway's transcript can be held to
+//! what the workers really computed: the first stage signs the digest of the token ids it was fed
+//! (the prompt, then each drawn token fed back), the last stage the digest of the sampling it was
+//! asked for and the tokens it drew. A validator scores a transcript only when it agrees with
+//! those digests; one that does not is the gateway's word against the workers', and no worker
+//! answers for it.
 
 use crate::codec_fields;
 use crate::{Hash32, PublicKey, SecretKey, Signature, TaskId};
 use commonware_codec::Encode;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Most receipts one result carries (every stage of a pipeline, plus stand-ins that took over).
 pub const RECEIPTS_MAX: usize = 12;
@@ -30,8 +38,12 @@ pub struct WorkReceipt {
     /// Positions it computed through those layers (prompt and fed-back tokens, a replay onto it
     /// included).
     pub rows: u32,
+    /// A first stage's [`TokenDigest::fed`] of the token ids it computed (zero for other stages).
+    pub fed: Hash32,
+    /// A last stage's [`TokenDigest::drawn`] of the tokens it sampled (zero when it drew none).
+    pub drawn: Hash32,
 }
-codec_fields!(WorkReceipt { task, worker, layer_start, layer_end, rows });
+codec_fields!(WorkReceipt { task, worker, layer_start, layer_end, rows, fed, drawn });
 
 impl WorkReceipt {
     /// The exact bytes signed: a domain tag, then the canonical receipt.
@@ -75,6 +87,61 @@ impl SignedReceipt {
     }
 }
 
+/// A running sha256 over token ids (u32 little-endian) in the order a stage met them, after a
+/// domain tag (and, for drawn tokens, the sampling asked for). Zero until the first id: a stage
+/// that was fed or drew nothing commits to nothing.
+#[derive(Clone, Debug)]
+pub struct TokenDigest {
+    hasher: Sha256,
+    any: bool,
+}
+
+impl TokenDigest {
+    /// The digest of the ids a first stage is fed: the prompt, then every drawn token fed back.
+    pub fn fed() -> Self {
+        Self::tagged(b"polylink-fed-v1", &[])
+    }
+
+    /// The digest of the tokens a last stage draws with this sampling (top_k 0 for all).
+    pub fn drawn(temperature: f32, top_k: u32, top_p: f32, seed: u64) -> Self {
+        let mut spec = Vec::with_capacity(20);
+        spec.extend_from_slice(&temperature.to_bits().to_le_bytes());
+        spec.extend_from_slice(&top_k.to_le_bytes());
+        spec.extend_from_slice(&top_p.to_bits().to_le_bytes());
+        spec.extend_from_slice(&seed.to_le_bytes());
+        Self::tagged(b"polylink-drawn-v1", &spec)
+    }
+
+    fn tagged(tag: &[u8], spec: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(tag);
+        hasher.update(spec);
+        Self { hasher, any: false }
+    }
+
+    /// Takes the next ids.
+    pub fn push(&mut self, ids: &[u32]) {
+        for id in ids {
+            self.hasher.update(id.to_le_bytes());
+        }
+        self.any |= !ids.is_empty();
+    }
+
+    /// Takes `ids` and returns the digest (for a whole sequence at once).
+    pub fn over(mut self, ids: &[u32]) -> Hash32 {
+        self.push(ids);
+        self.finish()
+    }
+
+    /// The digest so far: zero when no id was taken.
+    pub fn finish(&self) -> Hash32 {
+        if !self.any {
+            return Hash32::ZERO;
+        }
+        Hash32(self.hasher.clone().finalize().into())
+    }
+}
+
 /// The first layer of `0..layers` that no receipt's range covers, if any (ranges may overlap): a
 /// result that bills tokens needs none left out.
 pub fn uncovered_layer<'a>(receipts: impl IntoIterator<Item = &'a WorkReceipt>, layers: u32) -> Option<u32> {
@@ -101,6 +168,8 @@ mod tests {
             layer_start: start,
             layer_end: end,
             rows: 1,
+            fed: Hash32::ZERO,
+            drawn: Hash32::ZERO,
         }
     }
 
@@ -123,6 +192,8 @@ mod tests {
             layer_start: 0,
             layer_end: 15,
             rows: 40,
+            fed: TokenDigest::fed().over(&[1, 2, 3]),
+            drawn: Hash32::ZERO,
         };
         let signed = receipt.sign(&key);
         assert!(signed.verify());
@@ -134,5 +205,25 @@ mod tests {
         assert!(!other.verify(), "another worker's name must not verify");
         let forged = receipt.sign(&SecretKey::from_label("head"));
         assert!(!forged.verify(), "a receipt signed by someone else must not verify");
+        let mut fed = signed;
+        fed.receipt.fed = TokenDigest::fed().over(&[1, 2, 4]);
+        assert!(!fed.verify(), "changed token digests must not verify");
+    }
+
+    #[test]
+    fn token_digests_follow_the_ids_in_order_and_the_sampling() {
+        let mut running = TokenDigest::fed();
+        assert_eq!(running.finish(), Hash32::ZERO, "nothing fed commits to nothing");
+        running.push(&[5, 6]);
+        running.push(&[]);
+        running.push(&[7]);
+        assert_eq!(running.finish(), TokenDigest::fed().over(&[5, 6, 7]));
+        assert_ne!(running.finish(), TokenDigest::fed().over(&[5, 7, 6]));
+        assert_ne!(running.finish(), TokenDigest::fed().over(&[5, 6]));
+        let drawn = |t: f32, seed: u64| TokenDigest::drawn(t, 0, 1.0, seed).over(&[5, 6, 7]);
+        assert_ne!(drawn(0.7, 1), running.finish(), "fed and drawn digests are told apart");
+        assert_ne!(drawn(0.7, 1), drawn(1.3, 1), "the temperature asked for is committed");
+        assert_ne!(drawn(0.7, 1), drawn(0.7, 2), "so is the seed");
+        assert_eq!(TokenDigest::drawn(0.7, 0, 1.0, 1).over(&[]), Hash32::ZERO);
     }
 }

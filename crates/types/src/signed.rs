@@ -6,7 +6,7 @@ use commonware_codec::{Copying, Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 /// Largest canonical encoding of a signed transaction, bytes (every kind fits well inside).
-pub const TX_BYTES_MAX: usize = 2048;
+pub const TX_BYTES_MAX: usize = 3072;
 /// Longest chain id, bytes.
 pub const CHAIN_ID_LEN_MAX: usize = 64;
 /// Domain separator for transaction signatures.

@@ -99,6 +99,8 @@ fn kind_strategy() -> impl Strategy<Value = TxKind> {
                                 layer_start: u32::from(who),
                                 layer_end: u32::MAX,
                                 rows,
+                                fed: hash(5),
+                                drawn: hash(6),
                             }
                             .sign(&sk)
                         })
@@ -285,6 +287,8 @@ fn largest_result_fits_a_transaction() {
                 layer_start: u32::MAX,
                 layer_end: u32::MAX,
                 rows: u32::MAX,
+                fed: hash(5),
+                drawn: hash(6),
             };
             receipt.sign(&sk)
         })
@@ -307,5 +311,14 @@ fn largest_result_fits_a_transaction() {
 
 fn tx_receipt() -> SignedReceipt {
     let sk = key(1);
-    WorkReceipt { task: hash(3), worker: sk.public_key(), layer_start: 0, layer_end: 1, rows: 1 }.sign(&sk)
+    WorkReceipt {
+        task: hash(3),
+        worker: sk.public_key(),
+        layer_start: 0,
+        layer_end: 1,
+        rows: 1,
+        fed: hash(5),
+        drawn: hash(6),
+    }
+    .sign(&sk)
 }

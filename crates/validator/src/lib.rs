@@ -9,13 +9,14 @@
 //! - `schedule::Seat`: a committee seat and its windows; `schedule::seats` reads them from a
 //!   block, `Seat::phase` says what may be sent at a height (the pure core).
 //! - `verify::check`: a transcript against the chain (prompt ids hash, output hash, token
-//!   counts) → score it, score 0 (the worker's fault), or abstain.
+//!   counts) and the workers' receipts (digests of the ids fed and drawn) → score it, or abstain
+//!   (the gateway's word against the workers' signatures is no evidence about them).
 //! - `scorer::Scorer`: the TIQE cascade over the registered model (found by its artifact hash)
 //!   on its own thread.
 //! - `journal::Journal`: salts and scores on disk before the commit is sent.
 //!
 //! Data flow per seat: `committee_elected` event → signed transcript fetch from the gateway
-//! (retried until a quarter of the commit window is left; withheld → 0) → checks → cascade score
+//! (retried until a quarter of the commit window is left; withheld → abstain) → checks → cascade score
 //! → salt persisted → `CommitScore` → (reveal window) `RevealScore`, resent until the chain has it.
 #![warn(missing_docs, unreachable_pub)]
 

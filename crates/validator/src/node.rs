@@ -284,8 +284,13 @@ async fn evaluate(sh: &Shared, seat: &Seat) -> Result<Option<(u16, Hash32)>> {
     };
     let checked = match verify::check(&body, &on_chain) {
         Verdict::Score(c) => c,
+        Verdict::Abstain(why) => {
+            // The gateway's word against the workers' signatures: no evidence about them.
+            warn!(%task, %why, "transcript disagrees with the chain or the receipts; abstaining");
+            return Ok(None);
+        }
         Verdict::Zero(why) => {
-            info!(%task, %why, "transcript contradicts the chain; scoring 0");
+            info!(%task, %why, "the gateway served the task alone and its transcript is wrong; scoring 0");
             return Ok(Some((0, crate::scorer::work_digest(&task, None))));
         }
     };

@@ -83,10 +83,10 @@ impl Seat {
         !(by_height || by_time)
     }
 
-    /// Whether fetching should stop (a withheld transcript then scores 0): a quarter of the
+    /// Whether fetching should stop (a withheld transcript is then abstained on): a quarter of the
     /// commit window (3 to 20 blocks, and a quarter of its time but at least three inclusion
     /// times) is left to evaluate and commit. It always comes before [`Seat::last_call`], so a
-    /// withheld transcript is scored 0, never abstained on.
+    /// withheld transcript is abstained on, never committed busy.
     pub(crate) fn fetch_over(&self, tip: Tip) -> bool {
         let window = self.commit_end_height.saturating_sub(self.elected_height);
         let margin = (window / 4).clamp(3, 20).min(window.saturating_sub(1));

@@ -11,12 +11,12 @@ use polylink_tiqe::{
     open_registered,
 };
 use polylink_types::{Hash32, TaskId};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How the evaluators are loaded.
 #[derive(Debug, Clone)]
@@ -221,15 +221,12 @@ impl Scorer {
                     let tok = &model.tokenizer;
                     let rendered = c.prompt.to_prompt().map(|p| model.template.encode(tok, &p));
                     let task = c.task;
-                    let rejected = |why: String| Scored {
-                        score: 0,
-                        evidence: json!({ "rejected": why }),
-                        work: work_digest(&task, None),
-                        ms: 0,
-                    };
+                    // What the gateway wrote that the workers' tokens do not bear out is no
+                    // evidence about them: abstain.
+                    let reply = job.reply;
                     if rendered.as_ref() != Some(&c.prompt_ids) {
                         let why = "the prompt does not render to the hashed prompt ids";
-                        let _ = job.reply.send(Ok(Some(rejected(why.into()))));
+                        unattributable(reply, &task, c.gateway_served, why);
                         continue;
                     }
                     let (finish, max_tokens) = match c.ending {
@@ -245,21 +242,34 @@ impl Scorer {
                             (Finish::CutShort, c.max_tokens as usize)
                         }
                     };
-                    // The worker's own ids when they spell the text (the sampling rule is
-                    // checked on them); otherwise the text is re-tokenized.
-                    let body: Vec<u32> = c.output_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
-                    // (An empty answer is spelled by no ids: the seeded rule checks its end.)
-                    let spelled =
-                        if body.is_empty() { c.output.is_empty() } else { tok.decode(&body) == c.output };
-                    // Without ids that spell it, the text bounds the tokens billed.
-                    if !spelled {
-                        let counted = tok.encode_with(&c.output, false).len();
-                        if let Some(why) = overbilled(c.completion_tokens, counted) {
-                            let _ = job.reply.send(Ok(Some(rejected(why))));
-                            continue;
+                    let output_ids = if matches!(c.ending, Ending::Stop | Ending::Length) {
+                        // A whole answer is every token drawn (the sampling rule checks each,
+                        // and the end token the model drew).
+                        match whole_answer(tok, &c) {
+                            Ok(ids) => Some(ids),
+                            Err(why) => {
+                                unattributable(reply, &task, c.gateway_served, &why);
+                                continue;
+                            }
                         }
-                    }
-                    let output_ids = spelled.then_some(c.output_ids);
+                    } else {
+                        // The worker's own ids when they spell the text (the sampling rule is
+                        // checked on them); otherwise the text is re-tokenized.
+                        let body: Vec<u32> =
+                            c.output_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
+                        // (An empty answer is spelled by no ids: the seeded rule checks its end.)
+                        let spelled =
+                            if body.is_empty() { c.output.is_empty() } else { tok.decode(&body) == c.output };
+                        // Without ids that spell it, the text bounds the tokens billed.
+                        if !spelled {
+                            let counted = tok.encode_with(&c.output, false).len();
+                            if let Some(why) = overbilled(c.completion_tokens, counted) {
+                                unattributable(reply, &task, c.gateway_served, &why);
+                                continue;
+                            }
+                        }
+                        spelled.then_some(c.output_ids)
+                    };
                     let sub = Submission {
                         prompt: c.prompt.question(),
                         prompt_ids: Some(c.prompt_ids),
@@ -292,7 +302,7 @@ impl Scorer {
                         }
                         Err(e) => Err(tiqe(e)),
                     };
-                    let _ = job.reply.send(answer);
+                    let _ = reply.send(answer);
                 }
             })
             .map_err(|e| ValidatorError::Tiqe(format!("cannot start the scorer thread: {e}")))?;
@@ -308,6 +318,47 @@ impl Scorer {
             .send((deadline_ms, Job { checked, reply }))
             .map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?;
         answer.await.map_err(|_| ValidatorError::Tiqe("the scorer thread stopped".into()))?
+    }
+}
+
+/// Answers a job whose transcript the workers' tokens do not bear out: no evidence about them
+/// (abstain), unless the gateway that wrote it was the task's only worker (score 0).
+fn unattributable(
+    reply: oneshot::Sender<Result<Option<Scored>>>,
+    task: &TaskId,
+    gateway_served: bool,
+    why: &str,
+) {
+    if !gateway_served {
+        warn!(%task, %why, "transcript not as the workers signed it; abstaining");
+        let _ = reply.send(Ok(None));
+        return;
+    }
+    info!(%task, %why, "the gateway served the task alone and its transcript is wrong; scoring 0");
+    let evidence = serde_json::json!({ "rejected": why });
+    let _ = reply.send(Ok(Some(Scored { score: 0, evidence, work: work_digest(task, None), ms: 0 })));
+}
+
+/// The ids of a whole answer (one that ended with an end token or at `max_tokens`): every token
+/// drawn, which must spell the delivered text, count the completion tokens billed and end as the
+/// transcript says. `Err` says how the transcript departs from them.
+fn whole_answer(tok: &polylink_infer::Tokenizer, c: &Checked) -> std::result::Result<Vec<u32>, String> {
+    let body: Vec<u32> = c.drawn_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
+    if tok.decode(&body) != c.output {
+        return Err("the delivered text is not what the drawn tokens spell".into());
+    }
+    if body.len() != c.completion_tokens as usize {
+        return Err(format!("{} completion tokens billed, {} drawn", c.completion_tokens, body.len()));
+    }
+    let ended = c.drawn_ids.last().is_some_and(|&e| tok.is_eog(e));
+    match c.ending {
+        Ending::Stop if !ended => Err("the transcript says the model ended, but it drew no end token".into()),
+        Ending::Length if ended || body.len() != c.max_tokens as usize => Err(format!(
+            "the transcript says the answer reached max_tokens {}, {} tokens were drawn",
+            c.max_tokens,
+            body.len()
+        )),
+        _ => Ok(c.drawn_ids.clone()),
     }
 }
 

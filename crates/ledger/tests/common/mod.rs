@@ -211,8 +211,16 @@ impl Net {
 
     /// Account `i`'s signed receipt for `layers` and `rows` of `task`.
     pub fn receipt(&self, i: usize, task: TaskId, layers: (u32, u32), rows: u32) -> SignedReceipt {
-        WorkReceipt { task, worker: self.pk(i), layer_start: layers.0, layer_end: layers.1, rows }
-            .sign(&self.keys[i])
+        WorkReceipt {
+            task,
+            worker: self.pk(i),
+            layer_start: layers.0,
+            layer_end: layers.1,
+            rows,
+            fed: Hash32::ZERO,
+            drawn: Hash32::ZERO,
+        }
+        .sign(&self.keys[i])
     }
 
     /// `signer` reports `tokens` for `task` with exactly these receipts.

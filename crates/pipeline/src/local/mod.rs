@@ -13,8 +13,8 @@ use futures::channel::mpsc;
 use futures::{StreamExt, future, stream};
 use polylink_infer::{ChatTemplate, Model, Shard, Tokenizer};
 use polylink_protocol::{
-    GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, ReceiptSender, Receipts, Result,
-    TokenSender, TokenStream,
+    Closed, GenerationParams, InferenceBackend, ModelCard, Prompt, ProtocolError, ReceiptSender, Receipts,
+    Result, TokenSender, TokenStream,
 };
 use polylink_types::{Hash32, SecretKey};
 use std::collections::VecDeque;
@@ -194,9 +194,16 @@ impl Serve {
                 let (tokenizer, chunk, finished) =
                     (self.tokenizer.clone(), self.prefill_chunk, finished.clone());
                 context.child("generation").spawn(move |_| async move {
-                    let mut steps = steps;
-                    let end =
-                        decode::run(&mut steps, &tokenizer, &job.prompt, &job.params, chunk, &job.events);
+                    let (mut steps, mut drawn) = (steps, Vec::new());
+                    let end = decode::run(
+                        &mut steps,
+                        &tokenizer,
+                        &job.prompt,
+                        &job.params,
+                        chunk,
+                        &job.events,
+                        &mut drawn,
+                    );
                     if let Some(end) = end.await {
                         let _ = job.events.unbounded_send(end);
                     }
@@ -205,7 +212,7 @@ impl Serve {
                         Response::Receipts(receipts) => receipts,
                         _ => Vec::new(),
                     };
-                    let _ = job.receipts.send(receipts);
+                    let _ = job.receipts.send(Closed { receipts, drawn });
                     let _ = finished.unbounded_send(());
                 });
             }

@@ -180,23 +180,53 @@ pub async fn gateway_billing(
     store: Option<StoreConfig>,
     wrap: impl FnOnce(ChainBilling) -> Arc<dyn Billing>,
 ) -> String {
+    // The operator's one key is its worker's and its gateway's (one stake backs both roles).
+    gateway_of(net, backend, worker, worker, store, wrap).await
+}
+
+/// A gateway run by `operator` (registered as a gateway only), keeping transcripts, whose
+/// backend computes as `worker` (bonded and registered here): two owners.
+pub async fn gateway_operated_by(
+    net: &Net,
+    backend: Arc<dyn InferenceBackend>,
+    worker: &SecretKey,
+    operator: &SecretKey,
+) -> String {
+    let store = StoreConfig {
+        entries_max: 100,
+        dir: Some(net.dir.path().join(format!("transcripts-{}", operator.public_key()))),
+        ..StoreConfig::default()
+    };
+    gateway_of(net, backend, worker, operator, Some(store), |billing| Arc::new(billing)).await
+}
+
+async fn gateway_of(
+    net: &Net,
+    backend: Arc<dyn InferenceBackend>,
+    worker: &SecretKey,
+    operator: &SecretKey,
+    store: Option<StoreConfig>,
+    wrap: impl FnOnce(ChainBilling) -> Arc<dyn Billing>,
+) -> String {
     register_worker(net, worker).await;
-    // The operator's one key is its worker's and its gateway's (one stake backs both roles),
-    // registered where the validators find the transcripts.
+    if operator.public_key() != worker.public_key() {
+        send(&net.client, operator, TxKind::Bond(Bond { amount: STAKE })).await;
+    }
+    // The gateway registers where the validators find the transcripts.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let endpoint = BoundedString::new(addr.to_string()).unwrap();
-    send(&net.client, worker, TxKind::RegisterGateway(RegisterGateway { endpoint })).await;
+    send(&net.client, operator, TxKind::RegisterGateway(RegisterGateway { endpoint })).await;
     let base = format!("http://{addr}");
     // The user locks a deposit for this gateway (which knows it by a listed key; the key hash on
     // chain only says the deposit is not for signed requests alone).
     let limit = polylink_ledger::DEV_BALANCE / 10;
-    let allow = Allow { gateway: worker.public_key(), limit, key_hash: Hash32::digest(&[b"listed key"]) };
+    let allow = Allow { gateway: operator.public_key(), limit, key_hash: Hash32::digest(&[b"listed key"]) };
     send(&net.client, &user(), TxKind::Allow(allow)).await;
     let mut keys = ApiKeys::new();
     keys.insert(API_KEY, user().public_key());
     let billing =
-        ChainBilling::connect(&net.url, HashMap::from([(MODEL.to_string(), net.model_id)]), worker.clone())
+        ChainBilling::connect(&net.url, HashMap::from([(MODEL.to_string(), net.model_id)]), operator.clone())
             .await
             .unwrap()
             .with_local_worker(worker.public_key());
