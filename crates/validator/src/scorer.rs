@@ -242,11 +242,18 @@ impl Scorer {
                             (Finish::CutShort, c.max_tokens as usize)
                         }
                     };
+                    let mut output = c.output;
                     let output_ids = if matches!(c.ending, Ending::Stop | Ending::Length) {
-                        // A whole answer is every token drawn (the sampling rule checks each,
-                        // and the end token the model drew).
-                        match whole_answer(tok, &c) {
-                            Ok(ids) => Some(ids),
+                        // A whole answer is every token drawn and the text they spell (the
+                        // sampling rule checks each token, and the end token the model drew):
+                        // the worker's own output, whatever the gateway delivered.
+                        match whole_answer(tok, &c.drawn_ids, c.ending, c.max_tokens) {
+                            Ok(ids) => {
+                                let body: Vec<u32> =
+                                    ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
+                                output = tok.decode(&body);
+                                Some(ids)
+                            }
                             Err(why) => {
                                 unattributable(reply, &task, c.gateway_served, &why);
                                 continue;
@@ -259,10 +266,10 @@ impl Scorer {
                             c.output_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
                         // (An empty answer is spelled by no ids: the seeded rule checks its end.)
                         let spelled =
-                            if body.is_empty() { c.output.is_empty() } else { tok.decode(&body) == c.output };
+                            if body.is_empty() { output.is_empty() } else { tok.decode(&body) == output };
                         // Without ids that spell it, the text bounds the tokens billed.
                         if !spelled {
-                            let counted = tok.encode_with(&c.output, false).len();
+                            let counted = tok.encode_with(&output, false).len();
                             if let Some(why) = overbilled(c.completion_tokens, counted) {
                                 unattributable(reply, &task, c.gateway_served, &why);
                                 continue;
@@ -274,7 +281,7 @@ impl Scorer {
                         prompt: c.prompt.question(),
                         prompt_ids: Some(c.prompt_ids),
                         output_ids,
-                        output: c.output.into_bytes(),
+                        output: output.into_bytes(),
                         output_sha256: None,
                         model_sha256: Some(artifact.0),
                         generation: Generation {
@@ -340,25 +347,23 @@ fn unattributable(
 }
 
 /// The ids of a whole answer (one that ended with an end token or at `max_tokens`): every token
-/// drawn, which must spell the delivered text, count the completion tokens billed and end as the
-/// transcript says. `Err` says how the transcript departs from them.
-fn whole_answer(tok: &polylink_infer::Tokenizer, c: &Checked) -> std::result::Result<Vec<u32>, String> {
-    let body: Vec<u32> = c.drawn_ids.iter().copied().filter(|&i| !tok.is_eog(i)).collect();
-    if tok.decode(&body) != c.output {
-        return Err("the delivered text is not what the drawn tokens spell".into());
-    }
-    if body.len() != c.completion_tokens as usize {
-        return Err(format!("{} completion tokens billed, {} drawn", c.completion_tokens, body.len()));
-    }
-    let ended = c.drawn_ids.last().is_some_and(|&e| tok.is_eog(e));
-    match c.ending {
+/// drawn, which must end as the transcript says (an end token drawn for `stop`, `max_tokens`
+/// drawn for `length`). `Err` says how the transcript departs from them. (The bill is held to
+/// the drawn count before: at most every token drawn.)
+fn whole_answer(
+    tok: &polylink_infer::Tokenizer,
+    drawn: &[u32],
+    ending: Ending,
+    max_tokens: u32,
+) -> std::result::Result<Vec<u32>, String> {
+    let body = drawn.iter().filter(|&&i| !tok.is_eog(i)).count();
+    let ended = drawn.last().is_some_and(|&e| tok.is_eog(e));
+    match ending {
         Ending::Stop if !ended => Err("the transcript says the model ended, but it drew no end token".into()),
-        Ending::Length if ended || body.len() != c.max_tokens as usize => Err(format!(
-            "the transcript says the answer reached max_tokens {}, {} tokens were drawn",
-            c.max_tokens,
-            body.len()
+        Ending::Length if ended || body != max_tokens as usize => Err(format!(
+            "the transcript says the answer reached max_tokens {max_tokens}, {body} tokens were drawn"
         )),
-        _ => Ok(c.drawn_ids.clone()),
+        _ => Ok(drawn.to_vec()),
     }
 }
 
