@@ -30,6 +30,10 @@ const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
 /// Finalized-block notices kept for slow event-stream subscribers.
 const EVENT_BACKLOG: usize = 256;
 
+/// The latest executed blocks kept in memory, so a subscriber that reconnects (or a validator
+/// that restarted) reads the blocks it missed (`GET /events?from=`).
+pub const RECENT_BLOCKS: usize = 512;
+
 /// The latest executed state, shared with the RPC.
 pub struct ChainState<M> {
     /// The state machine after the latest executed block.
@@ -48,6 +52,8 @@ pub struct Shared<M> {
     pub state: Arc<RwLock<ChainState<M>>>,
     /// Every executed block, for event-stream subscribers.
     pub blocks: broadcast::Sender<Arc<FinalizedBlock>>,
+    /// The last [`RECENT_BLOCKS`] executed since this process started, oldest first.
+    pub recent: Arc<std::sync::Mutex<std::collections::VecDeque<Arc<FinalizedBlock>>>>,
     /// Height of the latest executed block, readable without the lock.
     pub executed_height: Arc<AtomicU64>,
     /// Tasks pruned from the state, kept by this node.
@@ -59,6 +65,7 @@ impl<M> Clone for Shared<M> {
         Self {
             state: self.state.clone(),
             blocks: self.blocks.clone(),
+            recent: self.recent.clone(),
             executed_height: self.executed_height.clone(),
             archived: self.archived.clone(),
         }
@@ -130,6 +137,7 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
         let shared = Shared {
             state: Arc::new(RwLock::new(ChainState { machine, height, last_block: None, state_root })),
             blocks: broadcast::channel(EVENT_BACKLOG).0,
+            recent: Arc::default(),
             executed_height: Arc::new(AtomicU64::new(height)),
             archived: archive.clone(),
         };
@@ -206,7 +214,14 @@ impl<E: commonware_storage::Context, M: Machine> Executor<E, M> {
             state_root = %finalized.executed.state_root,
             "executed finalized block"
         );
-        let _ = self.shared.blocks.send(Arc::new(finalized));
+        let finalized = Arc::new(finalized);
+        if let Ok(mut recent) = self.shared.recent.lock() {
+            if recent.len() >= RECENT_BLOCKS {
+                recent.pop_front();
+            }
+            recent.push_back(finalized.clone());
+        }
+        let _ = self.shared.blocks.send(finalized);
         Ok(())
     }
 

@@ -35,6 +35,7 @@ mod machine;
 mod mempool;
 mod network;
 mod node;
+pub mod pending_log;
 // A namespace of its own: the RPC's wire types, client and signer are how every other role talks
 // to the chain.
 pub mod rpc;
@@ -48,7 +49,7 @@ pub use block::Block;
 pub use config::{FaucetConfig, Identity, Keys, NodeConfig, ValidatorEntry};
 pub use dev::spawn_dev;
 pub use error::Error;
-pub use executor::{ChainState, Shared};
+pub use executor::{ChainState, RECENT_BLOCKS, Shared};
 pub use ledger::{genesis_value, ledger_from_config};
 pub use machine::{Checked, Machine, Queryable};
 pub use mempool::{Mempool, Refusal};

@@ -143,6 +143,11 @@ impl Mempool {
         picked
     }
 
+    /// Every pending transaction, each sender's in nonce order.
+    pub fn all(&self) -> Vec<SignedTx> {
+        self.lock().by_sender.values().flat_map(|p| p.values().cloned()).collect()
+    }
+
     /// The pending transactions of `signer`, in nonce order.
     pub fn of_signer(&self, signer: &PublicKey) -> Vec<SignedTx> {
         self.lock().by_sender.get(signer).map(|p| p.values().cloned().collect()).unwrap_or_default()

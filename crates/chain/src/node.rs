@@ -5,6 +5,7 @@ use crate::{
     config::{NodeConfig, namespace},
     engine::{self, Channels, EngineConfig, channel},
     machine::Queryable,
+    pending_log::PendingLog,
     rpc::server::{self, RpcState},
 };
 use commonware_codec::Encode;
@@ -17,7 +18,7 @@ use commonware_stream::{
 };
 use commonware_utils::{NZU32, NZUsize, ordered::Map};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Largest p2p message, bytes (a full block of maximum-size transactions fits).
 const P2P_MESSAGE_BYTES_MAX: u32 = 4 * 1024 * 1024;
@@ -119,8 +120,29 @@ pub fn run_node<M: Queryable>(
         let rpc_addr = listener
             .local_addr()
             .map_err(|source| Error::Io { path: config.rpc.to_string().into(), source })?;
+        // What the node had admitted and not executed when it stopped is admitted again (what a
+        // block executed meanwhile is refused, as any stale transaction).
+        let log_path = config.data_dir.join("mempool.log");
+        let (log, kept) =
+            PendingLog::open(&log_path).map_err(|source| Error::Io { path: log_path.clone(), source })?;
+        let log = Arc::new(log);
+        let submitter = started.submitter.with_log(log.clone());
+        let found = kept.len();
+        let readmitted = kept.into_iter().filter(|tx| submitter.submit(tx.clone()).is_ok()).count();
+        if found > 0 {
+            info!(found, readmitted, "mempool log read");
+        }
+        let pending = submitter.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                if let Err(e) = log.rewrite(|| pending.pending_all()) {
+                    warn!(path = %log_path.display(), "rewriting the mempool log: {e}");
+                }
+            }
+        });
         let router = server::router(RpcState {
-            submitter: started.submitter,
+            submitter,
             shared: started.shared,
             marshal: started.marshal,
             chain_id: config.chain_id.clone(),

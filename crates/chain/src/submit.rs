@@ -2,7 +2,7 @@
 //! mempool and gossips it to the other validators (whose gossip loop admits it the same way).
 use crate::machine::Checked;
 use crate::rpc::{ErrorCode, Refusal};
-use crate::{Error, Machine, Mempool, PublicKey, executor::Shared, mempool};
+use crate::{Error, Machine, Mempool, PublicKey, executor::Shared, mempool, pending_log::PendingLog};
 use commonware_p2p::{Receiver, Recipients, Sender};
 use polylink_types::{SignedTx, TxId};
 use std::sync::{Arc, Mutex};
@@ -13,11 +13,18 @@ pub struct Submitter<M, S> {
     shared: Shared<M>,
     mempool: Mempool,
     gossip: Arc<Mutex<S>>,
+    /// Where what the RPC admits is kept, so a restart admits it again.
+    log: Option<Arc<PendingLog>>,
 }
 
 impl<M, S: Clone> Clone for Submitter<M, S> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), mempool: self.mempool.clone(), gossip: self.gossip.clone() }
+        Self {
+            shared: self.shared.clone(),
+            mempool: self.mempool.clone(),
+            gossip: self.gossip.clone(),
+            log: self.log.clone(),
+        }
     }
 }
 
@@ -32,18 +39,31 @@ impl<M, S> Submitter<M, S> {
     pub fn pending_of(&self, signer: &polylink_types::PublicKey) -> usize {
         self.mempool.of_signer(signer).len()
     }
+
+    /// Every transaction waiting in this node's mempool.
+    pub fn pending_all(&self) -> Vec<SignedTx> {
+        self.mempool.all()
+    }
+
+    /// This submitter, keeping what it admits in `log` from now on.
+    pub fn with_log(self, log: Arc<PendingLog>) -> Self {
+        Self { log: Some(log), ..self }
+    }
 }
 
 impl<M: Machine, S: Sender<PublicKey = PublicKey>> Submitter<M, S> {
     /// A submitter that gossips over `gossip`.
     pub fn new(shared: Shared<M>, mempool: Mempool, gossip: S) -> Self {
-        Self { shared, mempool, gossip: Arc::new(Mutex::new(gossip)) }
+        Self { shared, mempool, gossip: Arc::new(Mutex::new(gossip)), log: None }
     }
 
     /// Checks and pools `tx`, then sends it to every peer. The error says why it was refused;
     /// a refused transaction changes nothing.
     pub fn submit(&self, tx: SignedTx) -> Result<TxId, Error> {
         let id = self.admit(tx.clone())?;
+        if let Some(log) = &self.log {
+            log.append(&tx);
+        }
         if let Ok(mut gossip) = self.gossip.lock() {
             gossip.send(Recipients::All, tx.to_bytes(), false);
         }

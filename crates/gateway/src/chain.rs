@@ -20,7 +20,7 @@ use crate::billing::{Billing, Charge, Opening, Ticket, UsageReport};
 use crate::error::{GatewayError, Result};
 use crate::keys::Account;
 use futures::future::BoxFuture;
-use polylink_chain::rpc::{Client, ErrorCode, Signer};
+use polylink_chain::rpc::{Client, ErrorCode, RESTART_PATIENCE, Signer};
 use polylink_types::ApiKey;
 use polylink_types::{
     Amount, BoundedVec, Hash32, ModelId, PublicKey, RECEIPTS_MAX, SecretKey, SignedVoucher, SubmitResult,
@@ -53,6 +53,9 @@ pub struct ChainBilling {
     tx_fee: Amount,
 }
 
+/// Pause between two tries of a report the chain node did not answer.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// How long an on-chain key found good is taken without asking the chain again (a revoked
 /// allowance stops new requests within this; the chain refuses their tasks at once anyway).
 const KEY_CHECK_TTL: Duration = Duration::from_secs(5);
@@ -75,7 +78,9 @@ impl ChainBilling {
         models: HashMap<String, ModelId>,
         gateway: SecretKey,
     ) -> Result<Self> {
-        let client = Client::new(rpc_url).map_err(|e| GatewayError::Setup(format!("chain client: {e}")))?;
+        let client = Client::new(rpc_url)
+            .map_err(|e| GatewayError::Setup(format!("chain client: {e}")))?
+            .with_patience(RESTART_PATIENCE);
         let status =
             client.status().await.map_err(|e| GatewayError::Setup(format!("chain at {rpc_url}: {e}")))?;
         let params = client
@@ -108,6 +113,17 @@ impl ChainBilling {
     /// Signs `kind` with the gateway's key and next nonce and submits it; returns the transaction
     /// id.
     async fn send(&self, kind: TxKind) -> Result<Hash32> {
+        self.send_raw(kind).await.map_err(|e| match e.code() {
+            Some(ErrorCode::InsufficientBalance | ErrorCode::AllowanceShort) => {
+                GatewayError::InsufficientBalance(e.to_string())
+            }
+            _ => chain(e),
+        })
+    }
+
+    /// [`Self::send`], with the node's own error (a refusal carries its code; one without a code
+    /// never reached the node or got no answer).
+    async fn send_raw(&self, kind: TxKind) -> std::result::Result<Hash32, polylink_chain::Error> {
         let signer = self
             .signer
             .lock()
@@ -116,12 +132,7 @@ impl ChainBilling {
                 Arc::new(Signer::new(self.client.clone(), &self.chain_id, self.gateway.clone()))
             })
             .clone();
-        signer.send(kind).await.map_err(|e| match e.code() {
-            Some(ErrorCode::InsufficientBalance | ErrorCode::AllowanceShort) => {
-                GatewayError::InsufficientBalance(e.to_string())
-            }
-            _ => chain(e),
-        })
+        signer.send(kind).await
     }
 
     async fn check_key(&self, key: &ApiKey) -> Result<()> {
@@ -315,7 +326,15 @@ impl ChainBilling {
         // A stage that never answered its close leaves its layers without a receipt; the ledger
         // refuses such a bill, so it is reported as nothing billed (the user pays nothing, and no
         // worker answers for the task).
-        let layers = self.client.model(record.model).await.map_err(chain)?.layer_count;
+        let layers = loop {
+            match self.client.model(record.model).await {
+                Ok(model) => break model.layer_count,
+                Err(e) if e.code().is_none() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                Err(e) => return Err(chain(e)),
+            }
+        };
         let mut receipts = usage.receipts;
         receipts.retain(|r| r.receipt.task == ticket.task);
         receipts.truncate(RECEIPTS_MAX);
@@ -346,7 +365,21 @@ impl ChainBilling {
             completion_tokens,
             receipts,
         };
-        self.send(TxKind::SubmitResult(result)).await?;
+        // A node that restarts (or a connection that drops) costs a retry, not the workers' pay:
+        // sent again until the chain holds the result or refuses it.
+        loop {
+            match self.send_raw(TxKind::SubmitResult(result.clone())).await {
+                Ok(_) => break,
+                Err(e) if e.code().is_none() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(task = %ticket.task, "reporting the result: {e}; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    if self.client.task(&ticket.task).await.is_ok_and(|t| t.result.is_some()) {
+                        break;
+                    }
+                }
+                Err(e) => return Err(chain(e)),
+            }
+        }
         let tokens = Amount::from(prompt_tokens) + Amount::from(completion_tokens);
         Ok(Charge { amount: tokens.saturating_mul(price) })
     }

@@ -16,7 +16,7 @@
 use crate::error::GatewayError;
 use crate::transcript_store::{StoreConfig, TranscriptStore};
 use axum::http::StatusCode;
-use polylink_chain::rpc::{Client, ErrorCode};
+use polylink_chain::rpc::{Client, ErrorCode, RESTART_PATIENCE};
 use polylink_protocol::{SKEW_MS_MAX, Transcript, TranscriptRequest, now_ms};
 use polylink_types::{PublicKey, TaskId};
 use std::collections::HashMap;
@@ -82,7 +82,8 @@ impl Transcripts {
     /// Opens the store and connects to the chain node at `rpc_url` (for its id and committees).
     pub async fn connect(rpc_url: &str, cfg: StoreConfig) -> crate::Result<Self> {
         let setup = |what: &str, e: &dyn std::fmt::Display| GatewayError::Setup(format!("{what}: {e}"));
-        let chain = Client::new(rpc_url).map_err(|e| setup("chain client", &e))?;
+        let chain =
+            Client::new(rpc_url).map_err(|e| setup("chain client", &e))?.with_patience(RESTART_PATIENCE);
         let status = chain.status().await.map_err(|e| setup(&format!("chain at {rpc_url}"), &e))?;
         let seen = Seen { per_key_max: cfg.fetches_per_key_max, by_key: HashMap::new() };
         let (sweep_every, keep_closed_for) = (cfg.sweep_every, cfg.keep_closed_for);

@@ -9,7 +9,8 @@
 //! its own; workers holding layer ranges are assembled into pipelines ([`assemble`]). A
 //! deployment is dropped when one of its workers left the registry (unbonded under the minimum,
 //! moved its endpoint or its layers) or failed `silent_max` probes in a row; its running
-//! generations finish where they are. Workers the caller deploys itself (`known`) are left to it.
+//! generations finish where they are. Workers the caller deploys itself (`known`) are left to it
+//! until their deployment is dropped; a restarted one that answers again is then deployed here.
 
 use crate::NodeError;
 use crate::peers::{self, Peer, ProbeConfig};
@@ -41,8 +42,9 @@ pub struct FollowConfig {
     pub probe_timeout: Duration,
     /// Probes in a row a worker may miss before its deployments are dropped.
     pub silent_max: u32,
-    /// Workers deployed by the caller: never added here, only dropped when they leave or go
-    /// silent.
+    /// Workers deployed by the caller: never added here while the caller's deployment serves
+    /// them, only dropped when they leave or go silent (and then deployed here once they answer
+    /// again).
     pub known: HashSet<PublicKey>,
 }
 
@@ -218,6 +220,9 @@ where
         let deployed: HashSet<PublicKey> =
             self.backend.deployments().iter().flat_map(|d| d.workers().to_vec()).collect();
         self.deployed_as.retain(|w, _| deployed.contains(w));
+        // A caller's worker whose deployment was dropped (it went silent: killed, restarted) is
+        // the caller's no more: once it answers again it is deployed here like any other.
+        self.config.known.retain(|w| deployed.contains(w));
         // Add the answering workers nobody deploys yet: a whole-model worker on its own, the
         // layer ranges as pipelines.
         let fresh: Vec<Candidate> = active

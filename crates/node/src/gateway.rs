@@ -7,7 +7,7 @@ use crate::NodeError;
 use crate::discovery::{self, FollowConfig};
 use commonware_runtime::{Handle, Spawner, Supervisor, tokio as cw};
 use futures::future::BoxFuture;
-use polylink_chain::rpc::Client;
+use polylink_chain::rpc::{Client, RESTART_PATIENCE};
 use polylink_gateway::{
     ApiKeys, ChainBilling, EndpointProbe, Gateway, Limits, ProbeError, StoreConfig, Transcripts,
 };
@@ -87,7 +87,7 @@ pub async fn start(
     );
     let layers = polylink_infer::HParams::from_gguf(&polylink_infer::Gguf::open(role.gguf)?)?.n_layers as u32;
     let follow = FollowConfig { known: role.known, ..FollowConfig::new(role.model_id, layers) };
-    let client = Client::new(role.rpc_url).map_err(|e| setup(&e))?;
+    let client = Client::new(role.rpc_url).map_err(|e| setup(&e))?.with_patience(RESTART_PATIENCE);
     let probe_client = client.clone();
     let head_key = key_from_seed(&role.key.seed())?;
     let followed = backend.clone();

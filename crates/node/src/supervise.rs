@@ -101,6 +101,11 @@ impl Child {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How it ended, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Asks it to stop (SIGTERM), waits up to `grace`, then kills it.
     pub fn stop(&mut self, grace: Duration) {
         if !self.is_running() {
@@ -136,6 +141,12 @@ pub struct Pending<T> {
 }
 
 impl<T> Pending<T> {
+    /// The child, without waiting for its ready line (a restart: whoever needs the child finds
+    /// it by its address, which it keeps).
+    pub fn detach(self) -> Child {
+        self.child
+    }
+
     /// Waits up to `timeout` for the ready line; the child is killed if it does not come.
     pub fn wait(self, timeout: Duration) -> Result<(Child, T), NodeError> {
         let Self { mut child, ready, log } = self;

@@ -141,8 +141,33 @@ pub struct ValidatorSummary {
 pub struct Network {
     /// What it prints.
     pub summary: Summary,
-    children: Vec<Child>,
+    children: Vec<Supervised>,
     gateway: Option<commonware_runtime::Handle<()>>,
+}
+
+/// A child of the network and how to start it again: with the same key, data and addresses
+/// (a worker keeps its port, the chain its RPC port), so every other part finds it where it was.
+struct Supervised {
+    child: Child,
+    spawn: Spawn,
+    /// Restarts in a row of runs that each lasted less than [`RUN_LONG`].
+    quick_restarts: u32,
+    /// When its current run began.
+    started: Instant,
+    /// When it is to be started again (set once it is seen exited).
+    restart_at: Option<Instant>,
+}
+
+/// A run this long counts as healthy: its exit is followed by an immediate restart.
+const RUN_LONG: Duration = Duration::from_secs(60);
+
+/// The longest wait before a restart (a child that keeps failing at once).
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Supervised {
+    fn new(child: Child, spawn: Spawn) -> Self {
+        Self { child, spawn, quick_restarts: 0, started: Instant::now(), restart_at: None }
+    }
 }
 
 impl Network {
@@ -151,15 +176,66 @@ impl Network {
         if let Some(gateway) = self.gateway.take() {
             gateway.abort();
         }
-        while let Some(mut child) = self.children.pop() {
-            child.stop(Duration::from_secs(5));
+        while let Some(mut s) = self.children.pop() {
+            s.child.stop(Duration::from_secs(5));
         }
     }
 
-    /// The children that have exited.
-    pub fn exited(&mut self) -> Vec<String> {
-        self.children.iter_mut().filter_map(|c| (!c.is_running()).then(|| c.name().to_string())).collect()
+    /// Restarts the children that exited (a crash, a kill, the machine out of memory): at once
+    /// after a run of a minute or more, else after a backoff that doubles up to 30 s. Returns
+    /// what it did, one line each, for the log.
+    pub fn revive(&mut self) -> Vec<String> {
+        let mut done = Vec::new();
+        let now = Instant::now();
+        for s in &mut self.children {
+            let name = s.spawn.name.clone();
+            match s.restart_at {
+                None => {
+                    let Some(status) = s.child.exit_status() else { continue };
+                    let ran = now.duration_since(s.started);
+                    s.quick_restarts = if ran >= RUN_LONG { 0 } else { s.quick_restarts + 1 };
+                    let wait = if s.quick_restarts == 0 {
+                        Duration::ZERO
+                    } else {
+                        (Duration::from_secs(1) * 2u32.saturating_pow(s.quick_restarts - 1))
+                            .min(RESTART_BACKOFF_MAX)
+                    };
+                    s.restart_at = Some(now + wait);
+                    done.push(format!(
+                        "{name} exited ({status}) after {:.0} s; restarting in {} s (its log: {})",
+                        ran.as_secs_f64(),
+                        wait.as_secs(),
+                        s.spawn.log.display()
+                    ));
+                }
+                Some(at) if now >= at => match Child::spawn(&s.spawn, |_| None::<()>) {
+                    Ok(pending) => {
+                        s.child = pending.detach();
+                        s.started = now;
+                        s.restart_at = None;
+                        done.push(format!("{name} restarted (pid {})", s.child.pid()));
+                    }
+                    Err(e) => {
+                        s.restart_at = Some(now + RESTART_BACKOFF_MAX);
+                        done.push(format!("{name} could not be restarted: {e}"));
+                    }
+                },
+                Some(_) => {}
+            }
+        }
+        done
     }
+}
+
+/// `spawn` with the value after `flag` replaced by `value` (a port picked at the first start,
+/// kept for restarts).
+fn pin(mut spawn: Spawn, flag: &str, value: String) -> Spawn {
+    if let Some(i) = spawn.args.iter().position(|a| a == flag)
+        && let Some(slot) = spawn.args.get_mut(i + 1)
+    {
+        *slot = value.into();
+    }
+    spawn
 }
 
 impl Drop for Network {
@@ -203,16 +279,19 @@ struct WorkerPlan {
 struct Started {
     name: String,
     child: Child,
+    /// How to start it again (on the port it listens on now).
+    spawn: Spawn,
     spec: StageSpec,
     account: PublicKey,
 }
 
 impl Started {
     /// The worker behind a ready line.
-    fn new(plan: &WorkerPlan, child: Child, ready: &WorkerReady) -> Result<Self, NodeError> {
+    fn new(plan: &WorkerPlan, child: Child, spawn: Spawn, ready: &WorkerReady) -> Result<Self, NodeError> {
         let spec = StageSpec::of_ready(ready)
             .map_err(|e| NodeError::Child { name: plan.name.clone(), reason: format!("ready line: {e}") })?;
-        Ok(Self { name: plan.name.clone(), child, spec, account: ready.account })
+        let spawn = pin(spawn, "--listen", spec.addr.to_string());
+        Ok(Self { name: plan.name.clone(), child, spawn, spec, account: ready.account })
     }
 
     fn summary(&self) -> WorkerSummary {
@@ -347,7 +426,7 @@ pub async fn start(context: cw::Context, config: UpConfig) -> Result<Network, No
         limits: Limits { requests_per_key_max: 16, ..Limits::default() },
     };
     let gateway = gateway::start(&context, role, listener).await?;
-    children.extend(workers.into_iter().map(|w| w.child));
+    children.extend(workers.into_iter().map(|w| Supervised::new(w.child, w.spawn)));
 
     let (validators, validator_children) = start_validators(&launch, &rpc_url, &validator_seeds)?;
     children.extend(validator_children);
@@ -380,7 +459,7 @@ async fn fetch_models(launch: &Launch<'_>) -> Result<PathBuf, NodeError> {
 }
 
 /// Starts the single-validator chain node and returns it with its RPC URL.
-async fn start_chain(launch: &Launch<'_>) -> Result<(Child, String), NodeError> {
+async fn start_chain(launch: &Launch<'_>) -> Result<(Supervised, String), NodeError> {
     launch.progress("starting the chain node");
     let config = launch.config;
     // Port 0 lets the node bind what is free and report it; a lone validator dials no peer, so
@@ -406,11 +485,14 @@ async fn start_chain(launch: &Launch<'_>) -> Result<(Child, String), NodeError> 
         "--reveal-window-blocks",
         "20",
     ];
-    let chain = launch.spawn("chain", args.into_iter().map(OsString::from).collect(), vec![]);
-    let chain = Child::spawn(&chain, |line| {
+    let spawn = launch.spawn("chain", args.into_iter().map(OsString::from).collect(), vec![]);
+    let chain = Child::spawn(&spawn, |line| {
         line.strip_prefix("rpc listening on ").map(|url| url.trim().to_string())
     })?;
-    tokio::task::block_in_place(|| chain.wait(Duration::from_secs(60)))
+    let (child, url) = tokio::task::block_in_place(|| chain.wait(Duration::from_secs(60)))?;
+    // A restart keeps the RPC port every other part was given.
+    let rpc = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    Ok((Supervised::new(child, pin(spawn, "--rpc", rpc)), url))
 }
 
 /// The workers to start: one serving the model whole, then each pipeline stage and its standbys
@@ -504,12 +586,13 @@ fn start_workers(
             }
         }
         let env = vec![("POLYLINK_WORKER_SEED".into(), hex::encode(plan.seed))];
-        pending.push((plan, Child::spawn(&launch.spawn(&plan.name, args, env), WorkerReady::from_line)?));
+        let spawn = launch.spawn(&plan.name, args, env);
+        pending.push((plan, Child::spawn(&spawn, WorkerReady::from_line)?, spawn));
     }
     let mut workers = Vec::new();
-    for (plan, p) in pending {
+    for (plan, p, spawn) in pending {
         let (child, ready) = tokio::task::block_in_place(|| p.wait(Duration::from_secs(180)))?;
-        workers.push(Started::new(plan, child, &ready)?);
+        workers.push(Started::new(plan, child, spawn, &ready)?);
     }
     Ok(workers)
 }
@@ -557,7 +640,7 @@ fn start_validators(
     launch: &Launch<'_>,
     rpc_url: &str,
     seeds: &[[u8; 32]],
-) -> Result<(Vec<ValidatorSummary>, Vec<Child>), NodeError> {
+) -> Result<(Vec<ValidatorSummary>, Vec<Supervised>), NodeError> {
     if !seeds.is_empty() {
         launch.progress(&format!("starting {} score validators", seeds.len()));
     }
@@ -575,14 +658,14 @@ fn start_validators(
             data.into_os_string(),
         ];
         let env = vec![("POLYLINK_VALIDATOR_KEY_SEED".into(), hex::encode(seed))];
-        pending
-            .push((name.clone(), Child::spawn(&launch.spawn(&name, args, env), ValidatorReady::from_line)?));
+        let spawn = launch.spawn(&name, args, env);
+        pending.push((name.clone(), Child::spawn(&spawn, ValidatorReady::from_line)?, spawn));
     }
     let (mut summaries, mut children) = (Vec::new(), Vec::new());
-    for (name, p) in pending {
+    for (name, p, spawn) in pending {
         let (child, ready) = tokio::task::block_in_place(|| p.wait(Duration::from_secs(180)))?;
         summaries.push(ValidatorSummary { name, account: ready.key, pid: child.pid() });
-        children.push(child);
+        children.push(Supervised::new(child, spawn));
     }
     Ok((summaries, children))
 }

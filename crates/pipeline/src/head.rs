@@ -103,6 +103,10 @@ pub struct HeadConfig {
     /// after which a stage closes a silent link (60 s in the Commonware runtime), since a dead
     /// pooled link would count as a failed stage.
     pub idle_link_age_max: Duration,
+    /// How long a worker that failed is passed over as a stand-in: it may have been restarted
+    /// (a stage whose worker failed with no stand-in left keeps that worker, so it is dialed
+    /// again by the next call anyway).
+    pub failed_forgotten_after: Duration,
     /// Frame limits.
     pub limits: WireLimits,
 }
@@ -115,6 +119,7 @@ impl Default for HeadConfig {
             failovers_max: 3,
             close_timeout: Duration::from_secs(30),
             idle_link_age_max: Duration::from_secs(20),
+            failed_forgotten_after: Duration::from_secs(30),
             limits: WireLimits::default(),
         }
     }
@@ -177,7 +182,10 @@ struct Shared<E: Network> {
     specs: Vec<StageSpec>,
     /// Per stage, idle links and when each was last used.
     idle: Vec<Vec<(DialedLink<E>, SystemTime)>>,
-    failed: Vec<PublicKey>,
+    /// Workers that failed here, and when: not asked to stand in until
+    /// [`HeadConfig::failed_forgotten_after`] has passed (a worker restarted by its owner comes
+    /// back under the same key).
+    failed: Vec<(PublicKey, SystemTime)>,
     rows_in_flight: Vec<usize>,
     /// Calls in flight at each stage, and sessions open.
     calls_in_flight: Vec<usize>,
@@ -442,18 +450,23 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
         error: PipelineError,
         failovers: usize,
     ) -> Result<(), PipelineError> {
+        let now = self.context.current();
+        let forget = self.config.failed_forgotten_after;
         let mut shared = self.shared();
-        if !shared.failed.contains(&failed.peer) {
-            shared.failed.push(failed.peer.clone());
+        shared.failed.retain(|(_, at)| now.duration_since(*at).unwrap_or_default() < forget);
+        match shared.failed.iter_mut().find(|(peer, _)| *peer == failed.peer) {
+            Some((_, at)) => *at = now,
+            None => shared.failed.push((failed.peer.clone(), now)),
         }
         if failovers > self.config.failovers_max {
             return Err(error);
         }
-        if !shared.failed.contains(&shared.specs[k].peer) {
+        let failed_now: Vec<PublicKey> = shared.failed.iter().map(|(peer, _)| peer.clone()).collect();
+        if !failed_now.contains(&shared.specs[k].peer) {
             return Ok(());
         }
         let layers = shared.specs[k].layers.clone();
-        let Some(spec) = self.standby.replacement(&layers, &shared.failed) else {
+        let Some(spec) = self.standby.replacement(&layers, &failed_now) else {
             return Err(PipelineError::NoReplacement { stage: k, layers, cause: error.to_string() });
         };
         tracing::info!(stage = k, addr = %spec.addr, "failing over to a replacement stage");

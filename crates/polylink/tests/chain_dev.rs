@@ -6,6 +6,7 @@
 mod chain_common;
 
 use chain_common::{cli_ok, get_json, register_model, rt, run_cli, spawn_node, status, wait_height};
+use polylink_chain::pending_log::PendingLog;
 use polylink_chain::rpc::{Client, ErrorCode};
 use polylink_ledger::dev_key;
 use polylink_types::{Transfer, TxKind, UnsignedTx};
@@ -82,18 +83,52 @@ fn dev_chain_cli_transactions_survive_a_restart() {
     let held = status(&url).unwrap();
     assert_eq!(get_json(&url, &format!("/account/{me}"))["nonce"].as_u64(), Some(nonce));
 
-    // Kill -9 and restart on the same data dir.
+    // Kill -9 and restart on the same data dir. A transfer the node had admitted to its mempool
+    // (and logged) but not yet executed when it died is executed after the restart.
     node.kill();
+    let (log, kept) = PendingLog::open(&data.join("data").join("mempool.log")).unwrap();
+    let pending = UnsignedTx {
+        signer: dev_key(0).public_key(),
+        nonce,
+        kind: TxKind::Transfer(Transfer { to: dev_key(1).public_key(), amount: 777 }),
+    }
+    .sign(&dev_key(0), "polylink-dev");
+    assert!(!kept.contains(&pending));
+    log.append(&pending);
+    drop(log);
     let (_node, url) = spawn_node(&node_args, &dir.path().join("node2.log"));
     let restored = status(&url).unwrap();
     assert!(restored.height >= held.height, "restarted at {} < {}", restored.height, held.height);
     if restored.height == held.height {
         assert_eq!(restored.state_root, held.state_root);
     }
-    let again: u128 = get_json(&url, &format!("/account/{to}"))["balance"].as_str().unwrap().parse().unwrap();
-    assert_eq!(again, after);
     assert_eq!(get_json(&url, "/models").as_array().map(Vec::len), Some(1));
     wait_height(&url, restored.height + 1, Duration::from_secs(30));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let again: u128 =
+            get_json(&url, &format!("/account/{to}"))["balance"].as_str().unwrap().parse().unwrap();
+        if again == after + 777 {
+            break;
+        }
+        assert_eq!(again, after, "the restarted node moved the balance by something else");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the logged transfer was not executed after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A subscriber that asks for the blocks from an earlier height gets every block this node
+    // has executed since it started, in order, then the new ones.
+    let now = status(&url).unwrap().height;
+    let heights: Vec<u64> = rt.block_on(async {
+        use futures::StreamExt;
+        let stream = Client::new(&url).unwrap().events_from(Some(1)).await.unwrap();
+        stream.take((now - restored.height + 1) as usize).map(|b| b.executed.height).collect().await
+    });
+    let want: Vec<u64> = (restored.height + 1..=now + 1).collect();
+    assert_eq!(heights, want, "blocks since the restart, then the next one");
     let out = run_cli(&[&["wallet", "balance"][..], &common].concat());
     assert!(out.status.success());
 }

@@ -2,7 +2,7 @@
 //! records it reads, and registration.
 
 use crate::error::{Result, ValidatorError};
-use polylink_chain::rpc::{AccountView, Client, Signer};
+use polylink_chain::rpc::{AccountView, Client, RESTART_PATIENCE, Signer};
 use polylink_ledger::Task;
 use polylink_types::{Amount, Bond, Hash32, ModelId, PublicKey, SecretKey, TaskId, TxId, TxKind};
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn rpc(e: impl std::fmt::Display) -> ValidatorError {
 impl Chain {
     /// Connects to the node at `url` and learns its chain id.
     pub(crate) async fn connect(url: &str, key: SecretKey) -> Result<Self> {
-        let client = Client::new(url).map_err(rpc)?;
+        let client = Client::new(url).map_err(rpc)?.with_patience(RESTART_PATIENCE);
         let signer = Signer::connect(client, key).await.map_err(|e| rpc(format!("{url}: {e}")))?;
         Ok(Self { signer })
     }
@@ -51,6 +51,12 @@ impl Chain {
     pub(crate) async fn send(&self, kind: TxKind) -> Result<TxId> {
         let name = kind.name();
         self.signer.send(kind).await.map_err(|e| rpc(format!("{name} refused: {e}")))
+    }
+
+    /// [`Self::send`] with the node's own error: one without a refusal code never reached the
+    /// node or got no answer (the node may be restarting), so it is worth sending again.
+    pub(crate) async fn try_send(&self, kind: TxKind) -> std::result::Result<TxId, polylink_chain::Error> {
+        self.signer.send(kind).await
     }
 
     /// A task's record.

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use polylink_chain::rpc::FinalizedBlock;
 use polylink_ledger::{ABSTAIN, BUSY};
 use polylink_protocol::ValidatorReady;
-use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TxKind};
+use polylink_types::{Amount, CommitScore, Hash32, PublicKey, RevealScore, SecretKey, TaskId, TxKind};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +23,11 @@ use tracing::{debug, info, warn};
 
 /// Pause between fetch attempts of a transcript that is not there yet.
 const FETCH_RETRY_MS: u64 = 250;
+
+/// Blocks read again when the validator starts: seats drawn while it was down (a restart, a
+/// crash) are still served if their commit window is open. Longer than any commit window the
+/// chain runs with in practice; seats already committed or out of time are skipped.
+const LOOKBACK_BLOCKS: u64 = 256;
 
 /// Everything a validator needs to run.
 #[derive(Debug, Clone)]
@@ -96,16 +101,24 @@ pub async fn start(cfg: Config) -> Result<Running> {
     if shared.cfg.score_override.is_none() {
         preload(&shared).await;
     }
-    let events = shared.chain.client().events().await.map_err(|e| ValidatorError::Chain(e.to_string()))?;
+    let from = status.height.saturating_sub(LOOKBACK_BLOCKS) + 1;
+    let events = shared
+        .chain
+        .client()
+        .events_from(Some(from))
+        .await
+        .map_err(|e| ValidatorError::Chain(e.to_string()))?;
     let mut tasks = JoinSet::new();
     let pending = shared.journal.load();
     let ready = ValidatorReady { resumed: pending.len(), ..ready };
+    let handled: HashMap<TaskId, u64> =
+        pending.iter().map(|p| (p.seat.task, p.seat.elected_height)).collect();
     for p in pending {
         info!(task = %p.seat.task, "resuming a pending commitment");
         tasks.spawn(reveal(shared.clone(), p));
     }
     tasks.spawn(poll_tip(shared.clone(), tip_tx.clone()));
-    tasks.spawn(follow(shared, tip_tx, events));
+    tasks.spawn(follow(shared, tip_tx, events, handled));
     Ok(Running { tasks, ready })
 }
 
@@ -132,18 +145,29 @@ fn advance(tip: &watch::Sender<Tip>, seen: Tip) {
     });
 }
 
-/// The block stream: the tip, and a duty for every new seat. Reconnects when the stream ends.
+/// The block stream: the tip, and a duty for every new seat. Reconnects when the stream ends,
+/// reading from the block after the last one seen, so a node restart loses no seat. `handled`:
+/// the seats already served or being served, by the height that drew them (each is served once,
+/// whatever the replays).
 async fn follow(
     sh: Arc<Shared>,
     tip: watch::Sender<Tip>,
     mut events: futures::stream::BoxStream<'static, FinalizedBlock>,
+    mut handled: HashMap<TaskId, u64>,
 ) {
     let me = sh.chain.public_key();
     let mut duties = JoinSet::new();
+    let mut last = 0;
     loop {
         while let Some(block) = events.next().await {
+            last = last.max(block.executed.height);
             advance(&tip, Tip { height: block.executed.height, time_ms: block.timestamp_ms });
+            // Seats older than any replay reaches are forgotten.
+            handled.retain(|_, elected| *elected + 2 * LOOKBACK_BLOCKS > last);
             for seat in seats(&block, &me) {
+                if handled.insert(seat.task, seat.elected_height).is_some() {
+                    continue;
+                }
                 info!(task = %seat.task, commit_end = seat.commit_end_height, reveal_end = seat.reveal_end_height, "elected to a committee");
                 duties.spawn(duty(sh.clone(), seat));
             }
@@ -152,7 +176,7 @@ async fn follow(
         warn!("block stream ended; reconnecting");
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match sh.chain.client().events().await {
+            match sh.chain.client().events_from(Some(last + 1)).await {
                 Ok(stream) => {
                     events = stream;
                     break;
@@ -196,6 +220,11 @@ async fn scorer(sh: &Shared, artifact: Hash32) -> Result<Arc<Scorer>> {
 /// One seat, start to end.
 async fn duty(sh: Arc<Shared>, seat: Seat) {
     let task = seat.task;
+    // A seat read again after a restart: nothing to do once its commit is out of time or on
+    // chain (a pending reveal is resumed from the journal).
+    if seat.phase(now(&sh)) != Phase::Commit || committed(&sh, &task).await {
+        return;
+    }
     // A seat left empty is slashed: one this validator cannot judge is committed as an
     // abstention (excluded from the median, neither paid nor slashed).
     // Scoring that runs into the last call is abandoned for a busy seat (the scorer drops a job
@@ -230,15 +259,37 @@ async fn duty(sh: Arc<Shared>, seat: Seat) {
         return;
     }
     let commitment = pending.commitment(&sh.chain.public_key());
-    match sh.chain.send(TxKind::CommitScore(CommitScore { task, commitment })).await {
-        Ok(_) => info!(%task, score, "score committed"),
-        Err(e) => {
-            warn!(%task, error = %e, "commit refused");
-            sh.journal.remove(&task);
-            return;
+    // Sent again while the node does not answer (it may be restarting) and the window is open.
+    loop {
+        match sh.chain.try_send(TxKind::CommitScore(CommitScore { task, commitment })).await {
+            Ok(_) => {
+                info!(%task, score, "score committed");
+                break;
+            }
+            Err(e) if e.code().is_none() && seat.phase(now(&sh)) == Phase::Commit => {
+                warn!(%task, error = %e, "the node did not take the commitment; sending it again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if committed(&sh, &task).await {
+                    break;
+                }
+            }
+            Err(e) => {
+                warn!(%task, error = %e, "commit refused");
+                sh.journal.remove(&task);
+                return;
+            }
         }
     }
     reveal(sh, pending).await;
+}
+
+/// Whether the chain holds this validator's commitment for `task`.
+async fn committed(sh: &Shared, task: &TaskId) -> bool {
+    let me = sh.chain.public_key();
+    sh.chain
+        .task(task)
+        .await
+        .is_ok_and(|record| record.committee.iter().any(|m| m.validator == me && m.commitment.is_some()))
 }
 
 /// Reveals a committed score once the reveal window opens; resends while the chain lacks it.

@@ -22,7 +22,16 @@ const EVENT_BYTES_MAX: usize = 16 << 20;
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// How long a request keeps trying to connect to a node that is not there (restarting).
+    patience: Duration,
 }
+
+/// The patience of the roles that run beside a node (see [`Client::with_patience`]): a node
+/// restarts in a second or two.
+pub const RESTART_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Pause between two tries to connect.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
 impl Client {
     /// A client of the node at `url` (e.g. `http://127.0.0.1:8645`).
@@ -34,7 +43,34 @@ impl Client {
             .pool_idle_timeout(crate::http::CLIENT_IDLE_MAX)
             .build()
             .map_err(|e| Error::Rpc(e.to_string()))?;
-        Ok(Self { base: url.trim_end_matches('/').to_string(), http })
+        Ok(Self { base: url.trim_end_matches('/').to_string(), http, patience: Duration::ZERO })
+    }
+
+    /// This client, trying for up to `patience` to connect to a node that refuses connections
+    /// (one that is restarting) before a request fails. Only a connection never made is tried
+    /// again, so a request is never sent twice. The roles that run beside a node (gateway,
+    /// validator) wait out its restart this way; the CLI fails at once.
+    pub fn with_patience(self, patience: Duration) -> Self {
+        Self { patience, ..self }
+    }
+
+    /// Sends the request `build` makes, again while the node cannot be connected to and the
+    /// patience lasts.
+    async fn send(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        loop {
+            match build().timeout(REQUEST_TIMEOUT).send().await {
+                Ok(response) => return Ok(response),
+                Err(e) if e.is_connect() && tokio::time::Instant::now() + RECONNECT_PAUSE < deadline => {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+                Err(e) => return Err(Error::Rpc(format!("{what}: {e}"))),
+            }
+        }
     }
 
     /// The node's base URL.
@@ -55,41 +91,26 @@ impl Client {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let what = format!("GET {path}");
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| Error::Rpc(format!("{what}: {e}")))?;
+        let url = format!("{}{path}", self.base);
+        let response = self.send(&what, || self.http.get(&url)).await?;
         Self::decode(&what, response).await
     }
 
     /// Asks a dev chain's faucet for funds for `account` (once per account); returns the id of
     /// its transfer. A chain without a faucet refuses with `ErrorCode::NotFound`.
     pub async fn faucet(&self, account: &PublicKey) -> Result<TxId, Error> {
-        let response = self
-            .http
-            .post(format!("{}/faucet", self.base))
-            .json(&super::FaucetRequest { account: *account })
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| Error::Rpc(format!("POST /faucet: {e}")))?;
+        let url = format!("{}/faucet", self.base);
+        let request = super::FaucetRequest { account: *account };
+        let response = self.send("POST /faucet", || self.http.post(&url).json(&request)).await?;
         let answer: SubmitResponse = Self::decode("POST /faucet", response).await?;
         Ok(answer.id)
     }
 
     /// Submits a signed transaction; a refusal carries the node's code and reason.
     pub async fn submit(&self, tx: &SignedTx) -> Result<TxId, Error> {
-        let response = self
-            .http
-            .post(format!("{}/tx", self.base))
-            .json(&SubmitRequest { tx: hex::encode(tx.to_bytes()) })
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| Error::Rpc(format!("POST /tx: {e}")))?;
+        let url = format!("{}/tx", self.base);
+        let request = SubmitRequest { tx: hex::encode(tx.to_bytes()) };
+        let response = self.send("POST /tx", || self.http.post(&url).json(&request)).await?;
         let answer: SubmitResponse = Self::decode("POST /tx", response).await?;
         Ok(answer.id)
     }
@@ -164,9 +185,17 @@ impl Client {
     /// The server-sent stream of executed finalized blocks, from the next one on. It ends when
     /// the connection does, or at a frame that does not decode or exceeds the size limit.
     pub async fn events(&self) -> Result<BoxStream<'static, FinalizedBlock>, Error> {
+        self.events_from(None).await
+    }
+
+    /// The same stream starting at height `from` when given: the blocks the node still keeps
+    /// from there on (its last [`crate::RECENT_BLOCKS`] since it started) come first,
+    /// so a subscriber that reconnects reads what it missed.
+    pub async fn events_from(&self, from: Option<u64>) -> Result<BoxStream<'static, FinalizedBlock>, Error> {
+        let query = from.map(|h| format!("?from={h}")).unwrap_or_default();
         let response = self
             .http
-            .get(format!("{}/events", self.base))
+            .get(format!("{}/events{query}", self.base))
             .send()
             .await
             .map_err(|e| Error::Rpc(format!("GET /events: {e}")))?;

@@ -17,5 +17,5 @@ pub use api::{
     ModelEntry, ParamsView, Refusal, Status, SubmitRequest, SubmitResponse, TxOutcome, TxReceipt,
     ValidatorEntry, WorkerEntry,
 };
-pub use client::Client;
+pub use client::{Client, RESTART_PATIENCE};
 pub use signer::{Included, Signer};

@@ -2,7 +2,8 @@
 //! stream of executed finalized blocks. Bad input gets a 4xx with a code and a reason; the server
 //! keeps serving.
 use super::{
-    AccountView, BODY_BYTES_MAX, BlockView, ErrorCode, Refusal, Status, SubmitRequest, SubmitResponse,
+    AccountView, BODY_BYTES_MAX, BlockView, ErrorCode, FinalizedBlock, Refusal, Status, SubmitRequest,
+    SubmitResponse,
 };
 use crate::{Block, Error, PublicKey, Scheme, Shared, Submitter, machine::Queryable};
 use axum::{
@@ -245,29 +246,52 @@ async fn block<M: Queryable, S>(
     }))
 }
 
+/// `GET /events`'s query: `from`, the first height wanted (the blocks this node still keeps from
+/// there on come first; none: from the next block).
+#[derive(Debug, serde::Deserialize)]
+struct EventsQuery {
+    from: Option<u64>,
+}
+
 async fn events<M: Queryable, S>(
     State(state): Ctx<M, S>,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let permit = state.subscribers.clone().try_acquire_owned().map_err(|_| {
         let why = format!("{EVENT_SUBSCRIBERS_MAX} event streams are open; try again later");
         ApiError(StatusCode::SERVICE_UNAVAILABLE, Refusal::new(ErrorCode::Unavailable, why))
     })?;
+    // Subscribed before the kept blocks are read, so none falls between the two.
     let receiver = state.shared.blocks.subscribe();
-    let stream = futures::stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(block) => {
-                    let event = Event::default()
-                        .event("block")
-                        .json_data(block.as_ref())
-                        .unwrap_or_else(|_| Event::default().event("error"));
-                    return Some((Ok(event), (receiver, permit)));
-                }
-                // A slow subscriber skips what it missed and goes on with the newest blocks.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+    let backlog: std::collections::VecDeque<Arc<FinalizedBlock>> = match query.from {
+        Some(from) => state
+            .shared
+            .recent
+            .lock()
+            .map(|recent| recent.iter().filter(|b| b.executed.height >= from).cloned().collect())
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let sent = backlog.back().map_or(0, |b| b.executed.height);
+    let frame = |block: &FinalizedBlock| {
+        Event::default().event("block").json_data(block).unwrap_or_else(|_| Event::default().event("error"))
+    };
+    let start = (receiver, permit, backlog, sent);
+    let stream =
+        futures::stream::unfold(start, move |(mut receiver, permit, mut backlog, sent)| async move {
+            if let Some(block) = backlog.pop_front() {
+                return Some((Ok(frame(&block)), (receiver, permit, backlog, sent)));
             }
-        }
-    });
+            loop {
+                match receiver.recv().await {
+                    // Already sent from the kept blocks.
+                    Ok(block) if block.executed.height <= sent => continue,
+                    Ok(block) => return Some((Ok(frame(&block)), (receiver, permit, backlog, sent))),
+                    // A slow subscriber skips what it missed and goes on with the newest blocks.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

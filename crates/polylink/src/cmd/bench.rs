@@ -63,6 +63,10 @@ enum BenchWhat {
     /// Honest traffic through a whole local network (`polylink up`) with the `openai` client:
     /// every task settles, no honest party loses stake, every charge is exact.
     Traffic(super::traffic::TrafficArgs),
+    /// A whole local network under steady traffic for a long time, with a worker killed and a
+    /// validator and the chain node restarted in turn: every task settles, no honest party is
+    /// slashed, the supply is conserved; latency and memory reported per round.
+    Soak(super::soak::SoakArgs),
 }
 
 /// One engine's figures.
@@ -83,6 +87,7 @@ impl BenchCmd {
         match self.what {
             Some(BenchWhat::Tiqe(args)) => return args.run(),
             Some(BenchWhat::Traffic(args)) => return args.run(),
+            Some(BenchWhat::Soak(args)) => return args.run(),
             None => {}
         }
         let runs = self.runs.max(1);

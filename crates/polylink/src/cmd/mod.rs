@@ -11,6 +11,7 @@ pub mod models;
 pub mod plan;
 pub mod register;
 pub mod serve;
+pub mod soak;
 pub mod stake;
 pub mod tiqe;
 pub mod tiqe_sampled;

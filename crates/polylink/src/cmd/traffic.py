@@ -8,7 +8,8 @@ Sends N ordinary requests (chat and raw completions; temperature 0 to 1.5, some 
 lengths up to M tokens; streamed or not; some with a system prompt, some with earlier turns),
 D streamed requests whose client hangs up after a few chunks, and L long streamed answers of T
 tokens. Prints one JSON array, one object per request: what was asked, the task id and charge the
-gateway reported, the usage the client saw, and whether the client hung up.
+gateway reported, the usage the client saw, whether the client hung up, the seconds it took and,
+for a stream, the seconds to its first token.
 """
 import json
 import random
@@ -99,6 +100,8 @@ def send(item):
             stream = raw.parse()
             chunks, chars, finish, usage, charge = 0, 0, None, None, None
             for chunk in stream:
+                if "first_token_s" not in record and chunk.choices and chunk.choices[0].delta.content:
+                    record["first_token_s"] = round(time.monotonic() - started, 3)
                 if chunk.choices:
                     chunks += 1
                     chars += len(chunk.choices[0].delta.content or "")
@@ -115,7 +118,8 @@ def send(item):
             record.update(charge=charge, usage=usage, finish=finish, chars=chars, chunks=chunks)
     except Exception as e:  # every failure is reported, none hidden
         record["error"] = f"{type(e).__name__}: {e}"
-    record["seconds"] = round(time.monotonic() - started, 2)
+    record["seconds"] = round(time.monotonic() - started, 3)
+    record["ended_at"] = time.time()
     return record
 
 

@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// The traffic generator, run with `python3`.
-const SCRIPT: &str = include_str!("traffic.py");
+pub(super) const SCRIPT: &str = include_str!("traffic.py");
 
 /// What to send.
 #[derive(Args, Debug, Clone)]
@@ -60,17 +60,23 @@ pub struct TrafficArgs {
 
 /// One request as the client saw it (`traffic.py`'s output).
 #[derive(Debug, Deserialize)]
-struct Sent {
-    label: String,
-    kind: String,
-    stream: bool,
-    hung_up: bool,
-    max_tokens: u32,
-    task_id: Option<String>,
+pub(super) struct Sent {
+    pub(super) label: String,
+    pub(super) kind: String,
+    pub(super) stream: bool,
+    pub(super) hung_up: bool,
+    pub(super) max_tokens: u32,
+    pub(super) task_id: Option<String>,
     charge: Option<String>,
     usage: Option<Usage>,
-    error: Option<String>,
-    seconds: f64,
+    pub(super) error: Option<String>,
+    pub(super) seconds: f64,
+    /// Seconds to the first token of a stream.
+    #[serde(default)]
+    pub(super) first_token_s: Option<f64>,
+    /// When the request ended, seconds since the Unix epoch.
+    #[serde(default)]
+    pub(super) ended_at: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,48 +87,64 @@ struct Usage {
 
 /// An account's money: spendable (its balance and its deposits for gateways), bonded, strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Holding {
-    balance: Amount,
-    bonded: Amount,
-    strikes: u8,
+pub(super) struct Holding {
+    pub(super) balance: Amount,
+    pub(super) bonded: Amount,
+    pub(super) strikes: u8,
 }
 
-async fn holding(client: &Client, who: &PublicKey) -> anyhow::Result<Holding> {
+pub(super) async fn holding(client: &Client, who: &PublicKey) -> anyhow::Result<Holding> {
     let a = client.account(who).await?;
     let deposits: Amount = a.allowances.iter().map(|d| d.limit).sum();
     Ok(Holding { balance: a.balance + deposits, bonded: a.stake.bonded, strikes: a.stake.strikes })
 }
 
+/// Runs `polylink up` (this binary) in `keep` (a new directory) or a temporary one, its log to
+/// `up.log` there when `log_to_file` (else to this process's stderr), calls `drive` with its
+/// summary, data dir and process id inside a Tokio runtime, then stops it.
+pub(super) fn with_up<T>(
+    keep: Option<&std::path::Path>,
+    log_to_file: bool,
+    drive: impl AsyncFnOnce(&polylink_node::up::Summary, &std::path::Path, u32) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let temp = tempfile::tempdir()?;
+    let dir = match keep {
+        Some(keep) => {
+            anyhow::ensure!(!keep.exists(), "{} exists; --keep takes a new directory", keep.display());
+            std::fs::create_dir_all(keep)?;
+            keep.to_path_buf()
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let stderr = if log_to_file {
+        eprintln!("polylink up starting (its log: {})", dir.join("up.log").display());
+        Stdio::from(std::fs::File::create(dir.join("up.log"))?)
+    } else {
+        Stdio::inherit()
+    };
+    let mut up = Command::new(std::env::current_exe()?)
+        .args(["up", "--listen", "127.0.0.1:0", "--rpc-port", "0", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .context("starting polylink up")?;
+    let result = (|| {
+        let mut line = String::new();
+        BufReader::new(up.stdout.take().context("no stdout")?).read_line(&mut line)?;
+        let summary: polylink_node::up::Summary =
+            serde_json::from_str(&line).with_context(|| format!("polylink up printed {line:?}"))?;
+        tokio::runtime::Runtime::new()?.block_on(drive(&summary, &dir, up.id()))
+    })();
+    let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
+    let _ = up.wait();
+    result
+}
+
 impl TrafficArgs {
     /// Runs the benchmark.
     pub fn run(self) -> anyhow::Result<()> {
-        let temp = tempfile::tempdir()?;
-        let dir = match &self.keep {
-            Some(keep) => {
-                anyhow::ensure!(!keep.exists(), "{} exists; --keep takes a new directory", keep.display());
-                keep.clone()
-            }
-            None => temp.path().to_path_buf(),
-        };
-        let exe = std::env::current_exe()?;
-        let mut up = Command::new(&exe)
-            .args(["up", "--listen", "127.0.0.1:0", "--rpc-port", "0", "--data-dir"])
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting polylink up")?;
-        let result = (|| {
-            let mut line = String::new();
-            BufReader::new(up.stdout.take().context("no stdout")?).read_line(&mut line)?;
-            let summary: polylink_node::up::Summary =
-                serde_json::from_str(&line).with_context(|| format!("polylink up printed {line:?}"))?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(self.drive(&summary, &dir))
-        })();
-        let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
-        let _ = up.wait();
-        result
+        with_up(self.keep.as_deref(), false, async |summary, dir, _| self.drive(summary, dir).await)
     }
 
     async fn drive(&self, summary: &polylink_node::up::Summary, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -158,21 +180,7 @@ impl TrafficArgs {
         let traffic_s = started.elapsed().as_secs_f64();
 
         let mut problems = Vec::new();
-        let mut tasks = BTreeMap::new();
-        for s in &sent {
-            if let Some(e) = &s.error {
-                problems.push(format!("{} {} request failed: {e}", s.label, s.kind));
-            }
-            match s.task_id.as_deref().map(TaskId::from_str) {
-                Some(Ok(id)) => {
-                    tasks.insert(id, s);
-                }
-                _ if s.error.is_none() => {
-                    problems.push(format!("{} {} request named no task", s.label, s.kind))
-                }
-                _ => {}
-            }
-        }
+        let tasks = tasks_of(&sent, |_| false, &mut problems);
         let settled =
             wait_settled(&client, tasks.keys().copied(), Duration::from_secs(self.settle_timeout_s)).await?;
         let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -180,14 +188,7 @@ impl TrafficArgs {
         let mut charged: Amount = 0;
         for (id, record) in &settled {
             let s = tasks[id];
-            let outcome = match record.status {
-                TaskStatus::Settled(SettleOutcome::Paid) => "paid",
-                TaskStatus::Settled(SettleOutcome::LowQuality) => "low_quality",
-                TaskStatus::Settled(SettleOutcome::NoQuorum) => "no_quorum",
-                TaskStatus::Settled(SettleOutcome::Unchecked) => "unchecked",
-                TaskStatus::Reclaimed => "reclaimed",
-                _ => "open",
-            };
+            let outcome = outcome(&record.status);
             *outcomes.entry(outcome).or_default() += 1;
             if outcome == "open" {
                 problems.push(format!("task {id} ({} {}) was never settled", s.label, s.kind));
@@ -265,10 +266,47 @@ impl TrafficArgs {
     }
 }
 
+/// The task each served request names. A failed request is a problem unless `excused` (one
+/// that failed beside a failure the benchmark caused), as is a served one that names no task.
+pub(super) fn tasks_of<'a>(
+    sent: &'a [Sent],
+    excused: impl Fn(&Sent) -> bool,
+    problems: &mut Vec<String>,
+) -> BTreeMap<TaskId, &'a Sent> {
+    let mut tasks = BTreeMap::new();
+    for s in sent {
+        if let Some(e) = &s.error
+            && !excused(s)
+        {
+            problems.push(format!("{} {} request failed: {e}", s.label, s.kind));
+        }
+        match s.task_id.as_deref().map(TaskId::from_str) {
+            Some(Ok(id)) => {
+                tasks.insert(id, s);
+            }
+            _ if s.error.is_none() => problems.push(format!("{} {} request named no task", s.label, s.kind)),
+            _ => {}
+        }
+    }
+    tasks
+}
+
+/// How a task ended, as the reports name it (`open` while it has not).
+pub(super) fn outcome(status: &TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Settled(SettleOutcome::Paid) => "paid",
+        TaskStatus::Settled(SettleOutcome::LowQuality) => "low_quality",
+        TaskStatus::Settled(SettleOutcome::NoQuorum) => "no_quorum",
+        TaskStatus::Settled(SettleOutcome::Unchecked) => "unchecked",
+        TaskStatus::Reclaimed => "reclaimed",
+        _ => "open",
+    }
+}
+
 /// The client's view of a request against the chain's: a finished answer's charge is what the
 /// gateway said, for the tokens the client was told; a hung-up stream was billed fewer tokens
 /// than asked.
-fn check_charge(s: &Sent, id: &TaskId, result: &TaskResult, problems: &mut Vec<String>) {
+pub(super) fn check_charge(s: &Sent, id: &TaskId, result: &TaskResult, problems: &mut Vec<String>) {
     if s.hung_up {
         if result.completion_tokens >= s.max_tokens {
             problems.push(format!("task {id}: a client that hung up was billed all {} tokens", s.max_tokens));
@@ -292,7 +330,7 @@ fn check_charge(s: &Sent, id: &TaskId, result: &TaskResult, problems: &mut Vec<S
 }
 
 /// Polls every task until none is open or being scored, or `timeout` passes.
-async fn wait_settled(
+pub(super) async fn wait_settled(
     client: &Client,
     ids: impl Iterator<Item = TaskId>,
     timeout: Duration,

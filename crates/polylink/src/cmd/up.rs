@@ -85,14 +85,15 @@ impl UpCmd {
                 up::MODEL_ID
             );
             eprintln!("  Ctrl-C stops everything.");
-            let mut watch = tokio::time::interval(std::time::Duration::from_secs(2));
-            let mut reported = std::collections::HashSet::new();
+            // A child that exits (a crash, a kill) is started again with the same key, data and
+            // addresses; the rest of the network finds it where it was.
+            let mut watch = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
                     _ = watch.tick() => {
-                        for name in network.exited().into_iter().filter(|n| reported.insert(n.clone())) {
-                            tracing::warn!(%name, "a child process has exited (its log is in the data dir)");
+                        for line in network.revive() {
+                            tracing::warn!("{line}");
                         }
                     }
                 }

@@ -53,6 +53,11 @@ impl Up {
         self.summary["base_url"].as_str().unwrap().to_string()
     }
 
+    /// The process id of `up` itself.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process id of the worker named `name`.
     pub fn worker_pid(&self, name: &str) -> i32 {
         let workers = self.summary["workers"].as_array().unwrap();
