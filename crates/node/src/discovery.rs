@@ -249,15 +249,15 @@ where
         Ok(())
     }
 
-    /// Adds a deployment over `stages`, any other active worker standing by for a failed stage.
+    /// Adds a deployment over `stages`, every active worker standing by for a failed stage.
     async fn deploy(&mut self, stages: Vec<Candidate>, active: &[Candidate]) -> Result<(), NodeError> {
         let label = match stages.as_slice() {
             [only] => format!("whole-{}", short(&only.account)),
             _ => format!("pipeline-{}-{}", stages.len(), short(&stages[0].account)),
         };
-        let others =
-            active.iter().filter(|c| stages.iter().all(|s| s.account != c.account)).map(|c| c.spec.clone());
-        let standby = Box::new(StandbyList(others.collect()));
+        // Every active worker stands by, the stages' own included (one restarted after a failure
+        // takes its layers back when its stand-in fails).
+        let standby = Box::new(StandbyList(active.iter().map(|c| c.spec.clone()).collect()));
         let specs: Vec<StageSpec> = stages.iter().map(|c| c.spec.clone()).collect();
         let head = PipelineHead::new(
             self.context.child("discovered"),

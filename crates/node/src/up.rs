@@ -609,12 +609,14 @@ async fn deployments(
     // the workers serve.
     let head_key = key_from_seed(&role_seed(seed, "gateway", 0))?;
     let named = |name: &str| workers.iter().find(|w| w.name == name);
-    // Every deployment may re-plan a failed stage onto any worker outside it that holds the
-    // stage's layers: a standby serving exactly those, or (with none left) the whole-model worker,
-    // which then runs just that span.
+    // Every deployment may re-plan a failed stage onto any live worker that holds the stage's
+    // layers: a standby serving exactly those, or (with none left) the whole-model worker, which
+    // then runs just that span.
     let head = |label: &'static str, main: Vec<StageSpec>| {
-        let others = workers.iter().map(|w| w.spec.clone()).filter(|w| main.iter().all(|m| m.peer != w.peer));
-        let standby = Box::new(StandbyList(others.collect()));
+        // The stages' own workers stand by too: one that failed and was restarted takes its
+        // layers back when the worker standing in for it fails (a failed worker is passed over
+        // for a while, see `HeadConfig::failed_forgotten_after`).
+        let standby = Box::new(StandbyList(workers.iter().map(|w| w.spec.clone()).collect()));
         PipelineHead::new(context.child(label), head_key.clone(), main, standby, HeadConfig::default())
     };
     let mut deployments = Vec::new();

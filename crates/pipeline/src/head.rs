@@ -231,13 +231,18 @@ impl<E: Supervisor + Clock + Network + CryptoRng> PipelineHead<E> {
             calls_in_flight: vec![0; n],
             open_sessions: 0,
         };
+        // The heads of one gateway share its key, and a worker standing in for another
+        // deployment's stage serves both: session ids start at a random point, so two heads
+        // never name the same session on one worker.
+        let mut context = context;
+        let first = (context.next_u64() >> 2).max(1);
         Ok(Self {
             context,
             key,
             config,
             standby,
             shared: Mutex::new(shared),
-            next_session: AtomicU64::new(1),
+            next_session: AtomicU64::new(first),
         })
     }
 
