@@ -111,7 +111,8 @@ pub struct WorkerRegistration {
 pub const STAKE_BUFFER: Amount = 2;
 
 /// Bonds [`STAKE_BUFFER`] times the worker minimum if needed and registers (or updates) `key` as
-/// a worker.
+/// a worker; nothing is sent when it is registered already with the same endpoint and layers and
+/// a speed within a factor of 3 (a restart).
 pub async fn register_worker(
     client: &Client,
     key: &SecretKey,
@@ -129,11 +130,32 @@ pub async fn register_worker(
         bandwidth_kbps: registration.bandwidth_kbps,
         latency_us: registration.latency_us,
     };
+    let endpoint = registration.endpoint.to_string();
+    // A worker restarted where it was, serving what it served at about the speed it measured
+    // before, is registered already: it pays no fee to say so again (`up` restarts its workers).
+    let account = client.account(&key.public_key()).await.map_err(|e| chain_error("account", e))?;
+    if let Some(w) = &account.worker
+        && w.endpoint.as_str() == endpoint
+        && let [on_chain] = w.served.as_slice()
+        && (on_chain.model, on_chain.layer_start, on_chain.layer_end)
+            == (served.model, served.layer_start, served.layer_end)
+        && similar(on_chain.layer_time_us, served.layer_time_us)
+    {
+        tracing::info!(%endpoint, "registered already with this endpoint, these layers and about this speed");
+        return Ok(key.public_key());
+    }
     let served = BoundedVec::new(vec![served]).map_err(|e| chain_error("served ranges", e))?;
-    let endpoint =
-        BoundedString::new(registration.endpoint.to_string()).map_err(|e| chain_error("endpoint", e))?;
+    let endpoint = BoundedString::new(endpoint).map_err(|e| chain_error("endpoint", e))?;
     send(client, key, TxKind::RegisterWorker(RegisterWorker { profile, served, endpoint })).await?;
     Ok(key.public_key())
+}
+
+/// Whether two measured per-layer times are within a factor of 3 of each other. A device
+/// measures differently each time it starts (more so while its neighbours load), and the
+/// registered time is only a hint for planning: gateways route by the step times they measure.
+fn similar(a: u32, b: u32) -> bool {
+    let (lo, hi) = (u64::from(a.min(b)), u64::from(a.max(b)));
+    hi <= lo * 3
 }
 
 /// Bonds [`STAKE_BUFFER`] times the gateway minimum if needed and registers (or moves) `key` as a

@@ -11,7 +11,7 @@ mod up_common;
 
 use serde_json::Value;
 use std::collections::HashMap;
-use up_common::{Up, assert_only_these_tasks_moved_money, balance, get, stream, watched_accounts};
+use up_common::{Up, assert_only_these_tasks_moved_money, balance, get, nonce, stream, watched_accounts};
 
 /// The accounts of the workers a task was placed on, in pipeline order.
 fn task_workers(rpc: &str, answer: &Value) -> Vec<String> {
@@ -34,6 +34,8 @@ fn with_no_spare_a_dead_stage_is_replanned_onto_the_whole_model_worker() {
     // second through the pipeline.
     let reference = stream(&up, 64, None);
     assert_eq!(task_workers(&rpc, &reference), [account("worker-whole")]);
+    // `up` restarts the killed worker, which may register again (its own fee).
+    let restarted = [(account("worker-stage1"), nonce(&rpc, &account("worker-stage1")))];
     let interrupted = stream(&up, 64, Some((up.worker_pid("worker-stage1"), 8)));
     assert_eq!(task_workers(&rpc, &interrupted), [account("worker-stage0"), account("worker-stage1")]);
     assert_eq!(interrupted["killed_at_chunk"], 8, "{interrupted}");
@@ -41,7 +43,7 @@ fn with_no_spare_a_dead_stage_is_replanned_onto_the_whole_model_worker() {
     assert_eq!(interrupted["usage"], reference["usage"]);
 
     let user = up.summary["account"].as_str().unwrap();
-    assert_only_these_tasks_moved_money(&rpc, user, &before, &[&reference, &interrupted]);
+    assert_only_these_tasks_moved_money(&rpc, user, &before, &[&reference, &interrupted], &restarted);
 
     // Only the workers that computed signed receipts: stage 0, and the whole-model worker that
     // replayed and finished stage 2's layers; the killed stage signed nothing and is paid nothing.

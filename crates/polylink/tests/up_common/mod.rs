@@ -58,6 +58,13 @@ impl Up {
         self.child.id()
     }
 
+    /// The account of the worker named `name`.
+    pub fn worker_account(&self, name: &str) -> String {
+        let workers = self.summary["workers"].as_array().unwrap();
+        let w = workers.iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no worker {name}"));
+        w["account"].as_str().unwrap().to_string()
+    }
+
     /// The process id of the worker named `name`.
     pub fn worker_pid(&self, name: &str) -> i32 {
         let workers = self.summary["workers"].as_array().unwrap();
@@ -234,14 +241,21 @@ pub fn stream(up: &Up, max_tokens: usize, kill: Option<(i32, usize)>) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The nonce of `account`'s next transaction.
+pub fn nonce(rpc: &str, account: &str) -> u64 {
+    get(rpc, &format!("/account/{account}"))["nonce"].as_u64().unwrap()
+}
+
 /// Waits for each request in `seen` (client answers carrying their task id and charge) to settle,
 /// and checks that every balance in `before` moved by exactly those tasks' splits: each request
-/// charged once, and nothing else paid.
+/// charged once, and nothing else paid. `restarted`: workers killed and restarted by `up`, with
+/// their nonce before; each may have paid the fee of registering again (its own transactions).
 pub fn assert_only_these_tasks_moved_money(
     rpc: &str,
     user: &str,
     before: &std::collections::HashMap<String, u128>,
     seen: &[&Value],
+    restarted: &[(String, u64)],
 ) {
     let mut expected: std::collections::HashMap<String, i128> = Default::default();
     // Each request is one SubmitTask the user signed, and each costs the transaction fee.
@@ -256,8 +270,15 @@ pub fn assert_only_these_tasks_moved_money(
         }
     }
     for (who, was) in before {
-        let now = balance(rpc, who) as i128;
-        let want = *was as i128 + expected.get(who).copied().unwrap_or(0);
+        let record = get(rpc, &format!("/account/{who}"));
+        let deposits: u128 =
+            record["allowances"].as_array().map_or(0, |d| d.iter().map(|d| amount(&d["limit"])).sum());
+        let now = (amount(&record["balance"]) + deposits) as i128;
+        let own_fees = restarted
+            .iter()
+            .find(|(a, _)| a == who)
+            .map_or(0, |(_, nonce)| (record["nonce"].as_u64().unwrap() - nonce) as i128 * tx_fee);
+        let want = *was as i128 + expected.get(who).copied().unwrap_or(0) - own_fees;
         assert_eq!(now, want, "balance of {who}: got {now}, want {want}");
     }
 }
